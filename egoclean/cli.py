@@ -1,0 +1,209 @@
+"""The `egoclean` command line: synth, ls, fetch, rectify, tiny-model, embed, detect, sql.
+
+Each subcommand is a thin shell over a library function; errors EgoClean raises on
+purpose are printed as one line (no traceback) with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from egoclean.errors import EgoCleanError
+
+DEFAULT_SOURCE = "hf://datasets/builddotai/Egocentric-10K"
+DEFAULT_MODEL = "facebook/vjepa2-vitl-fpc64-256"
+
+
+def _mmss(sec: float) -> str:
+    m, s = divmod(int(round(max(0.0, float(sec)))), 60)
+    return f"{m:02d}:{s:02d}"
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from egoclean.synth import SynthConfig, write_dataset
+
+    cfg = SynthConfig(
+        factories=args.factories,
+        workers=args.workers,
+        clips=args.clips,
+        duration_sec=args.duration,
+        width=args.width,
+        height=args.height,
+        fps=args.fps,
+        shards=args.shards,
+        seed=args.seed,
+    )
+    summary = write_dataset(args.out_dir, cfg)
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    from egoclean.source import open_source
+
+    src = open_source(args.source, revision=args.revision)
+    parts = [p for p in (args.path or "").strip("/").split("/") if p]
+    if not parts:
+        for f in src.list_factories():
+            print(f)
+    elif len(parts) == 1:
+        for w in src.list_workers(parts[0]):
+            print(w)
+    else:
+        for shard in src.list_shards(parts[0], parts[1]):
+            print(shard)
+        if args.clips:
+            for clip in src.list_clips(parts[0], parts[1]):
+                print(clip)
+    return 0
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    from egoclean.ids import ClipId
+    from egoclean.source import open_source
+
+    src = open_source(args.source, revision=args.revision)
+    fetched = src.fetch_clip(ClipId.parse(args.clip_id), Path(args.out_dir))
+    print(json.dumps(fetched.as_dict(), indent=2, default=str))
+    return 0
+
+
+def cmd_rectify(args: argparse.Namespace) -> int:
+    from egoclean.rectify import rectify_file
+
+    result = rectify_file(
+        args.input, args.intrinsics, args.output, balance=args.balance, crf=args.crf, preset=args.preset
+    )
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+def cmd_tiny_model(args: argparse.Namespace) -> int:
+    from egoclean.tiny_model import save_tiny_model
+
+    path = save_tiny_model(args.out_dir, seed=args.seed)
+    print(f"tiny random-weight V-JEPA 2 saved to {path}")
+    return 0
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    from egoclean.encoder import EncoderConfig, embed_video, load_encoder
+
+    enc = load_encoder(
+        EncoderConfig(model=args.model, revision=args.revision, device=args.device, dtype=args.dtype)
+    )
+    emb = embed_video(args.input, enc, batch_size=args.batch)
+    files = emb.save(args.output_prefix)
+    print(json.dumps({k: str(v) for k, v in files.items()} | {"windows": len(emb)}, indent=2))
+    return 0
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    from egoclean.detection import detect_clip
+
+    report = detect_clip(
+        args.prefix,
+        out_json=args.output,
+        plots_dir=args.plots,
+        ground_truth=args.ground_truth,
+    )
+    print(report)
+    return 0
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    from egoclean.store import Store
+
+    print(Store(args.db).format_query(args.query))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="egoclean", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("synth", help="write a synthetic Egocentric-10K-layout dataset (offline tests/demo)")
+    s.add_argument("out_dir")
+    s.add_argument("--factories", type=int, default=1)
+    s.add_argument("--workers", type=int, default=1, help="workers per factory")
+    s.add_argument("--clips", type=int, default=2, help="clips per worker")
+    s.add_argument("--duration", type=float, default=60.0, help="seconds per clip")
+    s.add_argument("--width", type=int, default=480)
+    s.add_argument("--height", type=int, default=270)
+    s.add_argument("--fps", type=float, default=30.0)
+    s.add_argument("--shards", type=int, default=1, help="tar shards per worker")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_synth)
+
+    for name, fn, hlp in (
+        ("ls", cmd_ls, "list factories, a factory's workers, or a worker's shards"),
+        ("fetch", cmd_fetch, "fetch one clip's MP4 and sidecar from its worker's shard (ranged read)"),
+    ):
+        s = sub.add_parser(name, help=hlp)
+        if name == "ls":
+            s.add_argument("path", nargs="?", help="factory_001 or factory_001/worker_001")
+            s.add_argument("--clips", action="store_true", help="also list the worker's clips")
+        else:
+            s.add_argument("clip_id", help="factoryXXX_workerYYY_NNNNN")
+            s.add_argument("-o", "--out-dir", default=".")
+        s.add_argument("--source", default=DEFAULT_SOURCE, help="hf:// URL, local dir or fsspec URL")
+        s.add_argument("--revision", default=None, help="pin a dataset revision (hf:// only)")
+        s.set_defaults(func=fn)
+
+    s = sub.add_parser("rectify", help="rectify a fisheye clip to a pinhole one")
+    s.add_argument("input")
+    s.add_argument("--intrinsics", required=True)
+    s.add_argument("-o", "--output", required=True)
+    s.add_argument("--balance", type=float, default=0.0)
+    s.add_argument("--crf", type=int, default=None, help="libx264 CRF (default: see docs/PERFORMANCE.md)")
+    s.add_argument("--preset", default=None, help="libx264 preset")
+    s.set_defaults(func=cmd_rectify)
+
+    s = sub.add_parser("tiny-model", help="save a tiny randomly initialised V-JEPA 2 for tests/demo")
+    s.add_argument("out_dir")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_tiny_model)
+
+    s = sub.add_parser("embed", help="embed a clip with V-JEPA 2 in sliding 64-frame windows")
+    s.add_argument("input")
+    s.add_argument("-o", "--output-prefix", required=True)
+    s.add_argument("--model", default=DEFAULT_MODEL, help="hub id or local directory")
+    s.add_argument("--revision", default=None)
+    s.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
+    s.add_argument("--dtype", default="auto", help="auto, bf16, fp16 or fp32")
+    s.add_argument("--batch", type=int, default=4, help="windows per forward pass")
+    s.set_defaults(func=cmd_embed)
+
+    s = sub.add_parser("detect", help="analyse embeddings and detect anomalous spans")
+    s.add_argument("prefix", help="embedding prefix (PREFIX_emb.npy ...)")
+    s.add_argument("-o", "--output", default=None, help="segments JSON")
+    s.add_argument("--plots", default=None, help="folder for the diagnostics and detection PNGs")
+    s.add_argument("--ground-truth", default=None, help="CSV in the ground_truth_seed.csv format")
+    s.set_defaults(func=cmd_detect)
+
+    s = sub.add_parser("sql", help="run a read-only SQL query on the segment database")
+    s.add_argument("query")
+    s.add_argument("--db", default="data/egoclean.duckdb")
+    s.set_defaults(func=cmd_sql)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except EgoCleanError as e:
+        from egoclean.secrets import redact
+
+        print(f"egoclean {args.command}: error: {redact(str(e))}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""The Hugging Face token: read from HF_TOKEN or a `.env` file, and kept out of text.
+
+`redact` is applied to every message EgoClean prints or records, as a second line of
+defence behind never formatting the token in the first place.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def _from_dotenv(path: Path) -> str | None:
+    if not path.is_file():
+        return None
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line.startswith("export "):
+            line = line[7:].strip()
+        for name in ("HF_TOKEN", "HF_KEY", "HUGGING_FACE_HUB_TOKEN"):
+            if line.startswith(name + "="):
+                return line.split("=", 1)[1].strip().strip("'\"") or None
+    return None
+
+
+def hf_token(dotenv: str | os.PathLike | None = ".env") -> str | None:
+    """The token from the environment (HF_TOKEN), else from `.env`; None when unset."""
+    tok = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+    if tok:
+        return tok
+    return _from_dotenv(Path(dotenv)) if dotenv else None
+
+
+def redact(text: str, token: str | None = None) -> str:
+    """Replace every known token value in `text` with `***`."""
+    for tok in {token, hf_token()}:
+        if tok and len(tok) >= 4:
+            text = text.replace(tok, "***")
+    return text

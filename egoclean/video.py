@@ -1,0 +1,160 @@
+"""Streaming video I/O with PyAV: probe, frame iteration and an H.264/H.265 writer.
+
+Frames are yielded one at a time, so memory does not grow with clip length.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, asdict
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import av
+import numpy as np
+
+from egoclean.errors import VideoError
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a video file holds: frame count, rate, size, codec."""
+
+    path: str
+    n_frames: int
+    fps: float
+    width: int
+    height: int
+    codec: str
+    size_bytes: int
+
+    @property
+    def duration_sec(self) -> float:
+        return self.n_frames / self.fps if self.fps > 0 else 0.0
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "duration_sec": self.duration_sec}
+
+
+def _open(path: str | os.PathLike):
+    path = Path(path)
+    if not path.is_file():
+        raise VideoError(f"video {path}: file not found")
+    try:
+        container = av.open(str(path))
+    except av.FFmpegError as e:
+        raise VideoError(f"video {path}: cannot be opened as a video container ({e})") from e
+    if not container.streams.video:
+        container.close()
+        raise VideoError(f"video {path}: holds no video stream")
+    return container
+
+
+def probe(path: str | os.PathLike) -> VideoInfo:
+    """Read a video's header; the frame count is exact (counted from packets when the
+    container does not state it)."""
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        fps = float(rate) if rate else 0.0
+        if not fps or not math.isfinite(fps):
+            raise VideoError(f"video {path}: no frame rate in the stream")
+        n = int(stream.frames or 0)
+        if n <= 0:
+            try:
+                n = sum(1 for p in container.demux(stream) if p.size > 0)
+            except av.FFmpegError as e:
+                raise VideoError(f"video {path}: corrupt while counting frames ({e})") from e
+        ctx = stream.codec_context
+        return VideoInfo(
+            path=str(path),
+            n_frames=n,
+            fps=fps,
+            width=int(ctx.width),
+            height=int(ctx.height),
+            codec=str(ctx.name),
+            size_bytes=Path(path).stat().st_size,
+        )
+    finally:
+        container.close()
+
+
+def iter_frames(path: str | os.PathLike, fmt: str = "bgr24") -> Iterator[np.ndarray]:
+    """Decode frames in order (threaded decoder) as HxWx3 uint8 arrays in `fmt`."""
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        try:
+            for frame in container.decode(stream):
+                yield frame.to_ndarray(format=fmt)
+        except av.FFmpegError as e:
+            raise VideoError(f"video {path}: decoding failed ({e}); the file may be truncated or corrupt") from e
+    finally:
+        container.close()
+
+
+class VideoWriter:
+    """Encode BGR frames to an MP4 (libx264 by default; libx265, h264_nvenc also work)."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        fps: float,
+        width: int,
+        height: int,
+        codec: str = "libx264",
+        crf: int | None = 23,
+        preset: str | None = "veryfast",
+        pix_fmt: str = "yuv420p",
+        options: dict[str, str] | None = None,
+    ):
+        if width % 2 or height % 2:
+            raise VideoError(f"video {path}: {width}x{height} has an odd side; yuv420p needs even sizes")
+        self.path = Path(path)
+        self.container = av.open(str(self.path), mode="w")
+        self.stream = self.container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+        self.stream.width = width
+        self.stream.height = height
+        self.stream.pix_fmt = pix_fmt
+        opts: dict[str, str] = {}
+        if crf is not None and codec in ("libx264", "libx265"):
+            opts["crf"] = str(crf)
+        if preset is not None:
+            opts["preset"] = preset
+        if codec == "libx265":
+            opts["x265-params"] = "log-level=error"
+        opts.update(options or {})
+        self.stream.options = opts
+        self.stream.thread_type = "AUTO"
+        self._time_base = Fraction(1, 1) / Fraction(fps).limit_denominator(1001)
+        self.stream.codec_context.time_base = self._time_base
+        self.n_frames = 0
+
+    def write(self, frame_bgr: np.ndarray) -> None:
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame_bgr), format="bgr24")
+        frame.pts = self.n_frames
+        frame.time_base = self._time_base
+        self.container.mux(self.stream.encode(frame))
+        self.n_frames += 1
+
+    def close(self) -> None:
+        if self.container is not None:
+            try:
+                self.container.mux(self.stream.encode(None))
+            finally:
+                self.container.close()
+                self.container = None
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        elif self.container is not None:
+            self.container.close()
+            self.container = None
