@@ -134,8 +134,8 @@ class VideoWriter:
         self.stream.codec_context.time_base = self._time_base
         self.n_frames = 0
 
-    def write(self, frame_bgr: np.ndarray) -> None:
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame_bgr), format="bgr24")
+    def write(self, frame_bgr: np.ndarray, fmt: str = "bgr24") -> None:
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame_bgr), format=fmt)
         frame.pts = self.n_frames
         frame.time_base = self._time_base
         self.container.mux(self.stream.encode(frame))
