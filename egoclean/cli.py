@@ -117,7 +117,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
 def cmd_sql(args: argparse.Namespace) -> int:
     from egoclean.store import Store
 
-    print(Store(args.db).format_query(args.query))
+    store = Store(args.db, timeout_sec=args.timeout)
+    print(store.format_query(args.query, max_rows=args.max_rows))
     return 0
 
 
@@ -187,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sql", help="run a read-only SQL query on the segment database")
     s.add_argument("query")
     s.add_argument("--db", default="data/egoclean.duckdb")
+    s.add_argument("--timeout", type=float, default=10.0, help="seconds to wait while a writer holds the db")
+    s.add_argument("--max-rows", type=int, default=None, help="print at most this many rows")
     s.set_defaults(func=cmd_sql)
     return p
 

@@ -1,0 +1,513 @@
+"""The DuckDB segment store: clips, segments, window scores, ground truth, detection_eval.
+
+DuckDB lets one process at a time open a database file for writing, and a second
+process that tries fails at once with a lock error. So every call opens a short-lived
+connection, does its work in one transaction, and closes it; opening retries with
+exponential backoff and jitter on the lock error for a bounded number of attempts and
+seconds, then raises `StoreBusyError` naming the file.
+
+Re-materializing a clip replaces its rows (DELETE then INSERT in one transaction over
+`clips`, `segments` and `window_scores`), so a reader sees either the old clip or the
+new one, never half of one and never duplicates. Ground truth is replaced per source.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence, TypeVar
+
+import duckdb
+
+from egoclean.errors import InvalidInputError, StoreBusyError
+from egoclean.ids import ClipId
+
+DEFAULT_DB = Path("data/egoclean.duckdb")
+DEFAULT_RETRIES = 60
+DEFAULT_TIMEOUT_SEC = 30.0
+# Backoff between lock retries: first wait up to BASE, doubling up to CAP.
+BACKOFF_BASE_SEC = 0.05
+BACKOFF_CAP_SEC = 1.0
+IOU_MATCH = 0.5  # a detection matches a ground-truth span at temporal IoU >= this (SPEC)
+SEED_SOURCE = "seed"
+
+T = TypeVar("T")
+
+
+class QueryError(InvalidInputError):
+    """A SQL query failed (DuckDB's message) or tried to write through a read-only query."""
+
+
+class StoreMissingError(InvalidInputError):
+    """The database file does not exist yet (nothing has been materialized)."""
+
+
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS clips (
+    clip_id VARCHAR PRIMARY KEY,
+    factory VARCHAR NOT NULL,            -- dataset folder name: factory_001
+    worker VARCHAR NOT NULL,             -- dataset folder name: worker_001
+    n_frames BIGINT,
+    fps DOUBLE,
+    width INTEGER,
+    height INTEGER,
+    duration_sec DOUBLE,
+    paths MAP(VARCHAR, VARCHAR),         -- paths['rectified'], paths['embeddings'], ...
+    model VARCHAR,
+    random_weights BOOLEAN,
+    materialized_at TIMESTAMP            -- UTC
+);
+CREATE TABLE IF NOT EXISTS segments (
+    clip_id VARCHAR NOT NULL,
+    factory VARCHAR NOT NULL,
+    worker VARCHAR NOT NULL,
+    kind VARCHAR NOT NULL CHECK (kind IN ('anomaly', 'work')),
+    start_sec DOUBLE NOT NULL,
+    end_sec DOUBLE NOT NULL,
+    duration_sec DOUBLE NOT NULL,
+    peak_score DOUBLE,
+    theta_on DOUBLE,
+    theta_off DOUBLE,
+    model VARCHAR,
+    materialized_at TIMESTAMP
+);
+CREATE TABLE IF NOT EXISTS window_scores (
+    clip_id VARCHAR NOT NULL,
+    t_sec DOUBLE NOT NULL,
+    score DOUBLE,
+    smoothed DOUBLE,
+    is_anomaly BOOLEAN
+);
+CREATE TABLE IF NOT EXISTS ground_truth (
+    clip_id VARCHAR NOT NULL,
+    clip_duration_sec DOUBLE,
+    start_sec DOUBLE NOT NULL,
+    end_sec DOUBLE NOT NULL,
+    label VARCHAR,
+    source VARCHAR NOT NULL
+);
+CREATE OR REPLACE MACRO egoclean_mmss(x) AS
+    CASE WHEN x IS NULL THEN NULL ELSE
+        printf('%02d:%02d', (round(greatest(x, 0))::BIGINT) // 60, (round(greatest(x, 0))::BIGINT) % 60)
+    END;
+CREATE OR REPLACE MACRO egoclean_iou(a0, a1, b0, b1) AS
+    CASE WHEN (a1 - a0) + (b1 - b0) - greatest(0.0, least(a1, b1) - greatest(a0, b0)) > 0
+         THEN greatest(0.0, least(a1, b1) - greatest(a0, b0))
+              / ((a1 - a0) + (b1 - b0) - greatest(0.0, least(a1, b1) - greatest(a0, b0)))
+         ELSE 0.0 END;
+CREATE OR REPLACE VIEW detection_eval AS
+WITH det AS (
+    SELECT clip_id, start_sec, end_sec, peak_score, model
+    FROM segments WHERE kind = 'anomaly'
+), gt AS (
+    SELECT row_number() OVER () AS gt_id, * FROM ground_truth
+), pairs AS (
+    SELECT gt.*, det.start_sec AS det_start_sec, det.end_sec AS det_end_sec,
+           det.peak_score, det.model,
+           CASE WHEN det.clip_id IS NULL THEN NULL
+                ELSE egoclean_iou(gt.start_sec, gt.end_sec, det.start_sec, det.end_sec) END AS iou
+    FROM gt LEFT JOIN det ON det.clip_id = gt.clip_id
+), ranked AS (
+    SELECT * FROM pairs
+    QUALIFY row_number() OVER (PARTITION BY gt_id ORDER BY iou DESC NULLS LAST, det_start_sec) = 1
+), best AS (
+    -- a detection that does not overlap the span at all is not its counterpart
+    SELECT * REPLACE (
+        CASE WHEN iou > 0 THEN det_start_sec END AS det_start_sec,
+        CASE WHEN iou > 0 THEN det_end_sec END AS det_end_sec,
+        CASE WHEN iou > 0 THEN peak_score END AS peak_score,
+        CASE WHEN iou > 0 THEN model END AS model)
+    FROM ranked
+), truth_rows AS (
+    SELECT clip_id, label, source,
+           CASE WHEN iou >= {IOU_MATCH} THEN 'matched' ELSE 'missed' END AS status,
+           egoclean_mmss(start_sec) || '-' || egoclean_mmss(end_sec) AS truth,
+           egoclean_mmss(det_start_sec) || '-' || egoclean_mmss(det_end_sec) AS detected,
+           iou,
+           det_start_sec - start_sec AS start_error_sec,
+           det_end_sec - end_sec AS end_error_sec,
+           coalesce(iou >= {IOU_MATCH}, false) AS matched,
+           start_sec AS gt_start_sec, end_sec AS gt_end_sec,
+           det_start_sec, det_end_sec, peak_score, model
+    FROM best
+), unmatched_rows AS (
+    -- detections on clips with ground truth that match no ground-truth span
+    SELECT det.clip_id, NULL::VARCHAR AS label, NULL::VARCHAR AS source,
+           'false positive' AS status, NULL::VARCHAR AS truth,
+           egoclean_mmss(det.start_sec) || '-' || egoclean_mmss(det.end_sec) AS detected,
+           max(egoclean_iou(g.start_sec, g.end_sec, det.start_sec, det.end_sec)) AS iou,
+           NULL::DOUBLE AS start_error_sec, NULL::DOUBLE AS end_error_sec,
+           false AS matched, NULL::DOUBLE AS gt_start_sec, NULL::DOUBLE AS gt_end_sec,
+           det.start_sec AS det_start_sec, det.end_sec AS det_end_sec,
+           det.peak_score, det.model
+    FROM det JOIN ground_truth g ON g.clip_id = det.clip_id
+    GROUP BY det.clip_id, det.start_sec, det.end_sec, det.peak_score, det.model
+    HAVING max(egoclean_iou(g.start_sec, g.end_sec, det.start_sec, det.end_sec)) < {IOU_MATCH}
+)
+SELECT * FROM (SELECT * FROM truth_rows UNION ALL SELECT * FROM unmatched_rows)
+ORDER BY clip_id, coalesce(gt_start_sec, det_start_sec), gt_start_sec NULLS LAST;
+"""
+
+
+SCHEMA_TAG = "egoclean schema " + hashlib.sha256(SCHEMA.encode()).hexdigest()[:16]
+
+
+def _ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Create or update the schema unless this file already has this version of it.
+
+    The version lives in the view's comment; skipping the DDL when it matches keeps
+    writers from rewriting the catalog on every clip."""
+    tag = con.execute(
+        "SELECT comment FROM duckdb_views() WHERE view_name = 'detection_eval' AND NOT internal"
+    ).fetchone()
+    if tag and tag[0] == SCHEMA_TAG:
+        return
+    con.execute(SCHEMA)
+    con.execute(f"COMMENT ON VIEW detection_eval IS '{SCHEMA_TAG}'")
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def _is_lock_error(e: BaseException) -> bool:
+    """True for the errors that clear once another connection closes the file."""
+    msg = str(e)
+    if isinstance(e, duckdb.IOException) and "lock" in msg.lower():
+        return True
+    # Same process, other configuration (read-only vs read-write) still open.
+    return isinstance(e, duckdb.ConnectionException) and "different configuration" in msg
+
+
+def _one_line(msg: str) -> str:
+    """DuckDB's message up to its 'LINE n:' caret excerpt, on one line."""
+    kept = []
+    for line in str(msg).splitlines():
+        if line.startswith("LINE "):
+            break
+        if line.strip():
+            kept.append(line.strip())
+    return " ".join(kept) or str(msg).strip()
+
+
+def _short(sql: str, limit: int = 200) -> str:
+    s = " ".join(sql.split())
+    return s if len(s) <= limit else s[: limit - 1] + "…"
+
+
+def _float(x: Any) -> float | None:
+    return None if x is None else float(x)
+
+
+def _span_rows(spans: Iterable[Any], what: str) -> list[tuple[float, float, float | None]]:
+    rows = []
+    for s in spans:
+        start, end = float(s.start_sec), float(s.end_sec)
+        if not (math.isfinite(start) and math.isfinite(end)) or end < start:
+            raise InvalidInputError(f"{what}: span {start}..{end} s is not a finite, ordered interval")
+        rows.append((start, end, _float(getattr(s, "peak_score", None))))
+    return rows
+
+
+@dataclass
+class Store:
+    """A DuckDB segment database at `path`, opened briefly per call with a bounded lock retry."""
+
+    path: Path = DEFAULT_DB
+    retries: int = DEFAULT_RETRIES  # connection attempts in all (>= 1)
+    timeout_sec: float = DEFAULT_TIMEOUT_SEC  # give up retrying after this long
+
+    def __post_init__(self) -> None:
+        self.path = Path(self.path)
+        self.retries = max(1, int(self.retries))
+        self.timeout_sec = float(self.timeout_sec)
+
+    # -- connections ---------------------------------------------------------------
+
+    def _connect(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+        """Open the file, retrying with backoff + jitter while another process holds it."""
+        if read_only and not self.path.is_file():
+            raise StoreMissingError(
+                f"database {self.path} does not exist: materialize a clip first "
+                "(e.g. anomaly_segments in `dagster dev`) or pass --db PATH"
+            )
+        if not read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        start = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return duckdb.connect(str(self.path), read_only=read_only)
+            except duckdb.Error as e:
+                if not _is_lock_error(e):
+                    raise InvalidInputError(f"database {self.path}: cannot open: {_one_line(str(e))}") from None
+                elapsed = time.monotonic() - start
+                if attempt >= self.retries or elapsed >= self.timeout_sec:
+                    raise StoreBusyError(
+                        f"database {self.path} is busy: another process holds it for writing "
+                        f"(gave up after {attempt} attempts in {elapsed:.1f} s); "
+                        "close other DuckDB sessions on it or try again"
+                    ) from None
+                # Full jitter keeps several waiting writers from retrying in lockstep.
+                cap = min(BACKOFF_CAP_SEC, BACKOFF_BASE_SEC * 2 ** (attempt - 1))
+                time.sleep(min(random.uniform(cap / 4, cap), max(0.0, self.timeout_sec - elapsed)))
+
+    def _write(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        """Run `fn` in one transaction on a fresh read-write connection (schema ensured)."""
+        con = self._connect(read_only=False)
+        try:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                _ensure_schema(con)
+                result = fn(con)
+                con.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(duckdb.Error):
+                    con.execute("ROLLBACK")
+                raise
+            return result
+        finally:
+            con.close()
+
+    def _read(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        con = self._connect(read_only=True)
+        try:
+            return fn(con)
+        finally:
+            con.close()
+
+    # -- writing -------------------------------------------------------------------
+
+    def init(self) -> Path:
+        """Create the tables and the detection_eval view if missing (idempotent)."""
+        self._write(lambda con: None)
+        return self.path
+
+    def replace_clip(
+        self,
+        clip: dict,
+        detection: Any,
+        model: str,
+        *,
+        random_weights: bool | None = None,
+        materialized_at: datetime | None = None,
+    ) -> dict:
+        """Replace one clip's rows in clips, segments and window_scores in one transaction.
+
+        `clip` needs `clip_id` and may hold n_frames, fps, width, height, duration_sec,
+        paths (name -> path) and random_weights. `detection` is an
+        `egoclean.detection.Detection` (ts, score, smoothed, is_anomaly, theta_on,
+        theta_off, spans, work_spans). Returns the row counts written.
+        """
+        if not isinstance(clip, dict) or "clip_id" not in clip:
+            raise InvalidInputError(f"replace_clip: clip must be a dict with a clip_id, got {clip!r:.200}")
+        cid = ClipId.parse(str(clip["clip_id"]))
+        key = cid.key
+        ts = [float(x) for x in detection.ts]
+        cols = {
+            "score": [float(x) for x in detection.score],
+            "smoothed": [float(x) for x in detection.smoothed],
+            "is_anomaly": [bool(x) for x in detection.is_anomaly],
+        }
+        bad = {k: len(v) for k, v in cols.items() if len(v) != len(ts)}
+        if bad:
+            raise InvalidInputError(f"replace_clip {key}: window arrays disagree with ts ({len(ts)}): {bad}")
+        anomaly = _span_rows(detection.spans, f"replace_clip {key} anomaly spans")
+        work = _span_rows(getattr(detection, "work_spans", None) or [], f"replace_clip {key} work spans")
+        theta_on, theta_off = _float(detection.theta_on), _float(detection.theta_off)
+        when = materialized_at or _utcnow()
+        rw = clip.get("random_weights") if random_weights is None else random_weights
+        paths = {str(k): str(v) for k, v in (clip.get("paths") or {}).items() if v is not None}
+
+        def opt(name: str, cast: Callable[[Any], Any]) -> Any:
+            v = clip.get(name)
+            return None if v is None else cast(v)
+
+        clip_row = (
+            key, cid.factory_dir, cid.worker_dir,
+            opt("n_frames", int), opt("fps", float), opt("width", int), opt("height", int),
+            opt("duration_sec", float), paths, str(model), None if rw is None else bool(rw), when,
+        )
+        seg_rows = [
+            (key, cid.factory_dir, cid.worker_dir, kind, s, e, e - s, peak, theta_on, theta_off, str(model), when)
+            for kind, spans in (("anomaly", anomaly), ("work", work))
+            for s, e, peak in spans
+        ]
+
+        def write(con: duckdb.DuckDBPyConnection) -> dict:
+            for table in ("clips", "segments", "window_scores"):
+                con.execute(f"DELETE FROM {table} WHERE clip_id = ?", [key])
+            con.execute(
+                "INSERT INTO clips VALUES (?, ?, ?, ?, ?, ?, ?, ?, MAP(?::VARCHAR[], ?::VARCHAR[]), ?, ?, ?)",
+                [*clip_row[:8], list(paths), list(paths.values()), *clip_row[9:]],
+            )
+            if seg_rows:
+                con.executemany("INSERT INTO segments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", seg_rows)
+            if ts:
+                # One statement with list parameters: unnest zips them into rows, far
+                # faster than executemany over ~1,000 windows.
+                con.execute(
+                    "INSERT INTO window_scores SELECT ?, unnest(?::DOUBLE[]), unnest(?::DOUBLE[]),"
+                    " unnest(?::DOUBLE[]), unnest(?::BOOLEAN[])",
+                    [key, ts, cols["score"], cols["smoothed"], cols["is_anomaly"]],
+                )
+            return {"clip_id": key, "segments": len(seg_rows), "anomaly_spans": len(anomaly),
+                    "work_spans": len(work), "window_scores": len(ts)}
+
+        return self._write(write)
+
+    def delete_clip(self, clip_id: str) -> None:
+        """Remove one clip's rows from clips, segments and window_scores."""
+        key = ClipId.parse(clip_id).key
+
+        def write(con: duckdb.DuckDBPyConnection) -> None:
+            for table in ("clips", "segments", "window_scores"):
+                con.execute(f"DELETE FROM {table} WHERE clip_id = ?", [key])
+
+        self._write(write)
+
+    def replace_ground_truth(self, spans: Sequence[Any], source: str) -> int:
+        """Replace every ground-truth row of `source` with `spans` (GroundTruthSpan-like)."""
+        if not source:
+            raise InvalidInputError("replace_ground_truth: source must be a non-empty name")
+        rows = []
+        for sp in spans:
+            key = ClipId.parse(str(sp.clip_id)).key
+            ((start, end, _),) = _span_rows([sp], f"ground truth {source} {key}")
+            dur = getattr(sp, "clip_duration_sec", None)
+            rows.append((key, _float(dur), start, end, getattr(sp, "label", None), str(source)))
+
+        def write(con: duckdb.DuckDBPyConnection) -> int:
+            con.execute("DELETE FROM ground_truth WHERE source = ?", [str(source)])
+            if rows:
+                con.executemany("INSERT INTO ground_truth VALUES (?, ?, ?, ?, ?, ?)", rows)
+            return len(rows)
+
+        return self._write(write)
+
+    def load_ground_truth_csv(self, path: str | os.PathLike | None = None, source: str | None = None) -> int:
+        """Load a ground-truth CSV (None: the packaged seed) and replace its source's rows."""
+        from egoclean.evaluation import load_ground_truth
+
+        spans = load_ground_truth(path)
+        return self.replace_ground_truth(spans, source or (SEED_SOURCE if path is None else str(path)))
+
+    # -- reading -------------------------------------------------------------------
+
+    def query(self, sql: str, params: Sequence[Any] | dict | None = None) -> tuple[list[str], list[tuple]]:
+        """Run `sql` on a read-only connection; return (column names, rows)."""
+
+        def run(con: duckdb.DuckDBPyConnection) -> tuple[list[str], list[tuple]]:
+            try:
+                cur = con.execute(sql, params) if params is not None else con.execute(sql)
+                if cur.description is None:
+                    return [], []
+                return [d[0] for d in cur.description], cur.fetchall()
+            except duckdb.Error as e:
+                msg = _one_line(str(e))
+                if "read-only mode" in msg:
+                    raise QueryError(
+                        f"database {self.path} is opened read-only here; writes are refused "
+                        f"({msg}) in query: {_short(sql)}"
+                    ) from None
+                raise QueryError(f"query failed on {self.path}: {msg} in query: {_short(sql)}") from None
+
+        return self._read(run)
+
+    def format_query(self, sql: str, params: Sequence[Any] | dict | None = None, max_rows: int | None = None) -> str:
+        """Run a read-only query and render it as an aligned text table."""
+        columns, rows = self.query(sql, params)
+        return format_table(columns, rows, max_rows=max_rows)
+
+    def _rows(self, sql: str, params: list) -> list[dict]:
+        if not self.path.is_file():
+            return []
+
+        def run(con: duckdb.DuckDBPyConnection) -> list[dict]:
+            try:
+                cur = con.execute(sql, params)
+            except duckdb.CatalogException:
+                return []  # a file whose schema was never created holds nothing
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, r)) for r in cur.fetchall()]
+
+        return self._read(run)
+
+    def clip(self, clip_id: str) -> dict | None:
+        """The clips row of `clip_id` (paths as a dict), or None when it is not stored."""
+        rows = self._rows("SELECT * FROM clips WHERE clip_id = ?", [ClipId.parse(clip_id).key])
+        if not rows:
+            return None
+        row = rows[0]
+        row["paths"] = dict(row["paths"] or {})
+        return row
+
+    def segments(self, clip_id: str, kind: str | None = None) -> list[dict]:
+        """The segments rows of `clip_id` (optionally one kind), in time order."""
+        key = ClipId.parse(clip_id).key
+        if kind is None:
+            return self._rows("SELECT * FROM segments WHERE clip_id = ? ORDER BY start_sec, kind", [key])
+        return self._rows("SELECT * FROM segments WHERE clip_id = ? AND kind = ? ORDER BY start_sec", [key, kind])
+
+    def window_scores(self, clip_id: str) -> list[dict]:
+        """The per-window scores of `clip_id`, in time order."""
+        return self._rows("SELECT * FROM window_scores WHERE clip_id = ? ORDER BY t_sec", [ClipId.parse(clip_id).key])
+
+    def detection_eval(self, clip_id: str | None = None) -> list[dict]:
+        """Rows of the detection_eval view (all clips, or one)."""
+        if clip_id is None:
+            return self._rows("SELECT * FROM detection_eval", [])
+        return self._rows("SELECT * FROM detection_eval WHERE clip_id = ?", [ClipId.parse(clip_id).key])
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return "NULL"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k}={_cell(x)}" for k, x in v.items()) + "}"
+    return str(v)
+
+
+def format_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], max_rows: int | None = None) -> str:
+    """An aligned box table like DuckDB's own: header, rows, then the row count."""
+    if not columns:
+        return "(no result)"
+    shown = list(rows) if max_rows is None else list(rows[:max_rows])
+    cells = [[_cell(v) for v in r] for r in shown]
+    numeric = [
+        all(isinstance(r[i], (int, float)) and not isinstance(r[i], bool) for r in shown if r[i] is not None)
+        and any(r[i] is not None for r in shown)
+        for i in range(len(columns))
+    ]
+    widths = [max([len(str(c))] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+
+    def line(parts: Sequence[str], right: Sequence[bool]) -> str:
+        return "│ " + " │ ".join(
+            p.rjust(w) if r else p.ljust(w) for p, w, r in zip(parts, widths, right)
+        ) + " │"
+
+    def rule(left: str, mid: str, right: str) -> str:
+        return left + mid.join("─" * (w + 2) for w in widths) + right
+
+    out = [rule("┌", "┬", "┐"), line([str(c).center(w) for c, w in zip(columns, widths)], [False] * len(widths))]
+    out.append(rule("├", "┼", "┤"))
+    out += [line(r, numeric) for r in cells]
+    out.append(rule("└", "┴", "┘"))
+    n = len(rows)
+    footer = f"{n} row" + ("" if n == 1 else "s")
+    if len(shown) < n:
+        footer += f" ({len(shown)} shown)"
+    out.append(footer)
+    return "\n".join(out)
