@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import math
 import os
 import random
@@ -39,6 +40,7 @@ IOU_MATCH = 0.5  # a detection matches a ground-truth span at temporal IoU >= th
 SEED_SOURCE = "seed"
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class QueryError(InvalidInputError):
@@ -256,9 +258,11 @@ class Store:
                         f"(gave up after {attempt} attempts in {elapsed:.1f} s); "
                         "close other DuckDB sessions on it or try again"
                     ) from None
-                # Full jitter keeps several waiting writers from retrying in lockstep.
+                # Jitter keeps several waiting writers from retrying in lockstep.
                 cap = min(BACKOFF_CAP_SEC, BACKOFF_BASE_SEC * 2 ** (attempt - 1))
-                time.sleep(min(random.uniform(cap / 4, cap), max(0.0, self.timeout_sec - elapsed)))
+                delay = min(random.uniform(cap / 4, cap), max(0.0, self.timeout_sec - elapsed))
+                log.info("database %s is busy (attempt %d); retrying in %.2f s", self.path, attempt, delay)
+                time.sleep(delay)
 
     def _write(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
         """Run `fn` in one transaction on a fresh read-write connection (schema ensured)."""
