@@ -1,0 +1,130 @@
+"""Phase 1 assets: fetch the raw clip, validate the worker's intrinsics, rectify the video."""
+
+
+import time
+
+from dagster import AssetExecutionContext, MetadataValue, Output, asset
+
+from egoclean_assets.io_manager import ClipArtifact, ClipStorage
+from egoclean_assets.metadata import rate
+from egoclean_assets.partitions import clip_of, clip_partitions
+from egoclean_assets.resources import RectifyResource, SourceResource
+
+GROUP = "phase1_ingest"
+
+
+@asset(partitions_def=clip_partitions, group_name=GROUP, kinds={"video"}, tags={"egoclean/intermediate": "true"})
+def raw_tar(context: AssetExecutionContext, source: SourceResource, storage: ClipStorage) -> Output[ClipArtifact]:
+    """The clip's raw fisheye MP4 and sidecar, taken from its worker's shard by ranged read.
+
+    An intermediate: deleted once intrinsics and rectified_clip have both succeeded.
+    """
+    from egoclean.video import probe
+
+    clip = clip_of(context)
+    t0 = time.perf_counter()
+    fetched = source.open().fetch_clip(clip, storage.output_dir(clip, "raw_tar"))
+    seconds = time.perf_counter() - t0
+    # The raw frame count is kept in the manifest: the rectified check needs it after
+    # the raw clip itself has been deleted.
+    info = probe(fetched.mp4_path)
+    shard = getattr(fetched.shard, "name", None) or str(fetched.shard)
+    artifact = ClipArtifact(
+        clip.key,
+        "raw_tar",
+        files={"mp4": str(fetched.mp4_path), "sidecar": str(fetched.sidecar_path)},
+        info={"video": info.as_dict(), "sidecar": dict(fetched.sidecar), "shard": shard},
+    )
+    return Output(
+        artifact,
+        metadata={
+            "frames": info.n_frames,
+            "fps": MetadataValue.float(info.fps),
+            "duration_sec": MetadataValue.float(round(info.duration_sec, 3)),
+            "size": f"{info.width}x{info.height}",
+            "codec": info.codec,
+            "size_mb": MetadataValue.float(round(fetched.size_bytes / 1e6, 3)),
+            "shard": shard,
+            "fetch_seconds": MetadataValue.float(round(seconds, 3)),
+            "fetch_mb_per_sec": MetadataValue.float(rate(fetched.size_bytes / 1e6, seconds)),
+            "intermediate": True,
+        },
+    )
+
+
+@asset(partitions_def=clip_partitions, group_name=GROUP, kinds={"json"})
+def intrinsics(
+    context: AssetExecutionContext,
+    raw_tar: ClipArtifact,
+    source: SourceResource,
+    rectify: RectifyResource,
+    storage: ClipStorage,
+) -> Output[ClipArtifact]:
+    """The worker's fisheye intrinsics validated, scaled to the clip, with the rectified pinhole matrix."""
+    from egoclean.intrinsics import FisheyeIntrinsics, rectified_intrinsics
+
+    clip = clip_of(context)
+    where = f"{source.url}/{clip.worker_path}/intrinsics.json"
+    fisheye = FisheyeIntrinsics.from_dict(source.open().read_intrinsics(clip.factory_dir, clip.worker_dir), source=where)
+    # The decoded size, not the sidecar's claim, is what the maps will sample.
+    video = raw_tar.info["video"]
+    rect = rectified_intrinsics(fisheye, video["width"], video["height"], balance=rectify.balance)
+    path = rect.save(storage.output_dir(clip, "intrinsics") / f"{clip.key}_intrinsics.json")
+    d = rect.to_dict()
+    return Output(
+        ClipArtifact(clip.key, "intrinsics", files={"json": str(path)}, info={"rectified": d}),
+        metadata={
+            "fisheye_size": f"{fisheye.image_width}x{fisheye.image_height}",
+            "clip_size": f"{video['width']}x{video['height']}",
+            "rectified_size": f"{d['image_width']}x{d['image_height']}",
+            "K_new": MetadataValue.json(d["K"]),
+            "balance": MetadataValue.float(rect.balance),
+            "valid_fraction": MetadataValue.float(round(rect.valid_fraction, 4)),
+            "path": MetadataValue.path(str(path)),
+        },
+    )
+
+
+@asset(partitions_def=clip_partitions, group_name=GROUP, kinds={"video"})
+def rectified_clip(
+    context: AssetExecutionContext,
+    raw_tar: ClipArtifact,
+    intrinsics: ClipArtifact,
+    rectify: RectifyResource,
+    storage: ClipStorage,
+) -> Output[ClipArtifact]:
+    """The clip rectified to a pinhole camera (same frames and frame rate), H.264 MP4."""
+    from egoclean.intrinsics import FisheyeIntrinsics, rectified_intrinsics
+    from egoclean.rectify import rectify_video
+
+    clip = clip_of(context)
+    d = intrinsics.info["rectified"]
+    # Rebuilt from the stored fisheye model: the same deterministic computation as the
+    # intrinsics asset, so the maps match the K_new it recorded.
+    fisheye = FisheyeIntrinsics.from_dict(d["fisheye_source"], source=str(intrinsics.path("json")))
+    rect = rectified_intrinsics(fisheye, d["input_width"], d["input_height"], balance=d["balance"])
+    out = storage.output_dir(clip, "rectified_clip") / f"{clip.key}_rectified.mp4"
+    result = rectify_video(raw_tar.path("mp4"), rect, out, progress=False, **rectify.encode_kwargs())
+    raw_frames = int(raw_tar.info["video"]["n_frames"])
+    info = {
+        "video": {k: result[k] for k in ("frames", "fps", "duration_sec", "width", "height", "size_bytes")},
+        "raw_frames": raw_frames,
+        "raw_fps": raw_tar.info["video"]["fps"],
+    }
+    return Output(
+        ClipArtifact(clip.key, "rectified_clip", files={"mp4": str(out)}, info=info),
+        metadata={
+            "frames": result["frames"],
+            "raw_frames": raw_frames,
+            "fps": MetadataValue.float(result["fps"]),
+            "duration_sec": MetadataValue.float(round(result["duration_sec"], 3)),
+            "size": f"{result['width']}x{result['height']}",
+            "size_mb": MetadataValue.float(round(result["size_bytes"] / 1e6, 3)),
+            "seconds": MetadataValue.float(round(result["seconds"], 3)),
+            "throughput_fps": MetadataValue.float(round(result["throughput_fps"], 2)),
+            "crf": result["crf"],
+            "preset": str(result["preset"]),
+            "valid_fraction": MetadataValue.float(round(result["valid_fraction"], 4)),
+            "path": MetadataValue.path(str(out)),
+        },
+    )

@@ -1,0 +1,213 @@
+"""Phase 2 assets: V-JEPA 2 embeddings, similarity analysis, anomaly segments, pictures."""
+
+
+import json
+import time
+
+import numpy as np
+from dagster import AssetExecutionContext, MetadataValue, Output, asset
+
+from egoclean_assets.io_manager import ClipArtifact, ClipStorage
+from egoclean_assets.metadata import mmss, picture, rate, spans_table
+from egoclean_assets.partitions import clip_of, clip_partitions
+from egoclean_assets.resources import DetectionResource, EncoderResource, GroundTruthResource, StoreResource
+
+GROUP = "phase2_temporal"
+ANALYSIS_ARRAYS = ("ts", "change", "autocorr", "lags_sec", "matrix_ts")
+
+
+def _prefix(artifact: ClipArtifact):
+    """The embedding prefix (`<dir>/<clip>`) of a vjepa_embeddings artifact."""
+    p = artifact.path("emb")
+    return p.with_name(p.name[: -len("_emb.npy")])
+
+
+@asset(partitions_def=clip_partitions, group_name=GROUP, pool="gpu", kinds={"pytorch"})
+def vjepa_embeddings(
+    context: AssetExecutionContext, rectified_clip: ClipArtifact, encoder: EncoderResource, storage: ClipStorage
+) -> Output[ClipArtifact]:
+    """V-JEPA 2 embeddings of 64-frame windows every second: mean (N, 1024), temporal (N, 32, 1024), times."""
+    from egoclean.encoder import embed_video
+
+    clip = clip_of(context)
+    enc = encoder.load()
+    t0 = time.perf_counter()
+    emb = embed_video(rectified_clip.path("mp4"), enc, batch_size=encoder.batch_size, progress=False)
+    seconds = time.perf_counter() - t0
+    files = emb.save(storage.output_dir(clip, "vjepa_embeddings") / clip.key)
+    model = emb.meta.get("model", enc.model_id)
+    info = {"video": rectified_clip.info["video"], "model": model, "random_weights": bool(enc.random_weights),
+            "windows": len(emb)}
+    return Output(
+        ClipArtifact(clip.key, "vjepa_embeddings", files={k: str(v) for k, v in files.items()}, info=info),
+        metadata={
+            "windows": len(emb),
+            "emb_shape": str(tuple(emb.emb.shape)),
+            "temb_shape": str(tuple(emb.temb.shape)),
+            "model": model + (" (random weights)" if enc.random_weights else ""),
+            "random_weights": bool(enc.random_weights),
+            "device": str(enc.device),
+            "dtype": str(enc.dtype).replace("torch.", ""),
+            "stride_frames": int(emb.meta.get("stride", 0)),
+            "seconds": MetadataValue.float(round(seconds, 3)),
+            "windows_per_sec": MetadataValue.float(rate(len(emb), seconds)),
+            "path": MetadataValue.path(str(files["emb"])),
+        },
+    )
+
+
+@asset(partitions_def=clip_partitions, group_name=GROUP, kinds={"numpy"})
+def similarity_matrix(
+    context: AssetExecutionContext, vjepa_embeddings: ClipArtifact, storage: ClipStorage
+) -> Output[ClipArtifact]:
+    """Cosine self-similarity of the mean and the temporal-token embeddings (N x N .npy), change signal, autocorrelation and period."""
+    from egoclean import atomic
+    from egoclean.analysis import analyse
+    from egoclean.embeddings import Embeddings
+
+    clip = clip_of(context)
+    t0 = time.perf_counter()
+    an = analyse(Embeddings.load(_prefix(vjepa_embeddings), mmap=True), matrices=True)
+    seconds = time.perf_counter() - t0
+    out = storage.output_dir(clip, "similarity_matrix")
+    files = {
+        "sim_mean": atomic.save_npy(out / f"{clip.key}_sim_mean.npy", an.sim_mean.astype(np.float32)),
+        "sim_temporal": atomic.save_npy(out / f"{clip.key}_sim_temporal.npy", an.sim_temporal.astype(np.float32)),
+    }
+    with atomic.atomic_path(out / f"{clip.key}_analysis.npz") as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **{k: getattr(an, k) for k in ANALYSIS_ARRAYS if getattr(an, k) is not None})
+    files["analysis"] = out / f"{clip.key}_analysis.npz"
+    info = {"period_sec": an.period_sec, "step_sec": float(an.step_sec), "windows": int(len(an.ts)),
+            "matrix_size": int(an.sim_mean.shape[0])}
+    return Output(
+        ClipArtifact(clip.key, "similarity_matrix", files={k: str(v) for k, v in files.items()}, info=info),
+        metadata={
+            "windows": int(len(an.ts)),
+            "matrix_size": int(an.sim_mean.shape[0]),
+            "subsampled": bool(an.matrices_subsampled),
+            "period_sec": MetadataValue.float(float(an.period_sec)) if an.period_sec is not None else "no clear period",
+            "mean_change": MetadataValue.float(float(np.mean(an.change))) if len(an.change) else 0.0,
+            "seconds": MetadataValue.float(round(seconds, 3)),
+            "path": MetadataValue.path(str(files["sim_temporal"])),
+        },
+    )
+
+
+def load_analysis(similarity: ClipArtifact):
+    """Rebuild the `egoclean.analysis.Analysis` a similarity_matrix artifact stored."""
+    from egoclean.analysis import Analysis
+
+    arrays = np.load(similarity.path("analysis"))
+    return Analysis(
+        ts=arrays["ts"],
+        change=arrays["change"],
+        sim_mean=np.load(similarity.path("sim_mean")),
+        sim_temporal=np.load(similarity.path("sim_temporal")),
+        autocorr=arrays["autocorr"],
+        lags_sec=arrays["lags_sec"],
+        period_sec=similarity.info.get("period_sec"),
+        matrix_ts=arrays["matrix_ts"] if "matrix_ts" in arrays else None,
+        step_sec=similarity.info.get("step_sec", 0.0),
+    )
+
+
+@asset(partitions_def=clip_partitions, group_name=GROUP, pool="duckdb", kinds={"duckdb"})
+def anomaly_segments(
+    context: AssetExecutionContext,
+    vjepa_embeddings: ClipArtifact,
+    detection: DetectionResource,
+    store: StoreResource,
+    ground_truth: GroundTruthResource,
+    storage: ClipStorage,
+) -> Output[ClipArtifact]:
+    """Anomalous (and work) spans from temporal-token typicality, as JSON and rows in DuckDB."""
+    from egoclean import atomic
+    from egoclean.detection import detect
+    from egoclean.embeddings import Embeddings
+
+    clip = clip_of(context)
+    params = detection.params()
+    t0 = time.perf_counter()
+    det = detect(Embeddings.load(_prefix(vjepa_embeddings), mmap=True), params)
+    seconds = time.perf_counter() - t0
+    info = vjepa_embeddings.info
+    video = info["video"]
+    model = info["model"]
+    doc = {"clip_id": clip.key, "model": model, "random_weights": info["random_weights"],
+           "duration_sec": video["duration_sec"]} | det.to_dict(series=True)
+    path = atomic.write_json(storage.output_dir(clip, "anomaly_segments") / f"{clip.key}_segments.json", doc)
+
+    db = store.store()
+    # Ground truth goes in first so the detection_eval view is complete for this clip.
+    for name, spans in ground_truth.sources():
+        db.replace_ground_truth(spans, name)
+    rows = db.replace_clip(
+        {"clip_id": clip.key, "n_frames": video["frames"], "fps": video["fps"], "width": video["width"],
+         "height": video["height"], "duration_sec": video["duration_sec"], "paths": {"segments": str(path)}},
+        det,
+        model,
+        random_weights=info["random_weights"],
+    )
+    spans = [{"start_sec": s.start_sec, "end_sec": s.end_sec, "start": mmss(s.start_sec), "end": mmss(s.end_sec),
+              "peak_score": s.peak_score} for s in det.spans]
+    return Output(
+        ClipArtifact(clip.key, "anomaly_segments", files={"json": str(path)},
+                     info={"spans": spans, "duration_sec": video["duration_sec"], "model": model,
+                           "random_weights": info["random_weights"]}),
+        metadata={
+            "n_spans": len(det.spans),
+            "spans": spans_table(det.spans),
+            "work_spans": len(det.work_spans),
+            "theta_on": MetadataValue.float(float(det.theta_on)),
+            "theta_off": MetadataValue.float(float(det.theta_off)),
+            "median": MetadataValue.float(float(det.median)),
+            "windows": int(len(det.ts)),
+            "suppressed": bool(det.suppressed),
+            "params": MetadataValue.json(params.to_dict()),
+            "model": model + (" (random weights)" if info["random_weights"] else ""),
+            "db_rows": MetadataValue.json(rows),
+            "db": MetadataValue.path(str(db.path)),
+            "seconds": MetadataValue.float(round(seconds, 3)),
+            "path": MetadataValue.path(str(path)),
+        },
+    )
+
+
+@asset(partitions_def=clip_partitions, group_name=GROUP, kinds={"matplotlib"})
+def diagnostics_plot(
+    context: AssetExecutionContext,
+    similarity_matrix: ClipArtifact,
+    anomaly_segments: ClipArtifact,
+    ground_truth: GroundTruthResource,
+    storage: ClipStorage,
+) -> Output[ClipArtifact]:
+    """The diagnostics picture (change, both similarity matrices, autocorrelation) and the detection picture."""
+    from egoclean.detection import Detection, DetectionParams, Span
+    from egoclean.plots import plot_detection, plot_diagnostics
+
+    clip = clip_of(context)
+    title = f"{clip.key} - {anomaly_segments.info['model']}" + (
+        " (random weights)" if anomaly_segments.info["random_weights"] else "")
+    out = storage.output_dir(clip, "diagnostics_plot")
+    diag = plot_diagnostics(load_analysis(similarity_matrix), out / f"{clip.key}_diagnostics.png", title)
+    doc = json.loads(anomaly_segments.path("json").read_text())
+    det = Detection(
+        ts=np.asarray(doc["ts"]), score=np.asarray(doc["score"]), smoothed=np.asarray(doc["smoothed"]),
+        theta_on=doc["theta_on"], theta_off=doc["theta_off"], median=doc["median"],
+        is_anomaly=np.asarray(doc["is_anomaly"], dtype=bool),
+        spans=[Span(s["start_sec"], s["end_sec"], s.get("peak_score")) for s in doc["spans"]],
+        work_spans=[Span(s["start_sec"], s["end_sec"], s.get("peak_score")) for s in doc["work_spans"]],
+        params=DetectionParams(**doc["params"]),
+    )
+    truth = ground_truth.spans_by_clip().get(clip.key)
+    detp = plot_detection(det, out / f"{clip.key}_detection.png", title, truth=truth)
+    return Output(
+        ClipArtifact(clip.key, "diagnostics_plot", files={"diagnostics": str(diag), "detection": str(detp)}),
+        metadata={
+            "diagnostics": picture(diag, "diagnostics"),
+            "detection": picture(detp, "detection"),
+            "diagnostics_path": MetadataValue.path(str(diag)),
+            "detection_path": MetadataValue.path(str(detp)),
+        },
+    )

@@ -1,0 +1,140 @@
+"""Asset checks: detections against ground truth, and the data invariants of each stage."""
+
+import warnings
+
+import numpy as np
+from dagster import AssetCheckExecutionContext, AssetCheckResult, MetadataValue, PreviewWarning, asset_check
+
+from egoclean_assets.assets.ingest import rectified_clip
+from egoclean_assets.assets.temporal import anomaly_segments, similarity_matrix, vjepa_embeddings
+from egoclean_assets.io_manager import ClipArtifact
+from egoclean_assets.metadata import mmss
+from egoclean_assets.partitions import clip_of, clip_partitions
+from egoclean_assets.resources import GroundTruthResource
+
+# The ground truth states the duration of the clip it was labelled on; a clip whose
+# duration differs by more than this is not that clip (e.g. a synthetic clip that
+# reuses a real clip id), and its labels must not be judged against it.
+DURATION_TOLERANCE_SEC = 1.5
+IOU_THRESHOLD = 0.5
+
+# Checks are partitioned like their assets so each clip gets its own result in the UI;
+# Dagster 1.13 marks partitioned checks as a preview feature and warns on each import.
+warnings.filterwarnings("ignore", message="Specifying a partitions_def on an AssetCheckSpec", category=PreviewWarning)
+SYMMETRY_ATOL = 1e-4
+DIAGONAL_ATOL = 1e-3
+
+
+@asset_check(asset=anomaly_segments, partitions_def=clip_partitions, blocking=False)
+def matches_ground_truth(
+    context: AssetCheckExecutionContext, anomaly_segments: ClipArtifact, ground_truth: GroundTruthResource
+) -> AssetCheckResult:
+    """Every ground-truth span matched by a detection at IoU >= 0.5, and no detection without one."""
+    from egoclean.evaluation import evaluate
+
+    clip = clip_of(context)
+    anomaly_segments.release()  # spans and duration are in the manifest; no file needed
+    truth = ground_truth.spans_by_clip().get(clip.key, [])
+    if not truth:
+        return AssetCheckResult(passed=True, metadata={"result": "no ground truth for this clip"})
+    duration = float(anomaly_segments.info["duration_sec"])
+    labelled = float(truth[0].clip_duration_sec)
+    if abs(duration - labelled) > DURATION_TOLERANCE_SEC:
+        return AssetCheckResult(
+            passed=False,
+            description=(
+                f"clip {clip.key} is {duration:.1f} s long but its ground truth was labelled on a "
+                f"{labelled:.1f} s clip: not the labelled video, so the detections are not judged"
+            ),
+            metadata={"result": "duration mismatch", "clip_duration_sec": duration,
+                      "ground_truth_duration_sec": labelled},
+        )
+    spans = [(s["start_sec"], s["end_sec"]) for s in anomaly_segments.info["spans"]]
+    ev = evaluate(spans, truth, iou_threshold=IOU_THRESHOLD)
+    rows = ["| truth | label | best IoU | matched | start error s | end error s |", "|---|---|---|---|---|---|"]
+    for t in ev.truth:
+        err = lambda v: "" if v is None else f"{v:+.1f}"  # noqa: E731
+        rows.append(f"| {mmss(t.start_sec)}-{mmss(t.end_sec)} | {t.label} | {t.best_iou:.3f} | "
+                    f"{'yes' if t.matched else 'NO'} | {err(t.start_error_sec)} | {err(t.end_error_sec)} |")
+    extra = [f"{mmss(d['start_sec'])}-{mmss(d['end_sec'])} (best IoU {d['best_iou']:.3f})" for d in ev.unmatched_detections]
+    return AssetCheckResult(
+        passed=bool(ev.passed),
+        description=None if ev.passed else (
+            f"{sum(not t.matched for t in ev.truth)} ground-truth span(s) missed, "
+            f"{len(ev.unmatched_detections)} detection(s) without ground truth"),
+        metadata={
+            "per_span": MetadataValue.md("\n".join(rows)),
+            "unmatched_detections": MetadataValue.json(extra),
+            "per_span_iou": MetadataValue.json([round(t.best_iou, 4) for t in ev.truth]),
+            "precision": MetadataValue.float(float(ev.precision)),
+            "recall": MetadataValue.float(float(ev.recall)),
+            "iou_threshold": MetadataValue.float(IOU_THRESHOLD),
+            "clip_duration_sec": duration,
+        },
+    )
+
+
+@asset_check(asset=rectified_clip, partitions_def=clip_partitions)
+def same_frame_count(context: AssetCheckExecutionContext, rectified_clip: ClipArtifact) -> AssetCheckResult:
+    """The rectified clip has as many frames as the raw clip, at the same frame rate."""
+    from egoclean.video import probe
+
+    info = probe(rectified_clip.path("mp4"))
+    raw_frames = int(rectified_clip.info["raw_frames"])
+    raw_fps = float(rectified_clip.info["raw_fps"])
+    rectified_clip.release()
+    passed = info.n_frames == raw_frames and abs(info.fps - raw_fps) <= 1e-3 * raw_fps
+    return AssetCheckResult(
+        passed=passed,
+        metadata={"rectified_frames": info.n_frames, "raw_frames": raw_frames,
+                  "rectified_fps": MetadataValue.float(info.fps), "raw_fps": MetadataValue.float(raw_fps)},
+    )
+
+
+@asset_check(asset=vjepa_embeddings, partitions_def=clip_partitions)
+def embeddings_valid(context: AssetCheckExecutionContext, vjepa_embeddings: ClipArtifact) -> AssetCheckResult:
+    """Embeddings are finite, one per window ((frames - 64) // stride + 1), with matching shapes."""
+    from egoclean.embeddings import Embeddings
+    from egoclean.windows import n_windows
+
+    from egoclean_assets.assets.temporal import _prefix
+
+    emb = Embeddings.load(_prefix(vjepa_embeddings), mmap=True)
+    video = vjepa_embeddings.info["video"]
+    expected = n_windows(int(video["frames"]), float(video["fps"]))
+    finite = bool(np.isfinite(emb.emb).all() and all(np.isfinite(t).all() for t in emb.temb) and np.isfinite(emb.ts).all())
+    n = len(emb)
+    shapes_ok = emb.emb.shape[0] == n and emb.temb.shape[0] == n and emb.temb.shape[2] == emb.emb.shape[1]
+    increasing = bool(np.all(np.diff(emb.ts) > 0))
+    problems = [p for p, ok in (("non-finite values", finite), (f"{n} windows, expected {expected}", n == expected),
+                                ("shapes disagree", shapes_ok), ("window times not increasing", increasing)) if not ok]
+    result = AssetCheckResult(
+        passed=not problems,
+        description="; ".join(problems) or None,
+        metadata={"windows": n, "expected_windows": expected, "emb_shape": str(tuple(emb.emb.shape)),
+                  "temb_shape": str(tuple(emb.temb.shape)), "finite": finite},
+    )
+    vjepa_embeddings.release()
+    return result
+
+
+@asset_check(asset=similarity_matrix, partitions_def=clip_partitions)
+def similarity_valid(context: AssetCheckExecutionContext, similarity_matrix: ClipArtifact) -> AssetCheckResult:
+    """Both similarity matrices are square, symmetric, finite, with a unit diagonal."""
+    meta, problems = {}, []
+    for name in ("sim_mean", "sim_temporal"):
+        m = np.load(similarity_matrix.path(name), mmap_mode="r")
+        square = m.ndim == 2 and m.shape[0] == m.shape[1]
+        asym = float(np.max(np.abs(m - m.T))) if square else float("inf")
+        diag = float(np.max(np.abs(np.diagonal(m) - 1.0))) if square else float("inf")
+        finite = bool(np.isfinite(m).all())
+        meta[f"{name}_shape"] = str(tuple(m.shape))
+        meta[f"{name}_max_asymmetry"] = MetadataValue.float(asym)
+        meta[f"{name}_max_diagonal_error"] = MetadataValue.float(diag)
+        if not (square and finite and asym <= SYMMETRY_ATOL and diag <= DIAGONAL_ATOL):
+            problems.append(f"{name}: square={square} finite={finite} asymmetry={asym:.2g} diagonal error={diag:.2g}")
+    similarity_matrix.release()
+    return AssetCheckResult(passed=not problems, description="; ".join(problems) or None, metadata=meta)
+
+
+ALL_CHECKS = [matches_ground_truth, same_frame_count, embeddings_valid, similarity_valid]

@@ -1,0 +1,25 @@
+"""`defs`: the EgoClean Dagster definitions (loaded by workspace.yaml / `dagster dev`)."""
+
+from __future__ import annotations
+
+from dagster import Definitions
+
+from egoclean_assets.assets import ALL_ASSETS
+from egoclean_assets.checks import ALL_CHECKS
+from egoclean_assets.jobs import clip_pipeline_job, discover_clips_job
+from egoclean_assets.resources import resources_from_env
+from egoclean_assets.sensors import clip_discovery_sensor
+
+
+def build_definitions(resources: dict | None = None) -> Definitions:
+    """The definitions with `resources` overriding the environment-derived ones."""
+    return Definitions(
+        assets=ALL_ASSETS,
+        asset_checks=ALL_CHECKS,
+        jobs=[clip_pipeline_job, discover_clips_job],
+        sensors=[clip_discovery_sensor],
+        resources=resources_from_env() | (resources or {}),
+    )
+
+
+defs = build_definitions()

@@ -1,0 +1,73 @@
+"""Discovery of clips in scope: which workers match, which of their clips are new.
+
+Shared by the sensor (bounded work per tick, resuming from a cursor), the one-off
+discovery job and the backfill CLI.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from dataclasses import dataclass, field
+
+from egoclean_assets.partitions import validate_clip_keys
+
+
+@dataclass
+class DiscoveryResult:
+    """New clip keys (not yet partitions), the workers scanned, and the cursor to resume from."""
+
+    new_keys: list[str] = field(default_factory=list)
+    scanned: list[str] = field(default_factory=list)
+    cursor: str | None = None
+    workers_in_scope: int = 0
+
+
+def workers_in_scope(source, patterns: list[str]) -> list[str]:
+    """`factory_XXX/worker_YYY` paths matching any fnmatch pattern, sorted."""
+    patterns = [p.strip().strip("/") for p in patterns if p.strip()]
+    factory_patterns = {p.split("/")[0] for p in patterns}
+    # A literal factory name needs no listing of all factories.
+    if all(not any(c in fp for c in "*?[") for fp in factory_patterns):
+        factories = sorted(factory_patterns)
+    else:
+        factories = [f for f in source.list_factories() if any(fnmatch.fnmatchcase(f, fp) for fp in factory_patterns)]
+    out = []
+    for f in factories:
+        for w in source.list_workers(f):
+            if any(fnmatch.fnmatchcase(f"{f}/{w}", p) for p in patterns):
+                out.append(f"{f}/{w}")
+    return sorted(out)
+
+
+def discover(source, settings, existing: set[str], cursor: str | None, whole_scope: bool = False) -> DiscoveryResult:
+    """Scan workers after the cursor's one (wrapping around) for clips not in `existing`.
+
+    At most `settings.max_workers_per_tick` workers and `settings.max_new_partitions_per_tick`
+    new keys per call (unless `whole_scope`); a worker cut short by the key budget is
+    scanned again first next time, so nothing is skipped.
+    """
+    workers = workers_in_scope(source, list(settings.scope))
+    after = json.loads(cursor).get("after") if cursor else None
+    start = next((i for i, w in enumerate(workers) if after is None or w > after), 0)
+    order = workers[start:] + workers[:start]
+    max_workers = len(order) if whole_scope else settings.max_workers_per_tick
+    budget = None if whole_scope else settings.max_new_partitions_per_tick
+    result = DiscoveryResult(workers_in_scope=len(workers))
+    last_done = after
+    seen = set(existing)
+    for w in order[:max_workers]:
+        factory, worker = w.split("/")
+        clips = [c.key for c in source.list_clips(factory, worker)]
+        new = [k for k in clips if k not in seen]
+        result.scanned.append(w)
+        if budget is not None and len(result.new_keys) + len(new) > budget:
+            room = budget - len(result.new_keys)
+            result.new_keys += new[:room]
+            break  # this worker is not finished: the cursor stays before it
+        result.new_keys += new
+        seen.update(new)
+        last_done = w
+    result.new_keys = validate_clip_keys(result.new_keys)
+    result.cursor = json.dumps({"after": last_done}) if last_done else cursor
+    return result

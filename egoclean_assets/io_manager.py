@@ -1,0 +1,317 @@
+"""Where clip outputs live, and the IO manager that stores them and deletes intermediates.
+
+Layout under the data root (a local folder, `file://...`, or any fsspec URL such as
+`s3://bucket/prefix`), by factory / worker / clip::
+
+    <root>/factory_001/worker_001/factory001_worker001_00001/
+        raw/factory001_worker001_00001.mp4, .json    raw_tar (intermediate)
+        factory001_worker001_00001_intrinsics.json   intrinsics
+        factory001_worker001_00001_rectified.mp4     rectified_clip
+        ...                                          one file set per asset
+        _manifests/<asset>.json                      what each asset wrote, and when
+
+An asset writes its files into `ClipStorage.output_dir(clip, asset)` and returns a
+`ClipArtifact` naming them. For a local root that folder is the final one (no copies);
+for a remote root it is a local work folder, and the IO manager puts the files to the
+root and removes the local copies. The manifest is written last: its presence means the
+asset's files are complete.
+
+Intermediates (`INTERMEDIATES`: raw_tar, consumed by intrinsics and rectified_clip) are
+deleted only when every consuming asset has written its own output after loading the
+intermediate's current generation. A consumer that fails writes nothing, so its retry
+still finds the input; the deletion is recorded in the consumer's materialization
+metadata (`deleted_intermediates`) and in the intermediate's manifest. Final outputs are
+never deleted.
+"""
+
+
+import json
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import fsspec
+from dagster import ConfigurableIOManager, ConfigurableResource, InputContext, MetadataValue, OutputContext, ResourceDependency
+
+from egoclean import atomic
+from egoclean.errors import InvalidInputError
+from egoclean.ids import ClipId
+
+# intermediate asset -> the assets that consume it; it is deleted once all have succeeded.
+INTERMEDIATES: dict[str, tuple[str, ...]] = {"raw_tar": ("intrinsics", "rectified_clip")}
+MANIFEST_DIR = "_manifests"
+
+
+@dataclass
+class ClipArtifact:
+    """What one asset produced for one clip: its files by role (local paths) and facts."""
+
+    clip_id: str
+    asset: str
+    files: dict[str, str]
+    info: dict[str, Any] = field(default_factory=dict)
+    # set by the IO manager when the files were downloaded from a remote root
+    download_dir: str | None = None
+
+    def path(self, role: str) -> Path:
+        """The local path of the file with this role (KeyError names the roles there are)."""
+        try:
+            return Path(self.files[role])
+        except KeyError:
+            raise KeyError(f"{self.asset} of {self.clip_id} has no file {role!r} (has {sorted(self.files)})") from None
+
+    def release(self) -> None:
+        """Remove downloaded copies (remote roots only; a no-op for local roots)."""
+        if self.download_dir:
+            shutil.rmtree(self.download_dir, ignore_errors=True)
+            self.download_dir = None
+
+
+def _is_local(url: str) -> bool:
+    return "://" not in url or url.startswith("file://")
+
+
+def _local_path(url: str) -> Path:
+    return Path(url[len("file://") :] if url.startswith("file://") else url).expanduser()
+
+
+class ClipStorage(ConfigurableResource):
+    """Output storage by factory / worker / clip under a data root.
+
+    data_root: a local folder (default `data`, env EGOCLEAN_DATA_ROOT), `file://...`, or any
+    fsspec URL (`s3://bucket/egoclean`, `gcs://...`, `memory://...`). Remote roots are
+    written with fsspec `put`; processing always happens on local files.
+    work_dir: local folder for processing when the root is remote (default: a folder in the
+    system temp dir, env EGOCLEAN_WORK_DIR). Unused for local roots.
+    """
+
+    data_root: str = "data"
+    work_dir: str | None = None
+
+    @property
+    def is_local(self) -> bool:
+        return _is_local(self.data_root)
+
+    def _work(self) -> Path:
+        return Path(self.work_dir) if self.work_dir else Path(tempfile.gettempdir()) / "egoclean-work"
+
+    @staticmethod
+    def rel_dir(clip: ClipId) -> str:
+        """`factory_001/worker_001/factory001_worker001_00001`: a clip's folder in the root."""
+        return f"{clip.factory_dir}/{clip.worker_dir}/{clip.key}"
+
+    def local_clip_dir(self, clip: ClipId) -> Path:
+        """The local folder an asset of this clip processes in (final folder if local)."""
+        base = _local_path(self.data_root) if self.is_local else self._work() / "outputs"
+        return (base / self.rel_dir(clip)).absolute()
+
+    def output_dir(self, clip: ClipId, asset: str) -> Path:
+        """Where `asset` writes its files for `clip` (intermediates in a `raw/` subfolder)."""
+        d = self.local_clip_dir(clip) / ("raw" if asset in INTERMEDIATES else "")
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def clip_url(self, clip: ClipId) -> str:
+        """The clip's folder in the root, as a path (local) or URL (remote)."""
+        if self.is_local:
+            return str(self.local_clip_dir(clip))
+        return self.data_root.rstrip("/") + "/" + self.rel_dir(clip)
+
+    def fs(self):
+        """The fsspec filesystem of a remote root."""
+        fs, _ = fsspec.core.url_to_fs(self.data_root)
+        return fs
+
+    # -- manifests ---------------------------------------------------------------------
+    def _manifest_loc(self, clip: ClipId, asset: str) -> str:
+        return f"{self.clip_url(clip)}/{MANIFEST_DIR}/{asset}.json"
+
+    def read_manifest(self, clip: ClipId, asset: str) -> dict | None:
+        """The manifest `asset` wrote for `clip`, or None when it has not been written."""
+        loc = self._manifest_loc(clip, asset)
+        if self.is_local:
+            p = Path(loc)
+            return json.loads(p.read_text()) if p.is_file() else None
+        fs = self.fs()
+        return json.loads(fs.cat_file(loc)) if fs.exists(loc) else None
+
+    def write_manifest(self, clip: ClipId, asset: str, manifest: dict) -> None:
+        loc = self._manifest_loc(clip, asset)
+        if self.is_local:
+            atomic.write_json(loc, manifest)
+        else:
+            self.fs().pipe_file(loc, (json.dumps(manifest, indent=2) + "\n").encode())
+
+    # -- files -------------------------------------------------------------------------
+    def publish(self, clip: ClipId, files: dict[str, str]) -> dict[str, str]:
+        """Make `files` (local, inside the clip's folder) final; returns role -> relative path."""
+        base = self.local_clip_dir(clip)
+        rel: dict[str, str] = {}
+        for role, p in files.items():
+            p = Path(p).absolute()
+            try:
+                rel[role] = p.relative_to(base).as_posix()
+            except ValueError:
+                raise InvalidInputError(
+                    f"output {role!r} of clip {clip.key} is at {p}, outside its folder {base}"
+                ) from None
+            if not p.is_file():
+                raise InvalidInputError(f"output {role!r} of clip {clip.key}: {p} does not exist")
+        if not self.is_local:
+            fs = self.fs()
+            for role, r in rel.items():
+                fs.put_file(str(base / r), f"{self.clip_url(clip)}/{r}")
+            for r in rel.values():
+                (base / r).unlink(missing_ok=True)
+        return rel
+
+    def delete(self, clip: ClipId, rel_paths: list[str]) -> list[str]:
+        """Delete files of the clip's folder; returns their locations (paths or URLs)."""
+        done = []
+        for r in rel_paths:
+            loc = f"{self.clip_url(clip)}/{r}"
+            if self.is_local:
+                p = Path(loc)
+                if p.exists():
+                    p.unlink()
+                    done.append(loc)
+                with_parent = p.parent
+                if with_parent.name == "raw" and with_parent.is_dir() and not any(with_parent.iterdir()):
+                    with_parent.rmdir()
+            else:
+                fs = self.fs()
+                if fs.exists(loc):
+                    fs.rm_file(loc)
+                    done.append(loc)
+        return done
+
+    def fetch(self, clip: ClipId, rel_paths: dict[str, str], into: Path) -> dict[str, str]:
+        """Local paths of the files: in place for local roots, else downloaded into `into`."""
+        if self.is_local:
+            base = self.local_clip_dir(clip)
+            out = {role: str(base / r) for role, r in rel_paths.items()}
+        else:
+            fs = self.fs()
+            out = {}
+            for role, r in rel_paths.items():
+                dest = into / r
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                fs.get_file(f"{self.clip_url(clip)}/{r}", str(dest))
+                out[role] = str(dest)
+        missing = [p for p in out.values() if not Path(p).is_file()]
+        if missing:
+            raise InvalidInputError(f"clip {clip.key}: stored output file(s) missing: {', '.join(missing)}")
+        return out
+
+    def step_download_dir(self, run_id: str, step_key: str) -> Path:
+        """Where one step's inputs are downloaded (remote roots only)."""
+        return self._work() / "inputs" / run_id / step_key
+
+    def prune_downloads(self, is_finished) -> None:
+        """Remove download folders of runs that have finished (a failed step's leftovers)."""
+        root = self._work() / "inputs"
+        if not root.is_dir():
+            return
+        for run_dir in root.iterdir():
+            if is_finished(run_dir.name):
+                shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _asset_name(context) -> str:
+    return context.asset_key.path[-1]
+
+
+class ClipIOManager(ConfigurableIOManager):
+    """Stores ClipArtifacts under ClipStorage and deletes intermediates once consumed."""
+
+    storage: ResourceDependency[ClipStorage]
+
+    def handle_output(self, context: OutputContext, obj: ClipArtifact) -> None:
+        if not isinstance(obj, ClipArtifact):
+            raise InvalidInputError(f"{context.asset_key.to_user_string()}: expected a ClipArtifact, got {type(obj).__name__}")
+        clip = ClipId.parse(context.partition_key)
+        asset = _asset_name(context)
+        storage = self.storage
+        rel = storage.publish(clip, obj.files)
+
+        consumed = {}
+        for inter, consumers in INTERMEDIATES.items():
+            if asset in consumers:
+                m = storage.read_manifest(clip, inter)
+                if m is not None:
+                    consumed[inter] = m["generation"]
+        manifest = {
+            "asset": asset,
+            "clip_id": clip.key,
+            "intermediate": asset in INTERMEDIATES,
+            "generation": uuid.uuid4().hex,
+            "run_id": context.run_id,
+            "written_at": time.time(),
+            "files": rel,
+            "info": obj.info,
+            "consumed": consumed,
+        }
+        storage.write_manifest(clip, asset, manifest)
+        meta: dict[str, Any] = {"location": MetadataValue.path(storage.clip_url(clip))}
+
+        deleted = []
+        for inter in consumed:
+            deleted += self._delete_if_consumed(clip, inter)
+        if deleted:
+            meta["deleted_intermediates"] = MetadataValue.json(deleted)
+            context.log.info(f"deleted intermediates of {clip.key}: {', '.join(deleted)}")
+        context.add_output_metadata(meta)
+        if not storage.is_local:
+            # the step's downloaded inputs are no longer needed once its output is stored
+            shutil.rmtree(storage.step_download_dir(context.run_id, context.step_key), ignore_errors=True)
+
+    def _delete_if_consumed(self, clip: ClipId, inter: str) -> list[str]:
+        storage = self.storage
+        m = storage.read_manifest(clip, inter)
+        if m is None or not m.get("files"):
+            return []
+        gen = m["generation"]
+        for consumer in INTERMEDIATES[inter]:
+            cm = storage.read_manifest(clip, consumer)
+            if cm is None or cm.get("consumed", {}).get(inter) != gen:
+                return []
+        deleted = storage.delete(clip, list(m["files"].values()))
+        m["deleted"] = {"files": m["files"], "at": time.time(), "after": list(INTERMEDIATES[inter])}
+        m["files"] = {}
+        storage.write_manifest(clip, inter, m)
+        return deleted
+
+    def load_input(self, context: InputContext) -> ClipArtifact:
+        clip = ClipId.parse(context.asset_partition_key)
+        asset = _asset_name(context)
+        storage = self.storage
+        m = storage.read_manifest(clip, asset)
+        if m is None:
+            raise InvalidInputError(
+                f"{asset} of clip {clip.key} has not been materialized (no manifest under {storage.clip_url(clip)})"
+            )
+        if not m["files"] and m.get("deleted"):
+            raise InvalidInputError(
+                f"{asset} of clip {clip.key} was an intermediate and has been deleted after "
+                f"{', '.join(m['deleted']['after'])} succeeded; materialize {asset} again to refetch it"
+            )
+        into = None
+        if not storage.is_local:
+            instance = context.instance
+            storage.prune_downloads(lambda rid: (r := instance.get_run_by_id(rid)) is not None and r.is_finished)
+            step = context.step_context
+            into = storage.step_download_dir(step.run_id, step.step.key) / asset
+            shutil.rmtree(into, ignore_errors=True)
+        files = storage.fetch(clip, m["files"], into or Path("."))
+        return ClipArtifact(
+            clip_id=clip.key,
+            asset=asset,
+            files=files,
+            info=m.get("info", {}),
+            download_dir=str(into) if into else None,
+        )

@@ -1,0 +1,38 @@
+"""Jobs: the whole per-clip graph (with its checks), and a one-off clip discovery."""
+
+
+from dagster import AssetSelection, OpExecutionContext, define_asset_job, job, op
+
+from egoclean_assets.assets.ingest import GROUP as INGEST
+from egoclean_assets.assets.temporal import GROUP as TEMPORAL
+from egoclean_assets.discovery import discover
+from egoclean_assets.partitions import CLIPS, clip_partitions
+from egoclean_assets.resources import DiscoveryResource, SourceResource
+
+CLIP_PIPELINE = "clip_pipeline"
+
+clip_pipeline_job = define_asset_job(
+    CLIP_PIPELINE,
+    selection=AssetSelection.groups(INGEST, TEMPORAL),
+    partitions_def=clip_partitions,
+    description="Every asset of one clip partition, raw_tar to diagnostics_plot, with their checks.",
+)
+
+
+@op
+def register_clips_in_scope(context: OpExecutionContext, source: SourceResource, discovery: DiscoveryResource) -> list[str]:
+    """Register every clip of the workers in the discovery scope as a `clips` partition."""
+    existing = set(context.instance.get_dynamic_partitions(CLIPS))
+    result = discover(source.open(), discovery, existing, cursor=None, whole_scope=True)
+    if result.new_keys:
+        context.instance.add_dynamic_partitions(CLIPS, result.new_keys)
+    context.log.info(
+        f"scanned {len(result.scanned)} worker(s) ({', '.join(result.scanned) or 'none'}); "
+        f"registered {len(result.new_keys)} new clip partition(s)"
+    )
+    return result.new_keys
+
+
+@job(description="Register the clips of the workers in scope as partitions (launch runs for them from the UI).")
+def discover_clips_job():
+    register_clips_in_scope()

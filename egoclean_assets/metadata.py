@@ -1,0 +1,42 @@
+"""Materialization metadata helpers: times as mm:ss, span tables, pictures for the UI."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any, Iterable
+
+from dagster import MetadataValue
+
+
+def mmss(sec: float) -> str:
+    """Seconds as mm:ss (rounded to the second), the form the ground truth uses."""
+    m, s = divmod(int(round(max(0.0, float(sec)))), 60)
+    return f"{m:02d}:{s:02d}"
+
+
+def spans_table(spans: Iterable[Any], extra: dict[str, list] | None = None) -> MetadataValue:
+    """A markdown table of spans (start/end as mm:ss and seconds, length, peak score)."""
+    spans = list(spans)
+    if not spans:
+        return MetadataValue.md("_no spans_")
+    head = "| # | start | end | start s | end s | length s | peak score |"
+    lines = [head, "|---|---|---|---|---|---|---|"]
+    for i, sp in enumerate(spans, 1):
+        peak = getattr(sp, "peak_score", None)
+        lines.append(
+            f"| {i} | {mmss(sp.start_sec)} | {mmss(sp.end_sec)} | {sp.start_sec:.1f} | {sp.end_sec:.1f} | "
+            f"{sp.end_sec - sp.start_sec:.1f} | {'' if peak is None else f'{peak:.4f}'} |"
+        )
+    return MetadataValue.md("\n".join(lines))
+
+
+def picture(path: str | Path, title: str) -> MetadataValue:
+    """The PNG embedded as a base64 data URL in markdown, so the UI shows it inline."""
+    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    return MetadataValue.md(f"**{title}**\n\n![{title}](data:image/png;base64,{data})")
+
+
+def rate(count: float, seconds: float) -> float:
+    """count per second, 0 when no time was measured."""
+    return round(count / seconds, 3) if seconds > 0 else 0.0

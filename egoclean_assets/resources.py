@@ -1,0 +1,210 @@
+"""Dagster resources: the dataset source, encoder, rectification, detection, store, ground truth.
+
+Each resource is a thin, configurable handle on an `egoclean` library object. Defaults
+come from environment variables read when the definitions load (`resources_from_env`),
+so the demo and `dagster dev` need no run config:
+
+- EGOCLEAN_SOURCE      dataset URL: `hf://datasets/builddotai/Egocentric-10K` (default),
+                       a local folder in the same layout, or any fsspec URL
+- EGOCLEAN_REVISION    pin a dataset revision (hf:// only)
+- HF_ENDPOINT          Hugging Face endpoint (tests point it at a stand-in hub)
+- HF_TOKEN             the access token for the gated dataset; passed as a Dagster
+                       EnvVar, so only its name ever appears in run config or the UI
+- EGOCLEAN_DATA_ROOT   where outputs go (default `data`; `s3://...` etc. work)
+- EGOCLEAN_WORK_DIR    local processing folder for remote data roots
+- EGOCLEAN_MODEL       V-JEPA 2 hub id or local folder (default facebook/vjepa2-vitl-fpc64-256)
+- EGOCLEAN_DEVICE      auto (default), cuda, mps or cpu; EGOCLEAN_DTYPE auto, bf16, fp16, fp32
+- EGOCLEAN_BATCH       windows per forward pass (default 4)
+- EGOCLEAN_DB          the DuckDB segment database (default data/egoclean.duckdb)
+- EGOCLEAN_GROUND_TRUTH  extra ground-truth CSVs, separated by os.pathsep (":" on Linux);
+                       they override the packaged seed for the clips they cover
+- EGOCLEAN_GROUND_TRUTH_SEED  "0" leaves out the packaged seed ground truth
+- EGOCLEAN_SCOPE       discovery scope: comma-separated `factory/worker` fnmatch patterns
+                       (default `factory_001/worker_001`; e.g. `factory_00*/*`)
+"""
+
+
+import dataclasses
+import fnmatch
+import os
+from typing import Any, Mapping
+
+from dagster import ConfigurableResource, EnvVar
+from pydantic import Field
+
+
+DEFAULT_SOURCE = "hf://datasets/builddotai/Egocentric-10K"
+DEFAULT_MODEL = "facebook/vjepa2-vitl-fpc64-256"
+DEFAULT_DB = "data/egoclean.duckdb"
+DEFAULT_SCOPE = "factory_001/worker_001"
+
+
+class SourceResource(ConfigurableResource):
+    """The Egocentric-10K source (egoclean.source): Hugging Face, a local copy or fsspec URL.
+
+    The token is read from HF_TOKEN (an EnvVar in the definitions, else `egoclean.secrets`
+    at run time); it is never logged or written to metadata.
+    """
+
+    url: str = DEFAULT_SOURCE
+    revision: str | None = None
+    token: str | None = Field(default=None, description="HF token; set it as EnvVar('HF_TOKEN'), never a literal")
+    endpoint: str | None = Field(default=None, description="Hugging Face endpoint (tests: a stand-in hub)")
+
+    def open(self):
+        """An `egoclean.source.Source` over the configured URL."""
+        from egoclean.secrets import hf_token
+        from egoclean.source import open_source
+
+        kwargs: dict[str, Any] = {}
+        if self.endpoint:
+            kwargs["endpoint"] = self.endpoint
+        return open_source(self.url, revision=self.revision, token=self.token or hf_token(), **kwargs)
+
+
+class EncoderResource(ConfigurableResource):
+    """The V-JEPA 2 encoder (egoclean.encoder): model id or folder, device, dtype, batch size."""
+
+    model: str = DEFAULT_MODEL
+    revision: str | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    batch_size: int = 4
+
+    def load(self):
+        """Load the encoder (from the local HF cache or folder when offline)."""
+        from egoclean.encoder import EncoderConfig, load_encoder
+
+        return load_encoder(EncoderConfig(model=self.model, revision=self.revision, device=self.device, dtype=self.dtype))
+
+
+class RectifyResource(ConfigurableResource):
+    """Rectification settings (egoclean.rectify): balance, and the libx264 crf/preset
+    (None: the library's defaults, see docs/PERFORMANCE.md)."""
+
+    balance: float = 0.0
+    crf: int | None = None
+    preset: str | None = None
+
+    def encode_kwargs(self) -> dict:
+        """crf/preset for rectify_video, leaving out unset ones so library defaults apply."""
+        return {k: v for k, v in (("crf", self.crf), ("preset", self.preset)) if v is not None}
+
+
+class DetectionResource(ConfigurableResource):
+    """Anomaly detection parameters (egoclean.detection.DetectionParams); unset fields keep
+    the library's defaults (EMA 0.15, Otsu on 256 bins, theta_off at half-way from the
+    median, 3 windows on/off, spans >= 3.0 s, no separation guard)."""
+
+    ema_alpha: float | None = None
+    otsu_bins: int | None = None
+    off_fraction: float | None = None
+    on_windows: int | None = None
+    off_windows: int | None = None
+    min_duration_sec: float | None = None
+    min_separation: float | None = None
+
+    def params(self):
+        """The DetectionParams these settings give (InvalidInputError for bad values)."""
+        from egoclean.detection import DetectionParams
+
+        names = [f.name for f in dataclasses.fields(DetectionParams)]
+        given = {k: getattr(self, k) for k in names if getattr(self, k, None) is not None}
+        return DetectionParams(**given)
+
+
+class StoreResource(ConfigurableResource):
+    """The DuckDB segment database (egoclean.store.Store)."""
+
+    path: str = DEFAULT_DB
+
+    def store(self):
+        from egoclean.store import Store
+
+        return Store(self.path)
+
+
+class GroundTruthResource(ConfigurableResource):
+    """Ground-truth spans (egoclean.evaluation): the packaged seed plus configured CSVs.
+
+    A clip's spans come from the last listed CSV that has the clip (the seed counts as
+    listed first), so a configured file replaces the seed's spans for its clips.
+    """
+
+    include_seed: bool = True
+    paths: list[str] = []
+
+    def sources(self) -> list[tuple[str, list]]:
+        """(source name, spans) per ground-truth file, in precedence order (lowest first)."""
+        from egoclean.evaluation import load_ground_truth
+
+        out = []
+        if self.include_seed:
+            out.append(("seed", list(load_ground_truth(None))))
+        for p in self.paths:
+            out.append((str(p), list(load_ground_truth(p))))
+        return out
+
+    def spans_by_clip(self) -> dict[str, list]:
+        """clip id -> its ground-truth spans, after precedence."""
+        by_clip: dict[str, list] = {}
+        for _, spans in self.sources():
+            mine: dict[str, list] = {}
+            for sp in spans:
+                mine.setdefault(str(sp.clip_id), []).append(sp)
+            by_clip.update(mine)
+        return by_clip
+
+
+class DiscoveryResource(ConfigurableResource):
+    """What the discovery sensor scans: `factory/worker` fnmatch patterns, bounded per tick."""
+
+    scope: list[str] = [DEFAULT_SCOPE]
+    max_workers_per_tick: int = 4
+    max_new_partitions_per_tick: int = 200
+
+    def matches(self, factory: str, worker: str) -> bool:
+        return any(fnmatch.fnmatchcase(f"{factory}/{worker}", p.strip().strip("/")) for p in self.scope)
+
+    def factory_patterns(self) -> list[str]:
+        return [p.strip().strip("/").split("/")[0] for p in self.scope]
+
+
+def _env(env: Mapping[str, str], name: str, default=None):
+    v = env.get(name)
+    return v if v not in (None, "") else default
+
+
+def resources_from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The resources of the definitions, with defaults from the environment (see module doc)."""
+    from egoclean_assets.io_manager import ClipIOManager, ClipStorage
+
+    env = os.environ if env is None else env
+    storage = ClipStorage(data_root=_env(env, "EGOCLEAN_DATA_ROOT", "data"), work_dir=_env(env, "EGOCLEAN_WORK_DIR"))
+    gt_paths = [p for p in _env(env, "EGOCLEAN_GROUND_TRUTH", "").split(os.pathsep) if p]
+    return {
+        "source": SourceResource(
+            url=_env(env, "EGOCLEAN_SOURCE", DEFAULT_SOURCE),
+            revision=_env(env, "EGOCLEAN_REVISION"),
+            # EnvVar keeps the value out of run config; resolved only inside the run.
+            token=EnvVar("HF_TOKEN") if _env(env, "HF_TOKEN") else None,
+            endpoint=_env(env, "HF_ENDPOINT"),
+        ),
+        "encoder": EncoderResource(
+            model=_env(env, "EGOCLEAN_MODEL", DEFAULT_MODEL),
+            device=_env(env, "EGOCLEAN_DEVICE", "auto"),
+            dtype=_env(env, "EGOCLEAN_DTYPE", "auto"),
+            batch_size=int(_env(env, "EGOCLEAN_BATCH", 4)),
+        ),
+        "rectify": RectifyResource(),
+        "detection": DetectionResource(),
+        "store": StoreResource(path=_env(env, "EGOCLEAN_DB", DEFAULT_DB)),
+        "ground_truth": GroundTruthResource(
+            include_seed=_env(env, "EGOCLEAN_GROUND_TRUTH_SEED", "1") != "0", paths=gt_paths
+        ),
+        "discovery": DiscoveryResource(
+            scope=[s.strip() for s in _env(env, "EGOCLEAN_SCOPE", DEFAULT_SCOPE).split(",") if s.strip()]
+        ),
+        "storage": storage,
+        "io_manager": ClipIOManager(storage=storage),
+    }

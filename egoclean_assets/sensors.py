@@ -1,0 +1,33 @@
+"""The discovery sensor: registers new clips of the workers in scope and runs the graph for them."""
+
+
+from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, SensorResult, sensor
+
+from egoclean_assets.discovery import discover
+from egoclean_assets.jobs import clip_pipeline_job
+from egoclean_assets.partitions import CLIPS, clip_partitions
+from egoclean_assets.resources import DiscoveryResource, SourceResource
+
+
+@sensor(
+    job=clip_pipeline_job,
+    minimum_interval_seconds=600,
+    default_status=DefaultSensorStatus.STOPPED,
+    description="Lists the workers in the discovery scope, adds their new clips as partitions "
+    "and requests a clip_pipeline run for each (bounded per tick, resumes from its cursor).",
+)
+def clip_discovery_sensor(
+    context: SensorEvaluationContext, source: SourceResource, discovery: DiscoveryResource
+) -> SensorResult:
+    existing = set(context.instance.get_dynamic_partitions(CLIPS))
+    result = discover(source.open(), discovery, existing, context.cursor)
+    if not result.new_keys:
+        return SensorResult(
+            skip_reason=f"no new clips in {len(result.scanned)} scanned of {result.workers_in_scope} worker(s) in scope",
+            cursor=result.cursor,
+        )
+    return SensorResult(
+        run_requests=[RunRequest(run_key=k, partition_key=k) for k in result.new_keys],
+        dynamic_partitions_requests=[clip_partitions.build_add_request(result.new_keys)],
+        cursor=result.cursor,
+    )
