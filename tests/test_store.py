@@ -7,7 +7,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
@@ -15,7 +14,11 @@ import numpy as np
 import pytest
 
 from egoclean.cli import main
+from egoclean.detection import Detection, Span, detect, ema
+from egoclean.embeddings import Embeddings
 from egoclean.errors import ClipIdError, InvalidInputError, StoreBusyError
+from egoclean.evaluation import GroundTruthSpan as Truth
+from egoclean.evaluation import evaluate
 from egoclean.store import QueryError, Store, StoreMissingError, format_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,52 +27,29 @@ CLIP_B = "factory001_worker001_00002"
 CLIP_C = "factory002_worker007_00010"
 
 
-@dataclass
-class Span:
-    start_sec: float
-    end_sec: float
-    peak_score: float = 0.5
-
-    @property
-    def duration_sec(self) -> float:
-        return self.end_sec - self.start_sec
-
-
-@dataclass
-class Det:
-    """Stand-in with egoclean.detection.Detection's attribute names."""
-
-    ts: np.ndarray
-    score: np.ndarray
-    smoothed: np.ndarray
-    is_anomaly: np.ndarray
-    theta_on: float
-    theta_off: float
-    spans: list = field(default_factory=list)
-    work_spans: list = field(default_factory=list)
-
-
-@dataclass
-class Truth:
-    clip_id: str
-    clip_duration_sec: float
-    start_sec: float
-    end_sec: float
-    label: str
-
-
-def make_det(n: int = 60, spans=((10.0, 20.0),), work=((0.0, 10.0),), seed: int = 0) -> Det:
+def make_det(n: int = 60, spans=((10.0, 20.0),), work=((0.0, 10.0),), seed: int = 0) -> Detection:
+    """A real Detection with exactly these spans (for cases that need exact times)."""
     rng = np.random.default_rng(seed)
     ts = np.arange(n, dtype=np.float64)
     score = rng.random(n)
-    smoothed = np.convolve(score, np.ones(3) / 3, mode="same")
     on = np.zeros(n, bool)
     for s, e in spans:
         on[(ts >= s) & (ts < e)] = True
-    return Det(
-        ts, score, smoothed, on, 0.6, 0.4,
-        [Span(s, e, 0.9) for s, e in spans], [Span(s, e, 0.1) for s, e in work],
+    return Detection(
+        ts=ts, score=score, smoothed=ema(score, 0.15), theta_on=0.6, theta_off=0.4, median=0.5, is_anomaly=on,
+        spans=[Span(s, e, 0.9) for s, e in spans], work_spans=[Span(s, e) for s, e in work],
     )
+
+
+def detect_synthetic(n: int = 60, anomaly: tuple[int, int] = (20, 35), seed: int = 0) -> Detection:
+    """egoclean.detection.detect on synthetic embeddings with one planted odd stretch."""
+    rng = np.random.default_rng(seed)
+    base, odd = rng.normal(size=(2, 4, 16))
+    temb = base + 0.3 * rng.normal(size=(n, 4, 16))
+    a, b = anomaly
+    temb[a:b] = odd + 0.3 * rng.normal(size=(b - a, 4, 16))
+    emb = Embeddings(temb.mean(axis=1).astype(np.float32), temb.astype(np.float32), np.arange(n, dtype=np.float64))
+    return detect(emb)
 
 
 def clip_info(cid: str, n: int = 60) -> dict:
@@ -189,12 +169,17 @@ def test_replace_clip_writes_rows_and_reads_back(tmp_path):
 def test_replace_twice_gives_the_same_rows_not_duplicates(tmp_path):
     db = tmp_path / "e.duckdb"
     st = Store(db)
-    det = make_det()
+    det = detect_synthetic()
+    assert len(det.spans) == 1 and len(det.work_spans) == 2  # the planted stretch is found
     st.replace_clip(clip_info(CLIP_A), det, "m")
     first = (st.segments(CLIP_A), st.window_scores(CLIP_A))
     st.replace_clip(clip_info(CLIP_A), det, "m")
     second = (st.segments(CLIP_A), st.window_scores(CLIP_A))
-    assert counts(db) == {"clips": 1, "segments": 2, "window_scores": 60}
+    assert counts(db) == {"clips": 1, "segments": 3, "window_scores": 60}
+    anomaly = [s for s in second[0] if s["kind"] == "anomaly"]
+    assert [(a["start_sec"], a["end_sec"], a["peak_score"]) for a in anomaly] == [
+        (sp.start_sec, sp.end_sec, sp.peak_score) for sp in det.spans]
+    assert [w["is_anomaly"] for w in second[1]] == det.is_anomaly.tolist()
     strip = lambda rows: [{k: v for k, v in r.items() if k != "materialized_at"} for r in rows]  # noqa: E731
     assert strip(first[0]) == strip(second[0]) and first[1] == second[1]
 
@@ -202,8 +187,8 @@ def test_replace_twice_gives_the_same_rows_not_duplicates(tmp_path):
 def test_replacing_one_clip_leaves_others_intact(tmp_path):
     db = tmp_path / "e.duckdb"
     st = Store(db)
-    st.replace_clip(clip_info(CLIP_A), make_det(seed=1), "m")
-    st.replace_clip(clip_info(CLIP_B), make_det(seed=2, spans=((5.0, 9.0), (40.0, 50.0))), "m")
+    st.replace_clip(clip_info(CLIP_A), detect_synthetic(seed=1), "m")
+    st.replace_clip(clip_info(CLIP_B), detect_synthetic(seed=2, anomaly=(5, 15)), "m")
     before_b = (st.clip(CLIP_B), st.segments(CLIP_B), st.window_scores(CLIP_B))
     st.replace_clip(clip_info(CLIP_A, n=30), make_det(n=30, spans=(), work=(), seed=3), "other-model")
     assert counts(db, CLIP_A) == {"clips": 1, "segments": 0, "window_scores": 30}
@@ -271,6 +256,19 @@ def test_ground_truth_is_replaced_per_source(tmp_path):
     assert st.query("SELECT count(*) FROM ground_truth")[1] == [(2,)]
 
 
+def test_ground_truth_csv_loads_under_its_path(tmp_path):
+    csv = tmp_path / "mine.csv"
+    csv.write_text("clip_id,clip_duration_sec,start,end,label\n"
+                   f"{CLIP_B},1200,02:07,02:54,not working\n{CLIP_B},1200,16:09,17:03,gets up\n")
+    st = Store(tmp_path / "e.duckdb")
+    assert st.load_ground_truth_csv(csv) == 2
+    assert st.load_ground_truth_csv(csv) == 2
+    _, rows = st.query("SELECT clip_id, clip_duration_sec, start_sec, end_sec, label, source FROM ground_truth"
+                       " ORDER BY start_sec")
+    assert rows == [(CLIP_B, 1200.0, 127.0, 174.0, "not working", str(csv)),
+                    (CLIP_B, 1200.0, 969.0, 1023.0, "gets up", str(csv))]
+
+
 def test_detection_eval_matches_by_iou(tmp_path):
     st = Store(tmp_path / "e.duckdb")
     # Clip A: truth 100-150 and 300-350; detections 100-140 (IoU 40/50 = 0.8),
@@ -279,9 +277,8 @@ def test_detection_eval_matches_by_iou(tmp_path):
     # Clip B has detections but no ground truth: not part of the evaluation.
     st.replace_clip(clip_info(CLIP_B), make_det(spans=((10, 20),)), "m")
     # Clip C has ground truth and no detections at all.
-    st.replace_ground_truth(
-        [Truth(CLIP_A, 600, 100, 150, "walks away"), Truth(CLIP_A, 600, 300, 350, "talks"),
-         Truth(CLIP_C, 90, 30, 60, "gets up")], "seed")
+    truth_a = [Truth(CLIP_A, 600, 100, 150, "walks away"), Truth(CLIP_A, 600, 300, 350, "talks")]
+    st.replace_ground_truth(truth_a + [Truth(CLIP_C, 90, 30, 60, "gets up")], "seed")
 
     cols, rows = st.query("SELECT * FROM detection_eval")
     got = [dict(zip(cols, r)) for r in rows]
@@ -301,6 +298,13 @@ def test_detection_eval_matches_by_iou(tmp_path):
     assert fp0["iou"] == 0.0 and (fp0["det_start_sec"], fp0["det_end_sec"]) == (500.0, 520.0)
     assert none["iou"] is None and none["matched"] is False and none["det_start_sec"] is None
     assert st.detection_eval(CLIP_C) == [none]
+
+    # The view agrees with the library's evaluation of the same spans.
+    ev = evaluate([Span(s["start_sec"], s["end_sec"]) for s in st.segments(CLIP_A, kind="anomaly")], truth_a)
+    assert [t.matched for t in ev.truth] == [m["matched"], missed["matched"]]
+    assert [t.best_iou for t in ev.truth] == pytest.approx([m["iou"], missed["iou"]])
+    assert [(d["start_sec"], d["end_sec"]) for d in ev.unmatched_detections] == [
+        (fp03["det_start_sec"], fp03["det_end_sec"]), (fp0["det_start_sec"], fp0["det_end_sec"])]
 
     # A better detection replaces the clip's rows; the view follows.
     st.replace_clip(clip_info(CLIP_A, n=600), make_det(n=600, spans=((101, 150), (302, 352))), "m")
@@ -396,7 +400,7 @@ WRITER = textwrap.dedent(
     st = Store(db, retries=10000, timeout_sec=120)
     for rep in range(2):
         for i, cid in enumerate(clips):
-            st.replace_clip(t.clip_info(cid), t.make_det(seed=i + rep), "m")
+            st.replace_clip(t.clip_info(cid), t.detect_synthetic(seed=i + rep), "m")
     """
 )
 
@@ -412,7 +416,7 @@ def test_two_writer_processes_both_succeed_without_duplicates(tmp_path):
     for p in procs:
         _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err
-    assert counts(db) == {"clips": 8, "segments": 16, "window_scores": 480}
+    assert counts(db) == {"clips": 8, "segments": 24, "window_scores": 480}
     _, rows = Store(db).query("SELECT count(DISTINCT (clip_id, t_sec)), count(*) FROM window_scores")
     assert rows == [(480, 480)]
 
