@@ -9,6 +9,14 @@ seconds, then raises `StoreBusyError` naming the file.
 Re-materializing a clip replaces its rows (DELETE then INSERT in one transaction over
 `clips`, `segments` and `window_scores`), so a reader sees either the old clip or the
 new one, never half of one and never duplicates. Ground truth is replaced per source.
+
+`detection_eval` (a view) scores anomaly segments against ground truth by temporal IoU,
+one row per outcome: each ground-truth span with its best-IoU detection ('matched' when
+IoU >= 0.5, else 'missed'; the detection columns are NULL when nothing overlaps), then
+each detection on a clip with ground truth that matches no span ('false positive', with
+its best IoU). So a detection at IoU 0.3 appears twice: as the near miss of its span and
+as a false positive, as precision and recall count it. Clips without ground truth are
+not listed. Times are seconds; `truth` / `detected` show them as mm:ss.
 """
 
 from __future__ import annotations
@@ -254,7 +262,7 @@ class Store:
                 elapsed = time.monotonic() - start
                 if attempt >= self.retries or elapsed >= self.timeout_sec:
                     raise StoreBusyError(
-                        f"database {self.path} is busy: another process holds it for writing "
+                        f"database {self.path} is busy: another process holds its lock "
                         f"(gave up after {attempt} attempts in {elapsed:.1f} s); "
                         "close other DuckDB sessions on it or try again"
                     ) from None
