@@ -27,6 +27,7 @@ import logging
 import math
 import os
 import random
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -183,6 +184,16 @@ def _ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"COMMENT ON VIEW detection_eval IS '{SCHEMA_TAG}'")
 
 
+_WRITE_LOCKS: dict[str, threading.Lock] = {}
+_WRITE_LOCKS_GUARD = threading.Lock()
+
+
+def _process_write_lock(path: Path) -> threading.Lock:
+    key = os.path.realpath(path)
+    with _WRITE_LOCKS_GUARD:
+        return _WRITE_LOCKS.setdefault(key, threading.Lock())
+
+
 def _utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
@@ -274,6 +285,12 @@ class Store:
 
     def _write(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
         """Run `fn` in one transaction on a fresh read-write connection (schema ensured)."""
+        # Threads of one process share DuckDB's instance for a file, where concurrent
+        # transactions can conflict (schema creation, same rows): writers queue here.
+        with _process_write_lock(self.path):
+            return self._write_unlocked(fn)
+
+    def _write_unlocked(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
         con = self._connect(read_only=False)
         try:
             con.execute("BEGIN TRANSACTION")

@@ -6,6 +6,7 @@ import logging
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -419,6 +420,28 @@ def test_two_writer_processes_both_succeed_without_duplicates(tmp_path):
     assert counts(db) == {"clips": 8, "segments": 24, "window_scores": 480}
     _, rows = Store(db).query("SELECT count(DISTINCT (clip_id, t_sec)), count(*) FROM window_scores")
     assert rows == [(480, 480)]
+
+
+def test_threads_of_one_process_write_and_read_together(tmp_path):
+    db = tmp_path / "e.duckdb"
+    errors: list[BaseException] = []
+
+    def work(w: int) -> None:
+        try:
+            st = Store(db)
+            for i in range(4):
+                st.replace_clip(clip_info(f"factory001_worker00{w}_{i:05d}"), make_det(seed=i), "m")
+                st.query("SELECT count(*) FROM clips")
+        except BaseException as e:  # noqa: BLE001 - handed to the main thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in (1, 2, 3)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert errors == []
+    assert counts(db) == {"clips": 12, "segments": 24, "window_scores": 720}
 
 
 # -- egoclean sql ---------------------------------------------------------------------------
