@@ -26,7 +26,7 @@ CHUNK_BYTES = 32 * 1024 * 1024
 # Matrices above this many windows are computed on an even subsample of windows.
 DEFAULT_MAX_MATRIX = 2048
 # An autocorrelation peak must reach this to count as a repeating period.
-DEFAULT_PERIOD_MIN_PEAK = 0.2
+DEFAULT_PERIOD_MIN_PEAK = 0.3
 
 
 @dataclass

@@ -102,13 +102,14 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
-    from egoclean.detection import detect_clip
+    from egoclean.detection import DetectionParams, detect_clip
 
     report = detect_clip(
         args.prefix,
         out_json=args.output,
         plots_dir=args.plots,
         ground_truth=args.ground_truth,
+        params=DetectionParams(min_separation=args.min_separation),
     )
     print(report)
     return 0
@@ -183,6 +184,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", default=None, help="segments JSON")
     s.add_argument("--plots", default=None, help="folder for the diagnostics and detection PNGs")
     s.add_argument("--ground-truth", default=None, help="CSV in the ground_truth_seed.csv format")
+    s.add_argument(
+        "--min-separation", type=float, default=None,
+        help="guard: report no spans when the Otsu classes are closer than this many within-class SDs "
+        "(off by default; 4 suits clean clips, see docs/DETECTION.md)",
+    )
     s.set_defaults(func=cmd_detect)
 
     s = sub.add_parser("sql", help="run a read-only SQL query on the segment database")

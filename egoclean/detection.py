@@ -1,0 +1,386 @@
+"""Anomalous-span detection: typicality score, EMA, Otsu + hysteresis (SPEC Phase 2).
+
+1. S = cosine self-similarity of the flattened temporal tokens (never formed: see
+   `egoclean.analysis.typicality`); 2. score = 1 - mean of row i of S without the
+   diagonal; 3. EMA (s_0 = x_0; s_i = a x_i + (1 - a) s_(i-1)); 4. theta_on = Otsu
+   threshold of the smoothed score, theta_off = median + off_fraction x (theta_on -
+   median); 5. hysteresis with debounce; 6. spans shorter than `min_duration_sec`
+   dropped. Everything the clip does not flag is a work span.
+
+Conventions (fixed here, tested):
+- Otsu: `otsu_bins` equal-width bins over [min, max] of the smoothed score (as
+  `np.histogram`); the split maximising the between-class variance (bin centres as
+  values) wins, the first (lowest) one on ties, as OpenCV and scikit-image do.
+  theta_on is the upper edge of the last bin of the lower class.
+- "Above theta_on" is s >= theta_on (the upper Otsu class); "below theta_off" is
+  s < theta_off.
+- A window switches the detector on after `on_windows` consecutive windows above
+  theta_on (the span starts at the first of them) and off after `off_windows`
+  consecutive windows below theta_off (those windows are not part of the span).
+- A span runs from its first window's time to the time of the first window after it,
+  or to the last window's time when it runs to the end of the clip.
+- Constant score (max == min): no threshold exists, no spans.
+- Optional guard (`min_separation`, off by default): the Otsu classes of the smoothed
+  score must be separated by at least this many pooled within-class standard
+  deviations ((mean_above - mean_below) / sqrt(within-class variance)), otherwise the
+  clip gets no spans. See docs/DETECTION.md for what it changes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from egoclean import atomic
+from egoclean.analysis import typicality
+from egoclean.embeddings import Embeddings
+from egoclean.errors import InvalidInputError
+
+# Durations are times differences of float window times: allow rounding noise.
+_EPS = 1e-9
+
+
+@dataclass(frozen=True)
+class DetectionParams:
+    """Every knob of the detector; the defaults are the SPEC's."""
+
+    ema_alpha: float = 0.15
+    otsu_bins: int = 256
+    off_fraction: float = 0.5
+    on_windows: int = 3
+    off_windows: int = 3
+    min_duration_sec: float = 3.0
+    # Guard against flagging clips with no anomaly (None = off, the SPEC's method).
+    min_separation: float | None = None
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not (0.0 < self.ema_alpha <= 1.0):
+            problems.append(f"ema_alpha={self.ema_alpha} (must be in (0, 1])")
+        if int(self.otsu_bins) != self.otsu_bins or self.otsu_bins < 2:
+            problems.append(f"otsu_bins={self.otsu_bins} (must be an integer >= 2)")
+        if not (0.0 <= self.off_fraction <= 1.0):
+            problems.append(f"off_fraction={self.off_fraction} (must be in [0, 1])")
+        for name in ("on_windows", "off_windows"):
+            v = getattr(self, name)
+            if int(v) != v or v < 1:
+                problems.append(f"{name}={v} (must be an integer >= 1)")
+        if not (self.min_duration_sec >= 0.0):
+            problems.append(f"min_duration_sec={self.min_duration_sec} (must be >= 0)")
+        if self.min_separation is not None and not (self.min_separation >= 0.0):
+            problems.append(f"min_separation={self.min_separation} (must be >= 0 or None)")
+        if problems:
+            raise InvalidInputError("detection parameters: " + "; ".join(problems))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Span:
+    """A time span of a clip in seconds; peak_score is the max smoothed score (anomaly spans)."""
+
+    start_sec: float
+    end_sec: float
+    peak_score: float | None = None
+
+    @property
+    def duration_sec(self) -> float:
+        return self.end_sec - self.start_sec
+
+    def to_dict(self) -> dict:
+        d = {
+            "start_sec": round(float(self.start_sec), 6),
+            "end_sec": round(float(self.end_sec), 6),
+            "duration_sec": round(float(self.duration_sec), 6),
+            "start": mmss(self.start_sec),
+            "end": mmss(self.end_sec),
+        }
+        if self.peak_score is not None:
+            d["peak_score"] = float(self.peak_score)
+        return d
+
+
+@dataclass
+class Detection:
+    """The detector's result for one clip."""
+
+    ts: np.ndarray  # (N,) window times, seconds
+    score: np.ndarray  # (N,) 1 - typicality
+    smoothed: np.ndarray  # (N,) EMA of score
+    theta_on: float
+    theta_off: float
+    median: float
+    is_anomaly: np.ndarray  # (N,) bool: window belongs to a reported span
+    spans: list[Span]
+    work_spans: list[Span]
+    params: DetectionParams = field(default_factory=DetectionParams)
+    separation: float | None = None  # Otsu class separation (see min_separation)
+    suppressed: bool = False  # True when the guard removed this clip's spans
+
+    def to_dict(self, series: bool = False) -> dict:
+        """JSON-ready summary; `series=True` adds the per-window times and scores."""
+        d: dict[str, Any] = {
+            "windows": int(len(self.ts)),
+            "theta_on": _num(self.theta_on),
+            "theta_off": _num(self.theta_off),
+            "median": _num(self.median),
+            "separation": _num(self.separation),
+            "suppressed": bool(self.suppressed),
+            "params": self.params.to_dict(),
+            "spans": [s.to_dict() for s in self.spans],
+            "work_spans": [s.to_dict() for s in self.work_spans],
+        }
+        if series:
+            d["ts"] = [float(v) for v in self.ts]
+            d["score"] = [float(v) for v in self.score]
+            d["smoothed"] = [float(v) for v in self.smoothed]
+            d["is_anomaly"] = [bool(v) for v in self.is_anomaly]
+        return d
+
+
+def _num(v: float | None) -> float | None:
+    return None if v is None or not math.isfinite(v) else float(v)
+
+
+def mmss(sec: float) -> str:
+    """Seconds as mm:ss (rounded to the second; minutes grow past 59)."""
+    m, s = divmod(int(round(max(0.0, float(sec)))), 60)
+    return f"{m:02d}:{s:02d}"
+
+
+def ema(x: np.ndarray, alpha: float) -> np.ndarray:
+    """Exponential moving average: s_0 = x_0; s_i = alpha x_i + (1 - alpha) s_(i-1)."""
+    x = np.asarray(x, dtype=np.float64)
+    out = np.empty_like(x)
+    if len(x) == 0:
+        return out
+    acc = x[0]
+    for i, v in enumerate(x):
+        acc = alpha * v + (1.0 - alpha) * acc if i else v
+        out[i] = acc
+    return out
+
+
+def otsu_threshold(x: np.ndarray, bins: int = 256) -> float | None:
+    """Otsu's threshold of `x` over `bins` equal-width bins spanning [min, max].
+
+    Returns the upper edge of the last bin of the lower class (first maximum of the
+    between-class variance on ties), or None when x is constant or empty.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if len(x) == 0:
+        return None
+    lo, hi = float(x.min()), float(x.max())
+    if not hi > lo:
+        return None
+    counts, edges = np.histogram(x, bins=bins, range=(lo, hi))
+    centres = (edges[:-1] + edges[1:]) / 2.0
+    w0 = np.cumsum(counts)[:-1].astype(np.float64)  # lower class = bins [0, k), k = 1..bins-1
+    m0 = np.cumsum(counts * centres)[:-1]
+    total_w, total_m = float(counts.sum()), float((counts * centres).sum())
+    w1 = total_w - w0
+    valid = (w0 > 0) & (w1 > 0)
+    between = np.zeros_like(w0)
+    mu0 = np.divide(m0, w0, out=np.zeros_like(m0), where=valid)
+    mu1 = np.divide(total_m - m0, w1, out=np.zeros_like(m0), where=valid)
+    between[valid] = w0[valid] * w1[valid] * (mu0[valid] - mu1[valid]) ** 2
+    k = int(np.argmax(between)) + 1
+    return float(edges[k])
+
+
+def class_separation(x: np.ndarray, threshold: float) -> float | None:
+    """(mean above - mean below) / pooled within-class SD of `x` split at `threshold`.
+
+    Classes are x >= threshold and x < threshold. Infinite when both classes are
+    constant; None when a class is empty.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    hi, lo = x[x >= threshold], x[x < threshold]
+    if len(hi) == 0 or len(lo) == 0:
+        return None
+    within = (((hi - hi.mean()) ** 2).sum() + ((lo - lo.mean()) ** 2).sum()) / len(x)
+    gap = float(hi.mean() - lo.mean())
+    return math.inf if within <= 0 else gap / math.sqrt(within)
+
+
+def hysteresis(s: np.ndarray, theta_on: float, theta_off: float, on_windows: int, off_windows: int) -> list[tuple[int, int]]:
+    """Runs of 'on' windows as (first, last_exclusive) index pairs (see the module doc)."""
+    runs: list[tuple[int, int]] = []
+    on = False
+    above = below = 0
+    start = 0
+    for i, v in enumerate(s):
+        if not on:
+            above = above + 1 if v >= theta_on else 0
+            if above >= on_windows:
+                on, start, below = True, i - on_windows + 1, 0
+        else:
+            below = below + 1 if v < theta_off else 0
+            if below >= off_windows:
+                on, above = False, 0
+                runs.append((start, i - off_windows + 1))
+    if on:
+        runs.append((start, len(s)))
+    return runs
+
+
+def spans_from_runs(
+    ts: np.ndarray, smoothed: np.ndarray, runs: Iterable[tuple[int, int]], min_duration_sec: float
+) -> tuple[list[Span], np.ndarray]:
+    """Spans (with times and peaks) of the window runs lasting at least min_duration_sec."""
+    n = len(ts)
+    mask = np.zeros(n, dtype=bool)
+    spans = []
+    for a, b in runs:
+        end = float(ts[b]) if b < n else float(ts[-1])
+        span = Span(float(ts[a]), end, float(np.max(smoothed[a:b])))
+        if span.duration_sec + _EPS < min_duration_sec:
+            continue
+        spans.append(span)
+        mask[a:b] = True
+    return spans, mask
+
+
+def work_spans(spans: Sequence[Span], t0: float, t1: float) -> list[Span]:
+    """The complement of `spans` within [t0, t1] (zero-length pieces left out)."""
+    out, cur = [], float(t0)
+    for s in sorted(spans, key=lambda s: s.start_sec):
+        if s.start_sec > cur + _EPS:
+            out.append(Span(cur, float(min(s.start_sec, t1))))
+        cur = max(cur, s.end_sec)
+    if t1 > cur + _EPS:
+        out.append(Span(cur, float(t1)))
+    return out
+
+
+def detect_scores(ts: np.ndarray, score: np.ndarray, params: DetectionParams | None = None) -> Detection:
+    """Steps 3-6 on a given per-window score (1 - typicality)."""
+    params = params or DetectionParams()
+    ts = np.asarray(ts, dtype=np.float64)
+    score = np.asarray(score, dtype=np.float64)
+    if ts.shape != score.shape or ts.ndim != 1:
+        raise InvalidInputError(f"detection: ts {ts.shape} and score {score.shape} must be equal 1-d shapes")
+    if len(ts) == 0:
+        raise InvalidInputError("detection: no windows")
+    if not np.isfinite(score).all():
+        raise InvalidInputError("detection: the score holds NaN or infinite values")
+    smoothed = ema(score, params.ema_alpha)
+    median = float(np.median(smoothed))
+    theta_on = otsu_threshold(smoothed, params.otsu_bins)
+    separation = suppressed = None
+    if theta_on is None:  # constant score: nothing stands out
+        theta_on = theta_off = math.inf
+        runs: list[tuple[int, int]] = []
+    else:
+        theta_off = median + params.off_fraction * (theta_on - median)
+        separation = class_separation(smoothed, theta_on)
+        runs = hysteresis(smoothed, theta_on, theta_off, params.on_windows, params.off_windows)
+    spans, mask = spans_from_runs(ts, smoothed, runs, params.min_duration_sec)
+    suppressed = False
+    if params.min_separation is not None and spans and (separation is None or separation < params.min_separation):
+        spans, mask, suppressed = [], np.zeros(len(ts), dtype=bool), True
+    return Detection(
+        ts=ts,
+        score=score,
+        smoothed=smoothed,
+        theta_on=float(theta_on),
+        theta_off=float(theta_off),
+        median=median,
+        is_anomaly=mask,
+        spans=spans,
+        work_spans=work_spans(spans, float(ts[0]), float(ts[-1])),
+        params=params,
+        separation=separation,
+        suppressed=suppressed,
+    )
+
+
+def anomaly_score(embeddings: Embeddings) -> np.ndarray:
+    """Steps 1-2: 1 - typicality of the flattened temporal tokens (O(N) memory)."""
+    if len(embeddings) < 2:
+        # One window has nothing to be atypical against: define it as typical.
+        return np.zeros(len(embeddings))
+    return 1.0 - typicality(embeddings.temb)
+
+
+def detect(embeddings: Embeddings, params: DetectionParams | None = None) -> Detection:
+    """Detect anomalous spans in one clip's embeddings (a single window gives no spans)."""
+    return detect_scores(embeddings.ts, anomaly_score(embeddings), params)
+
+
+def figure_title(clip_id: str, meta: dict) -> str:
+    """`<clip> - <model>`, with "(random weights)" when the embeddings say so."""
+    model = meta.get("model") or "unknown model"
+    title = f"{clip_id} - {model}"
+    return title + " (random weights)" if meta.get("random_weights") else title
+
+
+def detect_clip(
+    prefix: str | os.PathLike,
+    out_json: str | os.PathLike | None = None,
+    plots_dir: str | os.PathLike | None = None,
+    ground_truth: str | os.PathLike | Sequence | None = None,
+    params: DetectionParams | None = None,
+    max_matrix: int | None = None,
+) -> str:
+    """Detect spans in the embeddings at `prefix`; write JSON / pictures; return a report.
+
+    `ground_truth` is a CSV path (see `egoclean.evaluation.load_ground_truth`) or a list
+    of `GroundTruthSpan`; its rows for clip id = the prefix's basename are evaluated.
+    """
+    from egoclean import analysis, evaluation, plots
+
+    prefix = Path(prefix)
+    clip_id = prefix.name
+    emb = Embeddings.load(prefix, mmap=True)  # temb streams from disk in chunks
+    params = params or DetectionParams()
+    det = detect(emb, params)
+    meta = emb.meta or {}
+    model = meta.get("model")
+    random_weights = bool(meta.get("random_weights", False))
+
+    evaluation_result = truth = None
+    if ground_truth is not None:
+        rows = (
+            evaluation.load_ground_truth(ground_truth)
+            if isinstance(ground_truth, (str, os.PathLike))
+            else list(ground_truth)
+        )
+        truth = [r for r in rows if r.clip_id == clip_id]
+        evaluation_result = evaluation.evaluate(det.spans, truth)
+
+    title = figure_title(clip_id, meta)
+    written = []
+    if plots_dir is not None:
+        pdir = Path(plots_dir)
+        an = analysis.analyse(emb, matrices=True, max_matrix=max_matrix or analysis.DEFAULT_MAX_MATRIX)
+        written.append(plots.plot_diagnostics(an, pdir / f"{clip_id}_diagnostics.png", title))
+        written.append(plots.plot_detection(det, pdir / f"{clip_id}_detection.png", title, truth=truth))
+
+    if out_json is not None:
+        doc = {"clip_id": clip_id, "model": model, "random_weights": random_weights} | det.to_dict()
+        if evaluation_result is not None:
+            doc["evaluation"] = evaluation_result.to_dict()
+        atomic.write_json(out_json, doc)
+        written.append(Path(out_json))
+
+    lines = [f"{title}: {len(det.ts)} windows, {len(det.spans)} anomalous span(s)"]
+    lines.append(
+        f"  theta_on={det.theta_on:.5f} theta_off={det.theta_off:.5f} median={det.median:.5f}"
+        + (f" separation={det.separation:.2f}" if det.separation is not None and math.isfinite(det.separation) else "")
+        + (" (suppressed by the separation guard)" if det.suppressed else "")
+    )
+    for i, s in enumerate(det.spans, 1):
+        lines.append(f"  span {i}: {mmss(s.start_sec)}-{mmss(s.end_sec)} ({s.duration_sec:.1f} s, peak {s.peak_score:.5f})")
+    if evaluation_result is not None:
+        if not truth:
+            lines.append(f"  ground truth: no rows for clip {clip_id}")
+        lines.extend("  " + ln for ln in evaluation_result.report_lines())
+    lines.extend(f"  wrote {p}" for p in written)
+    return "\n".join(lines)
