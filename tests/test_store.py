@@ -270,6 +270,25 @@ def test_ground_truth_csv_loads_under_its_path(tmp_path):
                     (CLIP_B, 1200.0, 969.0, 1023.0, "gets up", str(csv))]
 
 
+def test_seed_ground_truth_and_the_reference_run_pass(tmp_path):
+    """The packaged seed spans, scored against the reference run's detections (SPEC table)."""
+    st = Store(tmp_path / "e.duckdb")
+    assert st.load_ground_truth_csv() == 4
+    _, rows = st.query("SELECT DISTINCT source FROM ground_truth")
+    assert rows == [("seed",)]
+    reference = {CLIP_A: ((209, 264), (416, 431)), CLIP_B: ((125, 182), (974, 1027))}
+    for cid, spans in reference.items():
+        st.replace_clip(clip_info(cid, n=1200), make_det(n=1200, spans=spans, work=()), "vjepa2")
+    got = st.detection_eval()
+    assert [(r["clip_id"], r["truth"], r["detected"], r["status"]) for r in got] == [
+        (CLIP_A, "03:28-04:22", "03:29-04:24", "matched"),
+        (CLIP_A, "07:00-07:13", "06:56-07:11", "matched"),
+        (CLIP_B, "02:07-02:54", "02:05-03:02", "matched"),
+        (CLIP_B, "16:09-17:03", "16:14-17:07", "matched"),
+    ]
+    assert all(r["iou"] >= 0.5 for r in got)
+
+
 def test_detection_eval_matches_by_iou(tmp_path):
     st = Store(tmp_path / "e.duckdb")
     # Clip A: truth 100-150 and 300-350; detections 100-140 (IoU 40/50 = 0.8),
