@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from hubstub import hub  # noqa: F401  (the stand-in Hugging Face hub fixture)
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
