@@ -91,7 +91,9 @@ def cmd_tiny_model(args: argparse.Namespace) -> int:
 
 def cmd_embed(args: argparse.Namespace) -> int:
     from egoclean.encoder import EncoderConfig, embed_video, load_encoder
+    from egoclean.video import probe
 
+    probe(args.input)  # a bad input fails here, before a model load that can take minutes
     enc = load_encoder(
         EncoderConfig(model=args.model, revision=args.revision, device=args.device, dtype=args.dtype)
     )

@@ -1,0 +1,140 @@
+"""V-JEPA 2 frame preprocessing, equal to the hub's VJEPA2VideoProcessor without torchvision.
+
+The hub processor (transformers + torchvision) resizes uint8 frames with torchvision's
+antialiased bilinear resize, which on uint8 tensors is torch's own uint8 antialiased
+`interpolate`; calling that kernel directly reproduces the processor to float rounding
+(the golden test in tests/test_preprocess.py checks it). Resizing float input instead
+differs by up to ~0.02, because the processor rounds the resized image to uint8.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from egoclean.errors import InvalidInputError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+PROCESSOR_FILES = ("video_preprocessor_config.json", "preprocessor_config.json")
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """What the hub's video processor does to a frame: resize, crop, rescale, normalise."""
+
+    shortest_edge: int = 292
+    crop: int = 256
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    rescale_factor: float = 1 / 255
+
+    def to_dict(self) -> dict:
+        return {
+            "shortest_edge": self.shortest_edge,
+            "crop": self.crop,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "rescale_factor": self.rescale_factor,
+        }
+
+    @classmethod
+    def from_processor_json(cls, path: str | os.PathLike) -> "PreprocessConfig":
+        """Read a video_preprocessor_config.json; every value the processor uses must be
+        stated (the class defaults differ from the hub config, so none is assumed)."""
+        path = Path(path)
+        try:
+            d = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise InvalidInputError(f"preprocessor config {path}: unreadable ({e})") from e
+        try:
+            if not d.get("do_resize", True) or not d.get("do_center_crop", True):
+                raise InvalidInputError(f"preprocessor config {path}: resize and centre crop must be enabled")
+            if not d.get("do_normalize", True) or not d.get("do_rescale", True):
+                raise InvalidInputError(f"preprocessor config {path}: rescale and normalise must be enabled")
+            if int(d.get("resample", 2)) != 2:
+                raise InvalidInputError(f"preprocessor config {path}: resample {d['resample']} is not bilinear (2)")
+            size = d["size"]
+            shortest = int(size["shortest_edge"] if isinstance(size, dict) else size)
+            crop = d["crop_size"]
+            if isinstance(crop, dict):
+                if int(crop["height"]) != int(crop["width"]):
+                    raise InvalidInputError(f"preprocessor config {path}: non-square crop {crop}")
+                crop = crop["height"]
+            cfg = cls(
+                shortest_edge=shortest,
+                crop=int(crop),
+                mean=tuple(float(v) for v in d["image_mean"]),
+                std=tuple(float(v) for v in d["image_std"]),
+                rescale_factor=float(d.get("rescale_factor", 1 / 255)),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise InvalidInputError(f"preprocessor config {path}: missing or malformed field ({e!r})") from e
+        cfg.validate(str(path))
+        return cfg
+
+    def validate(self, where: str = "preprocessing") -> None:
+        if self.crop < 1 or self.shortest_edge < self.crop:
+            raise InvalidInputError(
+                f"{where}: shortest_edge {self.shortest_edge} must be >= crop {self.crop} >= 1"
+            )
+        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+            raise InvalidInputError(f"{where}: mean/std must have 3 values, std > 0 (got {self.mean}, {self.std})")
+
+
+def resized_size(height: int, width: int, shortest_edge: int) -> tuple[int, int]:
+    """(h, w) after resizing the short side to `shortest_edge`; the long side is
+    int(long * shortest_edge / short), as transformers computes it."""
+    if height < 1 or width < 1:
+        raise InvalidInputError(f"frame size {width}x{height}: must be at least 1x1")
+    if height <= width:
+        return shortest_edge, int(width * shortest_edge / height)
+    return int(height * shortest_edge / width), shortest_edge
+
+
+def resize_crop_uint8(rgb: np.ndarray | torch.Tensor, shortest_edge: int = 292, crop: int = 256) -> torch.Tensor:
+    """Resize (antialiased bilinear, uint8 like the processor) and centre-crop RGB frames
+    (T, H, W, 3) uint8 to (T, crop, crop, 3) uint8. A frame whose short side already
+    equals `shortest_edge` is not resized (as torchvision does)."""
+    x = torch.from_numpy(np.ascontiguousarray(rgb)) if isinstance(rgb, np.ndarray) else rgb
+    if x.ndim != 4 or x.shape[-1] != 3 or x.dtype != torch.uint8:
+        raise InvalidInputError(
+            f"frames: expected uint8 (T, H, W, 3) RGB, got {tuple(x.shape)} {x.dtype}"
+        )
+    if shortest_edge < crop:
+        raise InvalidInputError(f"preprocessing: shortest_edge {shortest_edge} < crop {crop}")
+    t, h, w, _ = x.shape
+    nh, nw = resized_size(h, w, shortest_edge)
+    # NCHW view of HWC memory is channels_last: the layout torch's fast uint8 AA kernel uses.
+    x = x.permute(0, 3, 1, 2)
+    if (nh, nw) != (h, w):
+        x = F.interpolate(x, size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)
+    top, left = int((nh - crop) / 2.0), int((nw - crop) / 2.0)
+    out = x[:, :, top : top + crop, left : left + crop].permute(0, 2, 3, 1)
+    assert out.shape == (t, crop, crop, 3), out.shape
+    return out
+
+
+def normalize(frames_u8: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD, rescale_factor: float = 1 / 255,
+              dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """uint8 (..., H, W, 3) -> float (..., 3, H, W): scale by 1/255, subtract mean, divide
+    by std (computed in float32 as the processor does; cast to `dtype` last)."""
+    x = frames_u8.to(torch.float32)
+    m = torch.tensor(mean, dtype=torch.float32, device=x.device) / rescale_factor
+    s = torch.tensor(std, dtype=torch.float32, device=x.device) / rescale_factor
+    x = (x - m) / s
+    return x.movedim(-1, -3).contiguous().to(dtype)
+
+
+def preprocess_frames(rgb: np.ndarray | torch.Tensor, shortest_edge: int = 292, crop: int = 256,
+                      mean=IMAGENET_MEAN, std=IMAGENET_STD) -> np.ndarray:
+    """RGB uint8 (T, H, W, 3) -> float32 (T, 3, crop, crop), as the hub's video processor
+    makes it (resize short side, centre crop, 1/255, ImageNet mean/std)."""
+    out = normalize(resize_crop_uint8(rgb, shortest_edge, crop), mean, std)
+    return out.numpy()
