@@ -7,7 +7,15 @@ defence behind never formatting the token in the first place.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
+
+# Hugging Face user access tokens ("hf_" + 34 letters/digits) and bearer credentials:
+# masked even when their value is not the configured one (a token pasted elsewhere).
+_TOKEN_PATTERNS = (
+    re.compile(r"\bhf_[A-Za-z0-9]{20,}"),
+    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}"),
+)
 
 
 def _from_dotenv(path: Path) -> str | None:
@@ -32,8 +40,10 @@ def hf_token(dotenv: str | os.PathLike | None = ".env") -> str | None:
 
 
 def redact(text: str, token: str | None = None) -> str:
-    """Replace every known token value in `text` with `***`."""
+    """Replace the known token values, and anything shaped like an HF token, with `***`."""
+    text = str(text)
     for tok in {token, hf_token()}:
-        if tok and len(tok) >= 4:
+        if isinstance(tok, str) and len(tok) >= 4:
             text = text.replace(tok, "***")
-    return text
+    text = _TOKEN_PATTERNS[0].sub("***", text)
+    return _TOKEN_PATTERNS[1].sub(lambda m: m.group(1) + "***", text)

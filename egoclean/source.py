@@ -54,6 +54,7 @@ DEFAULT_BACKOFF = 0.5
 MAX_BACKOFF = 8.0
 DEFAULT_TIMEOUT = 30.0
 CHUNK = 1 << 20  # streamed download chunk: memory stays at one chunk whatever the clip size
+MAX_JSON_BYTES = 1 << 20  # sidecars and intrinsics are ~300 bytes; they are read into memory
 INDEX_VERSION = 1
 
 _FACTORY_RE = re.compile(r"^factory_?(\d{3})$")
@@ -609,6 +610,8 @@ class Source:
         entry = entries.get("intrinsics.json")
         if entry is None:
             raise NotFoundError(f"{self._t.display(rel)} not found")
+        if entry["size"] > MAX_JSON_BYTES:
+            raise IntrinsicsError(f"{self._t.display(rel)} is {entry['size']} bytes, too large for intrinsics (> 1 MiB)")
         raw = b"".join(self._t.stream(rel, 0, entry["size"])) if entry["size"] else b""
         try:
             obj = json.loads(raw.decode("utf-8"))
@@ -697,6 +700,8 @@ class Source:
         clip = clip_id if isinstance(clip_id, ClipId) else ClipId.parse(clip_id)
         (vshard, video), (sshard, sidecar_m) = self.locate_clip(clip)
         label = self._t.display(vshard.path)
+        if sidecar_m.size > MAX_JSON_BYTES:
+            raise TarError(f"{label}: sidecar {sidecar_m.name} is {sidecar_m.size} bytes, not a sidecar (> 1 MiB)")
         raw = b"".join(self._t.stream(sshard.path, sidecar_m.offset, sidecar_m.size))
         sidecar = _parse_sidecar(raw, clip, video, label)
 

@@ -216,6 +216,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     hub: HubStub
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in separate writes
     _rec: Request
 
     def log_message(self, format: str, *args) -> None:  # keep pytest output clean
