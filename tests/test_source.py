@@ -274,6 +274,32 @@ def test_server_that_stops_answering(hub, data, tmp_path):
     assert_empty(out)
 
 
+def test_listing_survives_a_5xx(hub, data, tmp_path):
+    fault = hub.fail(503, times=1, match="/tree/")  # huggingface_hub retries listings itself
+    assert src_for(hub, tmp_path).list_workers(1) == ["worker_001", "worker_002"]
+    assert fault.hits == 1
+
+
+def test_listing_server_that_stops_answering(hub, data, tmp_path):
+    hub.stall(seconds=30, times=None, match="api")
+    with pytest.raises(SourceError, match=r"listing hf://datasets/builddotai/Egocentric-10K.*no complete answer"):
+        src_for(hub, tmp_path, retries=0, timeout=0.5).list_factories()
+
+
+def test_fetch_real_h265_clip_through_the_hub(hub, tmp_path):
+    from egoclean.synth import SynthConfig, write_dataset
+    from egoclean.video import probe
+
+    cfg = SynthConfig(clips=2, duration_sec=3.0, width=64, height=48, shards=2, anomalies=False)
+    write_dataset(hub.root, cfg)
+    src = src_for(hub, tmp_path)
+    clip = src.list_clips(1, 1)[-1]
+    fetched = src.fetch_clip(clip, tmp_path / "out", progress=False)
+    info = probe(fetched.mp4_path)
+    assert info.codec == "hevc" and (info.width, info.height) == (64, 48)
+    assert info.n_frames == 90 and fetched.sidecar["video_index"] == clip.index
+
+
 # ---------------------------------------------------------------------------- bad data
 
 
