@@ -351,19 +351,20 @@ class _HfTransport(_Transport):
             raise _Retryable(f"HTTP {status}")
         raise SourceError(f"{url}: unexpected HTTP {status}")
 
-    def _open(self, rel: str, start: int, length: int):
+    def _open(self, url: str, start: int, length: int):
+        """A streamed ranged GET on huggingface_hub's shared HTTP client (redirects followed;
+        the client drops Authorization when a redirect leaves the hub's host)."""
         from huggingface_hub.utils import get_session
 
-        url = self.http_url(rel)
-        return url, get_session().stream(
-            "GET", url, headers=self._headers(start, start + length - 1), timeout=self.timeout
-        )
+        return get_session().stream("GET", url, headers=self._headers(start, start + length - 1), timeout=self.timeout)
 
     def read(self, rel: str, start: int, length: int) -> bytes:
         return b"".join(self.stream(rel, start, length, exact=False))
 
     def stream(self, rel: str, start: int, length: int, exact: bool = True) -> Iterator[bytes]:
-        import httpx2
+        """Ranged GETs from `start`; a dropped or failed request is retried (bounded,
+        exponential backoff) from the first byte not yet received."""
+        import httpx2  # huggingface_hub's HTTP library
 
         pos, end = start, start + length
         failures = 0
@@ -371,8 +372,7 @@ class _HfTransport(_Transport):
         url = self.http_url(rel)
         while pos < end:
             try:
-                _, ctx = self._open(rel, pos, end - pos)
-                with ctx as r:
+                with self._open(url, pos, end - pos) as r:
                     self._check_response(r, url, pos, end - pos)
                     # Pieces as they arrive (not CHUNK-sized): a dropped connection then
                     # loses nothing already received, and the retry resumes right there.

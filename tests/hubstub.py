@@ -89,7 +89,7 @@ class HubStub:
         page_size: int = 1000,
         sha: str = DEFAULT_SHA,
         revisions: tuple[str, ...] = ("main",),
-        redirect: bool = False,
+        redirect: bool | str = False,
     ):
         self.root = Path(root)
         self.repo_id = repo_id
@@ -98,7 +98,9 @@ class HubStub:
         self.page_size = page_size
         self.sha = sha
         self.revisions = set(revisions) | {sha}
-        self.redirect = redirect  # answer resolve with a 302 to a /cdn/ URL, as the hub does for LFS
+        # Answer resolve with a 302 to a /cdn/ URL, as the hub does for LFS files; a host
+        # name (e.g. "localhost") makes it a different origin, like the hub's real CDN.
+        self.redirect = redirect
         self.requests: list[Request] = []
         self.faults: list[Fault] = []
         self._lock = threading.Lock()
@@ -402,7 +404,10 @@ class _Handler(BaseHTTPRequestHandler):
             "X-Linked-Size": str(size),
         }
         if self.hub.redirect and not cdn:
-            loc = f"{self.hub.endpoint}/cdn/{quote(revision, safe='')}/{quote(rel)}"
+            base = self.hub.endpoint
+            if isinstance(self.hub.redirect, str):
+                base = base.replace("127.0.0.1", self.hub.redirect)
+            loc = f"{base}/cdn/{quote(revision, safe='')}/{quote(rel)}"
             return self._send(302, b"", {**common, "Location": loc})
         start, end = 0, size - 1
         status = 200

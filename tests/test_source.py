@@ -134,6 +134,16 @@ def test_fetch_follows_hub_redirects(hub, data, tmp_path):
     assert any(r.path.startswith("/cdn/") and r.range for r in hub.requests)
 
 
+def test_token_is_not_sent_to_a_redirect_target(hub, data, tmp_path):
+    hub.token, hub.gate_api, hub.redirect = TOKEN, False, "localhost"  # another origin: the "CDN"
+    fetched = src_for(hub, tmp_path, token=TOKEN).fetch_clip("factory001_worker001_00001", tmp_path / "out", progress=False)
+    assert fetched.mp4_path.read_bytes() == member_bytes(hub, "factory001_worker001_00001")[0]
+    cdn = [r for r in hub.requests if r.path.startswith("/cdn/")]
+    hubside = [r for r in hub.requests if "/resolve/" in r.path]
+    assert cdn and all("authorization" not in r.headers and r.range for r in cdn)
+    assert hubside and all(r.headers.get("authorization") == f"Bearer {TOKEN}" for r in hubside)
+
+
 def test_index_cache_is_reused(hub, data, tmp_path):
     src = src_for(hub, tmp_path)
     shard = src.list_shards(1, 1)[0]
