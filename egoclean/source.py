@@ -324,6 +324,10 @@ class _HfTransport(_Transport):
             return NotFoundError(f"{where} not found")
         if isinstance(e, OfflineModeIsEnabled):
             return SourceError(f"{where}: HF_HUB_OFFLINE is set, the hub cannot be reached")
+        import httpx2
+
+        if isinstance(e, httpx2.TransportError):
+            return SourceError(redact(f"listing {where} failed: cannot reach {self.endpoint} ({type(e).__name__}: {e})"))
         if isinstance(e, HfHubHTTPError):
             status = getattr(getattr(e, "response", None), "status_code", "?")
             return SourceError(redact(f"listing {where} failed: HTTP {status} from {self.endpoint}"))

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -431,3 +434,27 @@ def test_cli_ls_and_fetch_on_local_folder(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["clip_id"] == "factory001_worker001_00001"
     assert cli.main(["fetch", "factory001_worker001_00007", "-o", str(tmp_path / "o"), "--source", str(root)]) == 2
     assert "clip factory001_worker001_00007 not found in shards" in capsys.readouterr().err
+
+
+def run_cli(args: list[str], env: dict) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")} | env
+    return subprocess.run(
+        [sys.executable, "-m", "egoclean.cli", *args], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_cli_against_the_hub_via_hf_endpoint(hub, data, tmp_path):
+    """HF_ENDPOINT (read by huggingface_hub at import) points a fresh process at the stub."""
+    env = {"HF_ENDPOINT": hub.endpoint, "EGOCLEAN_CACHE": str(tmp_path / "cache")}
+    done = run_cli(["ls", "factory_001/worker_001", "--clips"], env)
+    assert done.returncode == 0, done.stderr
+    assert "factory001_worker001_part01.tar" in done.stdout and "factory001_worker001_00004" in done.stdout
+    assert list((tmp_path / "cache" / "index").glob("*.json"))
+
+    hub.token = TOKEN
+    bad = "hf_badTokenForTheCliTest0123456789"
+    done = run_cli(["fetch", "factory001_worker001_00000", "-o", str(tmp_path / "o")], env | {"HF_TOKEN": bad})
+    assert done.returncode == 2
+    assert "accept its conditions" in done.stderr and "HF_TOKEN" in done.stderr
+    assert bad not in done.stderr + done.stdout
+    assert_empty(tmp_path / "o")
