@@ -270,10 +270,12 @@ def detect_scores(ts: np.ndarray, score: np.ndarray, params: DetectionParams | N
         raise InvalidInputError("detection: no windows")
     if not np.isfinite(score).all():
         raise InvalidInputError("detection: the score holds NaN or infinite values")
+    if len(ts) > 1 and not np.all(np.diff(ts) > 0):
+        raise InvalidInputError("detection: window times (ts) must be finite and strictly increasing")
     smoothed = ema(score, params.ema_alpha)
     median = float(np.median(smoothed))
     theta_on = otsu_threshold(smoothed, params.otsu_bins)
-    separation = suppressed = None
+    separation: float | None = None
     if theta_on is None:  # constant score: nothing stands out
         theta_on = theta_off = math.inf
         runs: list[tuple[int, int]] = []

@@ -111,7 +111,8 @@ def plot_detection(detection: Any, path: str | os.PathLike, title: str, truth: S
     ax = fig.subplots()
     ax.plot(det.ts, det.score, color="grey", lw=0.7, alpha=0.8, label="score (1 - typicality)")
     ax.plot(det.ts, det.smoothed, color="tab:blue", lw=1.3, label=f"EMA (alpha {det.params.ema_alpha})")
-    if np.isfinite(det.theta_on):
+    # No thresholds when the score is constant (inf in a Detection, null in its JSON).
+    if det.theta_on is not None and np.isfinite(det.theta_on):
         ax.axhline(det.theta_on, color="red", lw=1.0, label=f"theta_on {det.theta_on:.4f}")
         ax.axhline(det.theta_off, color="orange", lw=1.0, label=f"theta_off {det.theta_off:.4f}")
     ax.axhline(det.median, color="black", ls=":", lw=1.0, label=f"median {det.median:.4f}")

@@ -167,6 +167,8 @@ def test_bad_parameters_and_inputs_are_refused():
         DetectionParams(on_windows=0)
     with pytest.raises(InvalidInputError, match="NaN"):
         detect_scores(np.arange(3.0), np.array([0.1, np.nan, 0.2]))
+    with pytest.raises(InvalidInputError, match="strictly increasing"):
+        detect_scores(np.array([0.0, 2.0, 1.0]), np.array([0.1, 0.3, 0.2]))
 
 
 # ------------------------------------------------------------------ on synthetic embeddings

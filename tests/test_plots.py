@@ -55,7 +55,10 @@ def test_detection_picture_with_truth_and_title_without_random_weights(tmp_path)
     assert png_title(out) == title and out.stat().st_size > 20_000
     # constant score: no thresholds to draw, still a picture
     flat = Embeddings(np.ones((10, 3), np.float32), np.ones((10, 2, 3), np.float32), np.arange(10.0))
-    assert png_title(plot_detection(detect(flat, DetectionParams()), tmp_path / "flat.png", "flat")) == "flat"
+    flat_det = detect(flat, DetectionParams())
+    assert png_title(plot_detection(flat_det, tmp_path / "flat.png", "flat")) == "flat"
+    flat_det.theta_on = flat_det.theta_off = None  # as rebuilt from the JSON (null thresholds)
+    assert png_title(plot_detection(flat_det, tmp_path / "flat2.png", "flat2")) == "flat2"
 
 
 def test_long_matrices_are_block_averaged_for_display():
