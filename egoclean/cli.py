@@ -35,6 +35,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
         fps=args.fps,
         shards=args.shards,
         seed=args.seed,
+        anomalies=not args.no_anomalies,
+        clean_clips=args.clean_clips,
     )
     summary = write_dataset(args.out_dir, cfg)
     print(json.dumps(summary, indent=2, default=str))
@@ -140,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--fps", type=float, default=30.0)
     s.add_argument("--shards", type=int, default=1, help="tar shards per worker")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--clean-clips", type=int, default=0, help="last N clips of each worker have no planted off-task span")
+    s.add_argument("--no-anomalies", action="store_true", help="plant no off-task spans at all")
     s.set_defaults(func=cmd_synth)
 
     for name, fn, hlp in (

@@ -330,7 +330,7 @@ def plan_spans(duration_sec: float, clip_number: int, rng: np.random.Generator) 
         return int(max(MIN_SPAN_SEC, min(L, int(0.4 * D))))
 
     mode = clip_number % 3
-    k0 = int(rng.integers(len(ANOMALY_KINDS)))
+    k0 = clip_number + clip_number // 3  # every kind in every placement over 9 clips
     kinds = [ANOMALY_KINDS[(k0 + j) % len(ANOMALY_KINDS)] for j in range(2)]
     L = length()
     if mode == 0:  # in the middle
@@ -623,14 +623,19 @@ def lines_pattern() -> list[tuple[tuple[float, float], tuple[float, float]]]:
     return lines
 
 
-def render_lines_frame(intrinsics: dict, canvas_scale: float = 2.0, width_px: float = 1.6) -> np.ndarray:
-    """A fisheye BGR frame of `lines_pattern()`: thin white lines on black, rendered
-    through the same pinhole-canvas -> fisheye mapping as the clips. `width_px` is the
-    line width in fisheye pixels near the image centre."""
+def render_lines_frame(
+    intrinsics: dict,
+    lines: Sequence[tuple[tuple[float, float], tuple[float, float]]] | None = None,
+    canvas_scale: float = 2.0,
+    width_px: float = 1.6,
+) -> np.ndarray:
+    """A fisheye BGR frame of straight lines (default `lines_pattern()`): thin white
+    lines on black, rendered through the same pinhole-canvas -> fisheye mapping as the
+    clips. `width_px` is the line width in fisheye pixels near the image centre."""
     view = FisheyeView(intrinsics)
     scale = canvas_scale * float(intrinsics["fx"])
     c = Canvas(view.extent[0] + 0.05, view.extent[1] + 0.05, scale)
-    for (x0, y0), (x1, y1) in lines_pattern():
+    for (x0, y0), (x1, y1) in lines_pattern() if lines is None else lines:
         c.line(x0, y0, x1, y1, (255, 255, 255), width_px / float(intrinsics["fx"]))
     # Soften the canvas so the fisheye's peripheral minification samples it without aliasing.
     c.img = cv2.GaussianBlur(c.img, (0, 0), 0.5 * canvas_scale)
