@@ -28,6 +28,7 @@ import os
 import re
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
@@ -54,6 +55,9 @@ DEFAULT_BACKOFF = 0.5
 MAX_BACKOFF = 8.0
 DEFAULT_TIMEOUT = 30.0
 CHUNK = 1 << 20  # streamed download chunk: memory stays at one chunk whatever the clip size
+# Shards indexed at once by list_clips: a header scan is ~one round trip per clip, so on
+# a real network latency, not bandwidth, sets its pace.
+DEFAULT_PARALLEL = 4
 MAX_JSON_BYTES = 1 << 20  # sidecars and intrinsics are ~300 bytes; they are read into memory
 INDEX_VERSION = 1
 
@@ -547,11 +551,13 @@ class Source:
         revision: str | None = None,
         cache_dir: str | os.PathLike | None = None,
         readahead: int = DEFAULT_READAHEAD,
+        parallel: int = DEFAULT_PARALLEL,
     ):
         self._t = transport
         self.revision = revision
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.readahead = readahead
+        self.parallel = max(1, int(parallel))
         self._indexes: dict[str, ShardIndex] = {}
 
     @property
@@ -599,10 +605,13 @@ class Source:
 
     def list_clips(self, factory: str | int, worker: str | int) -> list[ClipId]:
         """A worker's clips, from its shard indexes (sorted, each once)."""
-        clips: set[ClipId] = set()
-        for shard in self.list_shards(factory, worker):
-            clips.update(self.index_shard(shard).clip_ids())
-        return sorted(clips)
+        shards = self.list_shards(factory, worker)
+        if self.parallel > 1 and len(shards) > 1:
+            with ThreadPoolExecutor(min(self.parallel, len(shards)), thread_name_prefix="egoclean-index") as pool:
+                indexes = list(pool.map(self.index_shard, shards))
+        else:
+            indexes = [self.index_shard(s) for s in shards]
+        return sorted({c for idx in indexes for c in idx.clip_ids()})
 
     def read_intrinsics(self, factory: str | int, worker: str | int) -> dict:
         """The worker's intrinsics.json, parsed."""
@@ -778,6 +787,7 @@ def open_source(
     endpoint: str | None = None,
     storage_options: dict | None = None,
     readahead: int = DEFAULT_READAHEAD,
+    parallel: int = DEFAULT_PARALLEL,
 ) -> Source:
     """Open a dataset location: `hf://datasets/...`, a local directory, or an fsspec URL.
 
@@ -785,7 +795,8 @@ def open_source(
     huggingface_hub's saved login (False: no token); `endpoint` defaults to HF_ENDPOINT / huggingface.co;
     `revision` pins a branch, tag or commit. `retries` (after the first try) and
     `backoff` (first wait, doubling, at most 8 s) apply to every read; `timeout` (s) to
-    each request. `cache_dir` holds shard indexes (default: see default_cache_dir)."""
+    each request. `cache_dir` holds shard indexes (default: see default_cache_dir);
+    `parallel` shards are indexed at once by list_clips."""
     if not isinstance(url, str) or not url.strip():
         raise InvalidInputError(f"invalid source URL {url!r}: expected hf://..., a directory or an fsspec URL")
     if retries < 0 or timeout <= 0 or backoff < 0:
@@ -802,4 +813,4 @@ def open_source(
         if revision is not None:
             raise InvalidInputError(f"revision={revision!r} applies only to hf:// sources, not {url!r}")
         transport = _FsspecTransport(url, storage_options, retries, backoff, timeout)
-    return Source(transport, revision=revision, cache_dir=cache_dir, readahead=readahead)
+    return Source(transport, revision=revision, cache_dir=cache_dir, readahead=readahead, parallel=parallel)

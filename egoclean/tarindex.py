@@ -203,6 +203,12 @@ def scan_headers(read: ReadFn, size: int, label: str, readahead: int = DEFAULT_R
                 )
             offset = data_offset + _round_up(member_size)
         long_name, pax = None, {}
+        # `tar -cf x.tar -C dir .` writes "./name" and a "./" entry for the folder itself:
+        # harmless spellings of a flat layout, so they are read as "name" and skipped.
+        while name.startswith("./"):
+            name = name[2:]
+        if info.type == tarfile.DIRTYPE and name in ("", "."):
+            continue
         if info.type not in _FILE_TYPES:
             kind = _TYPE_NAMES.get(info.type, f"type {info.type!r}")
             raise TarError(

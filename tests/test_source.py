@@ -75,6 +75,16 @@ def test_listing_over_paginated_tree(hub, data, tmp_path):
     assert any("cursor" in r.query for r in hub.requests), "pagination was not exercised"
 
 
+def test_list_clips_indexes_shards_in_parallel(hub, tmp_path):
+    keys = [k for ks in make_worker(hub.root, 3, 4, shards=(1, 2, 1, 3)).values() for k in ks]
+    serial = src_for(hub, tmp_path, parallel=1, cache_dir=tmp_path / "c1").list_clips(3, 4)
+    assert [c.key for c in serial] == keys
+    assert src_for(hub, tmp_path, parallel=4, cache_dir=tmp_path / "c4").list_clips(3, 4) == serial
+    (hub.root / "factory_003/workers/worker_004/factory003_worker004_part02.tar").write_bytes(b"x" * 2048)
+    with pytest.raises(TarError, match="part02.tar: not a tar file"):
+        src_for(hub, tmp_path, parallel=4, cache_dir=tmp_path / "c5").list_clips(3, 4)
+
+
 def test_bad_names_and_urls():
     with pytest.raises(InvalidInputError, match="invalid source URL"):
         open_source("hf://models/x")

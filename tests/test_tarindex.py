@@ -122,6 +122,19 @@ def test_unsafe_member_names_are_rejected(name):
         scan(data)
 
 
+def test_dot_slash_names_from_tar_of_a_folder(tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "c_00001.mp4").write_bytes(b"v" * 700)
+    (tmp_path / "d" / "c_00001.json").write_bytes(b"{}")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        tf.add(tmp_path / "d", arcname=".")  # "./" folder entry, then "./c_00001.json", ...
+    names = sorted(m.name for m in scan(buf.getvalue()).members)
+    assert names == ["c_00001.json", "c_00001.mp4"]
+    with pytest.raises(TarError, match="unsafe member name '../c.mp4'"):
+        scan(tar_bytes([("./../c.mp4", b"x")]))
+
+
 def test_ustar_prefix_is_joined_and_rejected():
     name = "d" * 80 + "/" + "f" * 80 + ".mp4"  # > 100 chars: ustar splits it into prefix/name
     data = tar_bytes([(name, b"x")], fmt=tarfile.USTAR_FORMAT)
