@@ -166,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--intrinsics", required=True)
     s.add_argument("-o", "--output", required=True)
     s.add_argument("--balance", type=float, default=0.0)
-    s.add_argument("--crf", type=int, default=None, help="libx264 CRF (default: see docs/PERFORMANCE.md)")
+    s.add_argument("--crf", type=float, default=None, help="libx264 CRF (default: see docs/PERFORMANCE.md)")
     s.add_argument("--preset", default=None, help="libx264 preset")
     s.set_defaults(func=cmd_rectify)
 
