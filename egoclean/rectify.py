@@ -124,20 +124,24 @@ def _prefetch(frames: Iterator[np.ndarray], maxsize: int = _QUEUE_FRAMES) -> Ite
     q: queue.Queue = queue.Queue(maxsize=maxsize)
     stop = threading.Event()
 
+    def put(item) -> bool:
+        # a timed put, so a consumer that has stopped never leaves this thread blocked
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def produce() -> None:
         try:
             for item in frames:
-                while not stop.is_set():
-                    try:
-                        q.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not put(item):
                     return
-            q.put(_END)
+            put(_END)
         except BaseException as e:  # handed to the consumer, which re-raises it
-            q.put(e)
+            put(e)
         finally:
             close = getattr(frames, "close", None)
             if close is not None and stop.is_set():

@@ -180,6 +180,10 @@ def test_prefetch_bounds_frames_in_flight_and_stops_early():
     it.close()  # stops and joins the producer
     # at most the queue plus the one item being put are ahead of the consumer
     assert len(produced) <= 5 + 3 + 1
+    # a consumer that stops while the producer waits to hand over the end marker
+    short = _prefetch(iter([np.zeros(1)] * 3), maxsize=1)
+    next(short)
+    short.close()  # returns (the producer's put is timed), no hang
 
 
 def test_prefetch_reraises_producer_error():
