@@ -17,6 +17,10 @@ import numpy as np
 
 from egoclean.errors import VideoError
 
+# The pipeline's video contract: Egocentric-10K clips are H.265 and the rectified clips
+# H.264; anything else (mpeg4, mjpeg, ...) is refused by `probe` unless a caller opts out.
+SUPPORTED_CODECS = ("h264", "hevc")
+
 
 @dataclass(frozen=True)
 class VideoInfo:
@@ -52,9 +56,10 @@ def _open(path: str | os.PathLike):
     return container
 
 
-def probe(path: str | os.PathLike) -> VideoInfo:
+def probe(path: str | os.PathLike, codecs: tuple[str, ...] | None = SUPPORTED_CODECS) -> VideoInfo:
     """Read a video's header; the frame count is exact (counted from packets when the
-    container does not state it)."""
+    container does not state it). A codec outside `codecs` (None: any) or a stream
+    without frames is a VideoError."""
     container = _open(path)
     try:
         stream = container.streams.video[0]
@@ -69,6 +74,13 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             except av.FFmpegError as e:
                 raise VideoError(f"video {path}: corrupt while counting frames ({e})") from e
         ctx = stream.codec_context
+        if codecs and ctx.name not in codecs:
+            raise VideoError(
+                f"video {path}: codec {ctx.name!r} is not H.264/H.265 (Egocentric-10K clips are H.265); "
+                f"re-encode it, e.g. ffmpeg -i IN -c:v libx264 OUT.mp4"
+            )
+        if n <= 0:
+            raise VideoError(f"video {path}: holds no frames")
         return VideoInfo(
             path=str(path),
             n_frames=n,
@@ -83,13 +95,30 @@ def probe(path: str | os.PathLike) -> VideoInfo:
 
 
 def iter_frames(path: str | os.PathLike, fmt: str = "bgr24") -> Iterator[np.ndarray]:
-    """Decode frames in order (threaded decoder) as HxWx3 uint8 arrays in `fmt`."""
+    """Decode frames in order (threaded decoder) as HxWx3 uint8 arrays in `fmt`.
+
+    Frames must sit on a constant-rate grid: the pipeline counts time in frames (window
+    stride, span times, the rectified output's rate), so a variable-frame-rate clip would
+    give wrong times silently; a frame more than half a frame off the grid is a VideoError.
+    """
     container = _open(path)
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        rate = stream.average_rate or stream.guessed_rate
+        tick = float(1 / (rate * stream.time_base)) if rate and stream.time_base else None
+        first = None
         try:
-            for frame in container.decode(stream):
+            for i, frame in enumerate(container.decode(stream)):
+                if tick and frame.pts is not None:
+                    first = frame.pts if first is None else first
+                    off = (frame.pts - first) / tick - i
+                    if abs(off) > 0.5:
+                        raise VideoError(
+                            f"video {path}: variable frame rate (frame {i} is at {float(frame.pts * stream.time_base):.3f} s, "
+                            f"{off:+.2f} frames off a constant {float(rate):g} fps); "
+                            f"re-encode at a constant rate, e.g. ffmpeg -i IN -fps_mode cfr OUT.mp4"
+                        )
                 yield frame.to_ndarray(format=fmt)
         except av.FFmpegError as e:
             raise VideoError(f"video {path}: decoding failed ({e}); the file may be truncated or corrupt") from e
