@@ -146,6 +146,16 @@ class FisheyeIntrinsics:
         if (width, height) == self.size:
             return self
         sx, sy = width / self.image_width, height / self.image_height
+        # A landscape calibration on a portrait clip (or the reverse) is a rotated camera
+        # or the wrong calibration: scaling fx and fy apart would bend the image silently.
+        if (width > height and self.image_width < self.image_height) or (
+            width < height and self.image_width > self.image_height
+        ):
+            raise IntrinsicsError(
+                f"intrinsics {self.source}: calibrated at {self.image_width}x{self.image_height}, "
+                f"cannot describe a {width}x{height} clip (aspect ratio differs: rotated? use the "
+                f"calibration of this orientation)"
+            )
         return FisheyeIntrinsics(
             int(width), int(height), self.fx * sx, self.fy * sy, self.cx * sx, self.cy * sy,
             self.k1, self.k2, self.k3, self.k4, source=f"{self.source} scaled to {width}x{height}",
