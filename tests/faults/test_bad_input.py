@@ -1,0 +1,183 @@
+"""Bad input end to end: the real CLI (rectify, embed, fetch) refuses it in one line, exit 2,
+naming the input and the problem, and leaves no output and no temporary file behind.
+
+Single-module cases already proven elsewhere are cited in docs/RELIABILITY.md, not
+repeated here (tar: tests/test_source.py, tests/test_tarindex.py; intrinsics fields:
+tests/test_intrinsics.py; ground truth: tests/test_evaluation.py; SQL: tests/test_store.py).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from egoclean.cli import main
+from egoclean.errors import VideoError
+from egoclean.video import probe
+
+from .conftest import decoded, part_files, write_clip
+
+INTR = {"model": "fisheye", "image_width": 64, "image_height": 48, "fx": 30.0, "fy": 30.0,
+        "cx": 32.0, "cy": 24.0, "k1": 0.01, "k2": 0.0, "k3": 0.0, "k4": 0.0}
+
+
+def bad_clip(kind: str, d: Path) -> Path:
+    p = d / f"{kind}.mp4"
+    if kind == "truncated":
+        full = write_clip(d / "full.mp4", 80)
+        p.write_bytes(full.read_bytes()[: full.stat().st_size * 2 // 3])
+    elif kind == "empty":
+        p.write_bytes(b"")
+    elif kind == "not-a-video":
+        p.write_text("this is not a video\n" * 50)
+    elif kind == "zero-frames":
+        import av
+
+        c = av.open(str(p), "w")
+        s = c.add_stream("libx264", rate=30)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        c.start_encoding()
+        c.close()
+    elif kind == "mpeg4":
+        write_clip(p, 80, codec="mpeg4")
+    elif kind == "mjpeg":
+        write_clip(p, 80, codec="mjpeg", pix_fmt="yuvj420p")
+    elif kind == "vfr":
+        # 80 frames 1/60, 1/30 or 1/15 s apart: a phone-style variable-frame-rate clip
+        gaps = np.random.default_rng(0).choice([1500, 3000, 6000], size=79)
+        write_clip(p, 80, codec="libx264", pts=[0, *np.cumsum(gaps).tolist()])
+    return p
+
+
+PROBLEM = {
+    "truncated": "cannot be opened",  # the moov atom is at the end: a cut file has none
+    "empty": "cannot be opened",
+    "not-a-video": "cannot be opened",
+    "zero-frames": "no",  # "holds no video stream" / "holds no frames"
+    "mpeg4": "codec 'mpeg4' is not H.264/H.265",
+    "mjpeg": "codec 'mjpeg' is not H.264/H.265",
+    "vfr": "variable frame rate",
+}
+
+
+def run(args, capsys) -> tuple[int, str]:
+    rc = main(args)
+    out = capsys.readouterr()
+    return rc, out.err
+
+
+@pytest.mark.parametrize("kind", list(PROBLEM))
+def test_rectify_refuses_bad_video(kind, tmp_path, capsys):
+    clip = bad_clip(kind, tmp_path)
+    intr = tmp_path / "intrinsics.json"
+    intr.write_text(json.dumps(INTR))
+    out = tmp_path / "out" / "rect.mp4"
+    rc, err = run(["rectify", str(clip), "--intrinsics", str(intr), "-o", str(out)], capsys)
+    assert rc == 2
+    line = err.replace("\r", "\n").strip().splitlines()[-1]  # after any progress bar
+    assert line.startswith("egoclean rectify: error: video ")
+    assert str(clip) in line and PROBLEM[kind] in line, line
+    assert not out.exists() and not out.with_name("rect_intrinsics.json").exists()
+    assert part_files(tmp_path) == []
+
+
+@pytest.mark.parametrize("kind", ["truncated", "mpeg4", "vfr", "zero-frames"])
+def test_embed_refuses_bad_video(kind, tmp_path, capsys, tiny_model):
+    clip = bad_clip(kind, tmp_path)
+    prefix = tmp_path / "out" / "clip"
+    rc, err = run(["embed", str(clip), "-o", str(prefix), "--model", tiny_model, "--device", "cpu"], capsys)
+    assert rc == 2
+    assert str(clip) in err and PROBLEM[kind] in err, err
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+
+def test_vfr_refused_where_frames_are_read_not_only_at_probe(tmp_path):
+    """VFR is found from the frame timestamps, so a caller that skips probe is protected too."""
+    from egoclean.video import iter_frames
+
+    clip = bad_clip("vfr", tmp_path)
+    assert probe(clip).n_frames == 80  # the header looks fine
+    with pytest.raises(VideoError, match=r"vfr\.mp4: variable frame rate \(frame \d+ is at"):
+        for _ in iter_frames(clip):
+            pass
+
+
+def test_constant_rate_clips_with_reordered_frames_are_accepted(tmp_path):
+    """B-frames (x265 default) decode out of order internally; the pts grid check must not trip."""
+    clip = write_clip(tmp_path / "b.mp4", 40, codec="libx265")
+    assert decoded(clip).shape == (40, 48, 64, 3)
+    assert probe(clip).codec == "hevc"
+
+
+def test_odd_sized_clip_is_rectified_to_the_even_size_below(tmp_path, capsys):
+    clip = write_clip(tmp_path / "odd.mp4", 12, w=65, h=49, codec="libx264", pix_fmt="yuv444p")
+    intr = tmp_path / "intrinsics.json"
+    intr.write_text(json.dumps(INTR | {"image_width": 65, "image_height": 49}))
+    out = tmp_path / "rect.mp4"
+    rc, err = run(["rectify", str(clip), "--intrinsics", str(intr), "-o", str(out)], capsys)
+    assert rc == 0, err
+    info = probe(out)
+    assert (info.width, info.height, info.n_frames) == (64, 48, 12)
+
+
+def test_portrait_clip_with_portrait_intrinsics(tmp_path, capsys):
+    clip = write_clip(tmp_path / "portrait.mp4", 12, w=48, h=64, codec="libx264")  # x265 aborts below 64 px wide
+    intr = tmp_path / "intrinsics.json"
+    intr.write_text(json.dumps(INTR | {"image_width": 48, "image_height": 64, "cx": 24.0, "cy": 32.0}))
+    out = tmp_path / "rect.mp4"
+    rc, err = run(["rectify", str(clip), "--intrinsics", str(intr), "-o", str(out)], capsys)
+    assert rc == 0, err
+    info = probe(out)
+    assert (info.width, info.height, info.n_frames) == (48, 64, 12)
+    assert json.loads((tmp_path / "rect_intrinsics.json").read_text())["image_height"] == 64
+
+
+@pytest.mark.parametrize("change, problem", [
+    ({"model": "pinhole"}, "fisheye"),
+    ({"fx": float("nan")}, "fx"),
+    ({"k1": float("inf")}, "k1"),
+    ({"cx": 640.0}, "cx"),  # principal point far outside the 64x48 image
+    ({"fy": "thirty"}, "fy"),
+    ({"fx": 0.001, "fy": 0.001}, "degenerate"),  # a rectification with nothing valid in it
+], ids=["not-fisheye", "nan", "inf", "principal-point-outside", "non-numeric", "degenerate"])
+def test_rectify_refuses_bad_intrinsics_and_keeps_old_output(change, problem, tmp_path, capsys):
+    clip = write_clip(tmp_path / "clip.mp4", 8)
+    intr = tmp_path / "intrinsics.json"
+    intr.write_text(json.dumps(INTR | change))  # NaN / Infinity as Python writes them
+    out = tmp_path / "rect.mp4"
+    out.write_bytes(b"an earlier output")
+    rc, err = run(["rectify", str(clip), "--intrinsics", str(intr), "-o", str(out)], capsys)
+    assert rc == 2
+    assert "intrinsics" in err and problem in err, err
+    assert out.read_bytes() == b"an earlier output"
+    assert part_files(tmp_path) == []
+
+
+def test_rectify_refuses_missing_intrinsics_file(tmp_path, capsys):
+    clip = write_clip(tmp_path / "clip.mp4", 8)
+    rc, err = run(["rectify", str(clip), "--intrinsics", str(tmp_path / "nope.json"), "-o",
+                   str(tmp_path / "r.mp4")], capsys)
+    assert rc == 2 and "nope.json" in err, err
+
+
+@pytest.mark.parametrize("key", ["factory1_worker1_1", "factory001_worker001_0001", "../etc/passwd",
+                                 "factory001_worker001_00001.mp4", "FACTORY001_WORKER001_00001"])
+def test_cli_fetch_refuses_bad_clip_ids(key, tmp_path, capsys):
+    rc, err = run(["fetch", key, "--source", str(tmp_path), "-o", str(tmp_path / "o")], capsys)
+    assert rc == 2 and "invalid clip id" in err and "factoryXXX_workerYYY_NNNNN" in err, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_portrait_clip_with_landscape_intrinsics_is_refused(tmp_path, capsys):
+    """Scaling a 64x48 calibration to a 48x64 clip would scale fx and fy apart (a bent image)."""
+    clip = write_clip(tmp_path / "portrait.mp4", 8, w=48, h=64, codec="libx264")
+    intr = tmp_path / "intrinsics.json"
+    intr.write_text(json.dumps(INTR))
+    out = tmp_path / "rect.mp4"
+    rc, err = run(["rectify", str(clip), "--intrinsics", str(intr), "-o", str(out)], capsys)
+    assert rc == 2
+    assert "calibrated at 64x48" in err and "48x64" in err and "aspect ratio" in err, err
+    assert not out.exists() and part_files(tmp_path) == []
