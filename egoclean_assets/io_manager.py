@@ -122,6 +122,11 @@ class ClipStorage(ConfigurableResource):
             return str(self.local_clip_dir(clip))
         return self.data_root.rstrip("/") + "/" + self.rel_dir(clip)
 
+    def location(self, clip: ClipId, local_path: str | os.PathLike) -> str:
+        """Where a file written into the clip's local folder ends up (path or URL)."""
+        rel = Path(local_path).absolute().relative_to(self.local_clip_dir(clip)).as_posix()
+        return f"{self.clip_url(clip)}/{rel}"
+
     def fs(self):
         """The fsspec filesystem of a remote root."""
         fs, _ = fsspec.core.url_to_fs(self.data_root)

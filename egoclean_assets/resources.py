@@ -50,6 +50,7 @@ class SourceResource(ConfigurableResource):
     revision: str | None = None
     token: str | None = Field(default=None, description="HF token; set it as EnvVar('HF_TOKEN'), never a literal")
     endpoint: str | None = Field(default=None, description="Hugging Face endpoint (tests: a stand-in hub)")
+    cache_dir: str | None = Field(default=None, description="shard-index cache (default: $EGOCLEAN_CACHE/index)")
 
     def open(self):
         """An `egoclean.source.Source` over the configured URL."""
@@ -59,6 +60,8 @@ class SourceResource(ConfigurableResource):
         kwargs: dict[str, Any] = {}
         if self.endpoint:
             kwargs["endpoint"] = self.endpoint
+        if self.cache_dir:
+            kwargs["cache_dir"] = self.cache_dir
         return open_source(self.url, revision=self.revision, token=self.token or hf_token(), **kwargs)
 
 

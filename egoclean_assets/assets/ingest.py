@@ -23,7 +23,7 @@ def raw_tar(context: AssetExecutionContext, source: SourceResource, storage: Cli
 
     clip = clip_of(context)
     t0 = time.perf_counter()
-    fetched = source.open().fetch_clip(clip, storage.output_dir(clip, "raw_tar"))
+    fetched = source.open().fetch_clip(clip, storage.output_dir(clip, "raw_tar"), progress=False)
     seconds = time.perf_counter() - t0
     # The raw frame count is kept in the manifest: the rectified check needs it after
     # the raw clip itself has been deleted.
@@ -80,7 +80,7 @@ def intrinsics(
             "K_new": MetadataValue.json(d["K"]),
             "balance": MetadataValue.float(rect.balance),
             "valid_fraction": MetadataValue.float(round(rect.valid_fraction, 4)),
-            "path": MetadataValue.path(str(path)),
+            "path": MetadataValue.path(storage.location(clip, path)),
         },
     )
 
@@ -125,6 +125,6 @@ def rectified_clip(
             "crf": result["crf"],
             "preset": str(result["preset"]),
             "valid_fraction": MetadataValue.float(round(result["valid_fraction"], 4)),
-            "path": MetadataValue.path(str(out)),
+            "path": MetadataValue.path(storage.location(clip, out)),
         },
     )

@@ -51,7 +51,7 @@ def vjepa_embeddings(
             "stride_frames": int(emb.meta.get("stride", 0)),
             "seconds": MetadataValue.float(round(seconds, 3)),
             "windows_per_sec": MetadataValue.float(rate(len(emb), seconds)),
-            "path": MetadataValue.path(str(files["emb"])),
+            "path": MetadataValue.path(storage.location(clip, files["emb"])),
         },
     )
 
@@ -89,7 +89,7 @@ def similarity_matrix(
             "period_sec": MetadataValue.float(float(an.period_sec)) if an.period_sec is not None else "no clear period",
             "mean_change": MetadataValue.float(float(np.mean(an.change))) if len(an.change) else 0.0,
             "seconds": MetadataValue.float(round(seconds, 3)),
-            "path": MetadataValue.path(str(files["sim_temporal"])),
+            "path": MetadataValue.path(storage.location(clip, files["sim_temporal"])),
         },
     )
 
@@ -144,7 +144,8 @@ def anomaly_segments(
         db.replace_ground_truth(spans, name)
     rows = db.replace_clip(
         {"clip_id": clip.key, "n_frames": video["frames"], "fps": video["fps"], "width": video["width"],
-         "height": video["height"], "duration_sec": video["duration_sec"], "paths": {"segments": str(path)}},
+         "height": video["height"], "duration_sec": video["duration_sec"], "paths": {"segments": storage.location(clip, path),
+                   "embeddings": storage.location(clip, vjepa_embeddings.path("emb"))}},
         det,
         model,
         random_weights=info["random_weights"],
@@ -169,7 +170,7 @@ def anomaly_segments(
             "db_rows": MetadataValue.json(rows),
             "db": MetadataValue.path(str(db.path)),
             "seconds": MetadataValue.float(round(seconds, 3)),
-            "path": MetadataValue.path(str(path)),
+            "path": MetadataValue.path(storage.location(clip, path)),
         },
     )
 
@@ -207,7 +208,7 @@ def diagnostics_plot(
         metadata={
             "diagnostics": picture(diag, "diagnostics"),
             "detection": picture(detp, "detection"),
-            "diagnostics_path": MetadataValue.path(str(diag)),
-            "detection_path": MetadataValue.path(str(detp)),
+            "diagnostics_path": MetadataValue.path(storage.location(clip, diag)),
+            "detection_path": MetadataValue.path(storage.location(clip, detp)),
         },
     )
