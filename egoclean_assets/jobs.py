@@ -1,7 +1,7 @@
 """Jobs: the whole per-clip graph (with its checks), and a one-off clip discovery."""
 
 
-from dagster import AssetSelection, OpExecutionContext, define_asset_job, job, op
+from dagster import AssetSelection, Nothing, OpExecutionContext, Out, define_asset_job, job, op
 
 from egoclean_assets.assets.ingest import GROUP as INGEST
 from egoclean_assets.assets.temporal import GROUP as TEMPORAL
@@ -19,8 +19,8 @@ clip_pipeline_job = define_asset_job(
 )
 
 
-@op
-def register_clips_in_scope(context: OpExecutionContext, source: SourceResource, discovery: DiscoveryResource) -> list[str]:
+@op(out=Out(Nothing))
+def register_clips_in_scope(context: OpExecutionContext, source: SourceResource, discovery: DiscoveryResource):
     """Register every clip of the workers in the discovery scope as a `clips` partition."""
     existing = set(context.instance.get_dynamic_partitions(CLIPS))
     result = discover(source.open(), discovery, existing, cursor=None, whole_scope=True)
@@ -28,9 +28,8 @@ def register_clips_in_scope(context: OpExecutionContext, source: SourceResource,
         context.instance.add_dynamic_partitions(CLIPS, result.new_keys)
     context.log.info(
         f"scanned {len(result.scanned)} worker(s) ({', '.join(result.scanned) or 'none'}); "
-        f"registered {len(result.new_keys)} new clip partition(s)"
+        f"registered {len(result.new_keys)} new clip partition(s): {', '.join(result.new_keys) or 'none'}"
     )
-    return result.new_keys
 
 
 @job(description="Register the clips of the workers in scope as partitions (launch runs for them from the UI).")
