@@ -1,0 +1,119 @@
+"""The definitions load through workspace.yaml, and the webserver serves the asset graph."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from dagster import DagsterInstance, EnvVar
+
+from egoclean_assets.definitions import defs
+
+ROOT = Path(__file__).resolve().parents[1]
+ASSETS = ["raw_tar", "intrinsics", "rectified_clip", "vjepa_embeddings", "similarity_matrix", "anomaly_segments",
+          "diagnostics_plot"]
+
+
+def test_graph_shape_groups_pools_and_descriptions():
+    graph = defs.resolve_asset_graph()
+    nodes = {k.path[-1]: graph.get(k) for k in graph.get_all_asset_keys()}
+    assert sorted(nodes) == sorted(ASSETS)
+    assert {n: nodes[n].group_name for n in ASSETS} == {
+        "raw_tar": "phase1_ingest", "intrinsics": "phase1_ingest", "rectified_clip": "phase1_ingest",
+        "vjepa_embeddings": "phase2_temporal", "similarity_matrix": "phase2_temporal",
+        "anomaly_segments": "phase2_temporal", "diagnostics_plot": "phase2_temporal"}
+    assert {n: nodes[n].pools for n in ASSETS if nodes[n].pools} == {"vjepa_embeddings": {"gpu"},
+                                                                       "anomaly_segments": {"duckdb"}}
+    for n in ASSETS:
+        assert nodes[n].partitions_def.name == "clips"
+        assert nodes[n].description and "\n" not in nodes[n].description.split("\n\n")[0]
+    parents = {n: sorted(k.path[-1] for k in nodes[n].parent_keys) for n in ASSETS}
+    assert parents["rectified_clip"] == ["intrinsics", "raw_tar"]
+    assert parents["diagnostics_plot"] == ["anomaly_segments", "similarity_matrix"]
+    assert {k.name for k in graph.asset_check_keys} == {"matches_ground_truth", "same_frame_count",
+                                                         "embeddings_valid", "similarity_valid"}
+
+
+def test_token_is_an_env_var_not_a_value(monkeypatch):
+    from egoclean_assets.resources import resources_from_env
+
+    res = resources_from_env({"HF_TOKEN": "hf_secretvalue123", "EGOCLEAN_DB": "x.duckdb"})
+    # Dagster keeps the EnvVar (the variable's name); the value is only read inside a run
+    token = res["source"].token
+    assert isinstance(token, EnvVar) and token.env_var_name == "HF_TOKEN"
+    assert "hf_secretvalue123" not in repr(res["source"])
+    assert res["store"].path == "x.duckdb"
+    assert resources_from_env({})["source"].token is None
+
+
+def test_dagster_yaml_sets_pools_and_run_queue(tmp_path):
+    shutil.copy(ROOT / "dagster_home" / "dagster.yaml", tmp_path / "dagster.yaml")
+    with DagsterInstance.from_config(str(tmp_path)) as inst:
+        cfg = inst.get_concurrency_config()
+        assert cfg.pool_config.default_pool_limit == 1
+        assert cfg.run_queue_config.max_concurrent_runs == 4
+        assert type(inst.run_coordinator).__name__ == "QueuedRunCoordinator"
+        for pool in ("gpu", "duckdb"):
+            assert inst.event_log_storage.get_concurrency_info(pool).limit == 1
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _graphql(port: int, query: str) -> dict:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": query}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read())
+
+
+def test_webserver_loads_workspace_and_lists_assets(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
+    port = _free_port()
+    env = {**os.environ, "DAGSTER_HOME": str(home), "EGOCLEAN_DATA_ROOT": str(tmp_path / "data")}
+    exe = Path(sys.executable).with_name("dagster-webserver")
+    log = open(tmp_path / "webserver.log", "w")
+    proc = subprocess.Popen([str(exe), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)], cwd=ROOT,
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        data, deadline = None, time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                break
+            try:
+                data = _graphql(port, "{ assetNodes { assetKey { path } groupName } }")
+                if data.get("data", {}).get("assetNodes"):
+                    break
+            except OSError:
+                pass
+            time.sleep(1)
+        log.flush()
+        assert data and data.get("data"), (tmp_path / "webserver.log").read_text()[-3000:]
+        nodes = {tuple(n["assetKey"]["path"]): n["groupName"] for n in data["data"]["assetNodes"]}
+        assert sorted(p[-1] for p in nodes) == sorted(ASSETS)
+        assert nodes[("raw_tar",)] == "phase1_ingest" and nodes[("anomaly_segments",)] == "phase2_temporal"
+        # the code location loaded without errors
+        loc = _graphql(port, "{ workspaceOrError { ... on Workspace { locationEntries { name "
+                             "locationOrLoadError { __typename } } } } }")
+        (entry,) = loc["data"]["workspaceOrError"]["locationEntries"]
+        assert entry["locationOrLoadError"]["__typename"] == "RepositoryLocation"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        log.close()
+    assert proc.returncode is not None
