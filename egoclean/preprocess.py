@@ -138,3 +138,28 @@ def preprocess_frames(rgb: np.ndarray | torch.Tensor, shortest_edge: int = 292, 
     makes it (resize short side, centre crop, 1/255, ImageNet mean/std)."""
     out = normalize(resize_crop_uint8(rgb, shortest_edge, crop), mean, std)
     return out.numpy()
+
+
+def rendition_uint8(rgb: np.ndarray | torch.Tensor, shortest_edge: int = 292, crop: int = 256) -> torch.Tensor:
+    """A small square rendition (T, S, S, 3) uint8, S = shortest_edge, from which
+    `resize_crop_uint8` reproduces the processor's crop of the full frame exactly.
+
+    It is the processor's resized frame cut to S x S around the crop (so the identity
+    resize and centre crop of the rendition land on the same pixels). A pipeline that
+    cannot decode full-resolution frames fast enough can store this (~24x fewer pixels
+    than 1080p) and embed it instead; a lossy codec adds its own small error.
+    """
+    x = torch.from_numpy(np.ascontiguousarray(rgb)) if isinstance(rgb, np.ndarray) else rgb
+    if x.ndim != 4 or x.shape[-1] != 3 or x.dtype != torch.uint8:
+        raise InvalidInputError(f"frames: expected uint8 (T, H, W, 3) RGB, got {tuple(x.shape)} {x.dtype}")
+    t, h, w, _ = x.shape
+    nh, nw = resized_size(h, w, shortest_edge)
+    x = x.permute(0, 3, 1, 2)
+    if (nh, nw) != (h, w):
+        x = F.interpolate(x, size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)
+    inner = int((shortest_edge - crop) / 2.0)  # where the later centre crop starts in S x S
+    top = int((nh - crop) / 2.0) - inner
+    left = int((nw - crop) / 2.0) - inner
+    out = x[:, :, top : top + shortest_edge, left : left + shortest_edge].permute(0, 2, 3, 1)
+    assert out.shape == (t, shortest_edge, shortest_edge, 3), out.shape
+    return out

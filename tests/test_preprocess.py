@@ -100,3 +100,16 @@ def test_processor_json_is_read_and_checked(tmp_path):
     p.write_text(json.dumps(processor_config(256) | {"size": {"shortest_edge": 200}}))
     with pytest.raises(InvalidInputError, match="shortest_edge 200 must be >= crop 256"):
         PreprocessConfig.from_processor_json(p)
+
+
+@pytest.mark.parametrize("hw", [(1080, 1920), (1920, 1080), (360, 640), (301, 455)])
+def test_square_rendition_reproduces_the_crop_exactly(hw):
+    from egoclean.preprocess import rendition_uint8
+
+    rng = np.random.default_rng(1)
+    frames = rng.integers(0, 256, size=(2, *hw, 3), dtype=np.uint8)
+    rend = rendition_uint8(frames, 292, 256)
+    assert rend.shape == (2, 292, 292, 3)
+    np.testing.assert_array_equal(
+        resize_crop_uint8(rend.numpy(), 292, 256).numpy(), resize_crop_uint8(frames, 292, 256).numpy()
+    )
