@@ -145,6 +145,7 @@ def anomaly_segments(
     rows = db.replace_clip(
         {"clip_id": clip.key, "n_frames": video["frames"], "fps": video["fps"], "width": video["width"],
          "height": video["height"], "duration_sec": video["duration_sec"], "paths": {"segments": storage.location(clip, path),
+                   "rectified": f"{storage.clip_url(clip)}/{clip.key}_rectified.mp4",
                    "embeddings": storage.location(clip, vjepa_embeddings.path("emb"))}},
         det,
         model,

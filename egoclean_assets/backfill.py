@@ -1,0 +1,117 @@
+"""Backfill workers without the UI: register their clips as partitions and run the graph.
+
+Usage (from the repository root)::
+
+    DAGSTER_HOME=$PWD/dagster_home .venv/bin/python -m egoclean_assets.backfill factory_001/worker_002
+    python -m egoclean_assets.backfill 'factory_00*/*' --limit 10        # fnmatch patterns
+    python -m egoclean_assets.backfill factory_001/worker_002 --register-only   # then backfill in the UI
+    python -m egoclean_assets.backfill factory_001/worker_001 --source data/demo/source --all
+
+Clips are registered in the Dagster instance at $DAGSTER_HOME (default: ./dagster_home),
+so the runs appear in `dagster dev` on the same instance. Without --register-only, each
+clip that has not been fully materialized yet (or every clip with --all) is run through
+the `clip_pipeline` job in this process, one clip after another; resources come from
+the EGOCLEAN_* environment variables (see egoclean_assets/resources.py), and --source
+overrides EGOCLEAN_SOURCE. Exit status: 0 when every run succeeded, 1 when a run failed,
+2 for bad input (unknown worker, bad pattern, unreachable source).
+"""
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from dagster import AssetKey, DagsterInstance
+
+from egoclean.errors import EgoCleanError
+from egoclean.secrets import redact
+from egoclean_assets.discovery import discover
+from egoclean_assets.partitions import CLIPS, add_clip_partitions
+from egoclean_assets.resources import DiscoveryResource, SourceResource
+
+# A clip counts as done when its last assets are materialized.
+FINAL_ASSETS = ("anomaly_segments", "diagnostics_plot")
+# Console output of in-process runs: step events stay in the instance's event log (and
+# the UI); the terminal gets INFO and above (e.g. deleted intermediates, failures).
+QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+
+
+def instance_from_env() -> DagsterInstance:
+    """The persistent instance at $DAGSTER_HOME, else at ./dagster_home."""
+    if not os.environ.get("DAGSTER_HOME"):
+        home = Path("dagster_home").absolute()
+        if not (home / "dagster.yaml").is_file():
+            raise EgoCleanError("DAGSTER_HOME is not set and ./dagster_home/dagster.yaml does not exist; "
+                                "run from the repository root or set DAGSTER_HOME")
+        os.environ["DAGSTER_HOME"] = str(home)
+    return DagsterInstance.get()
+
+
+def done_partitions(instance: DagsterInstance) -> set[str]:
+    """Clips whose final assets have all been materialized."""
+    sets = [set(instance.get_materialized_partitions(AssetKey(a))) for a in FINAL_ASSETS]
+    return set.intersection(*sets) if sets else set()
+
+
+def backfill(scope: list[str], instance: DagsterInstance, resources: dict | None = None, limit: int | None = None,
+             register_only: bool = False, rerun_all: bool = False, out=print) -> int:
+    """Register the clips of the workers matching `scope`, then run the ones not done.
+
+    Returns the number of failed runs."""
+    from egoclean_assets.definitions import build_definitions
+
+    defs = build_definitions(resources)
+    source = defs.resources["source"] if "source" in defs.resources else SourceResource()
+    settings = DiscoveryResource(scope=scope)
+    result = discover(source.open(), settings, set(), cursor=None, whole_scope=True)
+    if not result.scanned:
+        raise EgoCleanError(f"no worker in {source.url} matches {', '.join(scope)}")
+    keys = result.new_keys[:limit] if limit else result.new_keys
+    new = add_clip_partitions(instance, keys)
+    out(f"{len(result.scanned)} worker(s): {', '.join(result.scanned)}; {len(keys)} clip(s), {len(new)} newly registered")
+    if register_only:
+        out("registered only; launch a backfill of the `clips` partitions from the UI")
+        return 0
+    todo = keys if rerun_all else [k for k in keys if k not in done_partitions(instance)]
+    out(f"running clip_pipeline for {len(todo)} clip(s)" + ("" if todo else " (all done; --all re-runs them)"))
+    job = defs.resolve_job_def("clip_pipeline")
+    failed = 0
+    for i, key in enumerate(todo, 1):
+        run = job.execute_in_process(partition_key=key, instance=instance, raise_on_error=False,
+                                     tags={"egoclean/backfill": ",".join(scope)}, run_config=QUIET)
+        checks = run.get_asset_check_evaluations()
+        bad = [c.check_name for c in checks if not c.passed]
+        status = "ok" if run.success else "FAILED"
+        failed += not run.success
+        out(f"[{i}/{len(todo)}] {key}: {status} (run {run.run_id[:8]}; checks {len(checks) - len(bad)}/{len(checks)} passed"
+            + (f"; failed: {', '.join(bad)}" if bad else "") + ")")
+    return failed
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m egoclean_assets.backfill", description=__doc__.splitlines()[0])
+    p.add_argument("scope", nargs="+", help="factory_XXX/worker_YYY (fnmatch patterns allowed, e.g. 'factory_00*/*')")
+    p.add_argument("--source", default=None, help="dataset URL (default: EGOCLEAN_SOURCE or the Hugging Face dataset)")
+    p.add_argument("--limit", type=int, default=None, help="at most this many clips")
+    p.add_argument("--register-only", action="store_true", help="register the partitions, run nothing")
+    p.add_argument("--all", action="store_true", help="re-run clips that are already done")
+    args = p.parse_args(argv)
+    try:
+        overrides = {}
+        if args.source:
+            from egoclean_assets.resources import resources_from_env
+
+            src = resources_from_env()["source"]
+            overrides["source"] = SourceResource(url=args.source, revision=src.revision, token=src.token,
+                                                 endpoint=src.endpoint)
+        with instance_from_env() as instance:
+            failed = backfill(args.scope, instance, overrides, limit=args.limit, register_only=args.register_only,
+                              rerun_all=args.all)
+        return 1 if failed else 0
+    except EgoCleanError as e:
+        print(f"backfill: error: {redact(str(e))}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
