@@ -185,5 +185,10 @@ class VideoWriter:
         if exc_type is None:
             self.close()
         elif self.container is not None:
-            self.container.close()
+            # Already failing (often a full disk): closing may fail the same way, and that
+            # second error must not hide the first.
+            try:
+                self.container.close()
+            except (av.FFmpegError, OSError):
+                pass
             self.container = None
