@@ -215,6 +215,16 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"egoclean {args.command}: error: {redact(str(e))}", file=sys.stderr)
         return 2
+    except OSError as e:
+        # The machine, not the input: a full disk, a missing permission. One line, and
+        # what a rerun needs (outputs are atomic: nothing earlier was overwritten).
+        import errno
+
+        from egoclean.secrets import redact
+
+        hint = "; free some space and rerun (earlier outputs are untouched)" if e.errno == errno.ENOSPC else ""
+        print(f"egoclean {args.command}: error: {redact(str(e))}{hint}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
