@@ -6,6 +6,7 @@ The three .npy names and shapes are the ones earlier tools used; the meta file i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -49,12 +50,20 @@ class Embeddings:
         return len(self.ts)
 
     def save(self, prefix: str | os.PathLike) -> dict[str, Path]:
-        """Write the four files atomically (meta last: its presence marks completion)."""
+        """Write the four files atomically as a set (meta last: its presence marks completion).
+
+        All four are written to temporary names before any is renamed, so a failed write
+        (a full disk) leaves an earlier set whole instead of mixing old and new files."""
         p = paths(prefix)
-        atomic.save_npy(p["emb"], self.emb.astype(np.float32, copy=False))
-        atomic.save_npy(p["temb"], self.temb.astype(np.float32, copy=False))
-        atomic.save_npy(p["ts"], self.ts.astype(np.float64, copy=False))
-        atomic.write_json(p["meta"], self.meta)
+        arrays = {"emb": self.emb.astype(np.float32, copy=False), "temb": self.temb.astype(np.float32, copy=False),
+                  "ts": self.ts.astype(np.float64, copy=False)}
+        with contextlib.ExitStack() as stack:
+            # Entered first, renamed last: the meta file is replaced after the arrays.
+            tmp_meta = stack.enter_context(atomic.atomic_path(p["meta"]))
+            for k, a in arrays.items():
+                with open(stack.enter_context(atomic.atomic_path(p[k])), "wb") as f:
+                    np.save(f, a)
+            tmp_meta.write_text(json.dumps(self.meta, indent=2) + "\n")
         return p
 
     @classmethod
