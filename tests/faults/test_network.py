@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from dagster import AssetSelection, DagsterInstance, materialize
 
+from egoclean.ids import ClipId
 from egoclean_assets.assets import ALL_ASSETS
 from egoclean_assets.partitions import add_clip_partitions
 from hubstub import HubStub
@@ -48,7 +49,8 @@ def failure_text(result) -> str:
 
 
 def raw_files(env, key: str) -> list[str]:
-    d = env["root"] / "factory_001" / key.split("_")[1] / key
+    clip = ClipId.parse(key)
+    d = env["root"] / clip.factory_dir / clip.worker_dir / key
     return sorted(p.name for p in d.rglob("*") if p.is_file() and "_manifests" not in p.parts) if d.exists() else []
 
 
