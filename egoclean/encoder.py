@@ -25,7 +25,7 @@ from egoclean.embeddings import Embeddings
 from egoclean.errors import InvalidInputError, ModelLoadError, VideoError
 from egoclean.preprocess import PROCESSOR_FILES, PreprocessConfig, normalize, resize_crop_uint8
 from egoclean.secrets import hf_token, redact
-from egoclean.tiny_model import is_random_weights
+from egoclean.tiny_model import RANDOM_WEIGHTS_MARKER, is_random_weights
 from egoclean.video import iter_frames, probe
 from egoclean.windows import n_windows, window_stride
 
@@ -186,6 +186,22 @@ def _how_to_fix(cfg: EncoderConfig) -> str:
     )
 
 
+def _refused(e: BaseException) -> bool:
+    """True when the hub answered but refused access (gated, private, bad token)."""
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError
+
+    seen = 0
+    while e is not None and seen < 10:
+        if isinstance(e, GatedRepoError):
+            return True
+        if isinstance(e, HfHubHTTPError) and getattr(e.response, "status_code", None) in (401, 403):
+            return True
+        if "gated repo" in str(e).lower():
+            return True
+        e, seen = e.__cause__ or e.__context__, seen + 1
+    return False
+
+
 def _cause(e: BaseException) -> str:
     first = (str(e).strip().splitlines() or [""])[0]
     return redact(f"{type(e).__name__}: {first[:300]}")
@@ -199,20 +215,39 @@ def _processor_config(src: str, cfg: EncoderConfig, is_local: bool, crop: int) -
             if path.is_file():
                 return PreprocessConfig.from_processor_json(path), str(path.name)
             continue
-        try:
-            from huggingface_hub import hf_hub_download
+        from huggingface_hub import hf_hub_download
 
-            path = hf_hub_download(src, name, revision=cfg.revision, token=hf_token())
-        except Exception as e:  # not in the repo or not reachable: try the next name
-            log.debug("no %s for %s: %s", name, src, _cause(e))
-            continue
-        return PreprocessConfig.from_processor_json(path), name
+        path = None
+        # Cache first: the weights may have come from a cache while the hub is away.
+        for cached_only in (True, False):
+            try:
+                path = hf_hub_download(src, name, revision=cfg.revision, token=hf_token(),
+                                       local_files_only=cached_only)
+                break
+            except Exception as e:  # not cached / not in the repo / not reachable
+                log.debug("no %s for %s (cached_only=%s): %s", name, src, cached_only, _cause(e))
+        if path is not None:
+            return PreprocessConfig.from_processor_json(path), name
     # The hub's VJEPA2VideoProcessor derives the short side from the crop as
     # int(crop * 256 / 224) (292 for 256); mean/std are ImageNet's.
     derived = PreprocessConfig(shortest_edge=int(crop * 256 / 224), crop=crop)
     log.warning("model %s: no video_preprocessor_config.json found; using shortest_edge %d, crop %d",
                 src, derived.shortest_edge, crop)
     return derived, "derived from crop_size"
+
+
+def _hub_marked_random(src: str, cfg: EncoderConfig) -> bool:
+    """True when a hub repo carries the random-weights marker (a pushed tiny model)."""
+    from huggingface_hub import hf_hub_download
+
+    for cached_only in (True, False):
+        try:
+            path = hf_hub_download(src, RANDOM_WEIGHTS_MARKER, revision=cfg.revision, token=hf_token(),
+                                   local_files_only=cached_only)
+        except Exception:  # absent (the normal case) or unreachable: the weights load decides
+            continue
+        return is_random_weights(Path(path).parent)
+    return False
 
 
 def load_encoder(cfg: EncoderConfig) -> Encoder:
@@ -255,9 +290,19 @@ def load_encoder(cfg: EncoderConfig) -> Encoder:
         where = f"model folder {src}" if is_local else f"model {src!r}" + (f" @ {cfg.revision}" if cfg.revision else "")
         if is_local:
             raise ModelLoadError(f"{where}: cannot be loaded ({_cause(e)})") from None
+        if _refused(e):
+            raise ModelLoadError(
+                f"{where}: the hub refused access ({_cause(e)}). To fix: set HF_TOKEN to a token that "
+                "has access (for a gated repo, accept its terms on the hub first), or pass a local model "
+                "folder with --model DIR."
+            ) from None
         raise ModelLoadError(
             f"{where}: weights are neither in the local cache nor reachable ({_cause(e)}). {_how_to_fix(cfg)}"
         ) from None
+
+    if not random_weights and not is_local:
+        # After the load, so an unreachable hub has already been reported.
+        random_weights = _hub_marked_random(src, cfg)
 
     c = model.config
     patch = c.patch_size if isinstance(c.patch_size, int) else int(c.patch_size[0])

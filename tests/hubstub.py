@@ -302,6 +302,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._paths_info(m.group(1), unquote(m.group(2)))
             if m := re.fullmatch(rf"/datasets/({repo})/resolve/([^/]+)/(.+)", path):
                 return self._resolve(path, unquote(m.group(2)), unquote(m.group(3)), cdn=False)
+            if m := re.fullmatch(rf"/({repo})/resolve/([^/]+)/(.+)", path):  # as a model repo
+                return self._resolve(path, unquote(m.group(2)), unquote(m.group(3)), cdn=False)
             if m := re.fullmatch(r"/cdn/([^/]+)/(.+)", path):
                 return self._resolve(path, unquote(m.group(1)), unquote(m.group(2)), cdn=True)
             self._error(404, f"no route for {path}")

@@ -260,3 +260,51 @@ def test_cli_embed_tiny(tmp_path, clip, tiny_dir):
                  "--device", "cpu"]) == 0
     e = Embeddings.load(tmp_path / "e")
     assert e.emb.shape == (3, 64) and e.meta["random_weights"] is True
+
+
+def _serve_tiny(root: Path, tiny_dir: Path) -> None:
+    import shutil
+
+    for f in tiny_dir.iterdir():
+        shutil.copy(f, root / f.name)
+
+
+def _cli_embed(tmp_path: Path, clip: Path, model: str, env: dict) -> subprocess.CompletedProcess:
+    env = os.environ | {"HF_HOME": str(tmp_path / "hf")} | env
+    for k in ("HF_HUB_OFFLINE", "HF_HUB_CACHE", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+        if k not in env or env[k] is None:
+            env.pop(k, None)
+    return subprocess.run(
+        [sys.executable, "-m", "egoclean.cli", "embed", str(clip), "-o", str(tmp_path / "out"), "--model", model,
+         "--device", "cpu"],
+        cwd=tmp_path, env={k: v for k, v in env.items() if v is not None}, capture_output=True, text=True,
+        timeout=300,
+    )
+
+
+def test_hub_id_through_stand_in_hub(tmp_path, clip, tiny_dir):
+    """The real huggingface_hub client downloads a gated model repo (weights, config,
+    video processor config, random-weights marker) from the stand-in hub and embeds;
+    without the token it is refused with a hint; the token never leaks."""
+    from tests.hubstub import HubStub
+
+    root = tmp_path / "repo"
+    root.mkdir()
+    _serve_tiny(root, tiny_dir)
+    secret = "hf_gatedSecretToken42"
+    with HubStub(root, repo_id="egoclean-test/tiny-vjepa2", token=secret) as hub:
+        denied = _cli_embed(tmp_path, clip, "egoclean-test/tiny-vjepa2", {"HF_ENDPOINT": hub.endpoint})
+        hub.requests.clear()
+        ok = _cli_embed(tmp_path, clip, "egoclean-test/tiny-vjepa2", {"HF_ENDPOINT": hub.endpoint, "HF_TOKEN": secret})
+        fetched = {q.path.rsplit("/", 1)[-1] for q in hub.requests if q.status in (200, 206)}
+    assert denied.returncode == 2 and "Traceback" not in denied.stderr
+    assert "HF_TOKEN" in denied.stderr and "egoclean-test/tiny-vjepa2" in denied.stderr
+    assert "refused access" in denied.stderr
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert {"config.json", "model.safetensors", "video_preprocessor_config.json"} <= fetched
+    e = Embeddings.load(tmp_path / "out")
+    assert e.emb.shape == (3, 64)
+    assert e.meta["model"] == "egoclean-test/tiny-vjepa2" and e.meta["random_weights"] is True
+    assert e.meta["preprocess_source"] == "video_preprocessor_config.json" and e.meta["shortest_edge"] == 73
+    for text in (denied.stderr, denied.stdout, ok.stderr, ok.stdout, (tmp_path / "out_meta.json").read_text()):
+        assert secret not in text
