@@ -51,6 +51,9 @@ class SourceResource(ConfigurableResource):
     token: str | None = Field(default=None, description="HF token; set it as EnvVar('HF_TOKEN'), never a literal")
     endpoint: str | None = Field(default=None, description="Hugging Face endpoint (tests: a stand-in hub)")
     cache_dir: str | None = Field(default=None, description="shard-index cache (default: $EGOCLEAN_CACHE/index)")
+    retries: int | None = Field(default=None, description="retries per read after the first try (default 4)")
+    timeout: float | None = Field(default=None, description="seconds per request before it counts as failed (default 30)")
+    backoff: float | None = Field(default=None, description="first wait between retries, doubling (default 0.5 s)")
 
     def open(self):
         """An `egoclean.source.Source` over the configured URL."""
@@ -62,6 +65,9 @@ class SourceResource(ConfigurableResource):
             kwargs["endpoint"] = self.endpoint
         if self.cache_dir:
             kwargs["cache_dir"] = self.cache_dir
+        for name in ("retries", "timeout", "backoff"):
+            if getattr(self, name) is not None:
+                kwargs[name] = getattr(self, name)
         return open_source(self.url, revision=self.revision, token=self.token or hf_token(), **kwargs)
 
 
