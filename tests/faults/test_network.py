@@ -139,3 +139,17 @@ def test_gated_with_wrong_token_says_it_was_refused(env):
 ])
 def test_missing_worker_or_clip(env, key, needle):
     assert_clean_failure(env, key, fetch_raw(env, key), needle)
+
+
+def test_server_that_stops_answering_fails_within_the_timeout(env):
+    """A hub that accepts the request and says nothing: each try ends at the resource's
+    timeout, and the step fails naming the file and the cause (no partial clip)."""
+    key = env["ds"]["keys"][0]
+    fetch_raw(env, env["ds"]["keys"][1])  # listings and the shard index are cached first
+    env["hub"].stall(seconds=60, times=None, match=r"\.tar$")
+    res = graph_resources(env["hub"].url, env["root"], env["tmp"] / "db.duckdb", model="unused",
+                          endpoint=env["hub"].endpoint, cache_dir=str(env["tmp"] / "index-cache"),
+                          retries=1, timeout=0.5, backoff=0.1)
+    result = materialize(ALL_ASSETS, instance=env["instance"], resources=res, partition_key=key,
+                         selection=AssetSelection.assets("raw_tar"), raise_on_error=False)
+    assert_clean_failure(env, key, result, "factory001_worker001_part00.tar", "gave up after 2 attempts")
