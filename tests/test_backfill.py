@@ -1,0 +1,47 @@
+"""The backfill CLI: registers a worker's clips in the instance at DAGSTER_HOME; bad scopes fail clearly."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+from dagster import DagsterInstance
+
+from egoclean_assets import backfill
+from egoclean_assets.partitions import CLIPS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    from egoclean.synth import SynthConfig, write_dataset
+
+    write_dataset(tmp_path / "source", SynthConfig(workers=2, clips=2, duration_sec=2.5, width=64, height=48,
+                                                   anomalies=False))
+    h = tmp_path / "dagster_home"
+    h.mkdir()
+    shutil.copy(ROOT / "dagster_home" / "dagster.yaml", h / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(h))
+    monkeypatch.setenv("EGOCLEAN_CACHE", str(tmp_path / "cache"))
+    return tmp_path
+
+
+def test_register_only_adds_the_workers_clips_to_the_persistent_instance(home, capsys):
+    rc = backfill.main(["factory_001/worker_002", "--source", str(home / "source"), "--register-only"])
+    assert rc == 0
+    assert "1 worker(s): factory_001/worker_002; 2 clip(s), 2 newly registered" in capsys.readouterr().out
+    with DagsterInstance.get() as inst:
+        assert sorted(inst.get_dynamic_partitions(CLIPS)) == ["factory001_worker002_00000", "factory001_worker002_00001"]
+    # a pattern with a limit: the first clip in scope (worker_001 sorts first) is new
+    assert backfill.main(["factory_001/*", "--source", str(home / "source"), "--register-only", "--limit", "1"]) == 0
+    with DagsterInstance.get() as inst:
+        assert len(inst.get_dynamic_partitions(CLIPS)) == 3
+
+
+def test_unknown_worker_is_a_clear_error(home, capsys):
+    rc = backfill.main(["factory_001/worker_009", "--source", str(home / "source"), "--register-only"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "no worker" in err and "factory_001/worker_009" in err
+    rc = backfill.main(["factory_007/worker_001", "--source", str(home / "source"), "--register-only"])
+    assert rc == 2 and "factory_007" in capsys.readouterr().err
