@@ -154,7 +154,10 @@ def _with_retries(fn: Callable[[], T], what: str, retries: int, backoff: float) 
         except _Retryable as e:
             if attempt >= retries:
                 raise SourceError(
-                    redact(f"{what}: {e} (gave up after {attempt + 1} attempts)")
+                    redact(
+                        f"{what}: {e} (gave up after {attempt + 1} attempts); the server or network is "
+                        "failing: rerun later (finished clips are kept), or raise retries/timeout"
+                    )
                 ) from None
             log.warning("%s: %s; retrying in %.2f s", what, redact(str(e)), delay)
             time.sleep(delay)

@@ -95,7 +95,7 @@ def test_5xx_forever_fails_bounded_then_retry_succeeds(env):
     key = env["ds"]["keys"][0]
     env["hub"].fail(500, times=None)
     text = assert_clean_failure(env, key, fetch_raw(env, key), "HTTP 500", "gave up after 5 attempts",
-                                "factory001_worker001_part00.tar")
+                                "factory001_worker001_part00.tar", "rerun later")
     assert "Traceback" not in text.splitlines()[0]
     env["hub"].clear()
     assert_fetched(env, key, fetch_raw(env, key))
