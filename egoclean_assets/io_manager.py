@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import fsspec
+from pydantic import PrivateAttr
 from dagster import ConfigurableIOManager, ConfigurableResource, InputContext, MetadataValue, OutputContext, ResourceDependency
 
 from egoclean import atomic
@@ -185,9 +186,9 @@ class ClipStorage(ConfigurableResource):
                 if p.exists():
                     p.unlink()
                     done.append(loc)
-                with_parent = p.parent
-                if with_parent.name == "raw" and with_parent.is_dir() and not any(with_parent.iterdir()):
-                    with_parent.rmdir()
+                # an emptied raw/ folder goes too, so only final outputs remain
+                if p.parent.name == "raw" and p.parent.is_dir() and not any(p.parent.iterdir()):
+                    p.parent.rmdir()
             else:
                 fs = self.fs()
                 if fs.exists(loc):
@@ -235,6 +236,10 @@ class ClipIOManager(ConfigurableIOManager):
     """Stores ClipArtifacts under ClipStorage and deletes intermediates once consumed."""
 
     storage: ResourceDependency[ClipStorage]
+    # (run, step, clip, intermediate) -> the generation that step loaded: a consumer
+    # vouches only for the version it actually read, even if a concurrent run of the
+    # same clip rewrote the intermediate meanwhile.
+    _loaded: dict = PrivateAttr(default_factory=dict)
 
     def handle_output(self, context: OutputContext, obj: ClipArtifact) -> None:
         if not isinstance(obj, ClipArtifact):
@@ -247,9 +252,12 @@ class ClipIOManager(ConfigurableIOManager):
         consumed = {}
         for inter, consumers in INTERMEDIATES.items():
             if asset in consumers:
-                m = storage.read_manifest(clip, inter)
-                if m is not None:
-                    consumed[inter] = m["generation"]
+                gen = self._loaded.pop((context.run_id, context.step_key, clip.key, inter), None)
+                if gen is None:  # not recorded (another process loaded it): the current one
+                    m = storage.read_manifest(clip, inter)
+                    gen = m["generation"] if m is not None else None
+                if gen is not None:
+                    consumed[inter] = gen
         manifest = {
             "asset": asset,
             "clip_id": clip.key,
@@ -313,6 +321,9 @@ class ClipIOManager(ConfigurableIOManager):
             into = storage.step_download_dir(step.run_id, step.step.key) / asset
             shutil.rmtree(into, ignore_errors=True)
         files = storage.fetch(clip, m["files"], into or Path("."))
+        if asset in INTERMEDIATES:
+            step = context.step_context
+            self._loaded[(step.run_id, step.step.key, clip.key, asset)] = m["generation"]
         return ClipArtifact(
             clip_id=clip.key,
             asset=asset,

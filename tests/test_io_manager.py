@@ -18,9 +18,12 @@ CLIP = "factory001_worker002_00003"
 
 
 class Failure(ConfigurableResource):
-    """Makes the stand-in rectified_clip fail while `fail` is set."""
+    """Makes the stand-in rectified_clip fail while `fail` is set; `interleave` makes it
+    act out a concurrent run of the same clip that refetches raw_tar and re-runs
+    intrinsics while this rectified_clip is still working on the older raw clip."""
 
     fail: bool = False
+    interleave: bool = False
 
 
 @asset(partitions_def=clip_partitions)
@@ -47,6 +50,10 @@ def rectified_clip(context, raw_tar: ClipArtifact, intrinsics: ClipArtifact, sto
     if failure.fail:
         raise RuntimeError("planted failure in rectified_clip")
     clip = clip_of(context)
+    if failure.interleave:
+        for asset_name, update in (("raw_tar", {"generation": "other-run"}),
+                                   ("intrinsics", {"consumed": {"raw_tar": "other-run"}})):
+            storage.write_manifest(clip, asset_name, storage.read_manifest(clip, asset_name) | update)
     p = storage.output_dir(clip, "rectified_clip") / f"{clip.key}_rectified.mp4"
     p.write_bytes(raw_tar.path("mp4").read_bytes().upper())
     return ClipArtifact(clip.key, "rectified_clip", {"mp4": str(p)}, info={"raw_frames": raw_tar.info["video"]["n_frames"]})
@@ -64,9 +71,10 @@ def error_text(res, node):
     return "\n".join(parts)
 
 
-def _resources(root, work=None, fail=False):
+def _resources(root, work=None, fail=False, interleave=False):
     storage = ClipStorage(data_root=str(root), work_dir=str(work) if work else None)
-    return {"storage": storage, "io_manager": ClipIOManager(storage=storage), "failure": Failure(fail=fail)}
+    return {"storage": storage, "io_manager": ClipIOManager(storage=storage),
+            "failure": Failure(fail=fail, interleave=interleave)}
 
 
 def _metadata(result, name):
@@ -112,6 +120,17 @@ def test_failed_consumer_keeps_intermediate_and_retry_deletes_it(tmp_path, insta
     assert res.success
     assert not raw.exists()
     assert str(raw) in _metadata(res, "rectified_clip")["deleted_intermediates"].value
+
+
+def test_consumer_vouches_only_for_the_version_it_loaded(tmp_path, instance):
+    res = materialize(ASSETS, instance=instance, resources=_resources(tmp_path, interleave=True), partition_key=CLIP)
+    assert res.success
+    # the other run's rectified_clip has not consumed the newer raw clip yet: it stays
+    assert (tmp_path / "factory_001" / "worker_002" / CLIP / "raw" / f"{CLIP}.mp4").is_file()
+    assert "deleted_intermediates" not in _metadata(res, "rectified_clip")
+    storage = ClipStorage(data_root=str(tmp_path))
+    consumed = storage.read_manifest(ClipId.parse(CLIP), "rectified_clip")["consumed"]["raw_tar"]
+    assert consumed != "other-run"
 
 
 def test_loading_a_deleted_intermediate_says_so_and_rematerializing_refetches(tmp_path, instance):
