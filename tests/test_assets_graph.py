@@ -228,7 +228,7 @@ WORKER = textwrap.dedent(
     dataset["base"] = __import__("pathlib").Path(dataset["base"])
     res = resources(dataset, {root!r}, {db!r})
     with DagsterInstance.get() as instance:
-        for _ in range(3):
+        for _ in range(2):
             r = materialize(ALL_ASSETS, instance=instance, resources=res, partition_key=sys.argv[1],
                             selection=AssetSelection.assets("anomaly_segments"))
             assert r.success
