@@ -308,3 +308,18 @@ def test_hub_id_through_stand_in_hub(tmp_path, clip, tiny_dir):
     assert e.meta["preprocess_source"] == "video_preprocessor_config.json" and e.meta["shortest_edge"] == 73
     for text in (denied.stderr, denied.stdout, ok.stderr, ok.stdout, (tmp_path / "out_meta.json").read_text()):
         assert secret not in text
+
+
+def test_windows_stream_before_the_clip_is_decoded(tmp_path, enc):
+    """Streaming, not collecting: the first batch comes out after ~64 + stride frames,
+    and the ring / batch buffers have fixed sizes whatever the clip length."""
+    path = write_clip(tmp_path / "long.mp4", 400, 64, 48)
+    stream = encoder_mod._WindowStream(path, enc, stride=30, batch_size=2, chunk=4)
+    it = iter(stream)
+    starts, batch = next(it)
+    assert starts == [0, 30]
+    assert tuple(batch.shape) == (2, 64, 64, 64, 3) and batch.dtype == torch.uint8
+    assert stream.n_decoded <= 64 + 30 + 4  # the second window's last frame + one chunk
+    rest = list(it)
+    assert stream.n_decoded == 400
+    assert [s for ss, _ in rest for s in ss] == list(range(60, 400 - 64 + 1, 30))
