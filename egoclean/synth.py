@@ -27,7 +27,7 @@ import os
 import shutil
 import tarfile
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -687,6 +687,8 @@ def write_clip(path: str | os.PathLike, renderer: ClipRenderer, n_frames: int, c
 def write_dataset(out_dir: str | os.PathLike, cfg: SynthConfig | None = None) -> dict:
     """Write a synthetic dataset with the Egocentric-10K layout under `out_dir`.
 
+    Every file is written atomically; files already there under the same names are
+    replaced, other files are left alone (use a fresh folder for a clean dataset).
     Returns a summary: the config, intrinsics and shard paths, every clip (id, shard,
     frames, duration, size, planted spans) and the ground-truth CSV path."""
     cfg = cfg or SynthConfig()
