@@ -728,7 +728,7 @@ def write_dataset(out_dir: str | os.PathLike, cfg: SynthConfig | None = None) ->
                                 summary["clips"].append(clip)
                                 for sp in clip["planted"]:
                                     gt_rows.append(
-                                        [clip["clip_id"], f"{cfg.duration_sec:g}", _mmss(sp["start_sec"]), _mmss(sp["end_sec"]), sp["label"]]
+                                        [clip["clip_id"], f"{clip['duration_sec']:g}", _mmss(sp["start_sec"]), _mmss(sp["end_sec"]), sp["label"]]
                                     )
                     summary["shards"].append(str(tar_path))
     finally:
@@ -745,7 +745,7 @@ def _write_one(tar, scratch: Path, f: int, w: int, idx: int, cfg: SynthConfig, i
     clip_id = f"factory{f:03d}_worker{w:03d}_{idx:05d}"
     clean = not cfg.anomalies or idx >= cfg.clips - cfg.clean_clips
     plan_rng = np.random.default_rng([cfg.seed, f, w, idx, 1])
-    spans = [] if clean else plan_spans(cfg.duration_sec, idx, plan_rng)
+    spans = [] if clean else plan_spans(n_frames / cfg.fps, idx, plan_rng)
     renderer = ClipRenderer(
         intr, cfg.fps, spans, scene_seed=[cfg.seed, f, w], clip_seed=[cfg.seed, f, w, idx, 2]
     )
