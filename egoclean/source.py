@@ -141,6 +141,10 @@ class FetchedClip:
 # ---------------------------------------------------------------------------- retries
 
 
+# What to do when retries run out: the fault is the network's or the server's, not the input's.
+GAVE_UP_HINT = "; the server or network is failing: rerun later (finished clips are kept), or raise retries/timeout"
+
+
 class _Retryable(Exception):
     """A transient failure (network, timeout, 408/429/5xx, short body) worth another try."""
 
@@ -154,10 +158,7 @@ def _with_retries(fn: Callable[[], T], what: str, retries: int, backoff: float) 
         except _Retryable as e:
             if attempt >= retries:
                 raise SourceError(
-                    redact(
-                        f"{what}: {e} (gave up after {attempt + 1} attempts); the server or network is "
-                        "failing: rerun later (finished clips are kept), or raise retries/timeout"
-                    )
+                    redact(f"{what}: {e} (gave up after {attempt + 1} attempts){GAVE_UP_HINT}")
                 ) from None
             log.warning("%s: %s; retrying in %.2f s", what, redact(str(e)), delay)
             time.sleep(delay)
@@ -406,7 +407,8 @@ class _HfTransport(_Transport):
                 reason = str(e) if isinstance(e, _Retryable) else f"{type(e).__name__}: {e}"
                 if failures > self.retries:
                     raise SourceError(
-                        redact(f"reading {url} (bytes {start}..{end}): {reason} (gave up after {failures} attempts)")
+                        redact(f"reading {url} (bytes {start}..{end}): {reason} (gave up after {failures} attempts)"
+                               f"{GAVE_UP_HINT}")
                     ) from None
                 log.warning("%s: %s; retrying from byte %d in %.2f s", url, redact(reason), pos, delay)
                 time.sleep(delay)

@@ -113,7 +113,7 @@ def test_broken_body_forever_fails_cleanly(env, kind):
     key = env["ds"]["keys"][1]
     fetch_raw(env, env["ds"]["keys"][0])  # index the shard first: the fault then hits the clip body
     getattr(env["hub"], kind)(times=None, keep=8192, match=r"\.tar$")
-    assert_clean_failure(env, key, fetch_raw(env, key), "factory001_worker001_part00.tar", "gave up after 5 attempts")
+    assert_clean_failure(env, key, fetch_raw(env, key), "factory001_worker001_part00.tar", "gave up after 5 attempts", "rerun later")
 
 
 def test_gated_without_token_says_how_to_get_access(env):
@@ -152,4 +152,4 @@ def test_server_that_stops_answering_fails_within_the_timeout(env):
                           retries=1, timeout=0.5, backoff=0.1)
     result = materialize(ALL_ASSETS, instance=env["instance"], resources=res, partition_key=key,
                          selection=AssetSelection.assets("raw_tar"), raise_on_error=False)
-    assert_clean_failure(env, key, result, "factory001_worker001_part00.tar", "gave up after 2 attempts")
+    assert_clean_failure(env, key, result, "factory001_worker001_part00.tar", "gave up after 2 attempts", "ReadTimeout", "rerun later")
