@@ -181,3 +181,48 @@ def test_portrait_clip_with_landscape_intrinsics_is_refused(tmp_path, capsys):
     assert rc == 2
     assert "calibrated at 64x48" in err and "48x64" in err and "aspect ratio" in err, err
     assert not out.exists() and part_files(tmp_path) == []
+
+
+PEAK_RSS = """
+import resource, sys
+from egoclean.cli import main
+rc = main(sys.argv[1:])
+print("PEAK_MB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, "RC", rc)
+"""
+
+
+def _rectify_peak_mb(clip: Path, intr: Path, out: Path) -> int:
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    done = subprocess.run([sys.executable, "-c", PEAK_RSS, "rectify", str(clip), "--intrinsics", str(intr),
+                           "-o", str(out)], capture_output=True, text=True, timeout=300,
+                          env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
+    line = [ln for ln in done.stdout.splitlines() if ln.startswith("PEAK_MB")]
+    assert line and line[0].endswith("RC 0"), done.stderr[-2000:]
+    return int(line[0].split()[1])
+
+
+def test_4k_clip_is_streamed_with_bounded_memory(tmp_path):
+    """A very large frame size is accepted and streamed: a 3840x2160 clip rectifies with the
+    right frame count, and at 1280x720 five times the frames do not raise peak memory by
+    more than a few frames' worth (holding them all would add ~330 MB)."""
+    big = write_clip(tmp_path / "4k.mp4", 4, w=3840, h=2160, codec="libx264")
+    intr = tmp_path / "4k.json"
+    intr.write_text(json.dumps(INTR | {"image_width": 3840, "image_height": 2160, "fx": 1200.0, "fy": 1200.0,
+                                       "cx": 1920.0, "cy": 1080.0}))
+    peak_4k = _rectify_peak_mb(big, intr, tmp_path / "4k_rect.mp4")
+    assert probe(tmp_path / "4k_rect.mp4").n_frames == 4
+    assert peak_4k < 2048, f"{peak_4k} MB for four 4K frames"
+
+    intr720 = tmp_path / "720.json"
+    intr720.write_text(json.dumps(INTR | {"image_width": 1280, "image_height": 720, "fx": 400.0, "fy": 400.0,
+                                          "cx": 640.0, "cy": 360.0}))
+    peaks = {}
+    for n in (30, 150):
+        clip = write_clip(tmp_path / f"720_{n}.mp4", n, w=1280, h=720, codec="libx264")
+        peaks[n] = _rectify_peak_mb(clip, intr720, tmp_path / f"720_{n}_rect.mp4")
+        assert probe(tmp_path / f"720_{n}_rect.mp4").n_frames == n
+    assert peaks[150] - peaks[30] < 80, peaks  # 120 more BGR frames held would be +330 MB

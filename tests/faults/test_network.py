@@ -36,9 +36,10 @@ def env(synth_dataset, tmp_path, monkeypatch):
                "tmp": tmp_path}
 
 
-def fetch_raw(env, key: str, token: str | None = None):
+def fetch_raw(env, key: str, token: str | None = None, **source_kw):
     res = graph_resources(env["hub"].url, env["root"], env["tmp"] / "db.duckdb", model="unused",
-                          endpoint=env["hub"].endpoint, cache_dir=str(env["tmp"] / "index-cache"), token=token)
+                          endpoint=env["hub"].endpoint, cache_dir=str(env["tmp"] / "index-cache"), token=token,
+                          **source_kw)
     return materialize(ALL_ASSETS, instance=env["instance"], resources=res, partition_key=key,
                        selection=AssetSelection.assets("raw_tar"), raise_on_error=False)
 
@@ -94,7 +95,8 @@ def test_5xx_then_success_through_the_graph(env):
 def test_5xx_forever_fails_bounded_then_retry_succeeds(env):
     key = env["ds"]["keys"][0]
     env["hub"].fail(500, times=None)
-    text = assert_clean_failure(env, key, fetch_raw(env, key), "HTTP 500", "gave up after 5 attempts",
+    # the default 5 attempts, with a shorter backoff than the default 0.5 s to keep CI fast
+    text = assert_clean_failure(env, key, fetch_raw(env, key, backoff=0.05), "HTTP 500", "gave up after 5 attempts",
                                 "factory001_worker001_part00.tar", "rerun later")
     assert "Traceback" not in text.splitlines()[0]
     env["hub"].clear()
@@ -113,7 +115,8 @@ def test_broken_body_forever_fails_cleanly(env, kind):
     key = env["ds"]["keys"][1]
     fetch_raw(env, env["ds"]["keys"][0])  # index the shard first: the fault then hits the clip body
     getattr(env["hub"], kind)(times=None, keep=8192, match=r"\.tar$")
-    assert_clean_failure(env, key, fetch_raw(env, key), "factory001_worker001_part00.tar", "gave up after 5 attempts", "rerun later")
+    assert_clean_failure(env, key, fetch_raw(env, key, backoff=0.05), "factory001_worker001_part00.tar",
+                         "gave up after 5 attempts", "rerun later")
 
 
 def test_gated_without_token_says_how_to_get_access(env):
@@ -152,4 +155,5 @@ def test_server_that_stops_answering_fails_within_the_timeout(env):
                           retries=1, timeout=0.5, backoff=0.1)
     result = materialize(ALL_ASSETS, instance=env["instance"], resources=res, partition_key=key,
                          selection=AssetSelection.assets("raw_tar"), raise_on_error=False)
-    assert_clean_failure(env, key, result, "factory001_worker001_part00.tar", "gave up after 2 attempts", "ReadTimeout", "rerun later")
+    assert_clean_failure(env, key, result, "factory001_worker001_part00.tar", "gave up after 2 attempts",
+                         "ReadTimeout", "rerun later")
