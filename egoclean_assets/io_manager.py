@@ -25,6 +25,7 @@ never deleted.
 """
 
 
+import contextlib
 import json
 import os
 import shutil
@@ -183,12 +184,17 @@ class ClipStorage(ConfigurableResource):
             loc = f"{self.clip_url(clip)}/{r}"
             if self.is_local:
                 p = Path(loc)
-                if p.exists():
+                # another run of the same clip may be deleting the same files right now
+                try:
                     p.unlink()
                     done.append(loc)
-                # an emptied raw/ folder goes too, so only final outputs remain
-                if p.parent.name == "raw" and p.parent.is_dir() and not any(p.parent.iterdir()):
-                    p.parent.rmdir()
+                except FileNotFoundError:
+                    pass
+                if p.parent.name == "raw":
+                    # an emptied raw/ folder goes too, so only final outputs remain; one
+                    # that is not empty (or already gone) is left alone
+                    with contextlib.suppress(OSError):
+                        p.parent.rmdir()
             else:
                 fs = self.fs()
                 if fs.exists(loc):
@@ -221,9 +227,11 @@ class ClipStorage(ConfigurableResource):
     def prune_downloads(self, is_finished) -> None:
         """Remove download folders of runs that have finished (a failed step's leftovers)."""
         root = self._work() / "inputs"
-        if not root.is_dir():
+        try:
+            run_dirs = list(root.iterdir())
+        except OSError:  # nothing downloaded yet (or removed meanwhile)
             return
-        for run_dir in root.iterdir():
+        for run_dir in run_dirs:
             if is_finished(run_dir.name):
                 shutil.rmtree(run_dir, ignore_errors=True)
 
