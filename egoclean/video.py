@@ -99,7 +99,10 @@ def iter_frames(path: str | os.PathLike, fmt: str = "bgr24") -> Iterator[np.ndar
 
     Frames must sit on a constant-rate grid: the pipeline counts time in frames (window
     stride, span times, the rectified output's rate), so a variable-frame-rate clip would
-    give wrong times silently; a frame more than half a frame off the grid is a VideoError.
+    give wrong times silently. A gap between consecutive frames that is more than half a
+    frame away from the average frame duration is a VideoError. (Each gap is compared on
+    its own, so a long constant-rate clip whose stated average is slightly off never
+    accumulates into a false alarm.)
     """
     container = _open(path)
     try:
@@ -107,17 +110,17 @@ def iter_frames(path: str | os.PathLike, fmt: str = "bgr24") -> Iterator[np.ndar
         stream.thread_type = "AUTO"
         rate = stream.average_rate or stream.guessed_rate
         tick = float(1 / (rate * stream.time_base)) if rate and stream.time_base else None
-        first = None
+        prev = None
         try:
             for i, frame in enumerate(container.decode(stream)):
                 if tick and frame.pts is not None:
-                    first = frame.pts if first is None else first
-                    off = (frame.pts - first) / tick - i
-                    if abs(off) > 0.5:
+                    gap = None if prev is None else (frame.pts - prev) / tick
+                    prev = frame.pts
+                    if gap is not None and abs(gap - 1.0) > 0.5:
                         raise VideoError(
-                            f"video {path}: variable frame rate (frame {i} is at {float(frame.pts * stream.time_base):.3f} s, "
-                            f"{off:+.2f} frames off a constant {float(rate):g} fps); "
-                            f"re-encode at a constant rate, e.g. ffmpeg -i IN -fps_mode cfr OUT.mp4"
+                            f"video {path}: variable frame rate (frame {i} at {float(frame.pts * stream.time_base):.3f} s "
+                            f"comes {gap:.2f} frame durations after the previous one, at {float(rate):g} fps on "
+                            f"average); re-encode at a constant rate, e.g. ffmpeg -i IN -fps_mode cfr OUT.mp4"
                         )
                 yield frame.to_ndarray(format=fmt)
         except av.FFmpegError as e:
