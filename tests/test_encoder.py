@@ -297,6 +297,12 @@ def test_hub_id_through_stand_in_hub(tmp_path, clip, tiny_dir):
         hub.requests.clear()
         ok = _cli_embed(tmp_path, clip, "egoclean-test/tiny-vjepa2", {"HF_ENDPOINT": hub.endpoint, "HF_TOKEN": secret})
         fetched = {q.path.rsplit("/", 1)[-1] for q in hub.requests if q.status in (200, 206)}
+    # The cache that run filled serves an offline run (the error message's option 3).
+    (tmp_path / "out_meta.json").rename(tmp_path / "online_meta.json")
+    offline = _cli_embed(tmp_path, clip, "egoclean-test/tiny-vjepa2",
+                         {"HF_HUB_OFFLINE": "1", "HF_ENDPOINT": "http://127.0.0.1:9"})
+    assert offline.returncode == 0, offline.stderr[-2000:]
+    assert json.loads((tmp_path / "out_meta.json").read_text())["random_weights"] is True
     assert denied.returncode == 2 and "Traceback" not in denied.stderr
     assert "HF_TOKEN" in denied.stderr and "egoclean-test/tiny-vjepa2" in denied.stderr
     assert "refused access" in denied.stderr
@@ -306,7 +312,7 @@ def test_hub_id_through_stand_in_hub(tmp_path, clip, tiny_dir):
     assert e.emb.shape == (3, 64)
     assert e.meta["model"] == "egoclean-test/tiny-vjepa2" and e.meta["random_weights"] is True
     assert e.meta["preprocess_source"] == "video_preprocessor_config.json" and e.meta["shortest_edge"] == 73
-    for text in (denied.stderr, denied.stdout, ok.stderr, ok.stdout, (tmp_path / "out_meta.json").read_text()):
+    for text in (denied.stderr, denied.stdout, ok.stderr, ok.stdout, (tmp_path / "online_meta.json").read_text()):
         assert secret not in text
 
 
