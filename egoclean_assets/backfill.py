@@ -26,7 +26,7 @@ from dagster import AssetKey, DagsterInstance
 from egoclean.errors import EgoCleanError
 from egoclean.secrets import redact
 from egoclean_assets.discovery import discover
-from egoclean_assets.partitions import CLIPS, add_clip_partitions
+from egoclean_assets.partitions import add_clip_partitions
 from egoclean_assets.resources import DiscoveryResource, SourceResource
 
 # A clip counts as done when its last assets are materialized.

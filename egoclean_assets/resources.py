@@ -21,6 +21,11 @@ so the demo and `dagster dev` need no run config:
 - EGOCLEAN_GROUND_TRUTH_SEED  "0" leaves out the packaged seed ground truth
 - EGOCLEAN_SCOPE       discovery scope: comma-separated `factory/worker` fnmatch patterns
                        (default `factory_001/worker_001`; e.g. `factory_00*/*`)
+- EGOCLEAN_CACHE       where egoclean.source caches shard indexes (tar headers only, never
+                       video): $EGOCLEAN_CACHE/index, default ~/.cache/egoclean/index
+
+Relative paths are relative to the directory Dagster runs in: start `dagster dev` from
+the repository root (workspace.yaml's working directory).
 """
 
 

@@ -1,4 +1,11 @@
-"""The discovery sensor: registers new clips of the workers in scope and runs the graph for them."""
+"""The discovery sensor: registers new clips of the workers in scope and runs the graph for them.
+
+It is off by default: turn it on in the UI (Automation) or with
+`dagster sensor start clip_discovery_sensor -w workspace.yaml`. Each tick (every 10
+minutes at most) scans up to DiscoveryResource.max_workers_per_tick workers after the
+one its cursor names, adds at most max_new_partitions_per_tick clips, and requests one
+clip_pipeline run per new clip (run_key = clip id, so a clip is never requested twice).
+"""
 
 
 from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, SensorResult, sensor
