@@ -333,15 +333,17 @@ def plan_spans(duration_sec: float, clip_number: int, rng: np.random.Generator) 
     k0 = clip_number + clip_number // 3  # every kind in every placement over 9 clips
     kinds = [ANOMALY_KINDS[(k0 + j) % len(ANOMALY_KINDS)] for j in range(2)]
     L = length()
-    if mode == 0:  # in the middle
-        lo, hi = int(0.3 * D), max(int(0.3 * D), int(0.6 * D) - L)
+    two = D >= TWO_SPANS_MIN_SEC
+    if mode == 0:  # in the middle (in the first third when a second span follows)
+        a, b = (0.1, 0.3) if two else (0.3, 0.6)
+        lo, hi = int(a * D), max(int(a * D), int(b * D) - L)
         s = int(rng.integers(lo, hi + 1))
     elif mode == 1:  # near the start
         s = int(rng.integers(1, 3))
     else:  # running to the end of the clip
         s = D - L
     spans = [(s, s + L)]
-    if D >= TWO_SPANS_MIN_SEC:
+    if two:
         L2 = length()
         gap = max(15, L2)
         if mode == 2:  # another one before the end span

@@ -215,12 +215,14 @@ def test_plan_spans_variety_and_separation():
     assert len({p[0].kind for p in plans}) == len(synth.ANOMALY_KINDS)
     for p in plans:
         assert 15 <= p[0].end_sec - p[0].start_sec <= 24
-    for k in range(6):
-        long = synth.plan_spans(180.0, k, np.random.default_rng([1, k]))
-        assert len(long) == 2
-        (a0, a1), (b0, b1) = [(s.start_sec, s.end_sec) for s in long]
-        assert 0 <= a0 < a1 and b0 - a1 >= 15 and b1 <= 180
-        assert long[0].kind != long[1].kind
+    for duration in (90.0, 180.0, 431.0, 1200.0):
+        for k in range(6):
+            long = synth.plan_spans(duration, k, np.random.default_rng([1, k]))
+            assert len(long) == 2, (duration, k)
+            (a0, a1), (b0, b1) = [(s.start_sec, s.end_sec) for s in long]
+            assert 0 <= a0 < a1 and b0 - a1 >= 15 and b1 <= duration
+            assert a1 - a0 >= 0.12 * duration - 1 and b1 - b0 <= 0.2 * duration + 1
+            assert long[0].kind != long[1].kind
     assert synth.plan_spans(19.0, 0, np.random.default_rng(0)) == []
 
 
