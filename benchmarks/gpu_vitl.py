@@ -246,6 +246,8 @@ def main() -> int:
     ap.add_argument("--e2e-batch", type=int, default=0, help="batch for end to end (0: best model-only)")
     ap.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"])
     ap.add_argument("--out", default=None, help="write the results as JSON here")
+    ap.add_argument("--torch-threads", type=int, default=0,
+                    help="torch CPU threads for the resize (0: torch's default); parallel decoders share them")
     ap.add_argument("--cpu-smoke", action="store_true", help="tiny model on CPU: checks the script's logic only")
     args = ap.parse_args()
 
@@ -255,6 +257,8 @@ def main() -> int:
               f"{torch.__version__}, CUDA build {torch.version.cuda}). Run it on a CUDA machine, "
               "or with --cpu-smoke to check the script's logic on a CPU.", file=sys.stderr)
         return 2
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
     device = torch.device("cpu" if smoke else "cuda")
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[args.dtype]
     if smoke:
@@ -266,7 +270,7 @@ def main() -> int:
     seconds = 4.0 if smoke else args.seconds
     res: dict = {
         "device": torch.cuda.get_device_name() if not smoke else "cpu (smoke)",
-        "torch": torch.__version__, "cpus": os.cpu_count(), "dtype": str(dtype),
+        "torch": torch.__version__, "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "dtype": str(dtype),
         "flop_per_window_tflop": encoder_flops(c) / 1e12, "spec_tflop_per_window": SPEC_TFLOP_PER_WINDOW,
         "peak_tflops": args.peak_tflops,
     }
