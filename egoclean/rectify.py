@@ -2,11 +2,13 @@
 
 `Rectifier` builds the remap tables once per clip (fixed-point CV_16SC2, bilinear) and
 applies them per frame; output pixels without a valid fisheye source are exactly black.
-`rectify_video` streams a clip through it: a decode thread feeds a short queue while the
-main thread remaps and encodes (libx264), so memory does not grow with clip length.
-Frames travel as yuv420p planes end to end (luma and chroma remapped separately) to
-skip two colour conversions per frame; see docs/PERFORMANCE.md for the measurements
-behind this and behind DEFAULT_PRESET / DEFAULT_CRF.
+`rectify_video` streams a clip through it one frame at a time (decode, remap, encode
+with libx264), so memory does not grow with clip length. Frames travel as yuv420p
+planes end to end (luma and chroma remapped separately), which skips two colour
+conversions per frame and the quality they cost; `prefetch=True` moves decoding to a
+thread a few frames ahead (no gain measured on 2 cores, where x264's own threads
+already fill both; it is there for machines with spare cores). docs/PERFORMANCE.md
+has the measurements behind these choices and DEFAULT_PRESET / DEFAULT_CRF.
 """
 
 from __future__ import annotations
@@ -25,9 +27,12 @@ from egoclean import atomic, video
 from egoclean.errors import InvalidInputError, VideoError
 from egoclean.intrinsics import OUTSIDE, FisheyeIntrinsics, RectifiedIntrinsics, rectified_intrinsics
 
+# Encoding dominates the cost on CPU. These defaults come from benchmarks/bench_rectify.py
+# (docs/PERFORMANCE.md): x264 veryfast with trellis quantisation and a 20-frame
+# lookahead, at the CRF where PSNR and size land within the target's margins of the
+# plain "medium, CRF 28" pipe while running ~1.6x faster.
 DEFAULT_PRESET = "veryfast"
-DEFAULT_CRF = 26.0
-# x264 options on top of the preset (x264-params syntax); see docs/PERFORMANCE.md
+DEFAULT_CRF = 26.4
 DEFAULT_X264_PARAMS = "trellis=1:rc-lookahead=20"
 DEFAULT_CODEC = "libx264"
 OUTPUT_SUFFIXES = (".mp4", ".mkv", ".mov")
@@ -177,7 +182,7 @@ def rectify_video(
     preset: str | None = DEFAULT_PRESET,
     progress: bool = True,
     codec: str = DEFAULT_CODEC,
-    prefetch: bool = True,
+    prefetch: bool = False,
     x264_params: str | None = DEFAULT_X264_PARAMS,
 ) -> dict:
     """Rectify a clip into `out_path` (written atomically) and return what was written:

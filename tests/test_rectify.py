@@ -220,14 +220,19 @@ def test_rectify_video_real_h265(clip, tmp_path):
     assert len(scores) == N and min(scores) > 30
 
 
-def test_rectify_video_without_prefetch_and_size_mismatch(clip, tmp_path):
+def test_rectify_video_with_decode_thread_and_size_mismatch(clip, tmp_path):
     fe = FisheyeIntrinsics.from_dict(CARD)
-    res = rectify_video(clip, rectified_intrinsics(fe, W, H), tmp_path / "a.mp4", preset="ultrafast",
-                        progress=False, prefetch=False)
+    rect = rectified_intrinsics(fe, W, H)
+    res = rectify_video(clip, rect, tmp_path / "a.mp4", preset="ultrafast", progress=False, prefetch=True)
     assert res["frames"] == N
+    plain = rectify_video(clip, rect, tmp_path / "b.mp4", preset="ultrafast", progress=False, prefetch=False)
+    # the same frames in the same order, whichever thread decodes them
+    for a, b in zip(video.iter_frames(tmp_path / "a.mp4"), video.iter_frames(tmp_path / "b.mp4")):
+        np.testing.assert_array_equal(a, b)
+    assert plain["size_bytes"] == res["size_bytes"]
     with pytest.raises(VideoError, match=rf"{W}x{H}.*640x360"):
-        rectify_video(clip, rectified_intrinsics(fe, 640, 360), tmp_path / "b.mp4", progress=False)
-    assert not (tmp_path / "b.mp4").exists()
+        rectify_video(clip, rectified_intrinsics(fe, 640, 360), tmp_path / "c.mp4", progress=False)
+    assert not (tmp_path / "c.mp4").exists()
 
 
 def test_failure_midway_leaves_no_output_and_keeps_old_file(clip, tmp_path, monkeypatch):
@@ -245,6 +250,9 @@ def test_failure_midway_leaves_no_output_and_keeps_old_file(clip, tmp_path, monk
     rect = rectified_intrinsics(FisheyeIntrinsics.from_dict(CARD), W, H)
     with pytest.raises(VideoError, match="simulated"):
         rectify_video(clip, rect, out, preset="ultrafast", progress=False)
+    assert out.read_bytes() == b"previous rectified clip"
+    with pytest.raises(VideoError, match="simulated"):  # the same through the decode thread
+        rectify_video(clip, rect, out, preset="ultrafast", progress=False, prefetch=True)
     assert out.read_bytes() == b"previous rectified clip"
     assert [p.name for p in tmp_path.iterdir()] == ["rect.mp4"]  # no temp file left
     # the same for a fresh name: nothing appears
