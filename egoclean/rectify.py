@@ -29,8 +29,8 @@ from egoclean.intrinsics import OUTSIDE, FisheyeIntrinsics, RectifiedIntrinsics,
 
 # Encoding dominates the cost on CPU. These defaults come from benchmarks/bench_rectify.py
 # (docs/PERFORMANCE.md): x264 veryfast with trellis quantisation and a 20-frame
-# lookahead, at the CRF where PSNR and size land within the target's margins of the
-# plain "medium, CRF 28" pipe while running ~1.6x faster.
+# lookahead, at the CRF where PSNR and size reach the target's limits (-0.2 dB, +15 %)
+# against the plain "medium, CRF 28" pipe on the benchmark's 10 s clip, ~1.6-1.75x faster.
 DEFAULT_PRESET = "veryfast"
 DEFAULT_CRF = 26.4
 DEFAULT_X264_PARAMS = "trellis=1:rc-lookahead=20"
