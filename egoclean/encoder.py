@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -23,6 +21,7 @@ import torch
 
 from egoclean.embeddings import Embeddings
 from egoclean.errors import InvalidInputError, ModelLoadError, VideoError
+from egoclean.prefetch import read_ahead
 from egoclean.preprocess import PROCESSOR_FILES, PreprocessConfig, normalize, resize_crop_uint8
 from egoclean.secrets import hf_token, redact
 from egoclean.tiny_model import RANDOM_WEIGHTS_MARKER, is_random_weights
@@ -389,52 +388,6 @@ class _WindowStream:
             yield starts, batch[: len(starts)].clone()
 
 
-def _prefetch(it, depth: int = 2):
-    """Run iterator `it` in a background thread, `depth` items ahead; errors re-raised here."""
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    done = object()
-
-    def work():
-        gen = iter(it)
-        try:
-            for item in gen:
-                while not stop.is_set():
-                    try:
-                        q.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            q.put(done)
-        except BaseException as e:  # handed to the consumer, which re-raises it
-            q.put(e)
-        finally:
-            close = getattr(gen, "close", None)
-            if close:
-                close()
-
-    t = threading.Thread(target=work, name="egoclean-decode", daemon=True)
-    t.start()
-    try:
-        while True:
-            item = q.get()
-            if item is done:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        while t.is_alive():
-            try:
-                q.get(timeout=0.1)
-            except queue.Empty:
-                pass
-        t.join()
-
-
 def embed_video(path: str | os.PathLike, encoder: Encoder, batch_size: int = 4, progress: bool = True,
                 prefetch: bool = True, chunk: int = 8) -> Embeddings:
     """Embed a clip in 64-frame windows every round(fps) frames: emb (N, hidden),
@@ -453,7 +406,7 @@ def embed_video(path: str | os.PathLike, encoder: Encoder, batch_size: int = 4, 
             f"{F}-frame window ({F / info.fps:.2f} s): nothing to embed"
         )
     stream = _WindowStream(path, encoder, stride, batch_size, chunk)
-    batches = _prefetch(stream) if prefetch else iter(stream)
+    batches = read_ahead(stream) if prefetch else iter(stream)
     embs, tembs, starts = [], [], []
     with tqdm(total=expected, unit="win", desc=Path(path).name, disable=not progress) as bar:
         for s, windows in batches:

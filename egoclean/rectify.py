@@ -14,8 +14,6 @@ has the measurements behind these choices and DEFAULT_PRESET / DEFAULT_CRF.
 from __future__ import annotations
 
 import os
-import queue
-import threading
 import time
 from pathlib import Path
 from typing import Iterator
@@ -24,6 +22,7 @@ import cv2
 import numpy as np
 
 from egoclean import atomic, video
+from egoclean.prefetch import read_ahead
 from egoclean.errors import InvalidInputError, VideoError
 from egoclean.intrinsics import OUTSIDE, FisheyeIntrinsics, RectifiedIntrinsics, rectified_intrinsics
 
@@ -41,7 +40,6 @@ _Y_BLACK, _C_NEUTRAL = 16, 128
 # Frames decoded ahead of the encoder: enough to absorb jitter, small enough that
 # memory stays a few frames regardless of clip length.
 _QUEUE_FRAMES = 4
-_END = object()
 
 
 class Rectifier:
@@ -123,50 +121,6 @@ class Rectifier:
         return out
 
 
-def _prefetch(frames: Iterator[np.ndarray], maxsize: int = _QUEUE_FRAMES) -> Iterator[np.ndarray]:
-    """Run `frames` in a background thread (PyAV and OpenCV release the GIL), at most
-    `maxsize` frames ahead; an exception in the producer is re-raised here."""
-    q: queue.Queue = queue.Queue(maxsize=maxsize)
-    stop = threading.Event()
-
-    def put(item) -> bool:
-        # a timed put, so a consumer that has stopped never leaves this thread blocked
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for item in frames:
-                if not put(item):
-                    return
-            put(_END)
-        except BaseException as e:  # handed to the consumer, which re-raises it
-            put(e)
-        finally:
-            close = getattr(frames, "close", None)
-            if close is not None and stop.is_set():
-                close()
-
-    t = threading.Thread(target=produce, name="egoclean-decode", daemon=True)
-    t.start()
-    try:
-        while True:
-            item = q.get()
-            if item is _END:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        t.join()
-
-
 def _check_output_path(in_path: Path, out_path: Path) -> None:
     if out_path.suffix.lower() not in OUTPUT_SUFFIXES:
         raise InvalidInputError(f"output {out_path}: suffix must be one of {', '.join(OUTPUT_SUFFIXES)}")
@@ -207,7 +161,7 @@ def rectify_video(
     step = rectifier.remap_yuv420 if yuv else rectifier
     frames = video.iter_frames(in_path, fmt=fmt)
     if prefetch:
-        frames = _prefetch(frames)
+        frames = read_ahead(frames, depth=_QUEUE_FRAMES)
     bar = None
     if progress:
         from tqdm import tqdm

@@ -17,7 +17,7 @@ from egoclean import video
 from egoclean.cli import main
 from egoclean.errors import IntrinsicsError, InvalidInputError, VideoError
 from egoclean.intrinsics import FisheyeIntrinsics, rectified_intrinsics
-from egoclean.rectify import Rectifier, _prefetch, intrinsics_path_for, rectify_file, rectify_video
+from egoclean.rectify import Rectifier, intrinsics_path_for, rectify_file, rectify_video
 
 CARD = {"model": "fisheye", "image_width": 1920, "image_height": 1080, "fx": 1030.59, "fy": 1032.82,
         "cx": 966.69, "cy": 539.69, "k1": -0.1166, "k2": -0.0236, "k3": 0.0694, "k4": -0.0463}
@@ -161,40 +161,6 @@ def test_real_fisheye_photos_chessboard_lines_become_straight(shared_data):
     assert len(raw) >= 18 and len(rect) >= 18
     assert np.median(rect) < 0.5
     assert np.median(raw) > 1.5 and np.median(raw) > 10 * np.median(rect)
-
-
-# ------------------------------------------------------------------ prefetch
-
-
-def test_prefetch_bounds_frames_in_flight_and_stops_early():
-    produced = []
-
-    def frames():
-        for i in range(1000):
-            produced.append(i)
-            yield np.full((4, 4), i % 256, np.uint8)
-
-    it = _prefetch(frames(), maxsize=3)
-    got = [next(it)[0, 0] for _ in range(5)]
-    assert got == [0, 1, 2, 3, 4]
-    it.close()  # stops and joins the producer
-    # at most the queue plus the one item being put are ahead of the consumer
-    assert len(produced) <= 5 + 3 + 1
-    # a consumer that stops while the producer waits to hand over the end marker
-    short = _prefetch(iter([np.zeros(1)] * 3), maxsize=1)
-    next(short)
-    short.close()  # returns (the producer's put is timed), no hang
-
-
-def test_prefetch_reraises_producer_error():
-    def frames():
-        yield np.zeros((2, 2), np.uint8)
-        raise VideoError("video x.mp4: decoding failed")
-
-    it = _prefetch(frames())
-    next(it)
-    with pytest.raises(VideoError, match="decoding failed"):
-        next(it)
 
 
 # ------------------------------------------------------------------ video
