@@ -12,11 +12,14 @@ similarity asset; long clips get them on evenly spaced windows (`max_matrix`).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
+from egoclean import atomic
 from egoclean.embeddings import Embeddings
 from egoclean.errors import InvalidInputError
 
@@ -46,6 +49,44 @@ class Analysis:
     @property
     def matrices_subsampled(self) -> bool:
         return self.matrix_ts is not None and len(self.matrix_ts) < len(self.ts)
+
+    def save(self, prefix: str | os.PathLike) -> dict[str, Path]:
+        """Write `<prefix>_sim_mean.npy`, `<prefix>_sim_temporal.npy` (float32) and
+        `<prefix>_analysis.npz` (the series and scalars), each atomically."""
+        if self.sim_mean is None or self.sim_temporal is None:
+            raise InvalidInputError("analysis: save needs the similarity matrices (analyse(matrices=True))")
+        p = str(prefix)
+        files = {
+            "sim_mean": atomic.save_npy(p + "_sim_mean.npy", self.sim_mean.astype(np.float32)),
+            "sim_temporal": atomic.save_npy(p + "_sim_temporal.npy", self.sim_temporal.astype(np.float32)),
+        }
+        series = {k: getattr(self, k) for k in ("ts", "change", "autocorr", "lags_sec", "matrix_ts")}
+        series = {k: v for k, v in series.items() if v is not None}
+        scalars = {"step_sec": self.step_sec, "period_sec": np.nan if self.period_sec is None else self.period_sec}
+        with atomic.atomic_path(p + "_analysis.npz") as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, **series, **scalars)
+        files["analysis"] = Path(p + "_analysis.npz")
+        return files
+
+    @classmethod
+    def load(cls, prefix: str | os.PathLike) -> "Analysis":
+        """Read what `save` wrote."""
+        p = str(prefix)
+        with np.load(p + "_analysis.npz") as z:
+            arrays = {k: z[k] for k in z.files}
+        period = float(arrays.pop("period_sec"))
+        return cls(
+            ts=arrays["ts"],
+            change=arrays["change"],
+            sim_mean=np.load(p + "_sim_mean.npy"),
+            sim_temporal=np.load(p + "_sim_temporal.npy"),
+            autocorr=arrays["autocorr"],
+            lags_sec=arrays["lags_sec"],
+            period_sec=None if np.isnan(period) else period,
+            matrix_ts=arrays.get("matrix_ts"),
+            step_sec=float(arrays["step_sec"]),
+        )
 
 
 def _flat(x: np.ndarray) -> np.ndarray:

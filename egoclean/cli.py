@@ -17,11 +17,6 @@ DEFAULT_SOURCE = "hf://datasets/builddotai/Egocentric-10K"
 DEFAULT_MODEL = "facebook/vjepa2-vitl-fpc64-256"
 
 
-def _mmss(sec: float) -> str:
-    m, s = divmod(int(round(max(0.0, float(sec)))), 60)
-    return f"{m:02d}:{s:02d}"
-
-
 def cmd_synth(args: argparse.Namespace) -> int:
     from egoclean.synth import SynthConfig, write_dataset
 

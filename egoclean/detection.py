@@ -40,6 +40,7 @@ from egoclean import atomic
 from egoclean.analysis import typicality
 from egoclean.embeddings import Embeddings
 from egoclean.errors import InvalidInputError
+from egoclean.timecode import mmss
 
 # Durations are times differences of float window times: allow rounding noise.
 _EPS = 1e-9
@@ -143,15 +144,37 @@ class Detection:
             d["is_anomaly"] = [bool(v) for v in self.is_anomaly]
         return d
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "Detection":
+        """Rebuild a Detection from `to_dict(series=True)` (e.g. a segments JSON)."""
+        missing = [k for k in ("ts", "score", "smoothed", "is_anomaly", "spans", "work_spans") if k not in d]
+        if missing:
+            raise InvalidInputError(f"detection document lacks {', '.join(missing)} (written without series=True?)")
+
+        def spans(key: str) -> list[Span]:
+            return [Span(s["start_sec"], s["end_sec"], s.get("peak_score")) for s in d[key]]
+
+        def num(key: str, missing: float) -> float:  # to_dict writes non-finite values as null
+            return missing if d.get(key) is None else float(d[key])
+
+        return cls(
+            ts=np.asarray(d["ts"], dtype=np.float64),
+            score=np.asarray(d["score"], dtype=np.float64),
+            smoothed=np.asarray(d["smoothed"], dtype=np.float64),
+            theta_on=num("theta_on", math.inf),
+            theta_off=num("theta_off", math.inf),
+            median=num("median", math.nan),
+            is_anomaly=np.asarray(d["is_anomaly"], dtype=bool),
+            spans=spans("spans"),
+            work_spans=spans("work_spans"),
+            params=DetectionParams(**d.get("params", {})),
+            separation=d.get("separation"),
+            suppressed=bool(d.get("suppressed", False)),
+        )
+
 
 def _num(v: float | None) -> float | None:
     return None if v is None or not math.isfinite(v) else float(v)
-
-
-def mmss(sec: float) -> str:
-    """Seconds as mm:ss (rounded to the second; minutes grow past 59)."""
-    m, s = divmod(int(round(max(0.0, float(sec)))), 60)
-    return f"{m:02d}:{s:02d}"
 
 
 def ema(x: np.ndarray, alpha: float) -> np.ndarray:

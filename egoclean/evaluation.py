@@ -228,7 +228,7 @@ class Evaluation:
 
     def report_lines(self) -> list[str]:
         """Human-readable lines (times as mm:ss)."""
-        from egoclean.detection import mmss
+        from egoclean.timecode import mmss
 
         lines = []
         for t in self.truth:

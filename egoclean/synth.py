@@ -36,6 +36,7 @@ import numpy as np
 
 from egoclean import atomic
 from egoclean.errors import InvalidInputError
+from egoclean.timecode import mmss
 from egoclean.video import VideoWriter, probe
 
 WINDOW_FRAMES = 64  # one V-JEPA 2 window: a clip must hold at least this many frames
@@ -661,11 +662,6 @@ def _sidecar(factory: int, worker: int, index: int, n_frames: int, cfg: SynthCon
     }
 
 
-def _mmss(sec: int) -> str:
-    m, s = divmod(int(sec), 60)
-    return f"{m:02d}:{s:02d}"
-
-
 def _add_member(tar: tarfile.TarFile, name: str, size: int, fileobj) -> None:
     info = tarfile.TarInfo(name)
     info.size = size
@@ -730,7 +726,7 @@ def write_dataset(out_dir: str | os.PathLike, cfg: SynthConfig | None = None) ->
                                 summary["clips"].append(clip)
                                 for sp in clip["planted"]:
                                     gt_rows.append(
-                                        [clip["clip_id"], f"{clip['duration_sec']:g}", _mmss(sp["start_sec"]), _mmss(sp["end_sec"]), sp["label"]]
+                                        [clip["clip_id"], f"{clip['duration_sec']:g}", mmss(sp["start_sec"]), mmss(sp["end_sec"]), sp["label"]]
                                     )
                     summary["shards"].append(str(tar_path))
     finally:

@@ -8,11 +8,7 @@ from typing import Any, Iterable
 
 from dagster import MetadataValue
 
-
-def mmss(sec: float) -> str:
-    """Seconds as mm:ss (rounded to the second), the form the ground truth uses."""
-    m, s = divmod(int(round(max(0.0, float(sec)))), 60)
-    return f"{m:02d}:{s:02d}"
+from egoclean.timecode import mmss
 
 
 def spans_table(spans: Iterable[Any], extra: dict[str, list] | None = None) -> MetadataValue:

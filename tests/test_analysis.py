@@ -7,6 +7,7 @@ import pytest
 
 from egoclean import analysis
 from egoclean.analysis import (
+    Analysis,
     analyse,
     autocorrelation,
     change_signal,
@@ -142,3 +143,17 @@ def test_analyse_without_matrices_or_with_subsampled_ones():
     assert b.matrices_subsampled and b.matrix_ts[0] == e.ts[0] and b.matrix_ts[-1] == e.ts[-1]
     rows = np.searchsorted(e.ts, b.matrix_ts)
     np.testing.assert_allclose(b.sim_temporal, explicit_cosine(e.temb[rows]), atol=1e-5)
+
+
+def test_save_and_load_round_trip(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 30
+    emb = Embeddings(emb=rng.normal(size=(n, 8)).astype(np.float32),
+                     temb=rng.normal(size=(n, 4, 8)).astype(np.float32), ts=np.arange(n, dtype=float))
+    an = analyse(emb)
+    files = an.save(tmp_path / "clip")
+    assert sorted(p.name for p in files.values()) == ["clip_analysis.npz", "clip_sim_mean.npy", "clip_sim_temporal.npy"]
+    back = Analysis.load(tmp_path / "clip")
+    assert np.allclose(back.sim_temporal, an.sim_temporal, atol=1e-6)
+    assert np.array_equal(back.change, an.change) and np.array_equal(back.lags_sec, an.lags_sec)
+    assert back.period_sec == an.period_sec and back.step_sec == an.step_sec

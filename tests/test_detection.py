@@ -255,3 +255,16 @@ def test_cli_detect(saved_clip, tmp_path, capsys):
     rc = cli_main(["detect", str(tmp_path / "nope" / CLIP)])
     err = capsys.readouterr().err
     assert rc == 2 and "missing file" in err and "nope" in err
+
+
+def test_from_dict_rebuilds_what_to_dict_wrote():
+    rng = np.random.default_rng(3)
+    score = np.r_[rng.normal(0.1, 0.01, 40), rng.normal(0.6, 0.01, 15), rng.normal(0.1, 0.01, 40)]
+    det = detect_scores(np.arange(len(score), dtype=float), score)
+    back = Detection.from_dict(json.loads(json.dumps(det.to_dict(series=True))))
+    assert back.spans == det.spans and back.work_spans == det.work_spans
+    assert np.array_equal(back.is_anomaly, det.is_anomaly)
+    assert np.allclose(back.smoothed, det.smoothed) and back.theta_on == pytest.approx(det.theta_on)
+    assert back.params == det.params
+    with pytest.raises(InvalidInputError, match="series=True"):
+        Detection.from_dict(det.to_dict())

@@ -13,13 +13,12 @@ from egoclean_assets.partitions import clip_of, clip_partitions
 from egoclean_assets.resources import DetectionResource, EncoderResource, GroundTruthResource, StoreResource
 
 GROUP = "phase2_temporal"
-ANALYSIS_ARRAYS = ("ts", "change", "autocorr", "lags_sec", "matrix_ts")
 
 
-def _prefix(artifact: ClipArtifact):
-    """The embedding prefix (`<dir>/<clip>`) of a vjepa_embeddings artifact."""
-    p = artifact.path("emb")
-    return p.with_name(p.name[: -len("_emb.npy")])
+def _prefix(artifact: ClipArtifact, kind: str = "emb"):
+    """The file prefix (`<dir>/<clip>`) of an artifact whose `kind` file is `<prefix>_<kind>.npy`."""
+    p = artifact.path(kind)
+    return p.with_name(p.name[: -len(f"_{kind}.npy")])
 
 
 @asset(partitions_def=clip_partitions, group_name=GROUP, pool="gpu", kinds={"pytorch"})
@@ -61,7 +60,6 @@ def similarity_matrix(
     context: AssetExecutionContext, vjepa_embeddings: ClipArtifact, storage: ClipStorage
 ) -> Output[ClipArtifact]:
     """Cosine self-similarity of the mean and the temporal-token embeddings (N x N .npy), change signal, autocorrelation and period."""
-    from egoclean import atomic
     from egoclean.analysis import analyse
     from egoclean.embeddings import Embeddings
 
@@ -69,15 +67,7 @@ def similarity_matrix(
     t0 = time.perf_counter()
     an = analyse(Embeddings.load(_prefix(vjepa_embeddings), mmap=True), matrices=True)
     seconds = time.perf_counter() - t0
-    out = storage.output_dir(clip, "similarity_matrix")
-    files = {
-        "sim_mean": atomic.save_npy(out / f"{clip.key}_sim_mean.npy", an.sim_mean.astype(np.float32)),
-        "sim_temporal": atomic.save_npy(out / f"{clip.key}_sim_temporal.npy", an.sim_temporal.astype(np.float32)),
-    }
-    with atomic.atomic_path(out / f"{clip.key}_analysis.npz") as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, **{k: getattr(an, k) for k in ANALYSIS_ARRAYS if getattr(an, k) is not None})
-    files["analysis"] = out / f"{clip.key}_analysis.npz"
+    files = an.save(storage.output_dir(clip, "similarity_matrix") / clip.key)
     info = {"period_sec": an.period_sec, "step_sec": float(an.step_sec), "windows": int(len(an.ts)),
             "matrix_size": int(an.sim_mean.shape[0])}
     return Output(
@@ -91,24 +81,6 @@ def similarity_matrix(
             "seconds": MetadataValue.float(round(seconds, 3)),
             "path": MetadataValue.path(storage.location(clip, files["sim_temporal"])),
         },
-    )
-
-
-def load_analysis(similarity: ClipArtifact):
-    """Rebuild the `egoclean.analysis.Analysis` a similarity_matrix artifact stored."""
-    from egoclean.analysis import Analysis
-
-    arrays = np.load(similarity.path("analysis"))
-    return Analysis(
-        ts=arrays["ts"],
-        change=arrays["change"],
-        sim_mean=np.load(similarity.path("sim_mean")),
-        sim_temporal=np.load(similarity.path("sim_temporal")),
-        autocorr=arrays["autocorr"],
-        lags_sec=arrays["lags_sec"],
-        period_sec=similarity.info.get("period_sec"),
-        matrix_ts=arrays["matrix_ts"] if "matrix_ts" in arrays else None,
-        step_sec=similarity.info.get("step_sec", 0.0),
     )
 
 
@@ -185,23 +157,18 @@ def diagnostics_plot(
     storage: ClipStorage,
 ) -> Output[ClipArtifact]:
     """The diagnostics picture (change, both similarity matrices, autocorrelation) and the detection picture."""
-    from egoclean.detection import Detection, DetectionParams, Span
+    from egoclean.analysis import Analysis
+    from egoclean.detection import Detection
     from egoclean.plots import plot_detection, plot_diagnostics
 
     clip = clip_of(context)
     title = f"{clip.key} - {anomaly_segments.info['model']}" + (
         " (random weights)" if anomaly_segments.info["random_weights"] else "")
     out = storage.output_dir(clip, "diagnostics_plot")
-    diag = plot_diagnostics(load_analysis(similarity_matrix), out / f"{clip.key}_diagnostics.png", title)
+    analysis = Analysis.load(_prefix(similarity_matrix, "sim_mean"))
+    diag = plot_diagnostics(analysis, out / f"{clip.key}_diagnostics.png", title)
     doc = json.loads(anomaly_segments.path("json").read_text())
-    det = Detection(
-        ts=np.asarray(doc["ts"]), score=np.asarray(doc["score"]), smoothed=np.asarray(doc["smoothed"]),
-        theta_on=doc["theta_on"], theta_off=doc["theta_off"], median=doc["median"],
-        is_anomaly=np.asarray(doc["is_anomaly"], dtype=bool),
-        spans=[Span(s["start_sec"], s["end_sec"], s.get("peak_score")) for s in doc["spans"]],
-        work_spans=[Span(s["start_sec"], s["end_sec"], s.get("peak_score")) for s in doc["work_spans"]],
-        params=DetectionParams(**doc["params"]),
-    )
+    det = Detection.from_dict(doc)
     truth = ground_truth.spans_by_clip().get(clip.key)
     detp = plot_detection(det, out / f"{clip.key}_detection.png", title, truth=truth)
     return Output(
