@@ -123,19 +123,22 @@ def _run(root: Path, env: dict, keys: list[str]) -> int:
     store = Store(env["EGOCLEAN_DB"])
     print("\nAnomalous spans (DuckDB segments table):")
     print(store.format_query(
-        "SELECT clip_id, egoclean_mmss(start_sec) AS start, egoclean_mmss(end_sec) AS end, "
-        "round(duration_sec, 1) AS seconds, round(peak_score, 4) AS peak, model "
-        "FROM segments WHERE kind = 'anomaly' ORDER BY clip_id, start_sec"))
+        "SELECT s.clip_id, egoclean_mmss(s.start_sec) AS start, egoclean_mmss(s.end_sec) AS end, "
+        "round(s.duration_sec, 1) AS seconds, round(s.peak_score, 4) AS peak, "
+        "CASE WHEN c.random_weights THEN 'random weights' ELSE s.model END AS model "
+        "FROM segments s JOIN clips c USING (clip_id) WHERE s.kind = 'anomaly' ORDER BY s.clip_id, s.start_sec"))
     print("\nDetections against ground truth (detection_eval view):")
-    print(store.format_query("SELECT * FROM detection_eval ORDER BY 1"))
-    exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+    print(store.format_query(
+        "SELECT clip_id, label, status, truth, detected, round(iou, 2) AS iou, "
+        "start_error_sec, end_error_sec FROM detection_eval ORDER BY clip_id, gt_start_sec"))
     env_file = root / "demo.env"
-    env_file.write_text("".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items()))
+    ui_env = env | {"DAGSTER_HOME": os.environ["DAGSTER_HOME"]}
+    env_file.write_text("".join(f"export {k}={shlex.quote(v)}\n" for k, v in ui_env.items()))
     print(f"""
 Outputs: {env['EGOCLEAN_DATA_ROOT']}    DuckDB: {env['EGOCLEAN_DB']}
 Query:   .venv/bin/egoclean sql --db {shlex.quote(env['EGOCLEAN_DB'])} "SELECT * FROM segments"
-Open the same runs in the UI (resources pointed at this demo's data; also in {env_file}):
-  {exports} DAGSTER_HOME={shlex.quote(os.environ["DAGSTER_HOME"])} .venv/bin/dagster dev
+Open the same runs in the UI (the environment file points the resources at this demo's data):
+  source {shlex.quote(str(env_file))} && .venv/bin/dagster dev
 """)
     return 0 if ok else 1
 
