@@ -405,7 +405,9 @@ def detect_clip(
         lines.append(f"  span {i}: {mmss(s.start_sec)}-{mmss(s.end_sec)} ({s.duration_sec:.1f} s, peak {s.peak_score:.5f})")
     if evaluation_result is not None:
         if not truth:
-            lines.append(f"  ground truth: no rows for clip {clip_id}")
-        lines.extend("  " + ln for ln in evaluation_result.report_lines())
+            # nothing to judge: P/R/F1 against no rows would only look like a failure
+            lines.append(f"  ground truth: no rows for clip {clip_id!r} (matched by the prefix's file name)")
+        else:
+            lines.extend("  " + ln for ln in evaluation_result.report_lines())
     lines.extend(f"  wrote {p}" for p in written)
     return "\n".join(lines)
