@@ -98,27 +98,40 @@ def resized_size(height: int, width: int, shortest_edge: int) -> tuple[int, int]
     return int(height * shortest_edge / width), shortest_edge
 
 
+def _resized_nchw(rgb: np.ndarray | torch.Tensor, shortest_edge: int) -> torch.Tensor:
+    """RGB uint8 (T, H, W, 3) -> uint8 (T, 3, H', W') with the short side resized to
+    `shortest_edge` (antialiased bilinear in uint8, like the processor); a frame already
+    at that size is not resized (as torchvision does)."""
+    x = torch.from_numpy(np.ascontiguousarray(rgb)) if isinstance(rgb, np.ndarray) else rgb
+    if x.ndim != 4 or x.shape[-1] != 3 or x.dtype != torch.uint8:
+        raise InvalidInputError(f"frames: expected uint8 (T, H, W, 3) RGB, got {tuple(x.shape)} {x.dtype}")
+    nh, nw = resized_size(x.shape[1], x.shape[2], shortest_edge)
+    # NCHW view of HWC memory is channels_last: the layout torch's fast uint8 AA kernel uses.
+    x = x.permute(0, 3, 1, 2)
+    if (nh, nw) != tuple(x.shape[2:]):
+        x = F.interpolate(x, size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)
+    return x
+
+
+def _centre_crop(x: torch.Tensor, crop: int, size: int | None = None) -> torch.Tensor:
+    """The `size` x `size` window (default `crop`) of NCHW `x` whose centre `crop` x `crop`
+    is the processor's centre crop, as (T, size, size, 3)."""
+    size = crop if size is None else size
+    nh, nw = x.shape[2:]
+    inner = int((size - crop) / 2.0)
+    top, left = int((nh - crop) / 2.0) - inner, int((nw - crop) / 2.0) - inner
+    out = x[:, :, top : top + size, left : left + size].permute(0, 2, 3, 1)
+    assert out.shape == (x.shape[0], size, size, 3), out.shape
+    return out
+
+
 def resize_crop_uint8(rgb: np.ndarray | torch.Tensor, shortest_edge: int = 292, crop: int = 256) -> torch.Tensor:
     """Resize (antialiased bilinear, uint8 like the processor) and centre-crop RGB frames
     (T, H, W, 3) uint8 to (T, crop, crop, 3) uint8. A frame whose short side already
     equals `shortest_edge` is not resized (as torchvision does)."""
-    x = torch.from_numpy(np.ascontiguousarray(rgb)) if isinstance(rgb, np.ndarray) else rgb
-    if x.ndim != 4 or x.shape[-1] != 3 or x.dtype != torch.uint8:
-        raise InvalidInputError(
-            f"frames: expected uint8 (T, H, W, 3) RGB, got {tuple(x.shape)} {x.dtype}"
-        )
     if shortest_edge < crop:
         raise InvalidInputError(f"preprocessing: shortest_edge {shortest_edge} < crop {crop}")
-    t, h, w, _ = x.shape
-    nh, nw = resized_size(h, w, shortest_edge)
-    # NCHW view of HWC memory is channels_last: the layout torch's fast uint8 AA kernel uses.
-    x = x.permute(0, 3, 1, 2)
-    if (nh, nw) != (h, w):
-        x = F.interpolate(x, size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)
-    top, left = int((nh - crop) / 2.0), int((nw - crop) / 2.0)
-    out = x[:, :, top : top + crop, left : left + crop].permute(0, 2, 3, 1)
-    assert out.shape == (t, crop, crop, 3), out.shape
-    return out
+    return _centre_crop(_resized_nchw(rgb, shortest_edge), crop)
 
 
 def normalize(frames_u8: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD, rescale_factor: float = 1 / 255,
@@ -149,17 +162,4 @@ def rendition_uint8(rgb: np.ndarray | torch.Tensor, shortest_edge: int = 292, cr
     cannot decode full-resolution frames fast enough can store this (~24x fewer pixels
     than 1080p) and embed it instead; a lossy codec adds its own small error.
     """
-    x = torch.from_numpy(np.ascontiguousarray(rgb)) if isinstance(rgb, np.ndarray) else rgb
-    if x.ndim != 4 or x.shape[-1] != 3 or x.dtype != torch.uint8:
-        raise InvalidInputError(f"frames: expected uint8 (T, H, W, 3) RGB, got {tuple(x.shape)} {x.dtype}")
-    t, h, w, _ = x.shape
-    nh, nw = resized_size(h, w, shortest_edge)
-    x = x.permute(0, 3, 1, 2)
-    if (nh, nw) != (h, w):
-        x = F.interpolate(x, size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)
-    inner = int((shortest_edge - crop) / 2.0)  # where the later centre crop starts in S x S
-    top = int((nh - crop) / 2.0) - inner
-    left = int((nw - crop) / 2.0) - inner
-    out = x[:, :, top : top + shortest_edge, left : left + shortest_edge].permute(0, 2, 3, 1)
-    assert out.shape == (t, shortest_edge, shortest_edge, 3), out.shape
-    return out
+    return _centre_crop(_resized_nchw(rgb, shortest_edge), crop, size=shortest_edge)
