@@ -13,6 +13,7 @@ from egoclean.errors import InvalidInputError
 from egoclean.ids import ClipId
 from egoclean_assets.io_manager import ClipArtifact, ClipIOManager, ClipStorage
 from egoclean_assets.partitions import add_clip_partitions, clip_of, clip_partitions
+from dagster_helpers import error_text
 
 CLIP = "factory001_worker002_00003"
 
@@ -60,15 +61,6 @@ def rectified_clip(context, raw_tar: ClipArtifact, intrinsics: ClipArtifact, sto
 
 
 ASSETS = [raw_tar, intrinsics, rectified_clip]
-
-
-def error_text(res, node):
-    """The failure message of a step with its causes (Dagster wraps input-loading errors)."""
-    err, parts = res.failure_data_for_node(node).error, []
-    while err is not None:
-        parts.append(err.message)
-        err = err.cause
-    return "\n".join(parts)
 
 
 def _resources(root, work=None, fail=False, interleave=False):

@@ -5,6 +5,7 @@ from dagster import DagsterInstance, asset, materialize
 
 from egoclean.errors import ClipIdError
 from egoclean_assets.partitions import CLIPS, add_clip_partitions, clip_of, clip_partitions, validate_clip_keys
+from dagster_helpers import error_text
 
 
 def test_add_clip_partitions_registers_new_keys_once():
@@ -30,15 +31,6 @@ def test_bad_key_is_refused_with_the_key_in_the_message_and_nothing_added(bad):
 def test_validate_dedupes_in_order():
     assert validate_clip_keys(["factory001_worker001_00002", "factory001_worker001_00001",
                                "factory001_worker001_00002"]) == ["factory001_worker001_00002", "factory001_worker001_00001"]
-
-
-def error_text(res, node):
-    """The failure message of a step with its causes (Dagster wraps input-loading errors)."""
-    err, parts = res.failure_data_for_node(node).error, []
-    while err is not None:
-        parts.append(err.message)
-        err = err.cause
-    return "\n".join(parts)
 
 
 @asset(partitions_def=clip_partitions)
