@@ -20,6 +20,6 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ]; then
   if ! "$VENV/bin/python" -c 'import torch' 2>/dev/null; then
     "$VENV/bin/pip" install -q "${EGOCLEAN_TORCH_SPEC:-torch==2.13.0}"
   fi
-  "$VENV/bin/pip" install -q -e "$ROOT[dev]"
+  "$VENV/bin/pip" install -q -e "$ROOT[dev,cluster]"
   echo "$want" > "$STAMP"
 fi
