@@ -19,7 +19,8 @@ Conventions (fixed here, tested):
   consecutive windows below theta_off (those windows are not part of the span).
 - A span runs from its first window's time to the time of the first window after it,
   or to the last window's time when it runs to the end of the clip.
-- Constant score (max == min): no threshold exists, no spans.
+- Constant score (max - min within float rounding, FLAT_TOLERANCE): no threshold
+  exists, no spans.
 - Optional guard (`min_separation`, off by default): the Otsu classes of the smoothed
   score must be separated by at least this many pooled within-class standard
   deviations ((mean_above - mean_below) / sqrt(within-class variance)), otherwise the
@@ -44,6 +45,11 @@ from egoclean.timecode import mmss
 
 # Durations are times differences of float window times: allow rounding noise.
 _EPS = 1e-9
+# A score whose spread (max - min) is at most this fraction of its size (at least 1) is
+# constant up to float rounding: two windows score the same in exact arithmetic but
+# differ by an ulp or so after it, and numpy cannot cut such a range into `bins` bins.
+# Scores are 1 - cosine in [0, 2], computed in float64: rounding stays far below 1e-9.
+FLAT_TOLERANCE = 1e-9
 
 
 @dataclass(frozen=True)
@@ -194,14 +200,15 @@ def otsu_threshold(x: np.ndarray, bins: int = 256) -> float | None:
     """Otsu's threshold of `x` over `bins` equal-width bins spanning [min, max].
 
     Returns the upper edge of the last bin of the lower class (first maximum of the
-    between-class variance on ties), or None when x is constant or empty.
+    between-class variance on ties), or None when x is empty or constant up to float
+    rounding (see FLAT_TOLERANCE).
     """
     x = np.asarray(x, dtype=np.float64)
     if len(x) == 0:
         return None
     lo, hi = float(x.min()), float(x.max())
-    if not hi > lo:
-        return None
+    if hi - lo <= FLAT_TOLERANCE * max(1.0, abs(lo), abs(hi)):
+        return None  # constant up to float rounding: no split means anything
     counts, edges = np.histogram(x, bins=bins, range=(lo, hi))
     centres = (edges[:-1] + edges[1:]) / 2.0
     w0 = np.cumsum(counts)[:-1].astype(np.float64)  # lower class = bins [0, k), k = 1..bins-1

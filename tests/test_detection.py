@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import cv2
 import numpy as np
@@ -208,6 +209,30 @@ def test_class_separation_by_hand():
     assert class_separation(np.array([1.0, 1.0]), 5.0) is None
 
 
+def test_score_constant_up_to_rounding_is_treated_as_constant():
+    # Two windows score the same in exact arithmetic; float rounding makes them differ by
+    # an ulp or so, which numpy cannot split into 256 bins ("Too many bins for data range").
+    x = 0.3
+    for score in ([x, np.nextafter(x, 1.0)], [x, x + 4e-16, x - 2e-16, x], [1e-17, 0.0, 3e-17]):
+        assert otsu_threshold(np.array(score)) is None
+        det = detect_scores(np.arange(float(len(score))), np.array(score))
+        assert det.spans == [] and det.theta_on == math.inf and not det.is_anomaly.any()
+    # A real difference, however small against the score, is still split.
+    assert otsu_threshold(np.array([0.3, 0.3 + 1e-6])) is not None
+
+
+@pytest.mark.parametrize("n", range(1, 13))
+def test_every_clip_length_from_one_window_gives_a_result(n):
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        temb = rng.normal(size=(n, 4, 16)).astype(np.float32)
+        for t in (temb, np.repeat(temb[:1], n, axis=0)):  # random windows, and a still scene
+            det = detect(Embeddings(t.mean(axis=1), t, np.arange(n) * (64 / 30)))
+            assert isinstance(det, Detection) and len(det.smoothed) == n
+            if n <= 2:
+                assert det.spans == []  # too few windows for on_windows=3
+
+
 def test_single_window_clip_gives_no_spans():
     emb = Embeddings(np.ones((1, 4), np.float32), np.ones((1, 2, 4), np.float32), np.zeros(1))
     det = detect(emb)
@@ -255,6 +280,19 @@ def test_cli_detect(saved_clip, tmp_path, capsys):
     rc = cli_main(["detect", str(tmp_path / "nope" / CLIP)])
     err = capsys.readouterr().err
     assert rc == 2 and "missing file" in err and "nope" in err
+
+
+def test_cli_detect_on_a_two_window_clip(tmp_path, capsys):
+    # A 4 s clip at 30 fps has two windows; seed 199 is one whose scores differ by an ulp.
+    rng = np.random.default_rng(199)
+    temb = rng.normal(size=(2, 8, 64)).astype(np.float32)
+    prefix = tmp_path / "emb" / CLIP
+    Embeddings(temb.mean(axis=1), temb, np.array([0.0, 64 / 30])).save(prefix)
+    out = tmp_path / "two.json"
+    rc = cli_main(["detect", str(prefix), "-o", str(out), "--plots", str(tmp_path / "plots")])
+    assert rc == 0, capsys.readouterr().err
+    assert "2 windows, 0 anomalous span(s)" in capsys.readouterr().out
+    assert json.loads(out.read_text())["spans"] == []
 
 
 def test_from_dict_rebuilds_what_to_dict_wrote():
