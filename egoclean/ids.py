@@ -7,7 +7,10 @@ from dataclasses import dataclass
 
 from egoclean.errors import ClipIdError
 
-CLIP_ID_RE = re.compile(r"^factory(\d{3})_worker(\d{3})_(\d{5})$")
+# Exactly ASCII: `[0-9]` (a str pattern's `\d` also takes fullwidth and other Unicode
+# digits, which int() reads as the same numbers) and matched with fullmatch (`$` also
+# matches before a trailing newline). Either would let two strings name one clip.
+CLIP_ID_RE = re.compile(r"factory([0-9]{3})_worker([0-9]{3})_([0-9]{5})")
 
 
 @dataclass(frozen=True, order=True)
@@ -21,7 +24,7 @@ class ClipId:
     @classmethod
     def parse(cls, text: str) -> "ClipId":
         """Parse `factory001_worker001_00001`; anything else raises ClipIdError."""
-        m = CLIP_ID_RE.match(text) if isinstance(text, str) else None
+        m = CLIP_ID_RE.fullmatch(text) if isinstance(text, str) else None
         if not m:
             raise ClipIdError(
                 f"invalid clip id {text!r}: expected factoryXXX_workerYYY_NNNNN "
@@ -57,4 +60,4 @@ class ClipId:
 
 def is_clip_id(text: str) -> bool:
     """True when `text` is a well-formed clip id."""
-    return isinstance(text, str) and CLIP_ID_RE.match(text) is not None
+    return isinstance(text, str) and CLIP_ID_RE.fullmatch(text) is not None

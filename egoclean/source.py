@@ -61,10 +61,11 @@ DEFAULT_PARALLEL = 4
 MAX_JSON_BYTES = 1 << 20  # sidecars and intrinsics are ~300 bytes; they are read into memory
 INDEX_VERSION = 1
 
-_FACTORY_RE = re.compile(r"^factory_?(\d{3})$")
-_WORKER_RE = re.compile(r"^worker_?(\d{3})$")
-_SHARD_RE = re.compile(r"^(factory\d{3}_worker\d{3})_part(\d+)\.tar$")
-_MEMBER_RE = re.compile(r"^(factory\d{3}_worker\d{3}_\d{5})\.(mp4|json)$")
+# Matched with fullmatch and ASCII digits only (see egoclean.ids.CLIP_ID_RE).
+_FACTORY_RE = re.compile(r"factory_?([0-9]{3})")
+_WORKER_RE = re.compile(r"worker_?([0-9]{3})")
+_SHARD_RE = re.compile(r"(factory[0-9]{3}_worker[0-9]{3})_part([0-9]+)\.tar")
+_MEMBER_RE = re.compile(r"(factory[0-9]{3}_worker[0-9]{3}_[0-9]{5})\.(mp4|json)")
 
 T = TypeVar("T")
 
@@ -109,7 +110,7 @@ class ShardIndex:
 
     def clip_ids(self) -> list[ClipId]:
         """Clips with a video or a sidecar in this shard (a missing half fails at fetch)."""
-        keys = {m.group(1) for m in (_MEMBER_RE.match(x.name) for x in self.members) if m}
+        keys = {m.group(1) for m in (_MEMBER_RE.fullmatch(x.name) for x in self.members) if m}
         return sorted(ClipId.parse(k) for k in keys)
 
     def to_dict(self) -> dict:
@@ -486,7 +487,7 @@ class _FsspecTransport(_Transport):
 def _factory_dir(factory: str | int) -> str:
     if isinstance(factory, int):
         return f"factory_{factory:03d}"
-    m = _FACTORY_RE.match(str(factory))
+    m = _FACTORY_RE.fullmatch(str(factory))
     if not m:
         raise InvalidInputError(f"invalid factory {factory!r}: expected factory_XXX, e.g. factory_001")
     return f"factory_{m.group(1)}"
@@ -495,7 +496,7 @@ def _factory_dir(factory: str | int) -> str:
 def _worker_dir(worker: str | int) -> str:
     if isinstance(worker, int):
         return f"worker_{worker:03d}"
-    m = _WORKER_RE.match(str(worker))
+    m = _WORKER_RE.fullmatch(str(worker))
     if not m:
         raise InvalidInputError(f"invalid worker {worker!r}: expected worker_XXX, e.g. worker_001")
     return f"worker_{m.group(1)}"
@@ -578,7 +579,7 @@ class Source:
 
     def list_factories(self) -> list[str]:
         """Factory folders, sorted: ["factory_001", ...]."""
-        return [d for d in self._dirs("") if _FACTORY_RE.match(d) and d.startswith("factory_")]
+        return [d for d in self._dirs("") if _FACTORY_RE.fullmatch(d) and d.startswith("factory_")]
 
     def list_workers(self, factory: str | int) -> list[str]:
         """A factory's worker folders, sorted: ["worker_001", ...]."""
@@ -589,7 +590,7 @@ class Source:
             raise NotFoundError(
                 f"factory {fdir} not found in {self.url} (factories: {_hint(self.list_factories())})"
             ) from None
-        return [d for d in names if _WORKER_RE.match(d) and d.startswith("worker_")]
+        return [d for d in names if _WORKER_RE.fullmatch(d) and d.startswith("worker_")]
 
     def list_shards(self, factory: str | int, worker: str | int) -> list[ShardRef]:
         """A worker's tar shards in part order."""
@@ -603,7 +604,7 @@ class Source:
         prefix = f"factory{fdir[-3:]}_worker{wdir[-3:]}"
         shards = []
         for e in entries:
-            m = _SHARD_RE.match(e["name"])
+            m = _SHARD_RE.fullmatch(e["name"])
             if e["type"] == "file" and m and m.group(1) == prefix:
                 shards.append((int(m.group(2)), ShardRef(f"{rel}/{e['name']}", e["name"], e["size"], e["etag"])))
         return [s for _, s in sorted(shards)]
