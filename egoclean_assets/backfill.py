@@ -12,7 +12,8 @@ so the runs appear in `dagster dev` on the same instance. Without --register-onl
 clip that has not been fully materialized yet (or every clip with --all) is run through
 the `clip_pipeline` job in this process, one clip after another; resources come from
 the EGOCLEAN_* environment variables (see egoclean_assets/resources.py), and --source
-overrides EGOCLEAN_SOURCE. Exit status: 0 when every run succeeded, 1 when a run failed,
+overrides EGOCLEAN_SOURCE. Exit status: 0 when every run succeeded, 1 when a run failed or a worker was skipped
+because its shards could not be read (each such worker is named on stderr),
 2 for bad input (unknown worker, bad pattern, unreachable source).
 """
 
@@ -57,21 +58,24 @@ def backfill(scope: list[str], instance: DagsterInstance, resources: dict | None
              register_only: bool = False, rerun_all: bool = False, out=print) -> int:
     """Register the clips of the workers matching `scope`, then run the ones not done.
 
-    Returns the number of failed runs."""
+    Returns the number of failed runs plus the number of workers skipped as unreadable
+    (each named on stderr; the other workers' clips are still registered and run)."""
     from egoclean_assets.definitions import build_definitions
 
     defs = build_definitions(resources)
     source = defs.resources["source"] if "source" in defs.resources else SourceResource()
     settings = DiscoveryResource(scope=scope)
     result = discover(source.open(), settings, set(), cursor=None, whole_scope=True)
-    if not result.scanned:
+    if not result.scanned and not result.failed:
         raise EgoCleanError(f"no worker in {source.url} matches {', '.join(scope)}")
+    for w, why in result.failed:
+        print(f"backfill: skipped worker {w}: {redact(why)}", file=sys.stderr)
     keys = result.new_keys[:limit] if limit else result.new_keys
     new = add_clip_partitions(instance, keys)
     out(f"{len(result.scanned)} worker(s): {', '.join(result.scanned)}; {len(keys)} clip(s), {len(new)} newly registered")
     if register_only:
         out("registered only; launch a backfill of the `clips` partitions from the UI")
-        return 0
+        return len(result.failed)
     todo = keys if rerun_all else [k for k in keys if k not in done_partitions(instance)]
     out(f"running clip_pipeline for {len(todo)} clip(s)" + ("" if todo else " (all done; --all re-runs them)"))
     job = defs.resolve_job_def("clip_pipeline")
@@ -85,7 +89,7 @@ def backfill(scope: list[str], instance: DagsterInstance, resources: dict | None
         failed += not run.success
         out(f"[{i}/{len(todo)}] {key}: {status} (run {run.run_id[:8]}; checks {len(checks) - len(bad)}/{len(checks)} passed"
             + (f"; failed: {', '.join(bad)}" if bad else "") + ")")
-    return failed
+    return failed + len(result.failed)
 
 
 def main(argv: list[str] | None = None) -> int:

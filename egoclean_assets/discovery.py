@@ -10,17 +10,26 @@ import fnmatch
 import json
 from dataclasses import dataclass, field
 
+from egoclean.errors import EgoCleanError
 from egoclean_assets.partitions import validate_clip_keys
 
 
 @dataclass
 class DiscoveryResult:
-    """New clip keys (not yet partitions), the workers scanned, and the cursor to resume from."""
+    """New clip keys (not yet partitions), the workers scanned, the workers skipped as
+    unreadable (with why), and the cursor to resume from."""
 
     new_keys: list[str] = field(default_factory=list)
     scanned: list[str] = field(default_factory=list)
     cursor: str | None = None
     workers_in_scope: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+    def failed_summary(self) -> str:
+        """One line naming each skipped worker and its problem ("" when none)."""
+        if not self.failed:
+            return ""
+        return f"skipped {len(self.failed)} unreadable worker(s): " + "; ".join(f"{w}: {why}" for w, why in self.failed)
 
 
 def workers_in_scope(source, patterns: list[str]) -> list[str]:
@@ -45,7 +54,8 @@ def discover(source, settings, existing: set[str], cursor: str | None, whole_sco
 
     At most `settings.max_workers_per_tick` workers and `settings.max_new_partitions_per_tick`
     new keys per call (unless `whole_scope`); a worker cut short by the key budget is
-    scanned again first next time, so nothing is skipped.
+    scanned again first next time, so nothing is skipped. A worker whose shards cannot be
+    listed or indexed is recorded in `failed` and passed over; the others proceed.
     """
     workers = workers_in_scope(source, list(settings.scope))
     after = json.loads(cursor).get("after") if cursor else None
@@ -58,7 +68,15 @@ def discover(source, settings, existing: set[str], cursor: str | None, whole_sco
     seen = set(existing)
     for w in order[:max_workers]:
         factory, worker = w.split("/")
-        clips = [c.key for c in source.list_clips(factory, worker)]
+        try:
+            clips = [c.key for c in source.list_clips(factory, worker)]
+        except EgoCleanError as e:
+            # One bad shard (empty, damaged, unreadable) must not stop the rest of the
+            # scope: report the worker and move on. It is scanned again when the cursor
+            # comes round to it, so a fixed shard is picked up then.
+            result.failed.append((w, str(e)))
+            last_done = w
+            continue
         new = [k for k in clips if k not in seen]
         result.scanned.append(w)
         if budget is not None and len(result.new_keys) + len(new) > budget:

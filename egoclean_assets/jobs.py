@@ -26,6 +26,8 @@ def register_clips_in_scope(context: OpExecutionContext, source: SourceResource,
     result = discover(source.open(), discovery, existing, cursor=None, whole_scope=True)
     if result.new_keys:
         context.instance.add_dynamic_partitions(CLIPS, result.new_keys)
+    if result.failed:
+        context.log.warning(result.failed_summary())
     context.log.info(
         f"scanned {len(result.scanned)} worker(s) ({', '.join(result.scanned) or 'none'}); "
         f"registered {len(result.new_keys)} new clip partition(s): {', '.join(result.new_keys) or 'none'}"

@@ -28,9 +28,12 @@ def clip_discovery_sensor(
 ) -> SensorResult:
     existing = set(context.instance.get_dynamic_partitions(CLIPS))
     result = discover(source.open(), discovery, existing, context.cursor)
+    if result.failed:
+        context.log.warning(result.failed_summary())
     if not result.new_keys:
         return SensorResult(
-            skip_reason=f"no new clips in {len(result.scanned)} scanned of {result.workers_in_scope} worker(s) in scope",
+            skip_reason=f"no new clips in {len(result.scanned)} scanned of {result.workers_in_scope} worker(s) in scope"
+            + (f"; {result.failed_summary()}" if result.failed else ""),
             cursor=result.cursor,
         )
     return SensorResult(
