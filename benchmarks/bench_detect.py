@@ -119,7 +119,8 @@ def quality(seeds: int, guard: float) -> str:
         sp = np.nanpercentile(seps, [0, 50, 100])
         out.append(
             f"| {name} | {np.mean(n_sp):.1f} | {np.mean(dur):.0f} | {sum(x > 0 for x in n_sp)}/{seeds} | "
-            f"{sp[0]:.2f} / {sp[1]:.2f} / {sp[2]:.2f} | {sum(x > 0 for x in n_sp_on)}/{seeds} | {np.mean(n_sp_on):.1f} |"
+            f"{sp[0]:.2f} / {sp[1]:.2f} / {sp[2]:.2f} | "
+            f"{sum(x > 0 for x in n_sp_on)}/{seeds} | {np.mean(n_sp_on):.1f} |"
         )
     out += ["", "| planted clip | planted spans | matched (guard off) | false pos. (off) | mean IoU (off) | "
             "separation min / median | matched (guard on) | false pos. (on) |", "|---|---|---|---|---|---|---|---|"]
@@ -139,7 +140,8 @@ def quality(seeds: int, guard: float) -> str:
             seps.append(a.separation if a.separation is not None else np.nan)
         sp = np.nanpercentile(seps, [0, 50])
         out.append(
-            f"| {name} | {tot} | {tp_off} | {fp_off} | {np.mean(ious):.2f} | {sp[0]:.2f} / {sp[1]:.2f} | {tp_on} | {fp_on} |"
+            f"| {name} | {tot} | {tp_off} | {fp_off} | {np.mean(ious):.2f} | "
+            f"{sp[0]:.2f} / {sp[1]:.2f} | {tp_on} | {fp_on} |"
         )
     return "\n".join(out)
 

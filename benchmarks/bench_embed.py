@@ -135,9 +135,12 @@ def main() -> None:
     print()
     print("| path | windows/s | vs baseline |")
     print("|---|---:|---:|")
-    print(f"| baseline: seek + decode 64 frames per window, full-res preprocess, batch 1 | {res['baseline_win_s']:.2f} | 1.00x |")
-    print(f"| embed_video, no decode thread, batch {args.batch} | {res['stream_no_thread_win_s']:.2f} | {res['speedup_no_thread']:.2f}x |")
-    print(f"| embed_video, decode thread, batch {args.batch} | {res['stream_thread_win_s']:.2f} | {res['speedup_thread']:.2f}x |")
+    print("| baseline: seek + decode 64 frames per window, full-res preprocess, batch 1 | "
+          f"{res['baseline_win_s']:.2f} | 1.00x |")
+    print(f"| embed_video, no decode thread, batch {args.batch} | {res['stream_no_thread_win_s']:.2f} | "
+          f"{res['speedup_no_thread']:.2f}x |")
+    print(f"| embed_video, decode thread, batch {args.batch} | {res['stream_thread_win_s']:.2f} | "
+          f"{res['speedup_thread']:.2f}x |")
 
 
 if __name__ == "__main__":

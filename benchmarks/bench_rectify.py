@@ -234,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_long:
         clips.append(("long", make_clip(wd / f"clip_{4 * args.seconds:g}s.mp4", 4 * args.seconds, seed=0)))
     print(f"clips generated/cached in {time.perf_counter() - t0:.0f} s: "
-          + ", ".join(f"{k} {video.probe(c).n_frames} frames {video.probe(c).size_bytes / 1e6:.1f} MB" for k, c in clips))
+          + ", ".join(f"{k} {video.probe(c).n_frames} frames {video.probe(c).size_bytes / 1e6:.1f} MB"
+                      for k, c in clips))
 
     ours = f"{DEFAULT_PRESET}:{DEFAULT_CRF:g}" + (f":{DEFAULT_X264_PARAMS}" if DEFAULT_X264_PARAMS else "")
     if args.rounds:

@@ -88,7 +88,8 @@ def main() -> None:
                     shutil.rmtree(out)
 
     med = {k: statistics.median(v) for k, v in times.items()}
-    print(f"# bench_source — {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.processor() or platform.machine()}, "
+    print(f"# bench_source — {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, "
+          f"{platform.processor() or platform.machine()}, "
           f"{platform.python_version()}, loopback stand-in hub")
     print(f"shard: {args.clips} clips x {args.mb:g} MB = {shard_size / 1e6:.1f} MB; fetching the last clip; "
           f"median of {args.repeat}")

@@ -270,7 +270,8 @@ def main() -> int:
     seconds = 4.0 if smoke else args.seconds
     res: dict = {
         "device": torch.cuda.get_device_name() if not smoke else "cpu (smoke)",
-        "torch": torch.__version__, "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "dtype": str(dtype),
+        "torch": torch.__version__, "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "dtype": str(dtype),
         "flop_per_window_tflop": encoder_flops(c) / 1e12, "spec_tflop_per_window": SPEC_TFLOP_PER_WINDOW,
         "peak_tflops": args.peak_tflops,
     }

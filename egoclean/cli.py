@@ -137,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--fps", type=float, default=30.0)
     s.add_argument("--shards", type=int, default=1, help="tar shards per worker")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--clean-clips", type=int, default=0, help="last N clips of each worker have no planted off-task span")
+    s.add_argument("--clean-clips", type=int, default=0,
+                   help="last N clips of each worker have no planted off-task span")
     s.add_argument("--no-anomalies", action="store_true", help="plant no off-task spans at all")
     s.set_defaults(func=cmd_synth)
 

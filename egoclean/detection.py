@@ -239,7 +239,9 @@ def class_separation(x: np.ndarray, threshold: float) -> float | None:
     return math.inf if within <= 0 else gap / math.sqrt(within)
 
 
-def hysteresis(s: np.ndarray, theta_on: float, theta_off: float, on_windows: int, off_windows: int) -> list[tuple[int, int]]:
+def hysteresis(
+    s: np.ndarray, theta_on: float, theta_off: float, on_windows: int, off_windows: int
+) -> list[tuple[int, int]]:
     """Runs of 'on' windows as (first, last_exclusive) index pairs (see the module doc)."""
     runs: list[tuple[int, int]] = []
     on = False
@@ -409,7 +411,8 @@ def detect_clip(
         + (" (suppressed by the separation guard)" if det.suppressed else "")
     )
     for i, s in enumerate(det.spans, 1):
-        lines.append(f"  span {i}: {mmss(s.start_sec)}-{mmss(s.end_sec)} ({s.duration_sec:.1f} s, peak {s.peak_score:.5f})")
+        lines.append(f"  span {i}: {mmss(s.start_sec)}-{mmss(s.end_sec)} "
+                     f"({s.duration_sec:.1f} s, peak {s.peak_score:.5f})")
     if evaluation_result is not None:
         if not truth:
             # nothing to judge: P/R/F1 against no rows would only look like a failure

@@ -95,7 +95,9 @@ class Encoder:
         b = windows_u8.shape[0]
         expect = (b, self.frames_per_window, self.crop, self.crop, 3)
         if tuple(windows_u8.shape) != expect or windows_u8.dtype != torch.uint8:
-            raise InvalidInputError(f"windows: expected uint8 {expect}, got {windows_u8.dtype} {tuple(windows_u8.shape)}")
+            raise InvalidInputError(
+                f"windows: expected uint8 {expect}, got {windows_u8.dtype} {tuple(windows_u8.shape)}"
+            )
         x = windows_u8
         if self.device.type == "cuda":
             x = x.pin_memory().to(self.device, non_blocking=True)

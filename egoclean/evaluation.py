@@ -113,7 +113,7 @@ def load_ground_truth(
     for row in reader:
         line = reader.line_num
 
-        def bad(problem: str) -> GroundTruthError:
+        def bad(problem: str, line: int = line) -> GroundTruthError:
             return GroundTruthError(f"ground truth {name}: line {line}: {problem}")
 
         if all(not (v or "").strip() for k, v in row.items() if k is not None):
@@ -240,7 +240,8 @@ class Evaluation:
             )
             lines.append(f"truth {mmss(t.start_sec)}-{mmss(t.end_sec)} {t.label!r}: {what}, IoU {t.best_iou:.2f}{errs}")
         for d in self.unmatched_detections:
-            lines.append(f"detection {mmss(d['start_sec'])}-{mmss(d['end_sec'])}: no ground-truth span (best IoU {d['best_iou']:.2f})")
+            lines.append(f"detection {mmss(d['start_sec'])}-{mmss(d['end_sec'])}: no ground-truth span "
+                         f"(best IoU {d['best_iou']:.2f})")
         lines.append(
             f"precision {self.precision:.2f} recall {self.recall:.2f} F1 {self.f1:.2f} "
             f"({self.true_positives}/{len(self.truth)} truth matched, {self.n_detections} detections, "

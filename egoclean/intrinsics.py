@@ -96,7 +96,8 @@ class FisheyeIntrinsics:
             raise IntrinsicsError(f"intrinsics {source}: field 'model' is missing (expected 'fisheye')")
         if d["model"] != "fisheye":
             raise IntrinsicsError(
-                f"intrinsics {source}: field 'model' is {d['model']!r}; only 'fisheye' (OpenCV Kannala-Brandt) is supported"
+                f"intrinsics {source}: field 'model' is {d['model']!r}; "
+                "only 'fisheye' (OpenCV Kannala-Brandt) is supported"
             )
         values = {k: _number(d, k, source) for k in FIELDS}
         for key in ("image_width", "image_height"):
@@ -213,7 +214,9 @@ class RectifiedIntrinsics:
     def out_height(self) -> int:
         return self.height - self.height % 2
 
-    def float_maps(self, width: int | None = None, height: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def float_maps(
+        self, width: int | None = None, height: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(map_x, map_y, valid) float32/bool for an output of `width` x `height`
         (default: out_width x out_height); invalid pixels are sent to OUTSIDE."""
         w = self.out_width if width is None else width
@@ -310,7 +313,9 @@ def rectified_intrinsics(
         raise IntrinsicsError(
             f"{what}: new principal point ({k_new[0, 2]:.4g}, {k_new[1, 2]:.4g}) lies outside the frame"
         )
-    rect = RectifiedIntrinsics(scaled, k_new, width, height, float(balance), original=fisheye, fov_scale=float(fov_scale))
+    rect = RectifiedIntrinsics(
+        scaled, k_new, width, height, float(balance), original=fisheye, fov_scale=float(fov_scale)
+    )
     frac = _check_valid_fraction(rect, src)
     return RectifiedIntrinsics(
         scaled, k_new, width, height, float(balance), original=fisheye, valid_fraction=frac, fov_scale=float(fov_scale)

@@ -326,7 +326,9 @@ class _HfTransport(_Transport):
                 return AuthError(_auth_message(where, status or 403, bool(self._token), self.repo_id))
         for c in chain:
             if isinstance(c, RevisionNotFoundError):
-                return NotFoundError(f"revision {self.revision!r} not found in dataset {self.repo_id} ({self.endpoint})")
+                return NotFoundError(
+                    f"revision {self.revision!r} not found in dataset {self.repo_id} ({self.endpoint})"
+                )
             if isinstance(c, RepositoryNotFoundError):
                 return NotFoundError(f"dataset {self.repo_id} not found on {self.endpoint}")
         if isinstance(e, FileNotFoundError):
@@ -336,7 +338,9 @@ class _HfTransport(_Transport):
         import httpx2
 
         if isinstance(e, httpx2.TransportError):
-            return SourceError(redact(f"listing {where} failed: cannot reach {self.endpoint} ({type(e).__name__}: {e})"))
+            return SourceError(
+                redact(f"listing {where} failed: cannot reach {self.endpoint} ({type(e).__name__}: {e})")
+            )
         if isinstance(e, HfHubHTTPError):
             status = getattr(getattr(e, "response", None), "status_code", "?")
             return SourceError(redact(f"listing {where} failed: HTTP {status} from {self.endpoint}"))
@@ -600,7 +604,9 @@ class Source:
             entries = self._t.ls(rel)
         except NotFoundError:
             workers = self.list_workers(fdir)  # raises for an unknown factory
-            raise NotFoundError(f"worker {wdir} not found in {fdir} of {self.url} (workers: {_hint(workers)})") from None
+            raise NotFoundError(
+                f"worker {wdir} not found in {fdir} of {self.url} (workers: {_hint(workers)})"
+            ) from None
         prefix = f"factory{fdir[-3:]}_worker{wdir[-3:]}"
         shards = []
         for e in entries:
@@ -630,7 +636,9 @@ class Source:
         if entry is None:
             raise NotFoundError(f"{self._t.display(rel)} not found")
         if entry["size"] > MAX_JSON_BYTES:
-            raise IntrinsicsError(f"{self._t.display(rel)} is {entry['size']} bytes, too large for intrinsics (> 1 MiB)")
+            raise IntrinsicsError(
+                f"{self._t.display(rel)} is {entry['size']} bytes, too large for intrinsics (> 1 MiB)"
+            )
         raw = b"".join(self._t.stream(rel, 0, entry["size"])) if entry["size"] else b""
         try:
             obj = json.loads(raw.decode("utf-8"))
@@ -703,9 +711,13 @@ class Source:
         if not found:
             raise NotFoundError(f"clip {clip.key} not found in shards {names} of {self._t.display(clip.worker_path)}")
         if "json" not in found:
-            raise TarError(f"{found['mp4'][0].name}: clip {clip.key} has a video but no {clip.key}.json sidecar in shards {names}")
+            raise TarError(
+                f"{found['mp4'][0].name}: clip {clip.key} has a video but no {clip.key}.json sidecar in shards {names}"
+            )
         if "mp4" not in found:
-            raise TarError(f"{found['json'][0].name}: clip {clip.key} has a sidecar but no {clip.key}.mp4 video in shards {names}")
+            raise TarError(
+                f"{found['json'][0].name}: clip {clip.key} has a sidecar but no {clip.key}.mp4 video in shards {names}"
+            )
         return found["mp4"], found["json"]
 
     # -- fetching

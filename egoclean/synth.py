@@ -412,7 +412,8 @@ class ClipRenderer:
         step = 0.1
         for gx in np.arange(-math.floor(self.half[0] / step) * step, self.half[0], step):
             for gy in np.arange(-math.floor(self.half[1] / step) * step, bench_y0 - 0.03, step):
-                cv2.circle(c.img, c.px(gx, gy), max(1, int(0.012 * self.scale * 16)), (92, 88, 84), -1, cv2.LINE_AA, c.SHIFT)
+                cv2.circle(c.img, c.px(gx, gy), max(1, int(0.012 * self.scale * 16)), (92, 88, 84), -1,
+                           cv2.LINE_AA, c.SHIFT)
         # shelf with cardboard boxes
         c.rect(-1.6, -0.58, 1.6, -0.52, (40, 60, 90))
         for bx, bw, bh in ((-1.3, 0.35, 0.3), (-0.85, 0.25, 0.22), (-0.2, 0.4, 0.34), (0.9, 0.3, 0.26)):
@@ -485,10 +486,12 @@ class ClipRenderer:
         step = 0.12
         for gx in np.arange(-self.half[0], self.half[0], step):
             for gy in np.arange(-self.half[1], self.half[1], step):
-                cv2.circle(c.img, c.px(gx, gy), max(1, int(0.02 * self.scale * 16)), (60, 58, 62), -1, cv2.LINE_AA, c.SHIFT)
+                cv2.circle(c.img, c.px(gx, gy), max(1, int(0.02 * self.scale * 16)), (60, 58, 62), -1,
+                           cv2.LINE_AA, c.SHIFT)
         for i in range(-6, 7):
             x = i * 0.3
-            c.poly([(x - 2, 1.5), (x - 1.85, 1.5), (x + 0.15, -1.5), (x, -1.5)], (20, 20, 190) if i % 2 else (10, 10, 10))
+            c.poly([(x - 2, 1.5), (x - 1.85, 1.5), (x + 0.15, -1.5), (x, -1.5)],
+                   (20, 20, 190) if i % 2 else (10, 10, 10))
         c.ellipse(-0.35, 0.75, 0.2, 0.42, 8, (40, 50, 75))
         c.ellipse(0.35, 0.78, 0.2, 0.42, -8, (40, 50, 75))
         return c
@@ -573,7 +576,8 @@ class ClipRenderer:
             c.rect(x - 0.03, y - 0.02, x + 0.03, y + 0.02, (0, 90, 170))
         # forearm from the bottom right, blue glove at the hand
         hx, hy = hand
-        c.poly([(hx - 0.07, hy + 0.02), (hx + 0.07, hy - 0.02), (0.95 + 0.2 * hx, 2.2), (0.55 + 0.2 * hx, 2.2)], (70, 75, 80))
+        c.poly([(hx - 0.07, hy + 0.02), (hx + 0.07, hy - 0.02), (0.95 + 0.2 * hx, 2.2), (0.55 + 0.2 * hx, 2.2)],
+               (70, 75, 80))
         c.ellipse(hx, hy + 0.02, 0.11, 0.08, -25, (200, 110, 40))
         return c
 
@@ -672,7 +676,9 @@ def _add_member(tar: tarfile.TarFile, name: str, size: int, fileobj) -> None:
     tar.addfile(info, fileobj)
 
 
-def write_clip(path: str | os.PathLike, renderer: ClipRenderer, n_frames: int, crf: int = 28, preset: str = "fast") -> dict:
+def write_clip(
+    path: str | os.PathLike, renderer: ClipRenderer, n_frames: int, crf: int = 28, preset: str = "fast"
+) -> dict:
     """Render and encode one clip (H.265) to `path` atomically; returns its probe."""
     r = renderer.view
     with atomic.atomic_path(path) as tmp:
@@ -726,7 +732,8 @@ def write_dataset(out_dir: str | os.PathLike, cfg: SynthConfig | None = None) ->
                                 summary["clips"].append(clip)
                                 for sp in clip["planted"]:
                                     gt_rows.append(
-                                        [clip["clip_id"], f"{clip['duration_sec']:g}", mmss(sp["start_sec"]), mmss(sp["end_sec"]), sp["label"]]
+                                        [clip["clip_id"], f"{clip['duration_sec']:g}", mmss(sp["start_sec"]),
+                                         mmss(sp["end_sec"]), sp["label"]]
                                     )
                     summary["shards"].append(str(tar_path))
     finally:

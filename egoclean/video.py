@@ -118,7 +118,8 @@ def iter_frames(path: str | os.PathLike, fmt: str = "bgr24") -> Iterator[np.ndar
                     prev = frame.pts
                     if gap is not None and abs(gap - 1.0) > 0.5:
                         raise VideoError(
-                            f"video {path}: variable frame rate (frame {i} at {float(frame.pts * stream.time_base):.3f} s "
+                            f"video {path}: variable frame rate "
+                            f"(frame {i} at {float(frame.pts * stream.time_base):.3f} s "
                             f"comes {gap:.2f} frame durations after the previous one, at {float(rate):g} fps on "
                             f"average); re-encode at a constant rate, e.g. ffmpeg -i IN -fps_mode cfr OUT.mp4"
                         )

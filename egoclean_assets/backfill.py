@@ -60,6 +60,7 @@ def backfill(scope: list[str], instance: DagsterInstance, resources: dict | None
 
     Returns the number of failed runs plus the number of workers skipped as unreadable
     (each named on stderr; the other workers' clips are still registered and run)."""
+    # imported here, not at module top: loading the definitions must stay free of heavy modules
     from egoclean_assets.definitions import build_definitions
 
     defs = build_definitions(resources)
@@ -72,7 +73,8 @@ def backfill(scope: list[str], instance: DagsterInstance, resources: dict | None
         print(f"backfill: skipped worker {w}: {redact(why)}", file=sys.stderr)
     keys = result.new_keys[:limit] if limit else result.new_keys
     new = add_clip_partitions(instance, keys)
-    out(f"{len(result.scanned)} worker(s): {', '.join(result.scanned)}; {len(keys)} clip(s), {len(new)} newly registered")
+    out(f"{len(result.scanned)} worker(s): {', '.join(result.scanned)}; "
+        f"{len(keys)} clip(s), {len(new)} newly registered")
     if register_only:
         out("registered only; launch a backfill of the `clips` partitions from the UI")
         return len(result.failed)
@@ -87,7 +89,8 @@ def backfill(scope: list[str], instance: DagsterInstance, resources: dict | None
         bad = [c.check_name for c in checks if not c.passed]
         status = "ok" if run.success else "FAILED"
         failed += not run.success
-        out(f"[{i}/{len(todo)}] {key}: {status} (run {run.run_id[:8]}; checks {len(checks) - len(bad)}/{len(checks)} passed"
+        out(f"[{i}/{len(todo)}] {key}: {status} "
+            f"(run {run.run_id[:8]}; checks {len(checks) - len(bad)}/{len(checks)} passed"
             + (f"; failed: {', '.join(bad)}" if bad else "") + ")")
     return failed + len(result.failed)
 

@@ -30,6 +30,7 @@ def matches_ground_truth(
     context: AssetCheckExecutionContext, anomaly_segments: ClipArtifact, ground_truth: GroundTruthResource
 ) -> AssetCheckResult:
     """Every ground-truth span matched by a detection at IoU >= 0.5, and no detection without one."""
+    # imported here, not at module top: loading the definitions must stay free of heavy modules
     from egoclean.evaluation import evaluate
 
     clip = clip_of(context)
@@ -56,7 +57,8 @@ def matches_ground_truth(
         err = lambda v: "" if v is None else f"{v:+.1f}"  # noqa: E731
         rows.append(f"| {mmss(t.start_sec)}-{mmss(t.end_sec)} | {t.label} | {t.best_iou:.3f} | "
                     f"{'yes' if t.matched else 'NO'} | {err(t.start_error_sec)} | {err(t.end_error_sec)} |")
-    extra = [f"{mmss(d['start_sec'])}-{mmss(d['end_sec'])} (best IoU {d['best_iou']:.3f})" for d in ev.unmatched_detections]
+    extra = [f"{mmss(d['start_sec'])}-{mmss(d['end_sec'])} (best IoU {d['best_iou']:.3f})"
+             for d in ev.unmatched_detections]
     return AssetCheckResult(
         passed=bool(ev.passed),
         description=None if ev.passed else (
@@ -77,6 +79,7 @@ def matches_ground_truth(
 @asset_check(asset=rectified_clip, partitions_def=clip_partitions)
 def same_frame_count(context: AssetCheckExecutionContext, rectified_clip: ClipArtifact) -> AssetCheckResult:
     """The rectified clip has as many frames as the raw clip, at the same frame rate."""
+    # imported here, not at module top: loading the definitions must stay free of heavy modules
     from egoclean.video import probe
 
     info = probe(rectified_clip.path("mp4"))
@@ -94,6 +97,7 @@ def same_frame_count(context: AssetCheckExecutionContext, rectified_clip: ClipAr
 @asset_check(asset=vjepa_embeddings, partitions_def=clip_partitions)
 def embeddings_valid(context: AssetCheckExecutionContext, vjepa_embeddings: ClipArtifact) -> AssetCheckResult:
     """Embeddings are finite, one per window ((frames - 64) // stride + 1), with matching shapes."""
+    # imported here, not at module top: loading the definitions must stay free of heavy modules
     from egoclean.embeddings import Embeddings
     from egoclean.windows import n_windows
 
@@ -102,7 +106,8 @@ def embeddings_valid(context: AssetCheckExecutionContext, vjepa_embeddings: Clip
     emb = Embeddings.load(_prefix(vjepa_embeddings), mmap=True)
     video = vjepa_embeddings.info["video"]
     expected = n_windows(int(video["frames"]), float(video["fps"]))
-    finite = bool(np.isfinite(emb.emb).all() and all(np.isfinite(t).all() for t in emb.temb) and np.isfinite(emb.ts).all())
+    finite = bool(np.isfinite(emb.emb).all() and all(np.isfinite(t).all() for t in emb.temb)
+                  and np.isfinite(emb.ts).all())
     n = len(emb)
     shapes_ok = emb.emb.shape[0] == n and emb.temb.shape[0] == n and emb.temb.shape[2] == emb.emb.shape[1]
     increasing = bool(np.all(np.diff(emb.ts) > 0))

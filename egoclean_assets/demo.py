@@ -32,6 +32,7 @@ REAL_CLIPS = ["factory001_worker001_00001", "factory001_worker001_00002"]
 
 def _synthetic(root: Path, clips: int, duration: float) -> tuple[dict, list[str]]:
     """The synthetic dataset and tiny model under `root` (reused when already there)."""
+    # imported here, not at module top: loading the definitions must stay free of heavy modules
     from egoclean.synth import SynthConfig, write_dataset
     from egoclean.tiny_model import save_tiny_model
 
@@ -92,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(root: Path, env: dict, keys: list[str]) -> int:
+    # imported here, not at module top: loading the definitions must stay free of heavy modules
     from egoclean.store import Store
     from egoclean_assets.backfill import QUIET, instance_from_env
     from egoclean_assets.definitions import build_definitions

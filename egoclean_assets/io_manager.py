@@ -38,7 +38,14 @@ from typing import Any
 
 import fsspec
 from pydantic import PrivateAttr
-from dagster import ConfigurableIOManager, ConfigurableResource, InputContext, MetadataValue, OutputContext, ResourceDependency
+from dagster import (
+    ConfigurableIOManager,
+    ConfigurableResource,
+    InputContext,
+    MetadataValue,
+    OutputContext,
+    ResourceDependency,
+)
 
 from egoclean import atomic
 from egoclean.errors import InvalidInputError
@@ -171,7 +178,7 @@ class ClipStorage(ConfigurableResource):
                 raise InvalidInputError(f"output {role!r} of clip {clip.key}: {p} does not exist")
         if not self.is_local:
             fs = self.fs()
-            for role, r in rel.items():
+            for r in rel.values():
                 fs.put_file(str(base / r), f"{self.clip_url(clip)}/{r}")
             for r in rel.values():
                 (base / r).unlink(missing_ok=True)
@@ -251,7 +258,9 @@ class ClipIOManager(ConfigurableIOManager):
 
     def handle_output(self, context: OutputContext, obj: ClipArtifact) -> None:
         if not isinstance(obj, ClipArtifact):
-            raise InvalidInputError(f"{context.asset_key.to_user_string()}: expected a ClipArtifact, got {type(obj).__name__}")
+            raise InvalidInputError(
+                f"{context.asset_key.to_user_string()}: expected a ClipArtifact, got {type(obj).__name__}"
+            )
         clip = ClipId.parse(context.partition_key)
         asset = _asset_name(context)
         storage = self.storage

@@ -57,11 +57,14 @@ class SourceResource(ConfigurableResource):
     endpoint: str | None = Field(default=None, description="Hugging Face endpoint (tests: a stand-in hub)")
     cache_dir: str | None = Field(default=None, description="shard-index cache (default: $EGOCLEAN_CACHE/index)")
     retries: int | None = Field(default=None, description="retries per read after the first try (default 4)")
-    timeout: float | None = Field(default=None, description="seconds per request before it counts as failed (default 30)")
+    timeout: float | None = Field(
+        default=None, description="seconds per request before it counts as failed (default 30)"
+    )
     backoff: float | None = Field(default=None, description="first wait between retries, doubling (default 0.5 s)")
 
     def open(self):
         """An `egoclean.source.Source` over the configured URL."""
+        # imported here, not at module top: loading the definitions must stay free of heavy modules
         from egoclean.secrets import hf_token
         from egoclean.source import open_source
 
@@ -87,9 +90,12 @@ class EncoderResource(ConfigurableResource):
 
     def load(self):
         """Load the encoder (from the local HF cache or folder when offline)."""
+        # imported here, not at module top: loading the definitions must stay free of heavy modules
         from egoclean.encoder import EncoderConfig, load_encoder
 
-        return load_encoder(EncoderConfig(model=self.model, revision=self.revision, device=self.device, dtype=self.dtype))
+        return load_encoder(
+            EncoderConfig(model=self.model, revision=self.revision, device=self.device, dtype=self.dtype)
+        )
 
 
 class RectifyResource(ConfigurableResource):
@@ -120,6 +126,7 @@ class DetectionResource(ConfigurableResource):
 
     def params(self):
         """The DetectionParams these settings give (InvalidInputError for bad values)."""
+        # imported here, not at module top: loading the definitions must stay free of heavy modules
         from egoclean.detection import DetectionParams
 
         names = [f.name for f in dataclasses.fields(DetectionParams)]
@@ -133,6 +140,7 @@ class StoreResource(ConfigurableResource):
     path: str = DEFAULT_DB
 
     def store(self):
+        # imported here, not at module top: loading the definitions must stay free of heavy modules
         from egoclean.store import Store
 
         return Store(self.path)
@@ -150,6 +158,7 @@ class GroundTruthResource(ConfigurableResource):
 
     def sources(self) -> list[tuple[str, list]]:
         """(source name, spans) per ground-truth file, in precedence order (lowest first)."""
+        # imported here, not at module top: loading the definitions must stay free of heavy modules
         from egoclean.evaluation import load_ground_truth
 
         out = []
@@ -191,6 +200,7 @@ def _env(env: Mapping[str, str], name: str, default=None):
 
 def resources_from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The resources of the definitions, with defaults from the environment (see module doc)."""
+    # imported here, not at module top: loading the definitions must stay free of heavy modules
     from egoclean_assets.io_manager import ClipIOManager, ClipStorage
 
     env = os.environ if env is None else env

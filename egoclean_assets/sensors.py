@@ -32,8 +32,8 @@ def clip_discovery_sensor(
         context.log.warning(result.failed_summary())
     if not result.new_keys:
         return SensorResult(
-            skip_reason=f"no new clips in {len(result.scanned)} scanned of {result.workers_in_scope} worker(s) in scope"
-            + (f"; {result.failed_summary()}" if result.failed else ""),
+            skip_reason=f"no new clips in {len(result.scanned)} scanned of {result.workers_in_scope} "
+            "worker(s) in scope" + (f"; {result.failed_summary()}" if result.failed else ""),
             cursor=result.cursor,
         )
     return SensorResult(

@@ -25,7 +25,7 @@ import socket
 import struct
 import tarfile
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterator
@@ -234,7 +234,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.hub.requests.append(self._rec)
         return path, query
 
-    def _send(self, status: int, body: bytes = b"", headers: dict | None = None, ctype: str = "application/json") -> None:
+    def _send(
+        self, status: int, body: bytes = b"", headers: dict | None = None, ctype: str = "application/json"
+    ) -> None:
         self._rec.status = status
         self.send_response(status)
         self.send_header("Content-Type", ctype)
@@ -294,11 +296,11 @@ class _Handler(BaseHTTPRequestHandler):
             return
         repo = re.escape(self.hub.repo_id)
         try:
-            if m := re.fullmatch(rf"/api/datasets/([^/]+/[^/]+)(?:/revision/([^/]+))?", path):
+            if m := re.fullmatch(r"/api/datasets/([^/]+/[^/]+)(?:/revision/([^/]+))?", path):
                 return self._repo_info(m.group(1), unquote(m.group(2) or "main"))
-            if m := re.fullmatch(rf"/api/datasets/([^/]+/[^/]+)/tree/([^/]+)(/.*)?", path):
+            if m := re.fullmatch(r"/api/datasets/([^/]+/[^/]+)/tree/([^/]+)(/.*)?", path):
                 return self._tree(m.group(1), unquote(m.group(2)), unquote((m.group(3) or "")[1:]), query)
-            if m := re.fullmatch(rf"/api/datasets/([^/]+/[^/]+)/paths-info/([^/]+)", path):
+            if m := re.fullmatch(r"/api/datasets/([^/]+/[^/]+)/paths-info/([^/]+)", path):
                 return self._paths_info(m.group(1), unquote(m.group(2)))
             if m := re.fullmatch(rf"/datasets/({repo})/resolve/([^/]+)/(.+)", path):
                 return self._resolve(path, unquote(m.group(2)), unquote(m.group(3)), cdn=False)
@@ -370,7 +372,8 @@ class _Handler(BaseHTTPRequestHandler):
         page = entries[start : start + self.hub.page_size]
         headers = {}
         if start + self.hub.page_size < len(entries):
-            q = f"recursive={str(recursive).lower()}&expand={query.get('expand', 'false')}&cursor={start + self.hub.page_size}"
+            q = (f"recursive={str(recursive).lower()}&expand={query.get('expand', 'false')}"
+                 f"&cursor={start + self.hub.page_size}")
             rel_q = "/" + quote(rel, safe="") if rel else ""
             nxt = f"{self.hub.endpoint}/api/datasets/{repo_id}/tree/{quote(revision, safe='')}{rel_q}?{q}"
             headers["Link"] = f'<{nxt}>; rel="next"'

@@ -31,7 +31,8 @@ def test_register_only_adds_the_workers_clips_to_the_persistent_instance(home, c
     assert rc == 0
     assert "1 worker(s): factory_001/worker_002; 2 clip(s), 2 newly registered" in capsys.readouterr().out
     with DagsterInstance.get() as inst:
-        assert sorted(inst.get_dynamic_partitions(CLIPS)) == ["factory001_worker002_00000", "factory001_worker002_00001"]
+        assert sorted(inst.get_dynamic_partitions(CLIPS)) == [
+            "factory001_worker002_00000", "factory001_worker002_00001"]
     # a pattern with a limit: the first clip in scope (worker_001 sorts first) is new
     assert backfill.main(["factory_001/*", "--source", str(home / "source"), "--register-only", "--limit", "1"]) == 0
     with DagsterInstance.get() as inst:

@@ -30,7 +30,8 @@ def test_packaged_copy_equals_the_shared_reference(shared_data):
 
 
 @pytest.mark.parametrize(
-    "text, sec", [("03:28", 208.0), ("7:00", 420.0), ("1:02:03", 3723.0), ("12.5", 12.5), (" 0 ", 0.0), ("00:01.5", 1.5)]
+    "text, sec",
+    [("03:28", 208.0), ("7:00", 420.0), ("1:02:03", 3723.0), ("12.5", 12.5), (" 0 ", 0.0), ("00:01.5", 1.5)]
 )
 def test_parse_time(text, sec):
     assert parse_time(text) == sec

@@ -53,7 +53,9 @@ def test_not_an_object(tmp_path):
         FisheyeIntrinsics.load(write(tmp_path, [1, 2, 3]))
 
 
-@pytest.mark.parametrize("field", ["model", "image_width", "image_height", "fx", "fy", "cx", "cy", "k1", "k2", "k3", "k4"])
+@pytest.mark.parametrize(
+    "field", ["model", "image_width", "image_height", "fx", "fy", "cx", "cy", "k1", "k2", "k3", "k4"]
+)
 def test_missing_field_named(tmp_path, field):
     d = {k: v for k, v in CARD.items() if k != field}
     p = write(tmp_path, d)

@@ -33,7 +33,8 @@ def raw_tar(context, storage: ClipStorage) -> ClipArtifact:
     d = storage.output_dir(clip, "raw_tar")
     (d / f"{clip.key}.mp4").write_bytes(b"raw video")
     (d / f"{clip.key}.json").write_text('{"width": 4}')
-    return ClipArtifact(clip.key, "raw_tar", {"mp4": str(d / f"{clip.key}.mp4"), "sidecar": str(d / f"{clip.key}.json")},
+    return ClipArtifact(clip.key, "raw_tar",
+                        {"mp4": str(d / f"{clip.key}.mp4"), "sidecar": str(d / f"{clip.key}.json")},
                         info={"video": {"n_frames": 7}})
 
 
@@ -57,7 +58,8 @@ def rectified_clip(context, raw_tar: ClipArtifact, intrinsics: ClipArtifact, sto
             storage.write_manifest(clip, asset_name, storage.read_manifest(clip, asset_name) | update)
     p = storage.output_dir(clip, "rectified_clip") / f"{clip.key}_rectified.mp4"
     p.write_bytes(raw_tar.path("mp4").read_bytes().upper())
-    return ClipArtifact(clip.key, "rectified_clip", {"mp4": str(p)}, info={"raw_frames": raw_tar.info["video"]["n_frames"]})
+    return ClipArtifact(clip.key, "rectified_clip", {"mp4": str(p)},
+                        info={"raw_frames": raw_tar.info["video"]["n_frames"]})
 
 
 ASSETS = [raw_tar, intrinsics, rectified_clip]

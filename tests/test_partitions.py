@@ -30,7 +30,8 @@ def test_bad_key_is_refused_with_the_key_in_the_message_and_nothing_added(bad):
 
 def test_validate_dedupes_in_order():
     assert validate_clip_keys(["factory001_worker001_00002", "factory001_worker001_00001",
-                               "factory001_worker001_00002"]) == ["factory001_worker001_00002", "factory001_worker001_00001"]
+                               "factory001_worker001_00002"]) == [
+        "factory001_worker001_00002", "factory001_worker001_00001"]
 
 
 @asset(partitions_def=clip_partitions)

@@ -136,7 +136,9 @@ def _line_rms(corners: np.ndarray) -> float:
 
 
 def _board_rms(gray: np.ndarray) -> float | None:
-    ok, corners = cv2.findChessboardCorners(gray, (15, 9), flags=cv2.CALIB_CB_ADAPTIVE_THRESH | cv2.CALIB_CB_NORMALIZE_IMAGE)
+    ok, corners = cv2.findChessboardCorners(
+        gray, (15, 9), flags=cv2.CALIB_CB_ADAPTIVE_THRESH | cv2.CALIB_CB_NORMALIZE_IMAGE
+    )
     if not ok:
         return None
     crit = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 30, 0.01)

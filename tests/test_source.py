@@ -149,7 +149,9 @@ def test_fetch_follows_hub_redirects(hub, data, tmp_path):
 
 def test_token_is_not_sent_to_a_redirect_target(hub, data, tmp_path):
     hub.token, hub.gate_api, hub.redirect = TOKEN, False, "localhost"  # another origin: the "CDN"
-    fetched = src_for(hub, tmp_path, token=TOKEN).fetch_clip("factory001_worker001_00001", tmp_path / "out", progress=False)
+    fetched = src_for(hub, tmp_path, token=TOKEN).fetch_clip(
+        "factory001_worker001_00001", tmp_path / "out", progress=False
+    )
     assert fetched.mp4_path.read_bytes() == member_bytes(hub, "factory001_worker001_00001")[0]
     cdn = [r for r in hub.requests if r.path.startswith("/cdn/")]
     hubside = [r for r in hub.requests if "/resolve/" in r.path]
@@ -254,7 +256,8 @@ def test_5xx_forever_is_bounded(hub, data, tmp_path):
     with pytest.raises(SourceError) as e:
         src.fetch_clip("factory001_worker001_00002", out, progress=False)
     msg = str(e.value)
-    assert f"{hub.endpoint}/datasets/builddotai/Egocentric-10K/resolve/main/{WORKER}/factory001_worker001_part00.tar" in msg
+    assert (f"{hub.endpoint}/datasets/builddotai/Egocentric-10K/resolve/main/{WORKER}/"
+            "factory001_worker001_part00.tar") in msg
     assert "HTTP 500" in msg and "gave up after 3 attempts" in msg
     assert fault.hits == 3
     assert_empty(out)

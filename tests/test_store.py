@@ -120,7 +120,8 @@ def test_init_creates_schema_idempotently(tmp_path):
     st = Store(db)
     assert st.init() == db and st.init() == db
     con = duckdb.connect(str(db), read_only=True)
-    tables = {r[0]: r[1] for r in con.execute("SELECT table_name, table_type FROM information_schema.tables").fetchall()}
+    tables = {r[0]: r[1]
+              for r in con.execute("SELECT table_name, table_type FROM information_schema.tables").fetchall()}
     cols = {
         t: [r[0] for r in con.execute(f"DESCRIBE {t}").fetchall()]
         for t in ("clips", "segments", "window_scores", "ground_truth")

@@ -20,7 +20,9 @@ from egoclean.cli import main as cli_main
 from egoclean.errors import InvalidInputError
 from egoclean.video import iter_frames, probe
 
-SIDECAR_KEYS = ["factory_id", "worker_id", "video_index", "duration_sec", "width", "height", "fps", "size_bytes", "codec"]
+SIDECAR_KEYS = [
+    "factory_id", "worker_id", "video_index", "duration_sec", "width", "height", "fps", "size_bytes", "codec"
+]
 INTRINSICS_KEYS = ["model", "image_width", "image_height", "fx", "fy", "cx", "cy", "k1", "k2", "k3", "k4"]
 GT_HEADER = ["clip_id", "clip_duration_sec", "start", "end", "label"]
 

@@ -50,7 +50,7 @@ def test_offsets_match_tarfile_and_data_is_skipped():
     with tarfile.open(fileobj=io.BytesIO(data)) as tf:
         expected = [(m.name, m.offset_data, m.size) for m in tf.getmembers()]
     assert [(m.name, m.offset, m.size) for m in res.members] == expected
-    for m, (name, payload) in zip(res.members, members):
+    for m, (_name, payload) in zip(res.members, members):
         assert data[m.offset : m.offset + m.size] == payload
     # With no read-ahead, every read is one header block: the video data is never read.
     assert all(n == BLOCK for _, n in reader.reads)

@@ -19,6 +19,7 @@ def raw_tar(context: AssetExecutionContext, source: SourceResource, storage: Cli
 
     An intermediate: deleted once intrinsics and rectified_clip have both succeeded.
     """
+    # imported here, not at module top: loading the definitions must stay free of heavy modules
     from egoclean.video import probe
 
     clip = clip_of(context)
@@ -61,11 +62,14 @@ def intrinsics(
     storage: ClipStorage,
 ) -> Output[ClipArtifact]:
     """The worker's fisheye intrinsics validated, scaled to the clip, with the rectified pinhole matrix."""
+    # imported here, not at module top: loading the definitions must stay free of heavy modules
     from egoclean.intrinsics import FisheyeIntrinsics, rectified_intrinsics
 
     clip = clip_of(context)
     where = f"{source.url}/{clip.worker_path}/intrinsics.json"
-    fisheye = FisheyeIntrinsics.from_dict(source.open().read_intrinsics(clip.factory_dir, clip.worker_dir), source=where)
+    fisheye = FisheyeIntrinsics.from_dict(
+        source.open().read_intrinsics(clip.factory_dir, clip.worker_dir), source=where
+    )
     # The decoded size, not the sidecar's claim, is what the maps will sample.
     video = raw_tar.info["video"]
     rect = rectified_intrinsics(fisheye, video["width"], video["height"], balance=rectify.balance)
@@ -94,6 +98,7 @@ def rectified_clip(
     storage: ClipStorage,
 ) -> Output[ClipArtifact]:
     """The clip rectified to a pinhole camera (same frames and frame rate), H.264 MP4."""
+    # imported here, not at module top: loading the definitions must stay free of heavy modules
     from egoclean.intrinsics import FisheyeIntrinsics, rectified_intrinsics
     from egoclean.rectify import rectify_video
 

@@ -26,6 +26,7 @@ def vjepa_embeddings(
     context: AssetExecutionContext, rectified_clip: ClipArtifact, encoder: EncoderResource, storage: ClipStorage
 ) -> Output[ClipArtifact]:
     """V-JEPA 2 embeddings of 64-frame windows every second: mean (N, 1024), temporal (N, 32, 1024), times."""
+    # imported here, not at module top: loading the definitions must stay free of heavy modules
     from egoclean.encoder import embed_video
 
     clip = clip_of(context)
@@ -59,7 +60,8 @@ def vjepa_embeddings(
 def similarity_matrix(
     context: AssetExecutionContext, vjepa_embeddings: ClipArtifact, storage: ClipStorage
 ) -> Output[ClipArtifact]:
-    """Cosine self-similarity of the mean and the temporal-token embeddings (N x N .npy), change signal, autocorrelation and period."""
+    """Cosine self-similarity of the mean and temporal-token embeddings, change signal, autocorrelation, period."""
+    # imported here, not at module top: loading the definitions must stay free of heavy modules
     from egoclean.analysis import analyse
     from egoclean.embeddings import Embeddings
 
@@ -94,6 +96,7 @@ def anomaly_segments(
     storage: ClipStorage,
 ) -> Output[ClipArtifact]:
     """Anomalous (and work) spans from temporal-token typicality, as JSON and rows in DuckDB."""
+    # imported here, not at module top: loading the definitions must stay free of heavy modules
     from egoclean import atomic
     from egoclean.detection import detect
     from egoclean.embeddings import Embeddings
@@ -116,7 +119,8 @@ def anomaly_segments(
         db.replace_ground_truth(spans, name)
     rows = db.replace_clip(
         {"clip_id": clip.key, "n_frames": video["frames"], "fps": video["fps"], "width": video["width"],
-         "height": video["height"], "duration_sec": video["duration_sec"], "paths": {"segments": storage.location(clip, path),
+         "height": video["height"], "duration_sec": video["duration_sec"],
+         "paths": {"segments": storage.location(clip, path),
                    "rectified": f"{storage.clip_url(clip)}/{clip.key}_rectified.mp4",
                    "embeddings": storage.location(clip, vjepa_embeddings.path("emb"))}},
         det,
@@ -157,6 +161,7 @@ def diagnostics_plot(
     storage: ClipStorage,
 ) -> Output[ClipArtifact]:
     """The diagnostics picture (change, both similarity matrices, autocorrelation) and the detection picture."""
+    # imported here, not at module top: loading the definitions must stay free of heavy modules
     from egoclean.analysis import Analysis
     from egoclean.detection import Detection
     from egoclean.plots import plot_detection, plot_diagnostics

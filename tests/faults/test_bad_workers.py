@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from dagster import DagsterEventType, DagsterInstance, EventRecordsFilter, build_sensor_context
+from dagster import DagsterInstance, build_sensor_context
 
 from egoclean_assets import backfill
 from egoclean_assets.definitions import build_definitions
