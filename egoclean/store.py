@@ -62,7 +62,7 @@ class StoreMissingError(InvalidInputError):
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS clips (
-    clip_id VARCHAR PRIMARY KEY,
+    clip_id VARCHAR {{pk}},
     factory VARCHAR NOT NULL,            -- dataset folder name: factory_001
     worker VARCHAR NOT NULL,             -- dataset folder name: worker_001
     n_frames BIGINT,
@@ -79,7 +79,7 @@ CREATE TABLE IF NOT EXISTS segments (
     clip_id VARCHAR NOT NULL,
     factory VARCHAR NOT NULL,
     worker VARCHAR NOT NULL,
-    kind VARCHAR NOT NULL CHECK (kind IN ('anomaly', 'work')),
+    kind VARCHAR NOT NULL {{kind_check}},
     start_sec DOUBLE NOT NULL,
     end_sec DOUBLE NOT NULL,
     duration_sec DOUBLE NOT NULL,
@@ -167,20 +167,30 @@ ORDER BY clip_id, coalesce(gt_start_sec, det_start_sec), gt_start_sec NULLS LAST
 """
 
 
+# DuckLake tables take no PRIMARY KEY or CHECK constraints: there, replace_clip's
+# delete-then-insert under a per-clip lock is what keeps one row per clip.
+EMBEDDED_SCHEMA = SCHEMA.format(pk="PRIMARY KEY", kind_check="CHECK (kind IN ('anomaly', 'work'))")
+LAKE_SCHEMA = SCHEMA.format(pk="", kind_check="")
 SCHEMA_TAG = "egoclean schema " + hashlib.sha256(SCHEMA.encode()).hexdigest()[:16]
 
 
-def _ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create or update the schema unless this file already has this version of it.
+def _has_schema(con: duckdb.DuckDBPyConnection) -> bool:
+    """True when the database already has this version of the schema.
 
     The version lives in the view's comment; skipping the DDL when it matches keeps
     writers from rewriting the catalog on every clip."""
     tag = con.execute(
         "SELECT comment FROM duckdb_views() WHERE view_name = 'detection_eval' AND NOT internal"
+        " AND database_name = current_database()"
     ).fetchone()
-    if tag and tag[0] == SCHEMA_TAG:
+    return bool(tag and tag[0] == SCHEMA_TAG)
+
+
+def _ensure_schema(con: duckdb.DuckDBPyConnection, schema: str = EMBEDDED_SCHEMA) -> None:
+    """Create or update the schema unless the database already has this version of it."""
+    if _has_schema(con):
         return
-    con.execute(SCHEMA)
+    con.execute(schema)
     con.execute(f"COMMENT ON VIEW detection_eval IS '{SCHEMA_TAG}'")
 
 
@@ -239,21 +249,41 @@ def _span_rows(spans: Iterable[Any], what: str) -> list[tuple[float, float, floa
 
 @dataclass
 class Store:
-    """A DuckDB segment database at `path`, opened briefly per call with a bounded lock retry."""
+    """The segment tables at `path`: a local DuckDB file (default) or a shared DuckLake.
 
-    path: Path = DEFAULT_DB
+    `path` is a file path, or a table-store URL `ducklake:postgres:<libpq keywords>`
+    (egoclean.ducklake) that many machines write at once; `data_path` is where a new
+    lake keeps its Parquet files (`s3://bucket/tables/` or a shared folder). Both are
+    opened briefly per call, with a bounded retry while the file is locked (embedded)
+    or another writer holds the same clip (shared)."""
+
+    path: Path | str = DEFAULT_DB
     retries: int = DEFAULT_RETRIES  # connection attempts in all (>= 1)
     timeout_sec: float = DEFAULT_TIMEOUT_SEC  # give up retrying after this long
+    data_path: str | None = None  # shared store only: where a new lake writes Parquet
 
     def __post_init__(self) -> None:
-        self.path = Path(self.path)
+        from egoclean import ducklake
+
+        self.is_shared = ducklake.is_lake_url(self.path)
+        self.path = str(self.path) if self.is_shared else Path(self.path)
         self.retries = max(1, int(self.retries))
         self.timeout_sec = float(self.timeout_sec)
+        self._lake_schema_ok = False
+
+    @property
+    def location(self) -> str:
+        """Where the tables are, for messages and metadata (a password in a URL hidden)."""
+        from egoclean.ducklake import redact_url
+
+        return redact_url(str(self.path)) if self.is_shared else str(self.path)
 
     # -- connections ---------------------------------------------------------------
 
     def _connect(self, read_only: bool) -> duckdb.DuckDBPyConnection:
-        """Open the file, retrying with backoff + jitter while another process holds it."""
+        """Open the database, retrying with backoff + jitter while another process holds it."""
+        if self.is_shared:
+            return self._connect_lake(read_only)
         if read_only and not self.path.is_file():
             raise StoreMissingError(
                 f"database {self.path} does not exist: materialize a clip first "
@@ -283,19 +313,97 @@ class Store:
                 log.info("database %s is busy (attempt %d); retrying in %.2f s", self.path, attempt, delay)
                 time.sleep(delay)
 
-    def _write(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
-        """Run `fn` in one transaction on a fresh read-write connection (schema ensured)."""
+    def _connect_lake(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+        from egoclean import ducklake
+
+        try:
+            return ducklake.connect(str(self.path), self.data_path, read_only=read_only)
+        except duckdb.Error as e:
+            raise InvalidInputError(
+                f"table store {self.location}: cannot attach: {ducklake.redact_url(_one_line(str(e)))}") from None
+
+    def _write(self, fn: Callable[[duckdb.DuckDBPyConnection], T], locks: Sequence[str] = ()) -> T:
+        """Run `fn` in one transaction on a fresh read-write connection (schema ensured).
+
+        `locks` name what the transaction replaces (a clip, a ground-truth source): in
+        the shared store writers of the same name take turns."""
+        if self.is_shared:
+            self._ensure_lake_schema()
+            with self._key_lock(list(locks)):
+                return self._retry_conflicts(lambda: self._write_unlocked(fn, ensure=False))
         # Threads of one process share DuckDB's instance for a file, where concurrent
         # transactions can conflict (schema creation, same rows): writers queue here.
         with _process_write_lock(self.path):
             return self._write_unlocked(fn)
 
-    def _write_unlocked(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+    def _retry_conflicts(self, attempt_fn: Callable[[], T]) -> T:
+        """Re-run a shared-store transaction that DuckLake refused for a conflicting commit.
+
+        DuckLake refuses a commit that deletes from a table another writer inserted into
+        since this transaction began (different clips included); the whole transaction
+        (fresh snapshot) is re-run with backoff + jitter, bounded like the lock retry."""
+        start = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return attempt_fn()
+            except duckdb.TransactionException as e:
+                if "conflict" not in str(e).lower():
+                    raise
+                elapsed = time.monotonic() - start
+                if attempt >= self.retries or elapsed >= self.timeout_sec:
+                    raise StoreBusyError(
+                        f"table store {self.location} is busy: commits kept conflicting with other writers "
+                        f"(gave up after {attempt} attempts in {elapsed:.1f} s): {_one_line(str(e))}"
+                    ) from None
+                cap = min(BACKOFF_CAP_SEC, BACKOFF_BASE_SEC * 2 ** (attempt - 1))
+                delay = min(random.uniform(cap / 4, cap), max(0.0, self.timeout_sec - elapsed))
+                log.info("table store %s: commit conflict (attempt %d); retrying in %.2f s",
+                         self.location, attempt, delay)
+                time.sleep(delay)
+
+    @contextlib.contextmanager
+    def _key_lock(self, names: list[str]):
+        from egoclean import ducklake
+
+        if not names:
+            yield
+            return
+        try:
+            lock = ducklake.key_lock(str(self.path), names, self.timeout_sec)
+            lock.__enter__()
+        except TimeoutError as e:
+            raise StoreBusyError(f"table store {self.location} is busy: {e}") from None
+        except Exception as e:  # psycopg2.Error: the catalog database is unreachable
+            raise InvalidInputError(f"table store {self.location}: cannot lock {', '.join(names)}: "
+                                    f"{ducklake.redact_url(_one_line(str(e)))}") from None
+        try:
+            yield
+        finally:
+            lock.__exit__(None, None, None)
+
+    def _ensure_lake_schema(self) -> None:
+        """Create the shared schema once, one writer at a time (DDL conflicts otherwise)."""
+        if self._lake_schema_ok:
+            return
+        con = self._connect(read_only=False)
+        try:
+            ok = _has_schema(con)
+        finally:
+            con.close()
+        if not ok:
+            with self._key_lock(["schema"]):
+                self._write_unlocked(lambda con: None, ensure=True)
+        self._lake_schema_ok = True
+
+    def _write_unlocked(self, fn: Callable[[duckdb.DuckDBPyConnection], T], ensure: bool = True) -> T:
         con = self._connect(read_only=False)
         try:
             con.execute("BEGIN TRANSACTION")
             try:
-                _ensure_schema(con)
+                if ensure:
+                    _ensure_schema(con, LAKE_SCHEMA if self.is_shared else EMBEDDED_SCHEMA)
                 result = fn(con)
                 con.execute("COMMIT")
             except BaseException:
@@ -317,7 +425,10 @@ class Store:
 
     def init(self) -> Path:
         """Create the tables and the detection_eval view if missing (idempotent)."""
-        self._write(lambda con: None)
+        if self.is_shared:
+            self._ensure_lake_schema()
+        else:
+            self._write(lambda con: None)
         return self.path
 
     def replace_clip(
@@ -391,7 +502,7 @@ class Store:
             return {"clip_id": key, "segments": len(seg_rows), "anomaly_spans": len(anomaly),
                     "work_spans": len(work), "window_scores": len(ts)}
 
-        return self._write(write)
+        return self._write(write, locks=[f"clip {key}"])
 
     def delete_clip(self, clip_id: str) -> None:
         """Remove one clip's rows from clips, segments and window_scores."""
@@ -401,7 +512,7 @@ class Store:
             for table in ("clips", "segments", "window_scores"):
                 con.execute(f"DELETE FROM {table} WHERE clip_id = ?", [key])
 
-        self._write(write)
+        self._write(write, locks=[f"clip {key}"])
 
     def replace_ground_truth(self, spans: Sequence[Any], source: str) -> int:
         """Replace every ground-truth row of `source` with `spans` (GroundTruthSpan-like)."""
@@ -420,7 +531,7 @@ class Store:
                 con.executemany("INSERT INTO ground_truth VALUES (?, ?, ?, ?, ?, ?)", rows)
             return len(rows)
 
-        return self._write(write)
+        return self._write(write, locks=[f"ground truth {source}"])
 
     def load_ground_truth_csv(self, path: str | os.PathLike | None = None, source: str | None = None) -> int:
         """Load a ground-truth CSV (None: the packaged seed) and replace its source's rows."""
@@ -444,10 +555,14 @@ class Store:
                 msg = _one_line(str(e))
                 if "read-only mode" in msg:
                     raise QueryError(
-                        f"database {self.path} is opened read-only here; writes are refused "
+                        f"database {self.location} is opened read-only here; writes are refused "
                         f"({msg}) in query: {_short(sql)}"
                     ) from None
-                raise QueryError(f"query failed on {self.path}: {msg} in query: {_short(sql)}") from None
+                if self.is_shared:
+                    from egoclean.ducklake import redact_url
+
+                    msg = redact_url(msg)
+                raise QueryError(f"query failed on {self.location}: {msg} in query: {_short(sql)}") from None
 
         return self._read(run)
 
@@ -457,7 +572,7 @@ class Store:
         return format_table(columns, rows, max_rows=max_rows)
 
     def _rows(self, sql: str, params: list) -> list[dict]:
-        if not self.path.is_file():
+        if not self.is_shared and not self.path.is_file():
             return []
 
         def run(con: duckdb.DuckDBPyConnection) -> list[dict]:

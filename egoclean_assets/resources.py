@@ -15,7 +15,11 @@ so the demo and `dagster dev` need no run config:
 - EGOCLEAN_MODEL       V-JEPA 2 hub id or local folder (default facebook/vjepa2-vitl-fpc64-256)
 - EGOCLEAN_DEVICE      auto (default), cuda, mps or cpu; EGOCLEAN_DTYPE auto, bf16, fp16, fp32
 - EGOCLEAN_BATCH       windows per forward pass (default 4)
-- EGOCLEAN_DB          the DuckDB segment database (default data/egoclean.duckdb)
+- EGOCLEAN_DB          the segment tables: a DuckDB file (default data/egoclean.duckdb), or
+                       a shared DuckLake `ducklake:postgres:dbname=... host=... user=...`
+- EGOCLEAN_DB_DATA_PATH  where a new shared DuckLake writes its Parquet (`s3://bucket/tables/`)
+- AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL  the object store
+                       (s3fs and DuckDB both read them; the endpoint for S3-compatible servers)
 - EGOCLEAN_GROUND_TRUTH  extra ground-truth CSVs, separated by os.pathsep (":" on Linux);
                        they override the packaged seed for the clips they cover
 - EGOCLEAN_GROUND_TRUTH_SEED  "0" leaves out the packaged seed ground truth
@@ -135,15 +139,17 @@ class DetectionResource(ConfigurableResource):
 
 
 class StoreResource(ConfigurableResource):
-    """The DuckDB segment database (egoclean.store.Store)."""
+    """The segment tables (egoclean.store.Store): a local DuckDB file, or a shared DuckLake
+    (`ducklake:postgres:...`) whose new tables keep their Parquet files under data_path."""
 
     path: str = DEFAULT_DB
+    data_path: str | None = None
 
     def store(self):
         # imported here, not at module top: loading the definitions must stay free of heavy modules
         from egoclean.store import Store
 
-        return Store(self.path)
+        return Store(self.path, data_path=self.data_path)
 
 
 class GroundTruthResource(ConfigurableResource):
@@ -222,7 +228,7 @@ def resources_from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         ),
         "rectify": RectifyResource(),
         "detection": DetectionResource(),
-        "store": StoreResource(path=_env(env, "EGOCLEAN_DB", DEFAULT_DB)),
+        "store": StoreResource(path=_env(env, "EGOCLEAN_DB", DEFAULT_DB), data_path=_env(env, "EGOCLEAN_DB_DATA_PATH")),
         "ground_truth": GroundTruthResource(
             include_seed=_env(env, "EGOCLEAN_GROUND_TRUTH_SEED", "1") != "0", paths=gt_paths
         ),

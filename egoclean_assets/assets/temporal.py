@@ -145,7 +145,7 @@ def anomaly_segments(
             "params": MetadataValue.json(params.to_dict()),
             "model": model + (" (random weights)" if info["random_weights"] else ""),
             "db_rows": MetadataValue.json(rows),
-            "db": MetadataValue.path(str(db.path)),
+            "db": MetadataValue.path(db.location),
             "seconds": MetadataValue.float(round(seconds, 3)),
             "path": MetadataValue.path(storage.location(clip, path)),
         },
