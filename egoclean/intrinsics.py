@@ -32,6 +32,10 @@ DIST_FIELDS = ("k1", "k2", "k3", "k4")
 # is not a camera anyone wants (OpenCV returns ~0 or NaN when the frame edges lie past
 # the invertible range); fewer valid pixels than this is a black video, not a result.
 MAX_FOCAL_RATIO = 20.0
+# A clip scaled from the calibrated size has each side rounded to whole pixels (to even
+# ones for yuv420p): 1920x1080 x 0.237 is 455.1 x 256, stored as 456x256. A side may miss
+# the common scale factor by this many pixels; more is another aspect ratio.
+SCALE_ROUNDING_PX = 1.0
 MIN_VALID_FRACTION = 0.05
 # Rays a little short of the curve's peak: near the peak the inverse is so steep that
 # neighbouring output pixels sample the same source pixel (smeared, not informative).
@@ -141,21 +145,31 @@ class FisheyeIntrinsics:
 
     def scaled_to(self, width: int, height: int) -> "FisheyeIntrinsics":
         """The same lens at another resolution: fx, cx scale by the width ratio, fy, cy
-        by the height ratio; distortion (in normalised coordinates) is unchanged."""
+        by the height ratio; distortion (in normalised coordinates) is unchanged.
+
+        Only a uniform scale of the calibrated frame is accepted (each side within
+        SCALE_ROUNDING_PX of one common factor); another aspect ratio is an IntrinsicsError."""
         if int(width) <= 0 or int(height) <= 0:
             raise IntrinsicsError(f"intrinsics {self.source}: cannot scale to {width}x{height}")
         if (width, height) == self.size:
             return self
         sx, sy = width / self.image_width, height / self.image_height
-        # A landscape calibration on a portrait clip (or the reverse) is a rotated camera
-        # or the wrong calibration: scaling fx and fy apart would bend the image silently.
-        if (width > height and self.image_width < self.image_height) or (
-            width < height and self.image_width > self.image_height
-        ):
+        # The only valid change of size is a uniform scale of the whole frame: one factor
+        # s with each side equal to s times the calibrated side, up to rounding it to
+        # whole pixels (SCALE_ROUNDING_PX). Another aspect ratio is a crop, a stretch, a
+        # rotated camera or the wrong calibration; scaling fx and fy apart would bend the
+        # image silently.
+        tol = SCALE_ROUNDING_PX
+        lo = max((width - tol) / self.image_width, (height - tol) / self.image_height)
+        hi = min((width + tol) / self.image_width, (height + tol) / self.image_height)
+        if lo > hi:
+            rotated = (width > height) != (self.image_width > self.image_height) and width != height
             raise IntrinsicsError(
                 f"intrinsics {self.source}: calibrated at {self.image_width}x{self.image_height}, "
-                f"cannot describe a {width}x{height} clip (aspect ratio differs: rotated? use the "
-                f"calibration of this orientation)"
+                f"cannot describe a {width}x{height} clip (aspect ratio differs: "
+                + ("rotated? use the calibration of this orientation)" if rotated else
+                   f"{self.image_width / self.image_height:.4g} against {width / height:.4g}; only a uniform "
+                   "scale of the calibrated frame is the same camera: use the calibration of this size)")
             )
         return FisheyeIntrinsics(
             int(width), int(height), self.fx * sx, self.fy * sy, self.cx * sx, self.cy * sy,

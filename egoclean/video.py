@@ -20,6 +20,12 @@ from egoclean.errors import VideoError
 # The pipeline's video contract: Egocentric-10K clips are H.265 and the rectified clips
 # H.264; anything else (mpeg4, mjpeg, ...) is refused by `probe` unless a caller opts out.
 SUPPORTED_CODECS = ("h264", "hevc")
+# The largest frame (width x height) a video may declare: 8K UHD. Every frame, remap
+# table and encoder buffer is allocated at the declared size, so a tiny file claiming
+# 16000x16000 would take gigabytes; it is refused from its header instead. Override
+# with the environment variable MAX_PIXELS_ENV (a positive integer).
+DEFAULT_MAX_PIXELS = 7680 * 4320
+MAX_PIXELS_ENV = "EGOCLEAN_MAX_PIXELS"
 
 
 @dataclass(frozen=True)
@@ -42,17 +48,47 @@ class VideoInfo:
         return {**asdict(self), "duration_sec": self.duration_sec}
 
 
+def max_pixels() -> int:
+    """The frame-size limit: $EGOCLEAN_MAX_PIXELS, else DEFAULT_MAX_PIXELS."""
+    from egoclean.errors import InvalidInputError
+
+    raw = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_PIXELS
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 18 and int(raw) > 0):
+        raise InvalidInputError(
+            f"environment variable {MAX_PIXELS_ENV}={raw[:40]!r}{'...' if len(raw) > 40 else ''}: expected a "
+            f"positive whole number of pixels (default {DEFAULT_MAX_PIXELS} = 7680x4320)"
+        )
+    return int(raw)
+
+
 def _open(path: str | os.PathLike):
     path = Path(path)
     if not path.is_file():
         raise VideoError(f"video {path}: file not found")
+    limit = max_pixels()
     try:
-        container = av.open(str(path))
+        try:
+            # The decoder's own limit stops FFmpeg allocating a frame while it probes the
+            # stream (find_stream_info decodes one); the check below then names the problem.
+            container = av.open(str(path), stream_options=[{"max_pixels": str(limit)}] * 16)
+        except ValueError:
+            # Formats that show their streams only after probing (MPEG-TS, an empty MP4)
+            # take no per-stream options; the check below still refuses before decoding.
+            container = av.open(str(path))
     except av.FFmpegError as e:
         raise VideoError(f"video {path}: cannot be opened as a video container ({e})") from e
     if not container.streams.video:
         container.close()
         raise VideoError(f"video {path}: holds no video stream")
+    ctx = container.streams.video[0].codec_context
+    if ctx.width * ctx.height > limit:
+        container.close()
+        raise VideoError(
+            f"video {path}: declares {ctx.width}x{ctx.height} frames ({ctx.width * ctx.height / 1e6:.1f} megapixels), "
+            f"more than the limit of {limit} pixels; raise {MAX_PIXELS_ENV} if this size is intended"
+        )
     return container
 
 

@@ -111,16 +111,25 @@ def test_scaled_to_other_resolution():
     assert half.fx == pytest.approx(CARD["fx"] / 2) and half.cx == pytest.approx(CARD["cx"] / 2)
     assert half.fy == pytest.approx(CARD["fy"] / 2) and half.cy == pytest.approx(CARD["cy"] / 2)
     np.testing.assert_array_equal(half.D, fe.D)
-    # unequal ratios: x by the width ratio, y by the height ratio
-    odd = fe.scaled_to(1280, 1080)
-    assert odd.fx == pytest.approx(CARD["fx"] * 2 / 3) and odd.cx == pytest.approx(CARD["cx"] * 2 / 3)
-    assert odd.fy == pytest.approx(CARD["fy"]) and odd.cy == pytest.approx(CARD["cy"])
+    # a resize that rounded a side to whole (even) pixels: x by the width ratio, y by the height's
+    small = fe.scaled_to(456, 256)  # 1920x1080 x 0.2370 = 455.1 x 256.0
+    assert small.fx == pytest.approx(CARD["fx"] * 456 / 1920) and small.fy == pytest.approx(CARD["fy"] * 256 / 1080)
     assert fe.scaled_to(1920, 1080) is fe
     # scaling commutes with projecting: a 3D point lands at the scaled pixel
     pt = np.array([[[0.3, -0.2, 1.0]]])
     full, _ = cv2.fisheye.projectPoints(pt, np.zeros(3), np.zeros(3), fe.K, fe.D)
     small, _ = cv2.fisheye.projectPoints(pt, np.zeros(3), np.zeros(3), half.K, half.D)
     np.testing.assert_allclose(small, full / 2, atol=1e-9)
+
+
+@pytest.mark.parametrize("size", [(1280, 1080), (1440, 1080), (1080, 1080), (1920, 1078), (458, 256)])
+def test_scaling_to_another_aspect_ratio_is_refused(size):
+    """Only a uniform scale (up to a pixel of rounding per side) is the same camera: another
+    aspect ratio is a crop or a stretch, and scaling fx and fy apart would bend the image."""
+    fe = FisheyeIntrinsics.from_dict(CARD, source="w1/intrinsics.json")
+    with pytest.raises(IntrinsicsError, match=rf"calibrated at 1920x1080, cannot describe a {size[0]}x{size[1]} clip"
+                       r".*aspect ratio"):
+        fe.scaled_to(*size)
 
 
 def test_theta_max_of_card_is_the_distortion_peak():

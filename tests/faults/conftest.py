@@ -116,3 +116,124 @@ def graph_resources(source, root: Path, db: Path, model: str, ground_truth: str 
         "storage": storage,
         "io_manager": ClipIOManager(storage=storage),
     }
+
+
+# ---------------------------------------------------------------- a header that lies about its size
+class _BitReader:
+    def __init__(self, data: bytes):
+        self.data, self.pos = data, 0
+
+    def u(self, n: int) -> int:
+        v = 0
+        for _ in range(n):
+            v = (v << 1) | ((self.data[self.pos >> 3] >> (7 - (self.pos & 7))) & 1)
+            self.pos += 1
+        return v
+
+    def ue(self) -> int:
+        zeros = 0
+        while self.u(1) == 0:
+            zeros += 1
+        return (1 << zeros) - 1 + self.u(zeros)
+
+
+class _BitWriter:
+    def __init__(self):
+        self.bits: list[int] = []
+
+    def u(self, n: int, v: int) -> None:
+        self.bits += [(v >> (n - 1 - k)) & 1 for k in range(n)]
+
+    def ue(self, v: int) -> None:
+        v += 1
+        self.u(v.bit_length() - 1, 0)
+        self.u(v.bit_length(), v)
+
+    def bytes(self) -> bytes:
+        bits = self.bits + [0] * (-len(self.bits) % 8)
+        return bytes(int("".join(map(str, bits[k : k + 8])), 2) for k in range(0, len(bits), 8))
+
+
+def _unescape(b: bytes) -> bytes:
+    out, zeros = bytearray(), 0
+    for x in b:
+        if zeros >= 2 and x == 3:
+            zeros = 0
+            continue
+        out.append(x)
+        zeros = zeros + 1 if x == 0 else 0
+    return bytes(out)
+
+
+def _escape(b: bytes) -> bytes:
+    out, zeros = bytearray(), 0
+    for x in b:
+        if zeros >= 2 and x <= 3:
+            out.append(3)
+            zeros = 0
+        out.append(x)
+        zeros = zeros + 1 if x == 0 else 0
+    return bytes(out)
+
+
+def _resize_sps(rbsp: bytes, width: int, height: int) -> bytes:
+    """An H.264 sequence parameter set rewritten to declare width x height (multiples of 16)."""
+    r, w = _BitReader(rbsp), _BitWriter()
+    profile = r.u(8)
+    w.u(8, profile)
+    w.u(16, r.u(16))  # constraint flags, level
+    w.ue(r.ue())  # seq_parameter_set_id
+    if profile in (100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135):
+        chroma = r.ue()
+        w.ue(chroma)
+        if chroma == 3:
+            w.u(1, r.u(1))
+        w.ue(r.ue())
+        w.ue(r.ue())
+        w.u(1, r.u(1))
+        scaling = r.u(1)
+        assert scaling == 0, "x264 writes no scaling matrix by default"
+        w.u(1, scaling)
+    w.ue(r.ue())  # log2_max_frame_num_minus4
+    poc = r.ue()
+    w.ue(poc)
+    assert poc in (0, 2)
+    if poc == 0:
+        w.ue(r.ue())
+    w.ue(r.ue())  # max_num_ref_frames
+    w.u(1, r.u(1))
+    r.ue(), r.ue()
+    w.ue(width // 16 - 1)
+    w.ue(height // 16 - 1)
+    last = len(rbsp) * 8 - 1
+    while not (rbsp[last >> 3] >> (7 - (last & 7))) & 1:
+        last -= 1  # the rbsp stop bit
+    while r.pos < last:
+        w.u(1, r.u(1))
+    w.u(1, 1)
+    return w.bytes()
+
+
+def write_h264_declaring(path: Path, width: int, height: int, n: int = 2) -> Path:
+    """A real raw H.264 stream of `n` 64x48 frames whose SPS declares `width` x `height`:
+    a file of a few hundred bytes that a decoder would allocate full-size frames for."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    c = av.open(str(path), "w", format="h264")
+    s = c.add_stream("libx264", rate=30)
+    s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+    s.options = {"preset": "ultrafast"}
+    for i in range(n):
+        f = av.VideoFrame.from_ndarray(pattern(i, 64, 48), format="bgr24")
+        f.pts = i
+        c.mux(s.encode(f))
+    c.mux(s.encode(None))
+    c.close()
+    out = bytearray()
+    for k, nal in enumerate(path.read_bytes().split(b"\x00\x00\x00\x01")):
+        if k:
+            out += b"\x00\x00\x00\x01"
+        if nal and nal[0] & 0x1F == 7:  # the sequence parameter set
+            nal = nal[:1] + _escape(_resize_sps(_unescape(nal[1:]), width, height))
+        out += nal
+    path.write_bytes(bytes(out))
+    return path

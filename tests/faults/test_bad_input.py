@@ -226,3 +226,83 @@ def test_4k_clip_is_streamed_with_bounded_memory(tmp_path):
         peaks[n] = _rectify_peak_mb(clip, intr720, tmp_path / f"720_{n}_rect.mp4")
         assert probe(tmp_path / f"720_{n}_rect.mp4").n_frames == n
     assert peaks[150] - peaks[30] < 80, peaks  # 120 more BGR frames held would be +330 MB
+
+
+# ---------------------------------------------------------------- geometry and size limits
+def test_calibration_of_another_aspect_ratio_is_refused(tmp_path, capsys):
+    """A square calibration on a 4:3 clip (same orientation) would be scaled with fx
+    stretched against fy: refused, naming both sizes."""
+    clip = write_clip(tmp_path / "clip.mp4", 8)  # 64x48
+    intr = tmp_path / "intrinsics.json"
+    intr.write_text(json.dumps(INTR | {"image_width": 96, "image_height": 96, "cx": 48.0, "cy": 48.0}))
+    out = tmp_path / "rect.mp4"
+    rc, err = run(["rectify", str(clip), "--intrinsics", str(intr), "-o", str(out)], capsys)
+    assert rc == 2
+    assert "calibrated at 96x96" in err and "64x48" in err and "aspect ratio" in err, err
+    assert not out.exists() and part_files(tmp_path) == []
+
+
+def test_calibration_scaled_uniformly_is_accepted(tmp_path, capsys):
+    """The same camera at twice the size: every length scales by one factor."""
+    clip = write_clip(tmp_path / "clip.mp4", 8)  # 64x48
+    intr = tmp_path / "intrinsics.json"
+    intr.write_text(json.dumps(INTR | {"image_width": 128, "image_height": 96, "fx": 60.0, "fy": 60.0,
+                                       "cx": 64.0, "cy": 48.0}))
+    rc, err = run(["rectify", str(clip), "--intrinsics", str(intr), "-o", str(tmp_path / "rect.mp4")], capsys)
+    assert rc == 0, err
+    scaled = json.loads((tmp_path / "rect_intrinsics.json").read_text())["fisheye_scaled"]
+    assert scaled["fx"] == scaled["fy"] == 30.0
+
+
+# VmHWM (this process's own peak), not ru_maxrss: that one keeps the parent's peak across exec.
+PEAK_PROBE = """
+import sys
+from egoclean.cli import main
+rc = main(sys.argv[1:])
+hwm = [ln for ln in open("/proc/self/status") if ln.startswith("VmHWM")][0].split()[1]
+print("PEAK_MB", int(hwm) // 1024, "RC", rc)
+"""
+
+
+@pytest.mark.parametrize("command", ["rectify", "embed"])
+def test_a_file_declaring_a_huge_frame_is_refused_before_allocating(command, tmp_path):
+    """A 654-byte H.264 stream whose header declares 16000x16000: refused from the header,
+    without decoding a frame (one such frame is 384 MB; opening it unguarded takes 1.2 GB)."""
+    import os
+    import subprocess
+    import sys
+
+    from .conftest import ROOT, write_h264_declaring
+
+    clip = write_h264_declaring(tmp_path / "huge.h264", 16000, 16000)
+    assert clip.stat().st_size < 2000
+    intr = tmp_path / "intrinsics.json"
+    intr.write_text(json.dumps(INTR | {"image_width": 16000, "image_height": 16000, "cx": 8000.0, "cy": 8000.0,
+                                       "fx": 8000.0, "fy": 8000.0}))
+    args = (["rectify", str(clip), "--intrinsics", str(intr), "-o", str(tmp_path / "r.mp4")] if command == "rectify"
+            else ["embed", str(clip), "-o", str(tmp_path / "emb" / "x"), "--model", str(tmp_path / "no-model")])
+    done = subprocess.run([sys.executable, "-c", PEAK_PROBE, *args], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert "RC 2" in done.stdout, done.stdout + done.stderr[-2000:]
+    err = done.stderr.strip()
+    assert len(err.splitlines()) == 1 and "16000x16000" in err and "EGOCLEAN_MAX_PIXELS" in err, err
+    peak = int(done.stdout.split("PEAK_MB")[1].split()[0])
+    assert peak < 600, f"{peak} MB to refuse a 16000x16000 header"
+    assert part_files(tmp_path) == [] and not (tmp_path / "r.mp4").exists()
+
+
+def test_the_frame_size_limit_is_configurable(tmp_path, capsys, monkeypatch):
+    clip = write_clip(tmp_path / "clip.mp4", 4)  # 64x48 = 3072 pixels
+    intr = tmp_path / "intrinsics.json"
+    intr.write_text(json.dumps(INTR))
+    args = ["rectify", str(clip), "--intrinsics", str(intr), "-o", str(tmp_path / "r.mp4")]
+    monkeypatch.setenv("EGOCLEAN_MAX_PIXELS", "3071")
+    rc, err = run(args, capsys)
+    assert rc == 2 and "64x48" in err and "3071" in err, err
+    monkeypatch.setenv("EGOCLEAN_MAX_PIXELS", "3072")
+    rc, err = run(args, capsys)
+    assert rc == 0, err
+    for bad in ("lots", "-5", "0", "1e400", "9" * 5000):
+        monkeypatch.setenv("EGOCLEAN_MAX_PIXELS", bad)
+        rc, err = run(args, capsys)
+        assert rc == 2 and "EGOCLEAN_MAX_PIXELS" in err and len(err.strip().splitlines()) == 1, err
