@@ -7,11 +7,13 @@ existing file under that name is untouched until the new one is complete.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
 import json
 import os
 import uuid
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -40,6 +42,56 @@ def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike, shared: bool = False) -> Iterator[None]:
+    """Hold an flock on a folder: exclusive while a set of files is renamed into it
+    (`atomic_paths`), shared while a reader reads such a set, so a reader never sees
+    half of one set and half of another and two writers never interleave their renames."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+@contextlib.contextmanager
+def atomic_paths(dests: Sequence[str | os.PathLike]) -> Iterator[list[Path]]:
+    """Temporary paths for files published together (all in one folder): on success each
+    is fsynced, then all are renamed in the given order (the last one marks the set
+    complete) under an exclusive `folder_lock`. On failure none is renamed and the
+    temporary files are removed. Only a crash between two renames (microseconds) can
+    leave part of a new set beside part of the old one; the last file of a set should
+    record the others (sizes, digests) so a reader can tell."""
+    dests = [Path(d) for d in dests]
+    folder = dests[0].parent
+    if any(d.parent != folder for d in dests):
+        raise ValueError(f"files published together must share one folder: {', '.join(map(str, dests))}")
+    folder.mkdir(parents=True, exist_ok=True)
+    tmps = [temp_name(d) for d in dests]
+    try:
+        yield tmps
+        for tmp in tmps:
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+        with folder_lock(folder):
+            for tmp, dest in zip(tmps, dests):
+                os.replace(tmp, dest)
+    finally:
+        for tmp in tmps:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, read in chunks (memory stays one chunk)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
 
 
 def write_bytes(dest: str | os.PathLike, data: bytes) -> Path:

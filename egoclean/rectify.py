@@ -13,16 +13,18 @@ has the measurements behind these choices and DEFAULT_PRESET / DEFAULT_CRF.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
 
-from egoclean import atomic, video
+from egoclean import atomic, jsonin, video
 from egoclean.prefetch import read_ahead
-from egoclean.errors import InvalidInputError, VideoError
+from egoclean.errors import IntrinsicsError, InvalidInputError, VideoError
 from egoclean.intrinsics import OUTSIDE, FisheyeIntrinsics, RectifiedIntrinsics, rectified_intrinsics
 
 # Encoding dominates the cost on CPU. These defaults come from benchmarks/bench_rectify.py
@@ -137,12 +139,16 @@ def rectify_video(
     codec: str = DEFAULT_CODEC,
     prefetch: bool = False,
     x264_params: str | None = DEFAULT_X264_PARAMS,
+    companion: tuple[Path, Callable[[Path], bytes]] | None = None,
 ) -> dict:
     """Rectify a clip into `out_path` (written atomically) and return what was written:
     frames, fps, duration_sec, width, height, seconds, throughput_fps, size_bytes.
 
     The output is probed before it is given its final name: a frame count or rate that
-    differs from the input's is a VideoError and no output appears.
+    differs from the input's is a VideoError and no output appears. `companion` =
+    (path, make) publishes a second file with the video: `make(finished temporary
+    video)` gives its bytes, and it is renamed into place just before the video
+    (`egoclean.atomic.atomic_paths`), so neither appears without the other.
     """
     in_path, out_path = Path(in_path), Path(out_path)
     _check_output_path(in_path, out_path)
@@ -169,7 +175,9 @@ def rectify_video(
     t0 = time.perf_counter()
     n = 0
     try:
-        with atomic.atomic_path(out_path) as tmp:
+        dests = [companion[0], out_path] if companion else [out_path]
+        with atomic.atomic_paths(dests) as tmps:
+            tmp = tmps[-1]
             with video.VideoWriter(
                 tmp, info.fps, rectifier.width, rectifier.height, codec=codec, crf=crf, preset=preset,
                 options={"x264-params": x264_params} if x264_params and codec == "libx264" else None,
@@ -191,6 +199,8 @@ def rectify_video(
                     f"video {out_path}: written with {out.n_frames} frames at {out.fps:.4f} fps, "
                     f"expected {n} at {info.fps:.4f}; output discarded"
                 )
+            if companion:
+                tmps[0].write_bytes(companion[1](tmp))
     finally:
         if bar is not None:
             bar.close()
@@ -224,6 +234,54 @@ def intrinsics_path_for(out_path: str | os.PathLike) -> Path:
     return out_path.with_name(f"{out_path.stem}_intrinsics.json")
 
 
+def _check_not_an_input(outputs: list[Path], inputs: list[Path]) -> None:
+    """Refuse an output that is (the same file as) an input: it would be replaced."""
+    for out in outputs:
+        for given in inputs:
+            same = out.exists() and given.exists() and os.path.samefile(out, given)
+            if same or out.absolute() == given.absolute():
+                raise InvalidInputError(
+                    f"output {out} would overwrite the input {given}; choose another output name"
+                )
+
+
+def _pair_json(rect: RectifiedIntrinsics, out_path: Path) -> Callable[[Path], bytes]:
+    def make(tmp_video: Path) -> bytes:
+        d = rect.to_dict()
+        # The video this camera describes: a reader can tell a pair from two runs apart.
+        d["video"] = {
+            "file": out_path.name, "bytes": tmp_video.stat().st_size, "sha256": atomic.sha256_file(tmp_video),
+        }
+        return (json.dumps(d, indent=2) + "\n").encode()
+
+    return make
+
+
+def load_rectified(video_path: str | os.PathLike) -> dict:
+    """The rectified intrinsics written by `rectify_file` beside `video_path`, checked to
+    describe that very video (IntrinsicsError when they belong to another run)."""
+    video_path = Path(video_path)
+    intr = intrinsics_path_for(video_path)
+    with atomic.folder_lock(video_path.parent, shared=True):
+        try:
+            raw = intr.read_bytes()
+        except FileNotFoundError:
+            raise IntrinsicsError(f"intrinsics {intr}: file not found (none beside {video_path})") from None
+        except OSError as e:
+            raise IntrinsicsError(f"intrinsics {intr}: cannot be read ({e})") from None
+        d = jsonin.loads(raw, f"intrinsics {intr}", IntrinsicsError)
+        rec = d.get("video") if isinstance(d, dict) else None
+        if not isinstance(rec, dict):
+            raise IntrinsicsError(f"intrinsics {intr}: records no video (not written by egoclean rectify)")
+        actual = (video_path.stat().st_size, atomic.sha256_file(video_path)) if video_path.is_file() else None
+        if actual != (rec.get("bytes"), rec.get("sha256")):
+            raise IntrinsicsError(
+                f"intrinsics {intr}: do not describe the video {video_path} beside them "
+                "(written by another run, or a run was interrupted while publishing); rectify again"
+            )
+    return d
+
+
 def rectify_file(
     in_path: str | os.PathLike,
     intrinsics_json: str | os.PathLike,
@@ -236,9 +294,15 @@ def rectify_file(
     x264_params: str | None = DEFAULT_X264_PARAMS,
 ) -> dict:
     """Rectify `in_path` with the fisheye calibration in `intrinsics_json` (scaled to
-    the clip's size); write `out_path` and `<out stem>_intrinsics.json` beside it."""
-    in_path, out_path = Path(in_path), Path(out_path)
+    the clip's size); write `out_path` and `<out stem>_intrinsics.json` beside it.
+
+    The two are published together (intrinsics renamed in just before the video); the
+    intrinsics record the video's size and SHA-256, checked by `load_rectified`. An
+    output that is one of the inputs is refused before anything is read."""
+    in_path, out_path, intrinsics_json = Path(in_path), Path(out_path), Path(intrinsics_json)
+    intr_out = intrinsics_path_for(out_path)
     _check_output_path(in_path, out_path)
+    _check_not_an_input([out_path, intr_out], [in_path, intrinsics_json])
     fisheye = FisheyeIntrinsics.load(intrinsics_json)
     info = video.probe(in_path)
     rect = rectified_intrinsics(fisheye, info.width, info.height, balance=balance)
@@ -247,7 +311,8 @@ def rectify_file(
         crf=DEFAULT_CRF if crf is None else crf,
         preset=DEFAULT_PRESET if preset is None else preset,
         progress=progress, codec=codec, x264_params=x264_params,
+        companion=(intr_out, _pair_json(rect, out_path)),
     )
-    result["intrinsics"] = str(rect.save(intrinsics_path_for(out_path)))
+    result["intrinsics"] = str(intr_out)
     result["K_new"] = rect.to_dict()["K"]
     return result

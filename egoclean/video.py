@@ -15,7 +15,7 @@ from typing import Iterator
 import av
 import numpy as np
 
-from egoclean.errors import VideoError
+from egoclean.errors import InvalidInputError, VideoError
 
 # The pipeline's video contract: Egocentric-10K clips are H.265 and the rectified clips
 # H.264; anything else (mpeg4, mjpeg, ...) is refused by `probe` unless a caller opts out.
@@ -50,8 +50,6 @@ class VideoInfo:
 
 def max_pixels() -> int:
     """The frame-size limit: $EGOCLEAN_MAX_PIXELS, else DEFAULT_MAX_PIXELS."""
-    from egoclean.errors import InvalidInputError
-
     raw = os.environ.get(MAX_PIXELS_ENV, "").strip()
     if not raw:
         return DEFAULT_MAX_PIXELS

@@ -299,3 +299,69 @@ def test_cli_rectify(clip, card_json, tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "bad.json" in err and "model" in err and "Traceback" not in err
     assert not (tmp_path / "x.mp4").exists()
+
+
+# ------------------------------------------------------------------ the output pair
+def test_rectify_refuses_to_overwrite_its_own_inputs(clip, card_json, tmp_path, capsys):
+    out = tmp_path / "rect.mp4"
+    own = intrinsics_path_for(out)  # rect_intrinsics.json
+    own.write_bytes(card_json.read_bytes())
+    link = tmp_path / "calib_link.json"
+    link.symlink_to(own)
+    for given in (own, link):
+        rc = main(["rectify", str(clip), "--intrinsics", str(given), "-o", str(out)])
+        err = capsys.readouterr().err
+        assert rc == 2 and "overwrite" in err and str(given) in err and "Traceback" not in err, err
+        assert own.read_bytes() == card_json.read_bytes() and not out.exists()
+    # an output whose intrinsics name is the input video's is refused the same way
+    video_named_like_intrinsics = tmp_path / "v_intrinsics.json"
+    video_named_like_intrinsics.write_bytes(clip.read_bytes())
+    with pytest.raises(InvalidInputError, match="overwrite"):
+        rectify_file(video_named_like_intrinsics, card_json, tmp_path / "v.mp4", progress=False)
+    assert video_named_like_intrinsics.read_bytes() == clip.read_bytes()
+
+
+def test_a_failure_writing_the_intrinsics_leaves_the_earlier_pair(clip, card_json, tmp_path, monkeypatch):
+    out = tmp_path / "rect.mp4"
+    rectify_file(clip, card_json, out, preset="ultrafast", progress=False)
+    before = {p.name: p.read_bytes() for p in tmp_path.glob("rect*")}
+    from egoclean.intrinsics import RectifiedIntrinsics
+
+    def full_disk(self):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(RectifiedIntrinsics, "to_dict", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        rectify_file(clip, card_json, out, balance=0.5, preset="ultrafast", progress=False)
+    assert {p.name: p.read_bytes() for p in tmp_path.glob("rect*")} == before  # no new video without its intrinsics
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_the_pair_is_published_together_and_checked_on_load(clip, card_json, tmp_path, monkeypatch):
+    from egoclean import atomic
+    from egoclean.rectify import load_rectified
+
+    out = tmp_path / "rect.mp4"
+    rectify_file(clip, card_json, out, preset="ultrafast", progress=False)
+    rect = load_rectified(out)
+    assert rect["video"]["bytes"] == out.stat().st_size and rect["image_width"] == W
+    old_video = out.read_bytes()
+    # A crash between the two renames (intrinsics first, then the video): the new
+    # intrinsics sit beside the old video, and a reader is told so instead of trusting them.
+    real = atomic.os.replace
+    calls = []
+
+    def crash_on_the_video(src, dst):
+        calls.append(Path(dst).name)
+        if Path(dst) == out:
+            raise OSError(5, "Input/output error (simulated crash)")
+        return real(src, dst)
+
+    monkeypatch.setattr(atomic.os, "replace", crash_on_the_video)
+    with pytest.raises(OSError, match="simulated"):
+        rectify_file(clip, card_json, out, balance=0.5, preset="ultrafast", progress=False)
+    monkeypatch.undo()
+    assert calls == ["rect_intrinsics.json", "rect.mp4"]  # the video is published last
+    assert out.read_bytes() == old_video
+    with pytest.raises(IntrinsicsError, match="rect_intrinsics.json.*do not describe.*rect.mp4"):
+        load_rectified(out)
