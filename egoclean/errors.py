@@ -51,3 +51,7 @@ class ModelLoadError(EgoCleanError):
 
 class StoreBusyError(EgoCleanError):
     """The DuckDB file is held for writing by another process."""
+
+
+class ObjectStoreError(EgoCleanError):
+    """An object store (the data root) kept failing after bounded retries, or is unreachable."""

@@ -48,7 +48,7 @@ from dagster import (
 )
 
 from egoclean import atomic
-from egoclean.errors import InvalidInputError
+from egoclean.errors import InvalidInputError, ObjectStoreError
 from egoclean.ids import ClipId
 
 # intermediate asset -> the assets that consume it; it is deleted once all have succeeded.
@@ -66,6 +66,12 @@ class ClipArtifact:
     info: dict[str, Any] = field(default_factory=dict)
     # set by the IO manager when the files were downloaded from a remote root
     download_dir: str | None = None
+    # set by the IO manager on load: role -> where the file is stored (path or URL)
+    locations: dict[str, str] = field(default_factory=dict)
+
+    def location(self, role: str) -> str:
+        """Where the file with this role is stored: its path, or its URL under a remote root."""
+        return self.locations.get(role) or str(self.path(role))
 
     def path(self, role: str) -> Path:
         """The local path of the file with this role (KeyError names the roles there are)."""
@@ -101,6 +107,8 @@ class ClipStorage(ConfigurableResource):
 
     data_root: str = "data"
     work_dir: str | None = None
+    retries: int = 4  # attempts per remote operation (>= 1), with backoff between them
+    timeout_sec: float = 60.0  # per remote request (connect and each read)
 
     @property
     def is_local(self) -> bool:
@@ -137,9 +145,43 @@ class ClipStorage(ConfigurableResource):
         return f"{self.clip_url(clip)}/{rel}"
 
     def fs(self):
-        """The fsspec filesystem of a remote root."""
-        fs, _ = fsspec.core.url_to_fs(self.data_root)
+        """The fsspec filesystem of a remote root.
+
+        For S3 (s3fs) the listing cache is off, since other machines write the same
+        prefixes, and botocore's own retries and timeouts are bounded; `_remote` retries
+        whole operations on top."""
+        kwargs: dict[str, Any] = {}
+        if self.data_root.split("://", 1)[0] in ("s3", "s3a"):
+            # the endpoint (AWS_ENDPOINT_URL, read by botocore too) is passed on so fsspec's
+            # instance cache tells filesystems on different servers apart
+            endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+            kwargs = {"endpoint_url": endpoint or None, "use_listings_cache": False,
+                      "config_kwargs": {"connect_timeout": self.timeout_sec, "read_timeout": self.timeout_sec,
+                                        "retries": {"total_max_attempts": 1, "mode": "standard"}}}
+        fs, _ = fsspec.core.url_to_fs(self.data_root, **kwargs)
+        if kwargs:
+            fs.retries = 1  # s3fs's own retry loop (a class attribute, 5): `_remote` counts attempts
         return fs
+
+    def _remote(self, what: str, op):
+        """Run one remote operation with bounded retries; ObjectStoreError when they run out.
+
+        S3 makes an object visible only once its upload completed (a multipart upload
+        too), so a failed attempt leaves nothing under the final name to be seen."""
+        attempts = max(1, int(self.retries))
+        for attempt in range(1, attempts + 1):
+            try:
+                return op()
+            except (InvalidInputError, FileNotFoundError, TypeError, AttributeError):
+                raise  # not the store's fault: retrying cannot help
+            except Exception as e:  # s3fs/botocore/aiohttp errors have no common base
+                if attempt == attempts:
+                    msg = " ".join(str(e).split()) or type(e).__name__
+                    raise ObjectStoreError(
+                        f"object store {self.data_root}: {what} failed after {attempts} attempt(s): "
+                        f"{type(e).__name__}: {msg[:300]}"
+                    ) from None
+                time.sleep(min(5.0, 0.25 * 2 ** (attempt - 1)))
 
     # -- manifests ---------------------------------------------------------------------
     def _manifest_loc(self, clip: ClipId, asset: str) -> str:
@@ -152,14 +194,24 @@ class ClipStorage(ConfigurableResource):
             p = Path(loc)
             return json.loads(p.read_text()) if p.is_file() else None
         fs = self.fs()
-        return json.loads(fs.cat_file(loc)) if fs.exists(loc) else None
+
+        def read():
+            try:
+                return fs.cat_file(loc)
+            except FileNotFoundError:
+                return None
+
+        data = self._remote(f"reading {loc}", read)
+        return None if data is None else json.loads(data)
 
     def write_manifest(self, clip: ClipId, asset: str, manifest: dict) -> None:
         loc = self._manifest_loc(clip, asset)
         if self.is_local:
             atomic.write_json(loc, manifest)
         else:
-            self.fs().pipe_file(loc, (json.dumps(manifest, indent=2) + "\n").encode())
+            data = (json.dumps(manifest, indent=2) + "\n").encode()
+            fs = self.fs()
+            self._remote(f"writing {loc}", lambda: fs.pipe_file(loc, data))
 
     # -- files -------------------------------------------------------------------------
     def publish(self, clip: ClipId, files: dict[str, str]) -> dict[str, str]:
@@ -178,10 +230,15 @@ class ClipStorage(ConfigurableResource):
                 raise InvalidInputError(f"output {role!r} of clip {clip.key}: {p} does not exist")
         if not self.is_local:
             fs = self.fs()
-            for r in rel.values():
-                fs.put_file(str(base / r), f"{self.clip_url(clip)}/{r}")
-            for r in rel.values():
-                (base / r).unlink(missing_ok=True)
+            try:
+                for r in rel.values():
+                    src, dest = str(base / r), f"{self.clip_url(clip)}/{r}"
+                    self._remote(f"uploading {dest}", lambda src=src, dest=dest: fs.put_file(src, dest))
+            finally:
+                # the local copies go either way: a failed step recomputes them, and the
+                # work folder holds only what running steps need
+                for r in rel.values():
+                    (base / r).unlink(missing_ok=True)
         return rel
 
     def delete(self, clip: ClipId, rel_paths: list[str]) -> list[str]:
@@ -204,8 +261,16 @@ class ClipStorage(ConfigurableResource):
                         p.parent.rmdir()
             else:
                 fs = self.fs()
-                if fs.exists(loc):
-                    fs.rm_file(loc)
+
+                def rm(fs=fs, loc=loc):
+                    # a missing key: another run of the same clip deleted it first
+                    if not fs.exists(loc):
+                        return False
+                    with contextlib.suppress(FileNotFoundError):
+                        fs.rm_file(loc)
+                    return True
+
+                if self._remote(f"deleting {loc}", rm):
                     done.append(loc)
         return done
 
@@ -220,7 +285,17 @@ class ClipStorage(ConfigurableResource):
             for role, r in rel_paths.items():
                 dest = into / r
                 dest.parent.mkdir(parents=True, exist_ok=True)
-                fs.get_file(f"{self.clip_url(clip)}/{r}", str(dest))
+                src = f"{self.clip_url(clip)}/{r}"
+
+                def get(src=src, dest=dest):
+                    # into a temporary name: a cut-off download never passes for the file
+                    with atomic.atomic_path(dest) as tmp:
+                        fs.get_file(src, str(tmp))
+
+                try:
+                    self._remote(f"downloading {src}", get)
+                except FileNotFoundError:
+                    pass  # reported below with the other missing files
                 out[role] = str(dest)
         missing = [p for p in out.values() if not Path(p).is_file()]
         if missing:
@@ -347,4 +422,5 @@ class ClipIOManager(ConfigurableIOManager):
             files=files,
             info=m.get("info", {}),
             download_dir=str(into) if into else None,
+            locations={role: f"{storage.clip_url(clip)}/{r}" for role, r in m["files"].items()},
         )

@@ -193,6 +193,88 @@ class S3Server:
         self.stop()
 
 
+class FaultProxy:
+    """An HTTP proxy on 127.0.0.1 in front of an S3 server that misbehaves on demand.
+
+    Set `fail_gets` (answer that many GETs with 500 before passing them on, -1 = all),
+    `delay_sec` (wait before answering each request) or `cut_uploads_after` (read that
+    many bytes of a PUT/POST body, then drop the connection: the server gone
+    mid-upload). `requests` counts (method, path) of what came in."""
+
+    def __init__(self, target_port: int):
+        import http.client
+        import http.server
+        import threading
+
+        self.target_port = target_port
+        self.fail_gets = 0
+        self.delay_sec = 0.0
+        self.cut_uploads_after: int | None = None
+        self.requests: list[tuple[str, str]] = []
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):  # quiet
+                pass
+
+            def _handle(self):
+                proxy.requests.append((self.command, self.path))
+                n = int(self.headers.get("Content-Length") or 0)
+                if proxy.cut_uploads_after is not None and self.command in ("PUT", "POST") and n:
+                    self.rfile.read(min(n, proxy.cut_uploads_after))
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                body = self.rfile.read(n) if n else None
+                if proxy.delay_sec:
+                    time.sleep(proxy.delay_sec)
+                if self.command in ("GET", "HEAD") and proxy.fail_gets:
+                    if proxy.fail_gets > 0:
+                        proxy.fail_gets -= 1
+                    msg = b"<Error><Code>InternalError</Code><Message>planted</Message></Error>"
+                    self.send_response(500)
+                    self.send_header("Content-Length", "0" if self.command == "HEAD" else str(len(msg)))
+                    self.end_headers()
+                    if self.command == "GET":
+                        self.wfile.write(msg)
+                    return
+                conn = http.client.HTTPConnection("127.0.0.1", proxy.target_port, timeout=60)
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
+                conn.request(self.command, self.path, body=body, headers=headers)
+                r = conn.getresponse()
+                data = r.read()
+                self.send_response(r.status)
+                for k, v in r.getheaders():
+                    if k.lower() not in ("transfer-encoding", "connection", "content-length", "server", "date"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+                conn.close()
+
+            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _handle
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> "FaultProxy":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 def main() -> int:
     import argparse
 

@@ -122,7 +122,7 @@ def anomaly_segments(
          "height": video["height"], "duration_sec": video["duration_sec"],
          "paths": {"segments": storage.location(clip, path),
                    "rectified": f"{storage.clip_url(clip)}/{clip.key}_rectified.mp4",
-                   "embeddings": storage.location(clip, vjepa_embeddings.path("emb"))}},
+                   "embeddings": vjepa_embeddings.location("emb")}},
         det,
         model,
         random_weights=info["random_weights"],
