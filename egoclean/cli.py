@@ -1,4 +1,4 @@
-"""The `egoclean` command line: synth, ls, fetch, rectify, tiny-model, embed, detect, sql.
+"""The `egoclean` command line: synth, ls, fetch, rectify, tiny-model, embed, detect, sql, export.
 
 Each subcommand is a thin shell over a library function; errors EgoClean raises on
 purpose are printed as one line (no traceback) with exit status 2.
@@ -122,6 +122,29 @@ def cmd_sql(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from egoclean.episodes import EpisodeParams
+    from egoclean.export import ExportOptions, export_from_store
+    from egoclean.store import Store
+
+    d = EpisodeParams()
+    params = EpisodeParams(
+        min_episode_sec=d.min_episode_sec if args.min_sec is None else args.min_sec,
+        max_episode_sec=d.max_episode_sec if args.max_sec is None else args.max_sec,
+        margin_sec=d.margin_sec if args.margin is None else args.margin,
+        split_cycles=not args.no_cycles,
+        cycles_per_episode=d.cycles_per_episode if args.cycles is None else args.cycles,
+    )
+    report = export_from_store(
+        Store(args.db, timeout_sec=args.timeout), args.out, sql=args.sql, clips=args.clip or None,
+        options=ExportOptions(params=params, resolution=args.resolution), progress=not args.quiet,
+    )
+    print(report.summary())
+    for clip, why in sorted(report.skipped.items()):
+        print(f"  skipped {clip}: {why}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="egoclean", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -199,6 +222,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--timeout", type=float, default=10.0, help="seconds to wait while a writer holds the db")
     s.add_argument("--max-rows", type=int, default=None, help="print at most this many rows")
     s.set_defaults(func=cmd_sql)
+
+    s = sub.add_parser("export", help="export clean work spans as a LeRobot v3.0 dataset (episodes cut at work cycles)")
+    s.add_argument("--out", required=True, help="dataset directory (new, empty, or an earlier export to extend)")
+    s.add_argument("--db", default="data/egoclean.duckdb")
+    s.add_argument("--sql", default=None, help="read-only query returning clip_id (and start_sec, end_sec to pick spans)")
+    s.add_argument("--clip", action="append", help="export this clip (repeatable; default: every stored clip)")
+    s.add_argument("--resolution", type=int, default=None, help="re-encode to this frame height (default: no re-encode)")
+    s.add_argument("--min-sec", type=float, default=None, help="shortest episode, seconds")
+    s.add_argument("--max-sec", type=float, default=None, help="longest episode, seconds")
+    s.add_argument("--margin", type=float, default=None, help="seconds kept clear of anomalous spans")
+    s.add_argument("--cycles", type=int, default=None, help="whole work cycles per episode")
+    s.add_argument("--no-cycles", action="store_true", help="fixed-length episodes, no cuts at work cycles")
+    s.add_argument("--timeout", type=float, default=10.0, help="seconds to wait while a writer holds the db")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_export)
     return p
 
 

@@ -5,12 +5,13 @@ import warnings
 import numpy as np
 from dagster import AssetCheckExecutionContext, AssetCheckResult, MetadataValue, PreviewWarning, asset_check
 
+from egoclean_assets.assets.export import lerobot_dataset
 from egoclean_assets.assets.ingest import rectified_clip
 from egoclean_assets.assets.temporal import anomaly_segments, similarity_matrix, vjepa_embeddings
 from egoclean_assets.io_manager import ClipArtifact
 from egoclean_assets.metadata import mmss
 from egoclean_assets.partitions import clip_of, clip_partitions
-from egoclean_assets.resources import GroundTruthResource
+from egoclean_assets.resources import ExportResource, GroundTruthResource, StoreResource
 
 # The ground truth states the duration of the clip it was labelled on; a clip whose
 # duration differs by more than this is not that clip (e.g. a synthetic clip that
@@ -22,6 +23,7 @@ IOU_THRESHOLD = 0.5
 # Dagster 1.13 marks partitioned checks as a preview feature and warns on each import.
 warnings.filterwarnings("ignore", message="Specifying a partitions_def on an AssetCheckSpec", category=PreviewWarning)
 SYMMETRY_ATOL = 1e-4
+FRAME_SAMPLES = 8  # episodes whose frames frames_match_rectified decodes and compares
 DIAGONAL_ATOL = 1e-3
 
 
@@ -142,4 +144,31 @@ def similarity_valid(context: AssetCheckExecutionContext, similarity_matrix: Cli
     return AssetCheckResult(passed=not problems, description="; ".join(problems) or None, metadata=meta)
 
 
-ALL_CHECKS = [matches_ground_truth, same_frame_count, embeddings_valid, similarity_valid]
+@asset_check(asset=lerobot_dataset, blocking=False)
+def dataset_consistent(context: AssetCheckExecutionContext, export: ExportResource) -> AssetCheckResult:
+    """The dataset's files agree: index ranges, frame counts, monotonic timestamps, video ranges inside their files, stats for every feature."""
+    from egoclean.lerobot import validate
+
+    problems = validate(export.out)
+    return AssetCheckResult(passed=not problems, description="; ".join(problems[:5]) or None,
+                            metadata={"problems": MetadataValue.json(problems[:50]), "path": MetadataValue.path(export.out)})
+
+
+@asset_check(asset=lerobot_dataset, blocking=False)
+def frames_match_rectified(context: AssetCheckExecutionContext, export: ExportResource,
+                           store: StoreResource) -> AssetCheckResult:
+    """Sampled episode frames equal the rectified clip's frames at those times (bit-exact without re-encode)."""
+    from egoclean.export import verify_frames
+
+    _, rows = store.store().query("SELECT clip_id, paths['rectified'] FROM clips")
+    result = verify_frames(export.out, {k: v for k, v in rows if v}, samples=FRAME_SAMPLES)
+    return AssetCheckResult(
+        passed=result["checked"] > 0 and not result["mismatches"],
+        description="; ".join(result["mismatches"][:5]) or None,
+        metadata={"frames_checked": result["checked"], "mismatches": MetadataValue.json(result["mismatches"]),
+                  "min_psnr_db": result["min_psnr"] if result["min_psnr"] is not None else "exact (stream copy)"},
+    )
+
+
+ALL_CHECKS = [matches_ground_truth, same_frame_count, embeddings_valid, similarity_valid, dataset_consistent,
+              frames_match_rectified]

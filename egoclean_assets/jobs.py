@@ -3,6 +3,7 @@
 
 from dagster import AssetSelection, Nothing, OpExecutionContext, Out, define_asset_job, job, op
 
+from egoclean_assets.assets.export import training_episodes
 from egoclean_assets.assets.ingest import GROUP as INGEST
 from egoclean_assets.assets.temporal import GROUP as TEMPORAL
 from egoclean_assets.discovery import discover
@@ -13,9 +14,17 @@ CLIP_PIPELINE = "clip_pipeline"
 
 clip_pipeline_job = define_asset_job(
     CLIP_PIPELINE,
-    selection=AssetSelection.groups(INGEST, TEMPORAL),
+    selection=AssetSelection.groups(INGEST, TEMPORAL) | AssetSelection.assets(training_episodes),
     partitions_def=clip_partitions,
-    description="Every asset of one clip partition, raw_tar to diagnostics_plot, with their checks.",
+    description="Every asset of one clip partition, raw_tar to training_episodes, with their checks.",
+)
+
+EXPORT_DATASET = "export_dataset"
+
+export_dataset_job = define_asset_job(
+    EXPORT_DATASET,
+    selection=AssetSelection.assets("lerobot_dataset"),
+    description="Assemble (or extend) the LeRobot v3.0 dataset from every materialized clip, with its checks.",
 )
 
 

@@ -25,6 +25,7 @@ so the demo and `dagster dev` need no run config:
 - EGOCLEAN_GROUND_TRUTH_SEED  "0" leaves out the packaged seed ground truth
 - EGOCLEAN_SCOPE       discovery scope: comma-separated `factory/worker` fnmatch patterns
                        (default `factory_001/worker_001`; e.g. `factory_00*/*`)
+- EGOCLEAN_EXPORT      the LeRobot dataset directory the export asset writes (default data/lerobot)
 - EGOCLEAN_CACHE       where egoclean.source caches shard indexes (tar headers only, never
                        video): $EGOCLEAN_CACHE/index, default ~/.cache/egoclean/index
 
@@ -152,6 +153,27 @@ class StoreResource(ConfigurableResource):
         return Store(self.path, data_path=self.data_path)
 
 
+class ExportResource(ConfigurableResource):
+    """Where and how the LeRobot v3.0 export is written (egoclean.export); episode defaults from EpisodeParams."""
+
+    out: str = "data/lerobot"
+    resolution: int | None = None  # re-encode to this frame height; None: stream copy
+    min_episode_sec: float | None = None
+    max_episode_sec: float | None = None
+    margin_sec: float | None = None
+    split_cycles: bool = True
+    cycles_per_episode: int | None = None
+
+    def options(self):
+        # imported here, not at module top: loading the definitions must stay free of heavy modules
+        from egoclean.episodes import EpisodeParams
+        from egoclean.export import ExportOptions
+
+        given = {k: getattr(self, k) for k in ("min_episode_sec", "max_episode_sec", "margin_sec", "cycles_per_episode")}
+        params = EpisodeParams(split_cycles=self.split_cycles, **{k: v for k, v in given.items() if v is not None})
+        return ExportOptions(params=params, resolution=self.resolution)
+
+
 class GroundTruthResource(ConfigurableResource):
     """Ground-truth spans (egoclean.evaluation): the packaged seed plus configured CSVs.
 
@@ -229,6 +251,7 @@ def resources_from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "rectify": RectifyResource(),
         "detection": DetectionResource(),
         "store": StoreResource(path=_env(env, "EGOCLEAN_DB", DEFAULT_DB), data_path=_env(env, "EGOCLEAN_DB_DATA_PATH")),
+        "export": ExportResource(out=_env(env, "EGOCLEAN_EXPORT", "data/lerobot")),
         "ground_truth": GroundTruthResource(
             include_seed=_env(env, "EGOCLEAN_GROUND_TRUTH_SEED", "1") != "0", paths=gt_paths
         ),

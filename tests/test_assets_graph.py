@@ -24,6 +24,7 @@ from egoclean_assets.partitions import add_clip_partitions
 from egoclean_assets.resources import (
     DetectionResource,
     EncoderResource,
+    ExportResource,
     GroundTruthResource,
     RectifyResource,
     SourceResource,
@@ -55,6 +56,7 @@ def resources(dataset, root, db, *, ground_truth=None, rectify=None):
         "rectify": rectify or RectifyResource(),
         "detection": DetectionResource(),
         "store": StoreResource(path=str(db)),
+        "export": ExportResource(out=str(Path(root).parent / "lerobot")),
         "ground_truth": ground_truth
         or GroundTruthResource(include_seed=False, paths=[dataset["summary"]["ground_truth"]]),
         "storage": storage,
@@ -118,6 +120,26 @@ def test_whole_graph_finds_planted_anomalies_and_all_checks_pass(dataset, graph)
         for name in ("diagnostics", "detection"):
             assert "data:image/png;base64,iVBOR" in pics[name].value
             assert Path(pics[f"{name}_path"].value).is_file()
+
+
+def test_export_job_builds_the_dataset_from_materialized_clips(dataset, graph, tmp_path):
+    for result in graph["results"].values():
+        eps = materialization(result, "training_episodes")
+        assert eps["episodes"].value >= 1 and "| 0 |" in eps["table"].value
+    res = graph["res"] | {"export": ExportResource(out=str(tmp_path / "lerobot"))}
+    job = build_definitions(res).resolve_job_def("export_dataset")
+    for attempt in range(2):  # the second run re-exports the same clips: replaced, not duplicated
+        result = job.execute_in_process(instance=graph["instance"])
+        assert result.success
+        evals = checks(result)
+        assert set(evals) == {"dataset_consistent", "frames_match_rectified"}
+        assert all(e.passed for e in evals.values()), {n: e.description for n, e in evals.items()}
+        assert evals["frames_match_rectified"].metadata["frames_checked"].value >= 1
+        meta = materialization(result, "lerobot_dataset")
+        total = sum(materialization(r, "training_episodes")["episodes"].value for r in graph["results"].values())
+        assert meta["episodes"].value == total
+        assert meta["episodes_replaced"].value == (0 if attempt == 0 else total)
+    assert (tmp_path / "lerobot" / "meta" / "info.json").is_file()
 
 
 def test_raw_intermediates_deleted_and_recorded_finals_kept(dataset, graph):

@@ -1,0 +1,977 @@
+"""Export clean work spans from the DuckDB store as a LeRobot v3.0 dataset.
+
+`select_clips` turns the store (all clips, a list of clip ids, or a SQL query returning
+`clip_id` and optionally `start_sec`/`end_sec` spans) into `ClipInput`s: everything an
+episode needs about one clip (rectified video, camera matrix, spans, window scores,
+similarity matrix, embeddings). `export_dataset` plans each clip's episodes
+(`egoclean.episodes`), writes them into the dataset directory and publishes it
+atomically:
+
+- **No re-encode by default.** Episodes are time ranges of video files: the rectified
+  H.264 is copied packet for packet (`egoclean.remux`), one run of whole groups of
+  pictures per clean work span, many spans per file. `resolution=N` re-encodes instead
+  (frames scaled to height N, width keeping the aspect ratio, camera matrix scaled with
+  them) and writes only the episodes' own frames.
+- **Append, replace.** A dataset directory is ours when it holds `meta/egoclean.json`.
+  Exporting clips that are not in it appends new files; nothing already there is
+  rewritten. Exporting a clip that is already there replaces its episodes: its old rows
+  go, the episode and frame indices after them are renumbered (only those parquet files
+  are rewritten; video files are kept, ranges no episode uses any more stay as unused
+  bytes until a file loses all its episodes and is deleted).
+- **Atomic.** The new version is assembled in a hidden sibling directory (unchanged
+  files hard-linked, not copied), validated with `egoclean.lerobot.validate`, then
+  swapped in by two renames; a failure before the swap leaves the previous dataset as it
+  was, and a crash between the renames is repaired by the next export.
+- **Bad input** is skipped with the reason recorded in `meta/egoclean.json`
+  (`skipped`): a clip with no work spans, spans shorter than the minimum, a clip whose
+  rectified video is missing, a clip whose size or frame rate differs from the
+  dataset's. An output directory holding anything else, or a selection naming clips
+  the store does not have, is an error before anything is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from egoclean import atomic, lerobot
+from egoclean.episodes import EpisodeParams, EpisodePlan, plan_episodes
+from egoclean.errors import InvalidInputError
+from egoclean.ids import ClipId
+
+VIDEO_KEY = "observation.images.egocentric"
+SCORE_KEY = "observation.anomaly_score"
+META_PATH = "meta/egoclean.json"
+CARD_PATH = "README.md"
+FORMAT_VERSION = 1
+WINDOW_FRAMES = 64  # one V-JEPA 2 window (egoclean.windows.DEFAULT_WINDOW)
+DEFAULT_REENCODE_CRF = 23
+DEFAULT_REENCODE_PRESET = "veryfast"
+SOURCE_DATASET = "builddotai/Egocentric-10K"
+SOURCE_LICENCE = "Apache-2.0 (gated: accept the dataset's conditions on Hugging Face)"
+PREVIOUS_SUFFIX = ".previous"
+
+
+def task_for(factory: str) -> str:
+    """The task string of a factory's work (the source has no language labels)."""
+    return f"repetitive manual work at a {factory} workstation"
+
+
+@dataclass
+class ClipInput:
+    """What the export needs about one clip, read from the store and the clip's files."""
+
+    clip_id: str
+    video: Path | None  # rectified MP4 (None: missing)
+    fps: float
+    width: int
+    height: int
+    duration_sec: float
+    model: str | None
+    random_weights: bool | None
+    work: list[tuple[float, float]]
+    anomalies: list[tuple[float, float]]
+    window_ts: np.ndarray  # (N,) window start times
+    window_scores: np.ndarray  # (N,) anomaly score per window
+    sim: np.ndarray | None = None  # temporal-token similarity of the windows at sim_ts
+    sim_ts: np.ndarray | None = None
+    emb_path: Path | None = None  # <prefix>_emb.npy
+    camera_matrix: list[list[float]] | None = None  # rectified pinhole K
+    problem: str | None = None  # why the clip cannot be exported (recorded, not raised)
+
+    @property
+    def cid(self) -> ClipId:
+        return ClipId.parse(self.clip_id)
+
+    @property
+    def window_sec(self) -> float:
+        return WINDOW_FRAMES / self.fps if self.fps > 0 else 0.0
+
+    def plan(self, params: EpisodeParams) -> EpisodePlan:
+        return plan_episodes(self.work, self.anomalies, self.duration_sec, sim=self.sim, ts=self.sim_ts,
+                             window_sec=self.window_sec, params=params)
+
+
+# ----------------------------------------------------------------------------- selection
+
+
+def _clip_files(video: str) -> dict[str, Path]:
+    """The files beside a clip's rectified video that the export reads (same clip folder)."""
+    p = Path(video)
+    key = p.name.split("_rectified")[0]
+    d = p.parent
+    return {
+        "intrinsics": d / f"{key}_intrinsics.json",
+        "intrinsics_cli": d / f"{p.stem}_intrinsics.json",  # what `egoclean rectify` writes beside its output
+        "analysis": d / key,  # Analysis.load prefix
+    }
+
+
+def _local(url: str | None) -> Path | None:
+    """A local path for a stored path or file:// URL (None for remote URLs: not supported here)."""
+    if not url:
+        return None
+    url = url.removeprefix("file://")
+    if "://" in url:
+        return None
+    return Path(url)
+
+
+def select_clips(store, sql: str | None = None, clips: Sequence[str] | None = None) -> list[ClipInput]:
+    """The clips (and spans) to export: all stored clips, the given ids, or a SQL selection.
+
+    `sql` runs read-only on the store and must return a `clip_id` column; with
+    `start_sec` and `end_sec` columns too, those rows are the spans exported (instead of
+    every work span of the clip). Clip ids the store does not hold are an error naming them.
+    """
+    from egoclean.analysis import Analysis
+
+    spans: dict[str, list[tuple[float, float]]] | None = None
+    if sql is not None:
+        cols, rows = store.query(sql)
+        if "clip_id" not in cols:
+            raise InvalidInputError(f"export selection: the query must return a clip_id column, got {cols}")
+        ci = cols.index("clip_id")
+        keys = []
+        for r in rows:
+            k = ClipId.parse(str(r[ci])).key
+            if k not in keys:
+                keys.append(k)
+        if "start_sec" in cols and "end_sec" in cols:
+            si, ei = cols.index("start_sec"), cols.index("end_sec")
+            spans = {}
+            for r in rows:
+                spans.setdefault(ClipId.parse(str(r[ci])).key, []).append((float(r[si]), float(r[ei])))
+    elif clips:
+        keys = [ClipId.parse(c).key for c in clips]
+    else:
+        _, rows = store.query("SELECT clip_id FROM clips ORDER BY clip_id")
+        keys = [r[0] for r in rows]
+    known = {r[0] for r in store.query("SELECT clip_id FROM clips")[1]} if keys else set()
+    unknown = [k for k in keys if k not in known]
+    if unknown:
+        raise InvalidInputError(
+            f"export selection names {len(unknown)} clip(s) not in the database {store.path}: "
+            f"{', '.join(unknown[:5])}{' ...' if len(unknown) > 5 else ''} (materialize them first)"
+        )
+    out = []
+    for key in keys:
+        row = store.clip(key)
+        segs = store.segments(key)
+        ws = store.window_scores(key)
+        paths = row.get("paths") or {}
+        video = _local(paths.get("rectified"))
+        ci = ClipInput(
+            clip_id=key, video=video, fps=float(row.get("fps") or 0), width=int(row.get("width") or 0),
+            height=int(row.get("height") or 0), duration_sec=float(row.get("duration_sec") or 0),
+            model=row.get("model"), random_weights=row.get("random_weights"),
+            work=[(s["start_sec"], s["end_sec"]) for s in segs if s["kind"] == "work"],
+            anomalies=[(s["start_sec"], s["end_sec"]) for s in segs if s["kind"] == "anomaly"],
+            window_ts=np.asarray([w["t_sec"] for w in ws], dtype=np.float64),
+            window_scores=np.asarray([np.nan if w["score"] is None else w["score"] for w in ws], dtype=np.float64),
+        )
+        if spans is not None:
+            ci.work = sorted(spans.get(key, []))
+        if video is None:
+            ci.problem = f"rectified video not stored locally ({paths.get('rectified')!r})"
+        elif not video.is_file():
+            ci.problem = f"rectified video missing from storage: {video}"
+        else:
+            files = _clip_files(str(video))
+            for name in ("intrinsics", "intrinsics_cli"):
+                if files[name].is_file():
+                    ci.camera_matrix = json.loads(files[name].read_text()).get("K")
+                    break
+            with contextlib.suppress(OSError, KeyError, ValueError):
+                an = Analysis.load(files["analysis"])
+                ci.sim = an.sim_temporal
+                ci.sim_ts = an.matrix_ts if an.matrix_ts is not None else an.ts
+            emb = _local(paths.get("embeddings"))
+            if emb is not None and emb.is_file():
+                ci.emb_path = emb
+        out.append(ci)
+    return out
+
+
+def clip_input_from_files(
+    clip_id: str, video: str | os.PathLike, segments_json: str | os.PathLike, analysis_prefix: str | os.PathLike | None,
+    intrinsics_json: str | os.PathLike | None = None, emb_path: str | os.PathLike | None = None,
+) -> ClipInput:
+    """A `ClipInput` from a clip's own files (the Dagster assets' outputs) instead of the store.
+
+    `segments_json` is what anomaly_segments writes (Detection.to_dict(series=True) plus
+    clip_id, model, random_weights, duration_sec).
+    """
+    from egoclean.analysis import Analysis
+    from egoclean.video import probe
+
+    doc = json.loads(Path(segments_json).read_text())
+    info = probe(video)
+    ci = ClipInput(
+        clip_id=ClipId.parse(clip_id).key, video=Path(video), fps=info.fps, width=info.width, height=info.height,
+        duration_sec=float(doc.get("duration_sec") or info.duration_sec), model=doc.get("model"),
+        random_weights=doc.get("random_weights"),
+        work=[(s["start_sec"], s["end_sec"]) for s in doc.get("work_spans", [])],
+        anomalies=[(s["start_sec"], s["end_sec"]) for s in doc.get("spans", [])],
+        window_ts=np.asarray(doc.get("ts", []), dtype=np.float64),
+        window_scores=np.asarray([np.nan if v is None else v for v in doc.get("score", [])], dtype=np.float64),
+        emb_path=Path(emb_path) if emb_path else None,
+    )
+    if intrinsics_json and Path(intrinsics_json).is_file():
+        ci.camera_matrix = json.loads(Path(intrinsics_json).read_text()).get("K")
+    if analysis_prefix is not None:
+        an = Analysis.load(analysis_prefix)
+        ci.sim, ci.sim_ts = an.sim_temporal, (an.matrix_ts if an.matrix_ts is not None else an.ts)
+    return ci
+
+
+def plan_table(plan: EpisodePlan, fps: float) -> dict:
+    """A clip's episode plan as JSON-ready rows (what training_episodes stores and shows)."""
+    return {
+        "cycle": None if plan.cycle is None else {"period_sec": plan.cycle.period_sec, "phase_sec": plan.cycle.phase_sec,
+                                                  "strength": plan.cycle.strength},
+        "params": plan.params.to_dict(),
+        "episodes": [{"start_sec": e.start_sec, "end_sec": e.end_sec, "frames": list(e.frames(fps)),
+                      "cycle_index": e.cycle_index, "n_cycles": e.n_cycles} for e in plan.episodes],
+        "skipped": [{"start_sec": s.start_sec, "end_sec": s.end_sec, "reason": s.reason} for s in plan.skipped],
+        "kept_sec": plan.kept_sec,
+    }
+
+
+# ----------------------------------------------------------------------------- the dataset on disk
+
+
+@dataclass
+class Existing:
+    """The dataset already in the output directory (empty when there is none)."""
+
+    info: dict | None = None
+    episodes: Any = None  # pandas DataFrame
+    tasks: dict[str, int] = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)
+
+
+def _recover(out: Path) -> None:
+    """Finish a swap that crashed between its two renames (the previous version is put back)."""
+    prev = out.with_name(f".{out.name}{PREVIOUS_SUFFIX}")
+    if prev.is_dir():
+        if not out.exists():
+            os.rename(prev, out)
+        else:
+            shutil.rmtree(prev, ignore_errors=True)
+
+
+def open_existing(out: Path) -> Existing:
+    """Read the dataset at `out`; a directory holding anything but an EgoClean export is an error."""
+    import pandas as pd
+
+    _recover(out)
+    if out.exists() and not out.is_dir():
+        raise InvalidInputError(f"export output {out}: exists and is not a directory")
+    if not out.exists() or not any(out.iterdir()):
+        return Existing()
+    if not (out / META_PATH).is_file() or not (out / lerobot.INFO_PATH).is_file():
+        what = "another LeRobot dataset" if (out / lerobot.INFO_PATH).is_file() else "other files"
+        raise InvalidInputError(
+            f"export output {out}: holds {what}, not an EgoClean export (no {META_PATH}); "
+            "choose an empty or new directory"
+        )
+    info = lerobot.read_info(out)
+    if info.get("codebase_version") != lerobot.CODEBASE_VERSION:
+        raise InvalidInputError(f"export output {out}: dataset version {info.get('codebase_version')}, "
+                                f"this exporter writes {lerobot.CODEBASE_VERSION}")
+    tasks = pd.read_parquet(out / lerobot.TASKS_PATH)
+    return Existing(
+        info=info,
+        episodes=lerobot.read_table(out, "meta/episodes"),
+        tasks={str(t): int(i) for t, i in zip(tasks.index, tasks["task_index"])},
+        meta=json.loads((out / META_PATH).read_text()),
+    )
+
+
+def _write_parquet(path: Path, table) -> None:
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()  # a hard link to the previous version's file: never write through it
+    with atomic.atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="snappy")
+
+
+def _episodes_table(df):
+    """The episode rows as an Arrow table with the list columns' types fixed (every file the same schema)."""
+    import pyarrow as pa
+
+    t = pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False)
+    fixed = {"egoclean/embedding": pa.list_(pa.float32()), "egoclean/camera_matrix": pa.list_(pa.float64()),
+             "tasks": pa.list_(pa.string())}
+    for name, typ in fixed.items():
+        if name in t.column_names:
+            t = t.set_column(t.column_names.index(name), name, t.column(name).cast(typ))
+    return t
+
+
+def _link_tree(src: Path, dst: Path) -> None:
+    """Mirror `src` into `dst` with hard links (copies where links are impossible)."""
+    for p in src.rglob("*"):
+        q = dst / p.relative_to(src)
+        if p.is_dir():
+            q.mkdir(parents=True, exist_ok=True)
+        else:
+            q.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(p, q)
+            except OSError:
+                shutil.copy2(p, q)
+
+
+# ----------------------------------------------------------------------------- writing episodes
+
+
+@dataclass
+class ExportOptions:
+    """How to export: episode planning, the video path (copy or re-encode), and tasks."""
+
+    params: EpisodeParams = field(default_factory=EpisodeParams)
+    resolution: int | None = None  # re-encode to this height (None: stream copy)
+    crf: int = DEFAULT_REENCODE_CRF
+    preset: str = DEFAULT_REENCODE_PRESET
+    check: bool = True  # validate the assembled dataset before publishing it
+
+
+@dataclass
+class ExportReport:
+    """What one export did."""
+
+    out: Path
+    clips: list[str]
+    episodes_added: int
+    episodes_removed: int
+    frames_added: int
+    total_episodes: int
+    total_frames: int
+    kept_sec: float
+    dropped_sec: float
+    skipped: dict[str, str]
+    bytes_video: int
+    seconds: float
+    files_written: list[str]
+
+    def summary(self) -> str:
+        return (f"{self.out}: {self.episodes_added} episode(s) from {len(self.clips)} clip(s) "
+                f"({self.kept_sec:.1f} s kept, {self.dropped_sec:.1f} s dropped), "
+                f"{self.episodes_removed} replaced; dataset now {self.total_episodes} episodes, "
+                f"{self.total_frames} frames" + (f"; skipped {len(self.skipped)}" if self.skipped else ""))
+
+
+def _target_size(ci: ClipInput, resolution: int | None) -> tuple[int, int]:
+    if resolution is None:
+        return ci.width, ci.height
+    h = int(resolution) - int(resolution) % 2
+    w = int(round(ci.width * h / ci.height / 2)) * 2
+    return w, h
+
+
+def _scaled_k(k: list[list[float]] | None, sx: float, sy: float) -> list[float] | None:
+    """The camera matrix of frames scaled by (sx, sy), row-major (the intrinsics' convention: f and c scale)."""
+    if k is None:
+        return None
+    m = np.asarray(k, dtype=np.float64).copy()
+    m[0, :] *= sx
+    m[1, :] *= sy
+    return m.reshape(-1).tolist()
+
+
+def _decode(path: Path, index, first: int, end: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(source frame index, RGB frame) for frames [first, end), decoding from the keyframe before `first`."""
+    import av
+
+    g0, _ = index.gop_range(first, end)
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        s.thread_type = "AUTO"
+        c.seek(int(index.pts[g0]), stream=s, backward=True)
+        for frame in c.decode(s):
+            if frame.pts is None:
+                continue
+            i = int(np.searchsorted(index.pts, frame.pts))
+            if i >= end:
+                return
+            if i >= first:
+                yield i, frame.to_ndarray(format="rgb24")
+
+
+def _window_for(times: np.ndarray, ts: np.ndarray, window_sec: float) -> np.ndarray:
+    """Index of the window whose centre is nearest each time."""
+    if len(ts) == 0:
+        return np.zeros(len(times), dtype=np.int64)
+    centres = ts + window_sec / 2
+    i = np.clip(np.searchsorted(centres, times), 0, len(ts) - 1)
+    j = np.clip(i - 1, 0, len(ts) - 1)
+    return np.where(np.abs(centres[j] - times) <= np.abs(centres[i] - times), j, i)
+
+
+class _PartWriter:
+    """One part (data / episodes / video file index) of new episodes."""
+
+    def __init__(self, stage: Path, part: int, options: ExportOptions, shape, template: Path, size: tuple[int, int],
+                 fps: int):
+        from egoclean.remux import RangeCopier
+        from egoclean.video import VideoWriter
+
+        self.part = part
+        c, f = lerobot.chunk_file(part)
+        self.video_rel = lerobot.VIDEO_PATH.format(video_key=VIDEO_KEY, chunk_index=c, file_index=f)
+        self.video_path = stage / self.video_rel
+        self.video_path.parent.mkdir(parents=True, exist_ok=True)
+        self.shape = shape
+        self.size = size
+        self.fps = fps
+        self.reencode = options.resolution is not None
+        if self.reencode:
+            self.writer = VideoWriter(self.video_path, fps, size[0], size[1], crf=options.crf, preset=options.preset)
+        else:
+            self.writer = RangeCopier(self.video_path, shape, template)
+        self.episodes: list[dict] = []  # row dicts, with "_file_frame"
+        self.frames: list[dict] = []  # per-episode column arrays
+
+    @property
+    def frames_written(self) -> int:
+        return self.writer.n_frames if self.reencode else self.writer.frames
+
+    def size_mb(self) -> float:
+        return self.video_path.stat().st_size / 1e6 if self.video_path.exists() else 0.0
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def _card(meta: dict, info: dict) -> str:
+    clips = meta.get("clips", {})
+    kept = sum(c.get("kept_sec", 0) for c in clips.values())
+    dropped = sum(c.get("dropped_sec", 0) for c in clips.values())
+    random = any(c.get("random_weights") for c in clips.values())
+    models = sorted({str(c.get("model")) for c in clips.values() if c.get("model")})
+    skipped = meta.get("skipped", {})
+    p = meta.get("params", {})
+    lines = [
+        "---",
+        "license: apache-2.0",
+        "task_categories:",
+        "- robotics",
+        "tags:",
+        "- LeRobot",
+        "- egocentric",
+        "- Egocentric-10K",
+        "configs:",
+        "- config_name: default",
+        "  data_files: data/*/*.parquet",
+        "---",
+        "",
+        "# EgoClean export of Egocentric-10K work cycles",
+        "",
+        f"A [LeRobot](https://github.com/huggingface/lerobot) dataset, format {lerobot.CODEBASE_VERSION}, written by "
+        "EgoClean. Each episode is a stretch of clean work from a head-mounted camera in a factory, "
+        "cut at work-cycle boundaries.",
+        "",
+        "## Source and licence",
+        "",
+        f"Video from [{SOURCE_DATASET}](https://huggingface.co/datasets/{SOURCE_DATASET}), licence "
+        f"{SOURCE_LICENCE}. The fisheye clips were rectified to a pinhole camera; each episode carries "
+        "its camera matrix (`egoclean/camera_matrix`, row-major 3x3, for the exported image size).",
+        "",
+        "## What was removed and why",
+        "",
+        "- Anomalous / off-task spans found by EgoClean's V-JEPA 2 typicality detector, with a safety "
+        f"margin of {p.get('margin_sec', '?')} s on each side.",
+        f"- Pieces shorter than {p.get('min_episode_sec', '?')} s, and partial cycles at span ends "
+        "(when a clip has a clear work-cycle period).",
+        "- Clips that could not be exported: " + (", ".join(f"{k} ({v})" for k, v in sorted(skipped.items()))
+                                                  if skipped else "none") + ".",
+        "",
+        "## Counts",
+        "",
+        "| clips | episodes | frames | hours kept | hours dropped |",
+        "|---|---|---|---|---|",
+        f"| {len(clips)} | {info['total_episodes']} | {info['total_frames']} | {kept / 3600:.3f} | {dropped / 3600:.3f} |",
+        "",
+        "## Tasks",
+        "",
+        "The source has no language labels. The task strings are generated, one per factory "
+        "(`meta/tasks.parquet`), and say only where the work happened, not what it is.",
+        "",
+        "## Features",
+        "",
+        f"- `{VIDEO_KEY}`: rectified RGB video at {info['fps']} fps.",
+        f"- `{SCORE_KEY}`: the anomaly score (1 - typicality) of the embedding window nearest the frame.",
+        "- episode columns `egoclean/*` in `meta/episodes/`: clip id, factory, worker, start/end in the source "
+        "clip, cycle index and period, camera matrix and image size, model, `egoclean/random_weights`, and "
+        "`egoclean/embedding`: the mean V-JEPA 2 embedding of the windows inside the episode.",
+        "",
+        "Model(s): " + (", ".join(models) or "unknown") + (
+            " — **computed with random weights (a test model): the spans are not meaningful**" if random else ""),
+        "",
+        "## Loading",
+        "",
+        "```python",
+        "from lerobot.datasets.lerobot_dataset import LeRobotDataset",
+        "ds = LeRobotDataset('local/egoclean', root='<this directory>')",
+        "frame = ds[0]  # frame['observation.images.egocentric']: (3, H, W) float in [0, 1]",
+        "```",
+        "",
+        "Without lerobot: `pandas.read_parquet('meta/episodes/chunk-000/file-000.parquet')` lists the "
+        "episodes; an episode's frames are those of its video file between `videos/<key>/from_timestamp` and "
+        "`to_timestamp`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def export_dataset(out: str | os.PathLike, clips: Sequence[ClipInput], options: ExportOptions | None = None,
+                   progress: bool = False) -> ExportReport:
+    """Write (or extend) the dataset at `out` with the episodes of `clips` (see the module docstring)."""
+    import pandas as pd
+    import pyarrow as pa
+
+    from egoclean.remux import frame_times, index_packets
+
+    t_start = time.perf_counter()
+    options = options or ExportOptions()
+    options.params.validate()
+    if options.resolution is not None and (not isinstance(options.resolution, int) or options.resolution < 16):
+        raise InvalidInputError(f"export resolution {options.resolution!r}: must be an integer height >= 16")
+    out = Path(out)
+    if "://" in str(out):
+        raise InvalidInputError(f"export output {out}: only local directories are supported")
+    out = out.absolute()
+    existing = open_existing(out)
+    old_eps = existing.episodes if existing.episodes is not None else pd.DataFrame()
+    meta = existing.meta or {"format": "egoclean-lerobot", "version": FORMAT_VERSION, "clips": {}, "skipped": {}}
+    if existing.meta and existing.meta.get("resolution") != options.resolution:
+        raise InvalidInputError(
+            f"export output {out}: was exported with resolution {existing.meta.get('resolution')}, "
+            f"not {options.resolution}; use the same setting or a new directory"
+        )
+    meta["resolution"] = options.resolution
+    meta["params"] = options.params.to_dict()
+    feature_shape = None
+    fps_int = None
+    if existing.info is not None:
+        vf = existing.info["features"][VIDEO_KEY]
+        feature_shape = (vf["shape"][1], vf["shape"][0])
+        fps_int = int(existing.info["fps"])
+
+    clip_ids = [c.clip_id for c in clips]
+    if len(set(clip_ids)) != len(clip_ids):
+        raise InvalidInputError("export: a clip is selected twice")
+    removing = set(clip_ids)
+    if len(old_eps):
+        keep_mask = ~old_eps["egoclean/clip_id"].isin(removing)
+        kept_eps = old_eps[keep_mask].reset_index(drop=True)
+        removed = int((~keep_mask).sum())
+    else:
+        kept_eps, removed = old_eps, 0
+    for k in removing:
+        meta["clips"].pop(k, None)
+        meta["skipped"].pop(k, None)
+
+    stage = out.with_name(f".{out.name}.export-{uuid.uuid4().hex[:8]}")
+    stage.mkdir(parents=True)
+    tasks = dict(existing.tasks)
+    written: list[str] = []
+    try:
+        if existing.info is not None:
+            _link_tree(out, stage)
+        # Renumber the kept episodes; rewrite only the parts whose rows changed.
+        parts_old = set()
+        if len(old_eps):
+            parts_old = {lerobot.part_of(c, f) for c, f in zip(old_eps["data/chunk_index"], old_eps["data/file_index"])}
+        new_index, cursor = [], 0
+        for ln in kept_eps.get("length", []):
+            new_index.append((len(new_index), cursor))
+            cursor += int(ln)
+        changed_parts = set()
+        if len(kept_eps):
+            old_idx = list(zip(kept_eps["episode_index"].astype(int), kept_eps["dataset_from_index"].astype(int)))
+            for (e_old, f_old), (e_new, f_new), c, f in zip(old_idx, new_index, kept_eps["data/chunk_index"],
+                                                             kept_eps["data/file_index"]):
+                if (e_old, f_old) != (e_new, f_new):
+                    changed_parts.add(lerobot.part_of(c, f))
+        kept_parts = {lerobot.part_of(c, f) for c, f in zip(kept_eps.get("data/chunk_index", []),
+                                                            kept_eps.get("data/file_index", []))}
+        for part in sorted(parts_old - kept_parts):
+            c, f = lerobot.chunk_file(part)
+            for rel in (lerobot.DATA_PATH.format(chunk_index=c, file_index=f),
+                        lerobot.EPISODES_PATH.format(chunk_index=c, file_index=f),
+                        lerobot.VIDEO_PATH.format(video_key=VIDEO_KEY, chunk_index=c, file_index=f)):
+                with contextlib.suppress(FileNotFoundError):
+                    (stage / rel).unlink()
+        if len(kept_eps):
+            kept_eps = kept_eps.copy()
+            shift = {int(e): (en, fn) for e, (en, fn) in zip(kept_eps["episode_index"], new_index)}
+            for part in sorted(changed_parts):
+                c, f = lerobot.chunk_file(part)
+                rel = lerobot.DATA_PATH.format(chunk_index=c, file_index=f)
+                df = pd.read_parquet(out / rel)
+                df = df[df["episode_index"].isin(list(shift))].copy()
+                old_from = {int(e): int(fr) for e, fr in zip(kept_eps["episode_index"], kept_eps["dataset_from_index"])}
+                df["index"] = [shift[int(e)][1] + (int(i) - old_from[int(e)]) for e, i in zip(df["episode_index"], df["index"])]
+                df["episode_index"] = [shift[int(e)][0] for e in df["episode_index"]]
+                _write_parquet(stage / rel, pa.Table.from_pandas(df, preserve_index=False))
+                written.append(rel)
+            kept_eps["dataset_from_index"] = [fn for _, fn in new_index]
+            kept_eps["dataset_to_index"] = kept_eps["dataset_from_index"] + kept_eps["length"].astype(int)
+            kept_eps["episode_index"] = [en for en, _ in new_index]
+        next_part = max(parts_old, default=-1) + 1
+        base_episode, base_frame = len(kept_eps), cursor
+
+        # Plan and write the new episodes.
+        new_rows: list[dict] = []
+        parts: list[_PartWriter] = []
+        cur: _PartWriter | None = None
+        added_frames = 0
+        kept_sec = dropped_sec = 0.0
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(clips), unit="clip", desc="export", disable=not progress)
+        for ci in clips:
+            bar.set_postfix_str(ci.clip_id)
+            if ci.problem:
+                meta["skipped"][ci.clip_id] = ci.problem
+                bar.update(1)
+                continue
+            if abs(ci.fps - round(ci.fps)) > 1e-6 or ci.fps <= 0:
+                meta["skipped"][ci.clip_id] = f"frame rate {ci.fps:g} is not a whole number (LeRobot v3.0 needs an int fps)"
+                bar.update(1)
+                continue
+            size = _target_size(ci, options.resolution)
+            if fps_int is not None and int(round(ci.fps)) != fps_int:
+                meta["skipped"][ci.clip_id] = f"frame rate {ci.fps:g} differs from the dataset's {fps_int}"
+                bar.update(1)
+                continue
+            if feature_shape is not None and size != feature_shape:
+                meta["skipped"][ci.clip_id] = (f"image size {size[0]}x{size[1]} differs from the dataset's "
+                                               f"{feature_shape[0]}x{feature_shape[1]} (export with --resolution)")
+                bar.update(1)
+                continue
+            plan = ci.plan(options.params)
+            if not plan.episodes:
+                reasons = sorted({s.reason for s in plan.skipped}) or ["no episodes"]
+                meta["skipped"][ci.clip_id] = "; ".join(reasons)
+                meta["clips"].pop(ci.clip_id, None)
+                bar.update(1)
+                continue
+            feature_shape, fps_int = size, int(round(ci.fps))
+            index = index_packets(ci.video)
+            if index.n_frames < 1:
+                meta["skipped"][ci.clip_id] = "rectified video holds no frames"
+                bar.update(1)
+                continue
+            if cur is not None and (not cur.reencode and not cur.writer.compatible(index.shape)
+                                    or cur.size_mb() >= lerobot.VIDEO_FILES_SIZE_IN_MB):
+                cur.close()
+                cur = None
+            if cur is None:
+                cur = _PartWriter(stage, next_part, options, index.shape, ci.video, size, fps_int)
+                parts.append(cur)
+                next_part += 1
+            task = task_for(ci.cid.factory_dir)
+            if task not in tasks:
+                tasks[task] = len(tasks)
+            emb = np.load(ci.emb_path, mmap_mode="r") if ci.emb_path is not None else None
+            k_scaled = _scaled_k(ci.camera_matrix, size[0] / ci.width, size[1] / ci.height)
+            by_span: dict[int, list] = {}
+            for ep in plan.episodes:
+                by_span.setdefault(ep.span_index, []).append(ep)
+            n_eps_clip = 0
+            for span_eps in by_span.values():
+                ranges = [ep.frames(ci.fps) for ep in span_eps]
+                ranges = [(a, min(b, index.n_frames)) for a, b in ranges]
+                valid = [(ep, r) for ep, r in zip(span_eps, ranges) if r[1] - r[0] >= 2]
+                if not valid:
+                    continue
+                a0, b0 = valid[0][1][0], valid[-1][1][1]
+                samples = {}
+                for ep, (a, b) in valid:
+                    for s in lerobot.sample_indices(b - a):
+                        samples[a + s] = ep
+                images: dict[int, list] = {id(ep): [] for ep, _ in valid}
+                if cur.reencode:
+                    import cv2
+
+                    first_file = {}
+                    starts = {a: ep for ep, (a, b) in valid}
+                    for i, rgb in _decode(ci.video, index, a0, b0):
+                        if not any(a <= i < b for _, (a, b) in valid):
+                            continue
+                        if i in starts:
+                            first_file[id(starts[i])] = cur.writer.n_frames
+                        small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA) if size != (ci.width, ci.height) else rgb
+                        cur.writer.write(small, fmt="rgb24")
+                        if i in samples:
+                            images[id(samples[i])].append(lerobot.downsample(small.transpose(2, 0, 1)))
+                    file_first = [first_file[id(ep)] for ep, _ in valid]
+                else:
+                    seg_first, _ = cur.writer.add(ci.video, index, a0, b0)
+                    file_first = [seg_first + (a - a0) for _, (a, _b) in valid]
+                    if samples:
+                        for i, rgb in _decode(ci.video, index, min(samples), max(samples) + 1):
+                            if i in samples:
+                                images[id(samples[i])].append(lerobot.downsample(rgb.transpose(2, 0, 1)))
+                for (ep, (a, b)), ff in zip(valid, file_first):
+                    n = b - a
+                    e_idx = base_episode + len(new_rows)
+                    g_from = base_frame + added_frames
+                    times = np.arange(a, b) / ci.fps
+                    if len(ci.window_ts):
+                        score = ci.window_scores[_window_for(times, ci.window_ts, ci.window_sec)].astype(np.float32)
+                    else:
+                        score = np.full(n, np.nan, dtype=np.float32)
+                    cols = {
+                        "timestamp": (np.arange(n) / fps_int).astype(np.float32),
+                        "frame_index": np.arange(n, dtype=np.int64),
+                        "episode_index": np.full(n, e_idx, dtype=np.int64),
+                        "index": np.arange(g_from, g_from + n, dtype=np.int64),
+                        "task_index": np.full(n, tasks[task], dtype=np.int64),
+                        SCORE_KEY: score,
+                    }
+                    cur.frames.append(cols)
+                    st = {k: lerobot.feature_stats(v) for k, v in cols.items()}
+                    st[VIDEO_KEY] = lerobot.feature_stats(np.stack(images[id(ep)]), image=True)
+                    ep_emb = None
+                    if emb is not None and len(ci.window_ts) == len(emb):
+                        w = (ci.window_ts >= ep.start_sec - 1e-6) & (ci.window_ts + ci.window_sec <= ep.end_sec + 1e-6)
+                        if not w.any():
+                            w = (ci.window_ts < ep.end_sec) & (ci.window_ts + ci.window_sec > ep.start_sec)
+                        if w.any():
+                            ep_emb = np.asarray(emb[np.flatnonzero(w)], dtype=np.float64).mean(axis=0).astype(np.float32).tolist()
+                    cid = ci.cid
+                    row = {
+                        "episode_index": e_idx,
+                        "tasks": [task],
+                        "length": n,
+                        "dataset_from_index": g_from,
+                        "dataset_to_index": g_from + n,
+                        "_file_frame": ff,
+                        "egoclean/clip_id": cid.key,
+                        "egoclean/factory": cid.factory_dir,
+                        "egoclean/worker": cid.worker_dir,
+                        "egoclean/start_sec": a / ci.fps,
+                        "egoclean/end_sec": b / ci.fps,
+                        "egoclean/start_frame": a,
+                        "egoclean/cycle_index": ep.cycle_index,
+                        "egoclean/n_cycles": ep.n_cycles,
+                        "egoclean/period_sec": plan.cycle.period_sec if plan.cycle else float("nan"),
+                        "egoclean/camera_matrix": k_scaled or [float("nan")] * 9,
+                        "egoclean/image_width": size[0],
+                        "egoclean/image_height": size[1],
+                        "egoclean/model": ci.model or "",
+                        "egoclean/random_weights": bool(ci.random_weights),
+                        "egoclean/embedding": ep_emb or [],
+                    }
+                    for f, s in st.items():
+                        row |= lerobot.stats_columns(f, s)
+                    cur.episodes.append(row)
+                    new_rows.append(row)
+                    added_frames += n
+                    n_eps_clip += 1
+            exported = sum(r["length"] for r in new_rows if r["egoclean/clip_id"] == ci.clip_id) / ci.fps
+            dropped = max(0.0, ci.duration_sec - exported)
+            kept_sec += exported
+            dropped_sec += dropped
+            meta["clips"][ci.clip_id] = {
+                "episodes": n_eps_clip, "kept_sec": round(exported, 3), "dropped_sec": round(dropped, 3),
+                "cycle": None if plan.cycle is None else {"period_sec": plan.cycle.period_sec,
+                                                          "phase_sec": plan.cycle.phase_sec,
+                                                          "strength": plan.cycle.strength},
+                "skipped_spans": [{"start_sec": s.start_sec, "end_sec": s.end_sec, "reason": s.reason}
+                                  for s in plan.skipped],
+                "model": ci.model, "random_weights": ci.random_weights,
+                "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            }
+            bar.update(1)
+        bar.close()
+        if cur is not None:
+            cur.close()
+
+        # Timestamps of the new episodes, read back from the written videos; their parquet files.
+        bytes_video = 0
+        for pw in parts:
+            ft = frame_times(pw.video_path)
+            bytes_video += pw.video_path.stat().st_size
+            c, f = lerobot.chunk_file(pw.part)
+            for row in pw.episodes:
+                t0 = float(ft[row.pop("_file_frame")])
+                row |= {
+                    "data/chunk_index": c, "data/file_index": f,
+                    f"videos/{VIDEO_KEY}/chunk_index": c, f"videos/{VIDEO_KEY}/file_index": f,
+                    f"videos/{VIDEO_KEY}/from_timestamp": t0,
+                    f"videos/{VIDEO_KEY}/to_timestamp": t0 + row["length"] / pw.fps,
+                    "meta/episodes/chunk_index": c, "meta/episodes/file_index": f,
+                }
+            data = {k: np.concatenate([fr[k] for fr in pw.frames]) for k in pw.frames[0]}
+            rel = lerobot.DATA_PATH.format(chunk_index=c, file_index=f)
+            _write_parquet(stage / rel, pa.table(data))
+            written += [rel, pw.video_rel]
+        # Episode tables: new parts, and old parts whose rows were renumbered.
+        all_new = pd.DataFrame(new_rows)
+        for pw in parts:
+            c, f = lerobot.chunk_file(pw.part)
+            rel = lerobot.EPISODES_PATH.format(chunk_index=c, file_index=f)
+            rows = all_new[all_new["episode_index"].isin([r["episode_index"] for r in pw.episodes])]
+            _write_parquet(stage / rel, _episodes_table(rows))
+            written.append(rel)
+        if len(kept_eps):
+            for part in sorted(changed_parts):
+                c, f = lerobot.chunk_file(part)
+                rel = lerobot.EPISODES_PATH.format(chunk_index=c, file_index=f)
+                rows = kept_eps[[lerobot.part_of(a, b) == part for a, b in
+                                 zip(kept_eps["meta/episodes/chunk_index"], kept_eps["meta/episodes/file_index"])]]
+                _write_parquet(stage / rel, _episodes_table(rows))
+                written.append(rel)
+
+        everything = pd.concat([kept_eps, all_new], ignore_index=True) if len(kept_eps) else all_new
+        total_eps = len(everything)
+        total_frames = int(everything["length"].sum()) if total_eps else 0
+        if total_eps == 0:
+            raise InvalidInputError(
+                "export: no episodes to write (" + "; ".join(f"{k}: {v}" for k, v in sorted(meta["skipped"].items()))
+                + ")" if meta["skipped"] else "export: no clips selected"
+            )
+        features = dict(lerobot.DEFAULT_FEATURES)
+        features[SCORE_KEY] = {"dtype": "float32", "shape": [1], "names": None}
+        first_video = next(iter(sorted(stage.glob(f"videos/{VIDEO_KEY}/*/*.mp4"))))
+        vidx = index_packets(first_video)
+        features[VIDEO_KEY] = lerobot.video_feature(feature_shape[1], feature_shape[0], fps_int, vidx.shape.codec,
+                                                     vidx.shape.pix_fmt)
+        info = lerobot.info_json(fps_int, features, total_eps, total_frames, len(tasks))
+        stats = {}
+        for feat in features:
+            per = [lerobot.stats_from_row(r, feat) for r in everything.to_dict("records")]
+            stats[feat] = lerobot.aggregate(per)
+        atomic.write_json(stage / lerobot.INFO_PATH, info)
+        atomic.write_json(stage / lerobot.STATS_PATH, lerobot.json_stats(stats))
+        tasks_df = pd.DataFrame({"task_index": list(tasks.values())}, index=pd.Index(list(tasks), name="task"))
+        with contextlib.suppress(FileNotFoundError):
+            (stage / lerobot.TASKS_PATH).unlink()
+        with atomic.atomic_path(stage / lerobot.TASKS_PATH) as tmp:
+            tasks_df.to_parquet(tmp)
+        meta["updated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+        for rel in (META_PATH, CARD_PATH):
+            with contextlib.suppress(FileNotFoundError):
+                (stage / rel).unlink()
+        atomic.write_json(stage / META_PATH, meta)
+        atomic.write_bytes(stage / CARD_PATH, _card(meta, info).encode())
+        if options.check:
+            problems = lerobot.validate(stage)
+            if problems:
+                raise InvalidInputError(f"export: the assembled dataset is inconsistent, not published: {problems[:3]}")
+        _swap(stage, out)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    return ExportReport(
+        out=out, clips=[c.clip_id for c in clips if c.clip_id in meta["clips"]], episodes_added=len(new_rows),
+        episodes_removed=removed, frames_added=added_frames, total_episodes=total_eps, total_frames=total_frames,
+        kept_sec=kept_sec, dropped_sec=dropped_sec,
+        skipped={k: v for k, v in meta["skipped"].items() if k in removing}, bytes_video=bytes_video,
+        seconds=time.perf_counter() - t_start, files_written=written,
+    )
+
+
+def verify_frames(root: str | os.PathLike, sources: dict[str, str | os.PathLike], samples: int = 8,
+                  seed: int = 0, min_psnr: float = 30.0) -> dict:
+    """Compare sampled episode frames with the rectified clips they came from.
+
+    `sources` maps clip id -> rectified video. Frames are read from the dataset at
+    from_timestamp + k / fps (as a LeRobot reader does) and from the source at the
+    episode's start_frame + k. A stream-copied dataset must match bit for bit; a
+    re-encoded one (another size) must reach `min_psnr` dB against the source frame
+    scaled the same way. Returns {"checked", "mismatches": [...], "min_psnr"}.
+    """
+    import av
+    import cv2
+
+    root = Path(root)
+    info = lerobot.read_info(root)
+    fps = int(info["fps"])
+    eps = lerobot.read_table(root, "meta/episodes")
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(len(eps), size=min(samples, len(eps)), replace=False) if len(eps) else []
+    mismatches, checked, worst = [], 0, float("inf")
+    for e in sorted(int(x) for x in picks):
+        row = eps.iloc[e]
+        clip = str(row["egoclean/clip_id"])
+        src = sources.get(clip)
+        if src is None or not Path(src).is_file():
+            mismatches.append(f"episode {e}: source video of {clip} not available")
+            continue
+        k = int(rng.integers(0, int(row["length"])))
+        video = root / lerobot.VIDEO_PATH.format(video_key=VIDEO_KEY, chunk_index=int(row[f"videos/{VIDEO_KEY}/chunk_index"]),
+                                                 file_index=int(row[f"videos/{VIDEO_KEY}/file_index"]))
+        t = float(row[f"videos/{VIDEO_KEY}/from_timestamp"]) + k / fps
+        got = None
+        with av.open(str(video)) as c:
+            s = c.streams.video[0]
+            c.seek(int(t / s.time_base), stream=s, backward=True)
+            for f in c.decode(s):
+                ft = float(f.pts * s.time_base)
+                if abs(ft - t) < lerobot.TOLERANCE_S:
+                    got = f.to_ndarray(format="rgb24")
+                    break
+                if ft > t:
+                    break
+        if got is None:
+            mismatches.append(f"episode {e}: no frame at {t:.4f} s in {video.name}")
+            continue
+        want_i = int(row["egoclean/start_frame"]) + k
+        want = None
+        from egoclean.remux import index_packets
+
+        idx = index_packets(src)
+        for i, rgb in _decode(Path(src), idx, want_i, want_i + 1):
+            want = rgb
+        if want is None:
+            mismatches.append(f"episode {e}: source {clip} has no frame {want_i}")
+            continue
+        checked += 1
+        if got.shape != want.shape:
+            want = cv2.resize(want, (got.shape[1], got.shape[0]), interpolation=cv2.INTER_AREA)
+            mse = float(np.mean((got.astype(np.float64) - want.astype(np.float64)) ** 2))
+            psnr = float("inf") if mse == 0 else 10 * math.log10(255**2 / mse)
+            worst = min(worst, psnr)
+            if psnr < min_psnr:
+                mismatches.append(f"episode {e} frame {k}: {psnr:.1f} dB against the scaled source (< {min_psnr})")
+        elif not np.array_equal(got, want):
+            mismatches.append(f"episode {e} frame {k}: differs from {clip} frame {want_i}")
+    return {"checked": checked, "mismatches": mismatches, "min_psnr": None if worst == float("inf") else worst}
+
+
+def _swap(stage: Path, out: Path) -> None:
+    """Publish `stage` as `out`: two renames; the previous version is removed afterwards."""
+    prev = out.with_name(f".{out.name}{PREVIOUS_SUFFIX}")
+    if prev.exists():
+        shutil.rmtree(prev)
+    if out.exists():
+        os.rename(out, prev)
+    os.rename(stage, out)
+    shutil.rmtree(prev, ignore_errors=True)
+
+
+def export_from_store(store, out: str | os.PathLike, *, sql: str | None = None, clips: Sequence[str] | None = None,
+                      options: ExportOptions | None = None, progress: bool = False) -> ExportReport:
+    """`select_clips` then `export_dataset`: what `egoclean export` and the Dagster export asset run."""
+    return export_dataset(out, select_clips(store, sql=sql, clips=clips), options, progress=progress)

@@ -1,0 +1,75 @@
+"""Phase 3 assets: each clip's training episodes, and the LeRobot v3.0 dataset built from them."""
+
+
+from dagster import AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, Output, asset
+
+from egoclean_assets.io_manager import ClipArtifact, ClipStorage
+from egoclean_assets.metadata import mmss
+from egoclean_assets.partitions import clip_of, clip_partitions
+from egoclean_assets.resources import ExportResource, StoreResource
+
+GROUP = "phase3_export"
+
+
+def _prefix(artifact: ClipArtifact, kind: str):
+    p = artifact.path(kind)
+    return p.with_name(p.name[: -len(f"_{kind}.npy")])
+
+
+@asset(partitions_def=clip_partitions, group_name=GROUP, kinds={"json"})
+def training_episodes(
+    context: AssetExecutionContext,
+    rectified_clip: ClipArtifact,
+    intrinsics: ClipArtifact,
+    vjepa_embeddings: ClipArtifact,
+    similarity_matrix: ClipArtifact,
+    anomaly_segments: ClipArtifact,
+    export: ExportResource,
+    storage: ClipStorage,
+) -> Output[ClipArtifact]:
+    """The clip's training episodes: clean work spans cut at work-cycle boundaries (what the export writes)."""
+    from egoclean import atomic
+    from egoclean.export import clip_input_from_files, plan_table
+
+    clip = clip_of(context)
+    ci = clip_input_from_files(clip.key, rectified_clip.path("mp4"), anomaly_segments.path("json"),
+                               _prefix(similarity_matrix, "sim_mean"), intrinsics.path("json"),
+                               vjepa_embeddings.path("emb"))
+    table = plan_table(ci.plan(export.options().params), ci.fps)
+    path = atomic.write_json(storage.output_dir(clip, "training_episodes") / f"{clip.key}_episodes.json", table)
+    rows = ["| # | start | end | cycle | cycles |", "|---|---|---|---|---|"] + [
+        f"| {i} | {mmss(e['start_sec'])} ({e['start_sec']:.2f} s) | {mmss(e['end_sec'])} ({e['end_sec']:.2f} s) | "
+        f"{e['cycle_index']} | {e['n_cycles']} |" for i, e in enumerate(table["episodes"])]
+    return Output(
+        ClipArtifact(clip.key, "training_episodes", files={"json": str(path)},
+                     info={"episodes": len(table["episodes"]), "kept_sec": table["kept_sec"]}),
+        metadata={
+            "episodes": len(table["episodes"]),
+            "kept_sec": MetadataValue.float(round(table["kept_sec"], 3)),
+            "period_sec": MetadataValue.float(table["cycle"]["period_sec"]) if table["cycle"] else "no clear period",
+            "table": MetadataValue.md("\n".join(rows)),
+            "skipped": MetadataValue.json(table["skipped"]),
+            "path": MetadataValue.path(storage.location(clip, path)),
+        },
+    )
+
+
+@asset(group_name=GROUP, deps=[AssetKey("training_episodes")], pool="duckdb", kinds={"parquet"})
+def lerobot_dataset(context: AssetExecutionContext, store: StoreResource, export: ExportResource) -> MaterializeResult:
+    """The LeRobot v3.0 dataset of every materialized clip's episodes (appends new clips, replaces re-materialized ones)."""
+    from egoclean.export import export_from_store
+
+    report = export_from_store(store.store(), export.out, options=export.options())
+    context.log.info(report.summary())
+    return MaterializeResult(metadata={
+        "path": MetadataValue.path(str(report.out)),
+        "episodes": report.total_episodes,
+        "frames": report.total_frames,
+        "episodes_added": report.episodes_added,
+        "episodes_replaced": report.episodes_removed,
+        "kept_sec": MetadataValue.float(round(report.kept_sec, 3)),
+        "dropped_sec": MetadataValue.float(round(report.dropped_sec, 3)),
+        "skipped": MetadataValue.json(report.skipped),
+        "video_mb": MetadataValue.float(round(report.bytes_video / 1e6, 3)),
+        "seconds": MetadataValue.float(round(report.seconds, 3)),
+    })
