@@ -226,9 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("export", help="export clean work spans as a LeRobot v3.0 dataset (episodes cut at work cycles)")
     s.add_argument("--out", required=True, help="dataset directory (new, empty, or an earlier export to extend)")
     s.add_argument("--db", default="data/egoclean.duckdb")
-    s.add_argument("--sql", default=None, help="read-only query returning clip_id (and start_sec, end_sec to pick spans)")
+    s.add_argument("--sql", default=None,
+                   help="read-only query returning clip_id (and start_sec, end_sec to pick spans)")
     s.add_argument("--clip", action="append", help="export this clip (repeatable; default: every stored clip)")
-    s.add_argument("--resolution", type=int, default=None, help="re-encode to this frame height (default: no re-encode)")
+    s.add_argument("--resolution", type=int, default=None,
+                   help="re-encode to this frame height (default: stream copy, no re-encode)")
     s.add_argument("--min-sec", type=float, default=None, help="shortest episode, seconds")
     s.add_argument("--max-sec", type=float, default=None, help="longest episode, seconds")
     s.add_argument("--margin", type=float, default=None, help="seconds kept clear of anomalous spans")

@@ -69,7 +69,8 @@ class EpisodeParams:
                 f"min_episode_sec={self.min_episode_sec}"
             )
         if not isinstance(self.cycles_per_episode, int) or self.cycles_per_episode < 1:
-            raise InvalidInputError(f"episode option cycles_per_episode={self.cycles_per_episode!r}: must be an integer >= 1")
+            raise InvalidInputError(
+                f"episode option cycles_per_episode={self.cycles_per_episode!r}: must be an integer >= 1")
         return self
 
     def to_dict(self) -> dict:
@@ -333,7 +334,8 @@ def plan_episodes(
                 skipped.append(Skipped(starts[-1], b, "partial cycle"))
         for ep in pieces:
             if ep.duration_sec + _EPS < params.min_episode_sec:
-                skipped.append(Skipped(ep.start_sec, ep.end_sec, f"shorter than the minimum episode ({params.min_episode_sec:g} s)"))
+                why = f"shorter than the minimum episode ({params.min_episode_sec:g} s)"
+                skipped.append(Skipped(ep.start_sec, ep.end_sec, why))
             else:
                 episodes.append(ep)
     return EpisodePlan(episodes, skipped, kept, cycle, params)

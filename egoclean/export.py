@@ -240,7 +240,8 @@ def clip_input_from_files(
 def plan_table(plan: EpisodePlan, fps: float) -> dict:
     """A clip's episode plan as JSON-ready rows (what training_episodes stores and shows)."""
     return {
-        "cycle": None if plan.cycle is None else {"period_sec": plan.cycle.period_sec, "phase_sec": plan.cycle.phase_sec,
+        "cycle": None if plan.cycle is None else {"period_sec": plan.cycle.period_sec,
+                                                  "phase_sec": plan.cycle.phase_sec,
                                                   "strength": plan.cycle.strength},
         "params": plan.params.to_dict(),
         "episodes": [{"start_sec": e.start_sec, "end_sec": e.end_sec, "frames": list(e.frames(fps)),
@@ -445,6 +446,7 @@ class _PartWriter:
             self.writer = VideoWriter(self.video_path, fps, size[0], size[1], crf=options.crf, preset=options.preset)
         else:
             self.writer = RangeCopier(self.video_path, shape, template)
+        self.closed = False
         self.episodes: list[dict] = []  # row dicts, with "_file_frame"
         self.frames: list[dict] = []  # per-episode column arrays
 
@@ -456,7 +458,18 @@ class _PartWriter:
         return self.video_path.stat().st_size / 1e6 if self.video_path.exists() else 0.0
 
     def close(self) -> None:
-        self.writer.close()
+        if not self.closed:
+            self.writer.close()
+            self.closed = True
+
+    def abort(self) -> None:
+        if not self.closed:
+            self.closed = True
+            if self.reencode:
+                with contextlib.suppress(Exception):
+                    self.writer.__exit__(RuntimeError, None, None)
+            else:
+                self.writer.abort()
 
 
 def _card(meta: dict, info: dict) -> str:
@@ -506,7 +519,8 @@ def _card(meta: dict, info: dict) -> str:
         "",
         "| clips | episodes | frames | hours kept | hours dropped |",
         "|---|---|---|---|---|",
-        f"| {len(clips)} | {info['total_episodes']} | {info['total_frames']} | {kept / 3600:.3f} | {dropped / 3600:.3f} |",
+        f"| {len(clips)} | {info['total_episodes']} | {info['total_frames']} | {kept / 3600:.3f} "
+        f"| {dropped / 3600:.3f} |",
         "",
         "## Tasks",
         "",
@@ -540,278 +554,247 @@ def _card(meta: dict, info: dict) -> str:
     return "\n".join(lines)
 
 
-def export_dataset(out: str | os.PathLike, clips: Sequence[ClipInput], options: ExportOptions | None = None,
-                   progress: bool = False) -> ExportReport:
-    """Write (or extend) the dataset at `out` with the episodes of `clips` (see the module docstring)."""
-    import pandas as pd
-    import pyarrow as pa
+class _Export:
+    """One export run: the staging directory, the renumbered old episodes and the new parts."""
 
-    from egoclean.remux import frame_times, index_packets
+    def __init__(self, out: Path, existing: Existing, options: ExportOptions, clip_ids: list[str]):
+        import pandas as pd
 
-    t_start = time.perf_counter()
-    options = options or ExportOptions()
-    options.params.validate()
-    if options.resolution is not None and (not isinstance(options.resolution, int) or options.resolution < 16):
-        raise InvalidInputError(f"export resolution {options.resolution!r}: must be an integer height >= 16")
-    out = Path(out)
-    if "://" in str(out):
-        raise InvalidInputError(f"export output {out}: only local directories are supported")
-    out = out.absolute()
-    existing = open_existing(out)
-    old_eps = existing.episodes if existing.episodes is not None else pd.DataFrame()
-    meta = existing.meta or {"format": "egoclean-lerobot", "version": FORMAT_VERSION, "clips": {}, "skipped": {}}
-    if existing.meta and existing.meta.get("resolution") != options.resolution:
-        raise InvalidInputError(
-            f"export output {out}: was exported with resolution {existing.meta.get('resolution')}, "
-            f"not {options.resolution}; use the same setting or a new directory"
-        )
-    meta["resolution"] = options.resolution
-    meta["params"] = options.params.to_dict()
-    feature_shape = None
-    fps_int = None
-    if existing.info is not None:
-        vf = existing.info["features"][VIDEO_KEY]
-        feature_shape = (vf["shape"][1], vf["shape"][0])
-        fps_int = int(existing.info["fps"])
-
-    clip_ids = [c.clip_id for c in clips]
-    if len(set(clip_ids)) != len(clip_ids):
-        raise InvalidInputError("export: a clip is selected twice")
-    removing = set(clip_ids)
-    if len(old_eps):
-        keep_mask = ~old_eps["egoclean/clip_id"].isin(removing)
-        kept_eps = old_eps[keep_mask].reset_index(drop=True)
-        removed = int((~keep_mask).sum())
-    else:
-        kept_eps, removed = old_eps, 0
-    for k in removing:
-        meta["clips"].pop(k, None)
-        meta["skipped"].pop(k, None)
-
-    stage = out.with_name(f".{out.name}.export-{uuid.uuid4().hex[:8]}")
-    stage.mkdir(parents=True)
-    tasks = dict(existing.tasks)
-    written: list[str] = []
-    try:
+        self.out, self.options = out, options
+        self.old = existing.episodes if existing.episodes is not None else pd.DataFrame()
+        self.meta = existing.meta or {"format": "egoclean-lerobot", "version": FORMAT_VERSION, "clips": {},
+                                      "skipped": {}}
+        self.meta["resolution"] = options.resolution
+        self.meta["params"] = options.params.to_dict()
+        self.tasks = dict(existing.tasks)
+        self.size: tuple[int, int] | None = None  # the dataset's video width, height
+        self.fps: int | None = None
         if existing.info is not None:
-            _link_tree(out, stage)
-        # Renumber the kept episodes; rewrite only the parts whose rows changed.
-        parts_old = set()
-        if len(old_eps):
-            parts_old = {lerobot.part_of(c, f) for c, f in zip(old_eps["data/chunk_index"], old_eps["data/file_index"])}
-        new_index, cursor = [], 0
-        for ln in kept_eps.get("length", []):
-            new_index.append((len(new_index), cursor))
-            cursor += int(ln)
-        changed_parts = set()
-        if len(kept_eps):
-            old_idx = list(zip(kept_eps["episode_index"].astype(int), kept_eps["dataset_from_index"].astype(int)))
-            for (e_old, f_old), (e_new, f_new), c, f in zip(old_idx, new_index, kept_eps["data/chunk_index"],
-                                                             kept_eps["data/file_index"]):
-                if (e_old, f_old) != (e_new, f_new):
-                    changed_parts.add(lerobot.part_of(c, f))
-        kept_parts = {lerobot.part_of(c, f) for c, f in zip(kept_eps.get("data/chunk_index", []),
-                                                            kept_eps.get("data/file_index", []))}
-        for part in sorted(parts_old - kept_parts):
-            c, f = lerobot.chunk_file(part)
-            for rel in (lerobot.DATA_PATH.format(chunk_index=c, file_index=f),
-                        lerobot.EPISODES_PATH.format(chunk_index=c, file_index=f),
-                        lerobot.VIDEO_PATH.format(video_key=VIDEO_KEY, chunk_index=c, file_index=f)):
+            shape = existing.info["features"][VIDEO_KEY]["shape"]
+            self.size, self.fps = (shape[1], shape[0]), int(existing.info["fps"])
+        self.removing = set(clip_ids)
+        for k in self.removing:
+            self.meta["clips"].pop(k, None)
+            self.meta["skipped"].pop(k, None)
+        self.stage = out.with_name(f".{out.name}.export-{uuid.uuid4().hex[:8]}")
+        self.kept = self.old
+        self.removed = 0
+        self.written: list[str] = []
+        self.parts: list[_PartWriter] = []
+        self.new_rows: list[dict] = []
+        self.added_frames = 0
+        self.kept_sec = self.dropped_sec = 0.0
+        self.bytes_video = 0
+        self.next_part = 0
+        self.base_episode = self.base_frame = 0
+
+    # -- the episodes already there
+
+    def renumber_old(self) -> None:
+        """Drop the re-exported clips' episodes, renumber the rest, rewrite only the parquet files that changed."""
+        import pandas as pd
+
+        if not len(self.old):
+            return
+        old = self.old
+        keep = ~old["egoclean/clip_id"].isin(self.removing)
+        kept = old[keep].reset_index(drop=True).copy()
+        self.removed = int((~keep).sum())
+        part = [lerobot.part_of(c, f) for c, f in zip(old["data/chunk_index"], old["data/file_index"])]
+        kept_part = [p for p, k in zip(part, keep) if k]
+        new_from = np.concatenate([[0], np.cumsum(kept["length"].astype(int))])
+        renumber = {int(e): (i, int(new_from[i])) for i, e in enumerate(kept["episode_index"])}
+        old_from = dict(zip(kept["episode_index"].astype(int), kept["dataset_from_index"].astype(int)))
+        changed = {p for p, (e, f) in zip(kept_part, renumber.items()) if (e, old_from[e]) != f}
+        for p in sorted(set(part) - set(kept_part)):  # parts left without episodes go entirely
+            for rel in self._part_files(p):
                 with contextlib.suppress(FileNotFoundError):
-                    (stage / rel).unlink()
-        if len(kept_eps):
-            kept_eps = kept_eps.copy()
-            shift = {int(e): (en, fn) for e, (en, fn) in zip(kept_eps["episode_index"], new_index)}
-            for part in sorted(changed_parts):
-                c, f = lerobot.chunk_file(part)
-                rel = lerobot.DATA_PATH.format(chunk_index=c, file_index=f)
-                df = pd.read_parquet(out / rel)
-                df = df[df["episode_index"].isin(list(shift))].copy()
-                old_from = {int(e): int(fr) for e, fr in zip(kept_eps["episode_index"], kept_eps["dataset_from_index"])}
-                df["index"] = [shift[int(e)][1] + (int(i) - old_from[int(e)]) for e, i in zip(df["episode_index"], df["index"])]
-                df["episode_index"] = [shift[int(e)][0] for e in df["episode_index"]]
-                _write_parquet(stage / rel, pa.Table.from_pandas(df, preserve_index=False))
-                written.append(rel)
-            kept_eps["dataset_from_index"] = [fn for _, fn in new_index]
-            kept_eps["dataset_to_index"] = kept_eps["dataset_from_index"] + kept_eps["length"].astype(int)
-            kept_eps["episode_index"] = [en for en, _ in new_index]
-        next_part = max(parts_old, default=-1) + 1
-        base_episode, base_frame = len(kept_eps), cursor
+                    (self.stage / rel).unlink()
+        for p in sorted(changed):
+            rel = self._part_files(p)[0]
+            df = pd.read_parquet(self.out / rel)
+            df = df[df["episode_index"].isin(list(renumber))].copy()
+            e_old = df["episode_index"].astype(int)
+            df["index"] = [renumber[e][1] + int(i) - old_from[e] for e, i in zip(e_old, df["index"])]
+            df["episode_index"] = [renumber[e][0] for e in e_old]
+            self._parquet(rel, _table(df))
+        kept["episode_index"] = np.arange(len(kept))
+        kept["dataset_from_index"] = new_from[:-1]
+        kept["dataset_to_index"] = new_from[1:]
+        for p in sorted(changed):
+            rows = kept[[q == p for q in kept_part]]
+            self._parquet(self._part_files(p)[1], _episodes_table(rows))
+        self.kept = kept
+        self.next_part = max(part) + 1
+        self.base_episode, self.base_frame = len(kept), int(new_from[-1])
 
-        # Plan and write the new episodes.
-        new_rows: list[dict] = []
-        parts: list[_PartWriter] = []
-        cur: _PartWriter | None = None
-        added_frames = 0
-        kept_sec = dropped_sec = 0.0
-        from tqdm.auto import tqdm
+    @staticmethod
+    def _part_files(part: int) -> tuple[str, str, str]:
+        c, f = lerobot.chunk_file(part)
+        return (lerobot.DATA_PATH.format(chunk_index=c, file_index=f),
+                lerobot.EPISODES_PATH.format(chunk_index=c, file_index=f),
+                lerobot.VIDEO_PATH.format(video_key=VIDEO_KEY, chunk_index=c, file_index=f))
 
-        bar = tqdm(total=len(clips), unit="clip", desc="export", disable=not progress)
-        for ci in clips:
-            bar.set_postfix_str(ci.clip_id)
-            if ci.problem:
-                meta["skipped"][ci.clip_id] = ci.problem
-                bar.update(1)
-                continue
-            if abs(ci.fps - round(ci.fps)) > 1e-6 or ci.fps <= 0:
-                meta["skipped"][ci.clip_id] = f"frame rate {ci.fps:g} is not a whole number (LeRobot v3.0 needs an int fps)"
-                bar.update(1)
-                continue
-            size = _target_size(ci, options.resolution)
-            if fps_int is not None and int(round(ci.fps)) != fps_int:
-                meta["skipped"][ci.clip_id] = f"frame rate {ci.fps:g} differs from the dataset's {fps_int}"
-                bar.update(1)
-                continue
-            if feature_shape is not None and size != feature_shape:
-                meta["skipped"][ci.clip_id] = (f"image size {size[0]}x{size[1]} differs from the dataset's "
-                                               f"{feature_shape[0]}x{feature_shape[1]} (export with --resolution)")
-                bar.update(1)
-                continue
-            plan = ci.plan(options.params)
-            if not plan.episodes:
-                reasons = sorted({s.reason for s in plan.skipped}) or ["no episodes"]
-                meta["skipped"][ci.clip_id] = "; ".join(reasons)
-                meta["clips"].pop(ci.clip_id, None)
-                bar.update(1)
-                continue
-            feature_shape, fps_int = size, int(round(ci.fps))
-            index = index_packets(ci.video)
-            if index.n_frames < 1:
-                meta["skipped"][ci.clip_id] = "rectified video holds no frames"
-                bar.update(1)
-                continue
-            if cur is not None and (not cur.reencode and not cur.writer.compatible(index.shape)
-                                    or cur.size_mb() >= lerobot.VIDEO_FILES_SIZE_IN_MB):
-                cur.close()
-                cur = None
-            if cur is None:
-                cur = _PartWriter(stage, next_part, options, index.shape, ci.video, size, fps_int)
-                parts.append(cur)
-                next_part += 1
-            task = task_for(ci.cid.factory_dir)
-            if task not in tasks:
-                tasks[task] = len(tasks)
-            emb = np.load(ci.emb_path, mmap_mode="r") if ci.emb_path is not None else None
-            k_scaled = _scaled_k(ci.camera_matrix, size[0] / ci.width, size[1] / ci.height)
-            by_span: dict[int, list] = {}
-            for ep in plan.episodes:
-                by_span.setdefault(ep.span_index, []).append(ep)
-            n_eps_clip = 0
-            for span_eps in by_span.values():
-                ranges = [ep.frames(ci.fps) for ep in span_eps]
-                ranges = [(a, min(b, index.n_frames)) for a, b in ranges]
-                valid = [(ep, r) for ep, r in zip(span_eps, ranges) if r[1] - r[0] >= 2]
-                if not valid:
-                    continue
-                a0, b0 = valid[0][1][0], valid[-1][1][1]
-                samples = {}
-                for ep, (a, b) in valid:
-                    for s in lerobot.sample_indices(b - a):
-                        samples[a + s] = ep
-                images: dict[int, list] = {id(ep): [] for ep, _ in valid}
-                if cur.reencode:
-                    import cv2
+    def _parquet(self, rel: str, table) -> None:
+        _write_parquet(self.stage / rel, table)
+        self.written.append(rel)
 
-                    first_file = {}
-                    starts = {a: ep for ep, (a, b) in valid}
-                    for i, rgb in _decode(ci.video, index, a0, b0):
-                        if not any(a <= i < b for _, (a, b) in valid):
-                            continue
-                        if i in starts:
-                            first_file[id(starts[i])] = cur.writer.n_frames
-                        small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA) if size != (ci.width, ci.height) else rgb
-                        cur.writer.write(small, fmt="rgb24")
-                        if i in samples:
-                            images[id(samples[i])].append(lerobot.downsample(small.transpose(2, 0, 1)))
-                    file_first = [first_file[id(ep)] for ep, _ in valid]
-                else:
-                    seg_first, _ = cur.writer.add(ci.video, index, a0, b0)
-                    file_first = [seg_first + (a - a0) for _, (a, _b) in valid]
-                    if samples:
-                        for i, rgb in _decode(ci.video, index, min(samples), max(samples) + 1):
-                            if i in samples:
-                                images[id(samples[i])].append(lerobot.downsample(rgb.transpose(2, 0, 1)))
-                for (ep, (a, b)), ff in zip(valid, file_first):
-                    n = b - a
-                    e_idx = base_episode + len(new_rows)
-                    g_from = base_frame + added_frames
-                    times = np.arange(a, b) / ci.fps
-                    if len(ci.window_ts):
-                        score = ci.window_scores[_window_for(times, ci.window_ts, ci.window_sec)].astype(np.float32)
-                    else:
-                        score = np.full(n, np.nan, dtype=np.float32)
-                    cols = {
-                        "timestamp": (np.arange(n) / fps_int).astype(np.float32),
-                        "frame_index": np.arange(n, dtype=np.int64),
-                        "episode_index": np.full(n, e_idx, dtype=np.int64),
-                        "index": np.arange(g_from, g_from + n, dtype=np.int64),
-                        "task_index": np.full(n, tasks[task], dtype=np.int64),
-                        SCORE_KEY: score,
-                    }
-                    cur.frames.append(cols)
-                    st = {k: lerobot.feature_stats(v) for k, v in cols.items()}
-                    st[VIDEO_KEY] = lerobot.feature_stats(np.stack(images[id(ep)]), image=True)
-                    ep_emb = None
-                    if emb is not None and len(ci.window_ts) == len(emb):
-                        w = (ci.window_ts >= ep.start_sec - 1e-6) & (ci.window_ts + ci.window_sec <= ep.end_sec + 1e-6)
-                        if not w.any():
-                            w = (ci.window_ts < ep.end_sec) & (ci.window_ts + ci.window_sec > ep.start_sec)
-                        if w.any():
-                            ep_emb = np.asarray(emb[np.flatnonzero(w)], dtype=np.float64).mean(axis=0).astype(np.float32).tolist()
-                    cid = ci.cid
-                    row = {
-                        "episode_index": e_idx,
-                        "tasks": [task],
-                        "length": n,
-                        "dataset_from_index": g_from,
-                        "dataset_to_index": g_from + n,
-                        "_file_frame": ff,
-                        "egoclean/clip_id": cid.key,
-                        "egoclean/factory": cid.factory_dir,
-                        "egoclean/worker": cid.worker_dir,
-                        "egoclean/start_sec": a / ci.fps,
-                        "egoclean/end_sec": b / ci.fps,
-                        "egoclean/start_frame": a,
-                        "egoclean/cycle_index": ep.cycle_index,
-                        "egoclean/n_cycles": ep.n_cycles,
-                        "egoclean/period_sec": plan.cycle.period_sec if plan.cycle else float("nan"),
-                        "egoclean/camera_matrix": k_scaled or [float("nan")] * 9,
-                        "egoclean/image_width": size[0],
-                        "egoclean/image_height": size[1],
-                        "egoclean/model": ci.model or "",
-                        "egoclean/random_weights": bool(ci.random_weights),
-                        "egoclean/embedding": ep_emb or [],
-                    }
-                    for f, s in st.items():
-                        row |= lerobot.stats_columns(f, s)
-                    cur.episodes.append(row)
-                    new_rows.append(row)
-                    added_frames += n
-                    n_eps_clip += 1
-            exported = sum(r["length"] for r in new_rows if r["egoclean/clip_id"] == ci.clip_id) / ci.fps
-            dropped = max(0.0, ci.duration_sec - exported)
-            kept_sec += exported
-            dropped_sec += dropped
-            meta["clips"][ci.clip_id] = {
-                "episodes": n_eps_clip, "kept_sec": round(exported, 3), "dropped_sec": round(dropped, 3),
-                "cycle": None if plan.cycle is None else {"period_sec": plan.cycle.period_sec,
-                                                          "phase_sec": plan.cycle.phase_sec,
-                                                          "strength": plan.cycle.strength},
-                "skipped_spans": [{"start_sec": s.start_sec, "end_sec": s.end_sec, "reason": s.reason}
-                                  for s in plan.skipped],
-                "model": ci.model, "random_weights": ci.random_weights,
-                "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            }
-            bar.update(1)
-        bar.close()
-        if cur is not None:
+    # -- new episodes
+
+    def skip(self, ci: ClipInput, why: str) -> None:
+        self.meta["skipped"][ci.clip_id] = why
+        self.meta["clips"].pop(ci.clip_id, None)
+
+    def why_not(self, ci: ClipInput) -> str | None:
+        """Why a clip cannot join this dataset (None: it can)."""
+        if ci.problem:
+            return ci.problem
+        if ci.fps <= 0 or abs(ci.fps - round(ci.fps)) > 1e-6:
+            return f"frame rate {ci.fps:g} is not a whole number (LeRobot v3.0 needs an int fps)"
+        if self.fps is not None and round(ci.fps) != self.fps:
+            return f"frame rate {ci.fps:g} differs from the dataset's {self.fps}"
+        size = _target_size(ci, self.options.resolution)
+        if self.size is not None and size != self.size:
+            return (f"image size {size[0]}x{size[1]} differs from the dataset's {self.size[0]}x{self.size[1]} "
+                    "(export with --resolution)")
+        return None
+
+    def add_clip(self, ci: ClipInput) -> None:
+        from egoclean.remux import index_packets
+
+        why = self.why_not(ci)
+        if why:
+            self.skip(ci, why)
+            return
+        plan = ci.plan(self.options.params)
+        if not plan.episodes:
+            self.skip(ci, "; ".join(sorted({s.reason for s in plan.skipped})) or "no episodes")
+            return
+        index = index_packets(ci.video)
+        self.size, self.fps = _target_size(ci, self.options.resolution), round(ci.fps)
+        part = self._part_for(index.shape, ci.video)
+        task = task_for(ci.cid.factory_dir)
+        self.tasks.setdefault(task, len(self.tasks))
+        emb = np.load(ci.emb_path, mmap_mode="r") if ci.emb_path is not None else None
+        n_eps = 0
+        for k in sorted({ep.span_index for ep in plan.episodes}):
+            eps = [(ep, ep.frames(ci.fps)) for ep in plan.episodes if ep.span_index == k]
+            eps = [(ep, (a, min(b, index.n_frames))) for ep, (a, b) in eps if min(b, index.n_frames) - a >= 2]
+            if not eps:
+                continue
+            images, file_first = self._write_span(part, ci, index, eps)
+            for (ep, (a, b)), ff, imgs in zip(eps, file_first, images):
+                row = self._episode(ci, plan, ep, a, b, ff, imgs, task, emb, part)
+                part.episodes.append(row)
+                self.new_rows.append(row)
+                n_eps += 1
+        exported = sum(r["length"] for r in self.new_rows if r["egoclean/clip_id"] == ci.clip_id) / ci.fps
+        dropped = max(0.0, ci.duration_sec - exported)
+        self.kept_sec += exported
+        self.dropped_sec += dropped
+        cycle = plan.cycle
+        self.meta["clips"][ci.clip_id] = {
+            "episodes": n_eps, "kept_sec": round(exported, 3), "dropped_sec": round(dropped, 3),
+            "cycle": None if cycle is None else {"period_sec": cycle.period_sec, "phase_sec": cycle.phase_sec,
+                                                 "strength": cycle.strength},
+            "skipped_spans": [{"start_sec": s.start_sec, "end_sec": s.end_sec, "reason": s.reason}
+                              for s in plan.skipped],
+            "model": ci.model, "random_weights": ci.random_weights,
+            "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+
+    def _part_for(self, shape, template: Path) -> _PartWriter:
+        """The open part if this clip's video can join it, else a new one."""
+        cur = self.parts[-1] if self.parts and not self.parts[-1].closed else None
+        if cur is not None and ((not cur.reencode and not cur.writer.compatible(shape))
+                                or cur.size_mb() >= lerobot.VIDEO_FILES_SIZE_IN_MB):
             cur.close()
+            cur = None
+        if cur is None:
+            cur = _PartWriter(self.stage, self.next_part, self.options, shape, template, self.size, self.fps)
+            self.parts.append(cur)
+            self.next_part += 1
+        return cur
 
-        # Timestamps of the new episodes, read back from the written videos; their parquet files.
-        bytes_video = 0
-        for pw in parts:
+    def _write_span(self, part: _PartWriter, ci: ClipInput, index, eps: list) -> tuple[list[list], list[int]]:
+        """Write one clean span's episodes into the part's video; returns their sampled
+        images (for the statistics) and the file frame index of each episode's first frame."""
+        samples = {a + s: j for j, (_, (a, b)) in enumerate(eps) for s in lerobot.sample_indices(b - a)}
+        images: list[list] = [[] for _ in eps]
+        a0, b0 = eps[0][1][0], eps[-1][1][1]
+        if part.reencode:
+            import cv2  # imported here: only the re-encode path scales frames
+
+            starts = {a: j for j, (_, (a, _b)) in enumerate(eps)}
+            file_first = [0] * len(eps)
+            for i, rgb in _decode(ci.video, index, a0, b0):
+                if not any(a <= i < b for _, (a, b) in eps):
+                    continue
+                if i in starts:
+                    file_first[starts[i]] = part.writer.n_frames
+                if self.size != (ci.width, ci.height):
+                    rgb = cv2.resize(rgb, self.size, interpolation=cv2.INTER_AREA)
+                part.writer.write(rgb, fmt="rgb24")
+                if i in samples:
+                    images[samples[i]].append(lerobot.downsample(rgb.transpose(2, 0, 1)))
+            return images, file_first
+        first, _ = part.writer.add(ci.video, index, a0, b0)
+        for i, rgb in _decode(ci.video, index, min(samples), max(samples) + 1):
+            if i in samples:
+                images[samples[i]].append(lerobot.downsample(rgb.transpose(2, 0, 1)))
+        return images, [first + (a - a0) for _, (a, _b) in eps]
+
+    def _episode(self, ci: ClipInput, plan: EpisodePlan, ep, a: int, b: int, file_first: int, images: list,
+                 task: str, emb, part: _PartWriter) -> dict:
+        """One new episode: its frame columns (kept in the part) and its episode row."""
+        n = b - a
+        e_idx = self.base_episode + len(self.new_rows)
+        g_from = self.base_frame + self.added_frames
+        times = np.arange(a, b) / ci.fps
+        score = (ci.window_scores[_window_for(times, ci.window_ts, ci.window_sec)].astype(np.float32)
+                 if len(ci.window_ts) else np.full(n, np.nan, dtype=np.float32))
+        cols = {
+            "timestamp": (np.arange(n) / self.fps).astype(np.float32),
+            "frame_index": np.arange(n, dtype=np.int64),
+            "episode_index": np.full(n, e_idx, dtype=np.int64),
+            "index": np.arange(g_from, g_from + n, dtype=np.int64),
+            "task_index": np.full(n, self.tasks[task], dtype=np.int64),
+            SCORE_KEY: score,
+        }
+        part.frames.append(cols)
+        self.added_frames += n
+        stats = {k: lerobot.feature_stats(v) for k, v in cols.items()}
+        stats[VIDEO_KEY] = lerobot.feature_stats(np.stack(images), image=True)
+        cid = ci.cid
+        row = {
+            "episode_index": e_idx, "tasks": [task], "length": n,
+            "dataset_from_index": g_from, "dataset_to_index": g_from + n, "_file_frame": file_first,
+            "egoclean/clip_id": cid.key, "egoclean/factory": cid.factory_dir, "egoclean/worker": cid.worker_dir,
+            "egoclean/start_sec": a / ci.fps, "egoclean/end_sec": b / ci.fps, "egoclean/start_frame": a,
+            "egoclean/cycle_index": ep.cycle_index, "egoclean/n_cycles": ep.n_cycles,
+            "egoclean/period_sec": plan.cycle.period_sec if plan.cycle else float("nan"),
+            "egoclean/camera_matrix": _scaled_k(ci.camera_matrix, self.size[0] / ci.width, self.size[1] / ci.height)
+            or [float("nan")] * 9,
+            "egoclean/image_width": self.size[0], "egoclean/image_height": self.size[1],
+            "egoclean/model": ci.model or "", "egoclean/random_weights": bool(ci.random_weights),
+            "egoclean/embedding": _episode_embedding(emb, ci, ep.start_sec, ep.end_sec),
+        }
+        for f, s in stats.items():
+            row |= lerobot.stats_columns(f, s)
+        return row
+
+    # -- closing
+
+    def finish_parts(self) -> None:
+        """Close the new parts; read their frame times back; write their data and episode files."""
+        import pandas as pd
+
+        from egoclean.remux import frame_times
+
+        for pw in self.parts:
+            pw.close()
             ft = frame_times(pw.video_path)
-            bytes_video += pw.video_path.stat().st_size
+            self.bytes_video += pw.video_path.stat().st_size
             c, f = lerobot.chunk_file(pw.part)
             for row in pw.episodes:
                 t0 = float(ft[row.pop("_file_frame")])
@@ -822,73 +805,117 @@ def export_dataset(out: str | os.PathLike, clips: Sequence[ClipInput], options: 
                     f"videos/{VIDEO_KEY}/to_timestamp": t0 + row["length"] / pw.fps,
                     "meta/episodes/chunk_index": c, "meta/episodes/file_index": f,
                 }
-            data = {k: np.concatenate([fr[k] for fr in pw.frames]) for k in pw.frames[0]}
-            rel = lerobot.DATA_PATH.format(chunk_index=c, file_index=f)
-            _write_parquet(stage / rel, pa.table(data))
-            written += [rel, pw.video_rel]
-        # Episode tables: new parts, and old parts whose rows were renumbered.
-        all_new = pd.DataFrame(new_rows)
-        for pw in parts:
-            c, f = lerobot.chunk_file(pw.part)
-            rel = lerobot.EPISODES_PATH.format(chunk_index=c, file_index=f)
-            rows = all_new[all_new["episode_index"].isin([r["episode_index"] for r in pw.episodes])]
-            _write_parquet(stage / rel, _episodes_table(rows))
-            written.append(rel)
-        if len(kept_eps):
-            for part in sorted(changed_parts):
-                c, f = lerobot.chunk_file(part)
-                rel = lerobot.EPISODES_PATH.format(chunk_index=c, file_index=f)
-                rows = kept_eps[[lerobot.part_of(a, b) == part for a, b in
-                                 zip(kept_eps["meta/episodes/chunk_index"], kept_eps["meta/episodes/file_index"])]]
-                _write_parquet(stage / rel, _episodes_table(rows))
-                written.append(rel)
+            data_rel, eps_rel, video_rel = self._part_files(pw.part)
+            self._parquet(data_rel, _table({k: np.concatenate([fr[k] for fr in pw.frames]) for k in pw.frames[0]}))
+            self._parquet(eps_rel, _episodes_table(pd.DataFrame(pw.episodes)))
+            self.written.append(video_rel)
 
-        everything = pd.concat([kept_eps, all_new], ignore_index=True) if len(kept_eps) else all_new
-        total_eps = len(everything)
-        total_frames = int(everything["length"].sum()) if total_eps else 0
-        if total_eps == 0:
-            raise InvalidInputError(
-                "export: no episodes to write (" + "; ".join(f"{k}: {v}" for k, v in sorted(meta["skipped"].items()))
-                + ")" if meta["skipped"] else "export: no clips selected"
-            )
+    def write_meta(self) -> dict:
+        """info.json, stats.json, tasks.parquet, egoclean.json and the dataset card; returns info."""
+        import pandas as pd
+
+        from egoclean.remux import index_packets
+
+        new = pd.DataFrame(self.new_rows)
+        everything = pd.concat([self.kept, new], ignore_index=True) if len(self.kept) else new
+        if len(everything) == 0:
+            skipped = "; ".join(f"{k}: {v}" for k, v in sorted(self.meta["skipped"].items()))
+            raise InvalidInputError(f"export: no episodes to write ({skipped or 'no clips selected'})")
         features = dict(lerobot.DEFAULT_FEATURES)
         features[SCORE_KEY] = {"dtype": "float32", "shape": [1], "names": None}
-        first_video = next(iter(sorted(stage.glob(f"videos/{VIDEO_KEY}/*/*.mp4"))))
-        vidx = index_packets(first_video)
-        features[VIDEO_KEY] = lerobot.video_feature(feature_shape[1], feature_shape[0], fps_int, vidx.shape.codec,
-                                                     vidx.shape.pix_fmt)
-        info = lerobot.info_json(fps_int, features, total_eps, total_frames, len(tasks))
-        stats = {}
-        for feat in features:
-            per = [lerobot.stats_from_row(r, feat) for r in everything.to_dict("records")]
-            stats[feat] = lerobot.aggregate(per)
-        atomic.write_json(stage / lerobot.INFO_PATH, info)
-        atomic.write_json(stage / lerobot.STATS_PATH, lerobot.json_stats(stats))
-        tasks_df = pd.DataFrame({"task_index": list(tasks.values())}, index=pd.Index(list(tasks), name="task"))
-        with contextlib.suppress(FileNotFoundError):
-            (stage / lerobot.TASKS_PATH).unlink()
-        with atomic.atomic_path(stage / lerobot.TASKS_PATH) as tmp:
-            tasks_df.to_parquet(tmp)
-        meta["updated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-        for rel in (META_PATH, CARD_PATH):
+        video = index_packets(next(iter(sorted(self.stage.glob(f"videos/{VIDEO_KEY}/*/*.mp4")))))
+        features[VIDEO_KEY] = lerobot.video_feature(self.size[1], self.size[0], self.fps, video.shape.codec,
+                                                     video.shape.pix_fmt)
+        info = lerobot.info_json(self.fps, features, len(everything), int(everything["length"].sum()), len(self.tasks))
+        rows = everything.to_dict("records")
+        stats = {f: lerobot.aggregate([lerobot.stats_from_row(r, f) for r in rows]) for f in features}
+        for rel in (lerobot.INFO_PATH, lerobot.STATS_PATH, lerobot.TASKS_PATH, META_PATH, CARD_PATH):
             with contextlib.suppress(FileNotFoundError):
-                (stage / rel).unlink()
-        atomic.write_json(stage / META_PATH, meta)
-        atomic.write_bytes(stage / CARD_PATH, _card(meta, info).encode())
+                (self.stage / rel).unlink()  # hard links to the previous version: replaced, not written through
+        atomic.write_json(self.stage / lerobot.INFO_PATH, info)
+        atomic.write_json(self.stage / lerobot.STATS_PATH, lerobot.json_stats(stats))
+        tasks = pd.DataFrame({"task_index": list(self.tasks.values())}, index=pd.Index(list(self.tasks), name="task"))
+        with atomic.atomic_path(self.stage / lerobot.TASKS_PATH) as tmp:
+            tasks.to_parquet(tmp)
+        self.meta["updated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+        atomic.write_json(self.stage / META_PATH, self.meta)
+        atomic.write_bytes(self.stage / CARD_PATH, _card(self.meta, info).encode())
+        return info
+
+
+def _table(columns):
+    """A pyarrow table of frame columns (a dict of arrays, or a DataFrame)."""
+    import pyarrow as pa
+
+    if isinstance(columns, dict):
+        return pa.table(columns)
+    return pa.Table.from_pandas(columns.reset_index(drop=True), preserve_index=False)
+
+
+def _episode_embedding(emb, ci: ClipInput, start: float, end: float) -> list[float]:
+    """Mean embedding of the windows inside [start, end] (or overlapping it when none fits); [] without any."""
+    if emb is None or len(ci.window_ts) != len(emb):
+        return []
+    ts, w = ci.window_ts, ci.window_sec
+    inside = (ts >= start - 1e-6) & (ts + w <= end + 1e-6)
+    if not inside.any():
+        inside = (ts < end) & (ts + w > start)
+    if not inside.any():
+        return []
+    return np.asarray(emb[np.flatnonzero(inside)], dtype=np.float64).mean(axis=0).astype(np.float32).tolist()
+
+
+def export_dataset(out: str | os.PathLike, clips: Sequence[ClipInput], options: ExportOptions | None = None,
+                   progress: bool = False) -> ExportReport:
+    """Write (or extend) the dataset at `out` with the episodes of `clips` (see the module docstring)."""
+    from tqdm.auto import tqdm
+
+    t_start = time.perf_counter()
+    options = options or ExportOptions()
+    options.params.validate()
+    if options.resolution is not None and (not isinstance(options.resolution, int) or options.resolution < 16):
+        raise InvalidInputError(f"export resolution {options.resolution!r}: must be an integer height >= 16")
+    if "://" in str(out):
+        raise InvalidInputError(f"export output {out}: only local directories are supported")
+    out = Path(out).absolute()
+    clip_ids = [c.clip_id for c in clips]
+    if len(set(clip_ids)) != len(clip_ids):
+        raise InvalidInputError("export: a clip is selected twice")
+    existing = open_existing(out)
+    if existing.meta and existing.meta.get("resolution") != options.resolution:
+        raise InvalidInputError(
+            f"export output {out}: was exported with resolution {existing.meta.get('resolution')}, "
+            f"not {options.resolution}; use the same setting or a new directory"
+        )
+    run = _Export(out, existing, options, clip_ids)
+    run.stage.mkdir(parents=True)
+    try:
+        if existing.info is not None:
+            _link_tree(out, run.stage)
+        run.renumber_old()
+        with tqdm(total=len(clips), unit="clip", desc="export", disable=not progress) as bar:
+            for ci in clips:
+                bar.set_postfix_str(ci.clip_id)
+                run.add_clip(ci)
+                bar.update(1)
+        run.finish_parts()
+        info = run.write_meta()
         if options.check:
-            problems = lerobot.validate(stage)
+            problems = lerobot.validate(run.stage)
             if problems:
                 raise InvalidInputError(f"export: the assembled dataset is inconsistent, not published: {problems[:3]}")
-        _swap(stage, out)
+        _swap(run.stage, out)
     except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
+        for pw in run.parts:
+            pw.abort()
+        shutil.rmtree(run.stage, ignore_errors=True)
         raise
     return ExportReport(
-        out=out, clips=[c.clip_id for c in clips if c.clip_id in meta["clips"]], episodes_added=len(new_rows),
-        episodes_removed=removed, frames_added=added_frames, total_episodes=total_eps, total_frames=total_frames,
-        kept_sec=kept_sec, dropped_sec=dropped_sec,
-        skipped={k: v for k, v in meta["skipped"].items() if k in removing}, bytes_video=bytes_video,
-        seconds=time.perf_counter() - t_start, files_written=written,
+        out=out, clips=[c for c in clip_ids if c in run.meta["clips"]], episodes_added=len(run.new_rows),
+        episodes_removed=run.removed, frames_added=run.added_frames, total_episodes=info["total_episodes"],
+        total_frames=info["total_frames"], kept_sec=run.kept_sec, dropped_sec=run.dropped_sec,
+        skipped={k: v for k, v in run.meta["skipped"].items() if k in run.removing}, bytes_video=run.bytes_video,
+        seconds=time.perf_counter() - t_start, files_written=run.written,
     )
 
 
@@ -920,7 +947,8 @@ def verify_frames(root: str | os.PathLike, sources: dict[str, str | os.PathLike]
             mismatches.append(f"episode {e}: source video of {clip} not available")
             continue
         k = int(rng.integers(0, int(row["length"])))
-        video = root / lerobot.VIDEO_PATH.format(video_key=VIDEO_KEY, chunk_index=int(row[f"videos/{VIDEO_KEY}/chunk_index"]),
+        video = root / lerobot.VIDEO_PATH.format(video_key=VIDEO_KEY,
+                                                 chunk_index=int(row[f"videos/{VIDEO_KEY}/chunk_index"]),
                                                  file_index=int(row[f"videos/{VIDEO_KEY}/file_index"]))
         t = float(row[f"videos/{VIDEO_KEY}/from_timestamp"]) + k / fps
         got = None
@@ -942,7 +970,7 @@ def verify_frames(root: str | os.PathLike, sources: dict[str, str | os.PathLike]
         from egoclean.remux import index_packets
 
         idx = index_packets(src)
-        for i, rgb in _decode(Path(src), idx, want_i, want_i + 1):
+        for _, rgb in _decode(Path(src), idx, want_i, want_i + 1):
             want = rgb
         if want is None:
             mismatches.append(f"episode {e}: source {clip} has no frame {want_i}")

@@ -261,7 +261,8 @@ def validate(root: str | os.PathLike) -> list[str]:
     if missing:
         problems.append(f"{INFO_PATH}: missing keys {missing}")
     if info.get("codebase_version") != CODEBASE_VERSION:
-        problems.append(f"{INFO_PATH}: codebase_version {info.get('codebase_version')!r}, expected {CODEBASE_VERSION!r}")
+        problems.append(f"{INFO_PATH}: codebase_version {info.get('codebase_version')!r}, "
+                        f"expected {CODEBASE_VERSION!r}")
     fps = info.get("fps")
     if not isinstance(fps, int) or fps <= 0:
         problems.append(f"{INFO_PATH}: fps {fps!r} is not a positive int")

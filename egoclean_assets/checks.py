@@ -146,18 +146,21 @@ def similarity_valid(context: AssetCheckExecutionContext, similarity_matrix: Cli
 
 @asset_check(asset=lerobot_dataset, blocking=False)
 def dataset_consistent(context: AssetCheckExecutionContext, export: ExportResource) -> AssetCheckResult:
-    """The dataset's files agree: index ranges, frame counts, monotonic timestamps, video ranges inside their files, stats for every feature."""
+    """The dataset's files agree: index ranges, frame counts, timestamps, video ranges in their files, stats."""
+    # imported here, not at module top: loading the definitions must stay free of heavy modules
     from egoclean.lerobot import validate
 
     problems = validate(export.out)
     return AssetCheckResult(passed=not problems, description="; ".join(problems[:5]) or None,
-                            metadata={"problems": MetadataValue.json(problems[:50]), "path": MetadataValue.path(export.out)})
+                            metadata={"problems": MetadataValue.json(problems[:50]),
+                                      "path": MetadataValue.path(export.out)})
 
 
 @asset_check(asset=lerobot_dataset, blocking=False)
 def frames_match_rectified(context: AssetCheckExecutionContext, export: ExportResource,
                            store: StoreResource) -> AssetCheckResult:
     """Sampled episode frames equal the rectified clip's frames at those times (bit-exact without re-encode)."""
+    # imported here, not at module top: loading the definitions must stay free of heavy modules
     from egoclean.export import verify_frames
 
     _, rows = store.store().query("SELECT clip_id, paths['rectified'] FROM clips")

@@ -169,7 +169,8 @@ class ExportResource(ConfigurableResource):
         from egoclean.episodes import EpisodeParams
         from egoclean.export import ExportOptions
 
-        given = {k: getattr(self, k) for k in ("min_episode_sec", "max_episode_sec", "margin_sec", "cycles_per_episode")}
+        names = ("min_episode_sec", "max_episode_sec", "margin_sec", "cycles_per_episode")
+        given = {k: getattr(self, k) for k in names}
         params = EpisodeParams(split_cycles=self.split_cycles, **{k: v for k, v in given.items() if v is not None})
         return ExportOptions(params=params, resolution=self.resolution)
 

@@ -23,7 +23,7 @@ ASSETS = ["raw_tar", "intrinsics", "rectified_clip", "vjepa_embeddings", "simila
 def test_graph_shape_groups_pools_and_descriptions():
     graph = defs.resolve_asset_graph()
     nodes = {k.path[-1]: graph.get(k) for k in graph.get_all_asset_keys()}
-    assert sorted(nodes) == sorted(ASSETS)
+    assert sorted(nodes) == sorted([*ASSETS, "training_episodes", "lerobot_dataset"])
     assert {n: nodes[n].group_name for n in ASSETS} == {
         "raw_tar": "phase1_ingest", "intrinsics": "phase1_ingest", "rectified_clip": "phase1_ingest",
         "vjepa_embeddings": "phase2_temporal", "similarity_matrix": "phase2_temporal",
@@ -37,7 +37,16 @@ def test_graph_shape_groups_pools_and_descriptions():
     assert parents["rectified_clip"] == ["intrinsics", "raw_tar"]
     assert parents["diagnostics_plot"] == ["anomaly_segments", "similarity_matrix"]
     assert {k.name for k in graph.asset_check_keys} == {"matches_ground_truth", "same_frame_count",
-                                                         "embeddings_valid", "similarity_valid"}
+                                                         "embeddings_valid", "similarity_valid",
+                                                         "dataset_consistent", "frames_match_rectified"}
+    # phase 3: per-clip episodes, and the one dataset assembled from every clip
+    assert {n: nodes[n].group_name for n in ("training_episodes", "lerobot_dataset")} == {
+        "training_episodes": "phase3_export", "lerobot_dataset": "phase3_export"}
+    assert nodes["training_episodes"].partitions_def.name == "clips"
+    assert nodes["lerobot_dataset"].partitions_def is None and nodes["lerobot_dataset"].pools == {"duckdb"}
+    assert sorted(k.path[-1] for k in nodes["training_episodes"].parent_keys) == [
+        "anomaly_segments", "intrinsics", "rectified_clip", "similarity_matrix", "vjepa_embeddings"]
+    assert [k.path[-1] for k in nodes["lerobot_dataset"].parent_keys] == ["training_episodes"]
 
 
 def test_token_is_an_env_var_not_a_value(monkeypatch):
@@ -101,8 +110,9 @@ def test_webserver_loads_workspace_and_lists_assets(tmp_path):
         log.flush()
         assert data and data.get("data"), (tmp_path / "webserver.log").read_text()[-3000:]
         nodes = {tuple(n["assetKey"]["path"]): n["groupName"] for n in data["data"]["assetNodes"]}
-        assert sorted(p[-1] for p in nodes) == sorted(ASSETS)
+        assert sorted(p[-1] for p in nodes) == sorted([*ASSETS, "training_episodes", "lerobot_dataset"])
         assert nodes[("raw_tar",)] == "phase1_ingest" and nodes[("anomaly_segments",)] == "phase2_temporal"
+        assert nodes[("lerobot_dataset",)] == "phase3_export"
         # the code location loaded without errors
         loc = _graphql(port, "{ workspaceOrError { ... on Workspace { locationEntries { name "
                              "locationOrLoadError { __typename } } } } }")

@@ -232,7 +232,8 @@ def test_frames_equal_the_rectified_clip_at_sampled_times(clips, dataset):
     rng = np.random.default_rng(0)
     checked = 0
     for row in eps.sample(n=min(4, len(eps)), random_state=0).to_dict("records"):
-        video = root / lerobot.VIDEO_PATH.format(video_key=VIDEO_KEY, chunk_index=row[f"videos/{VIDEO_KEY}/chunk_index"],
+        video = root / lerobot.VIDEO_PATH.format(video_key=VIDEO_KEY,
+                                                 chunk_index=row[f"videos/{VIDEO_KEY}/chunk_index"],
                                                  file_index=row[f"videos/{VIDEO_KEY}/file_index"])
         src = Path(clips["store"].clip(row["egoclean/clip_id"])["paths"]["rectified"])
         for k in sorted(rng.choice(row["length"], size=2, replace=False).tolist()):
@@ -346,8 +347,8 @@ def test_sql_selects_spans_and_bad_clips_are_skipped_with_a_reason(clips, tmp_pa
     store = clips["store"]
     first, second = clips["keys"]
     # only long work spans (the README's example), as a one-line export
-    rep = export_from_store(store, tmp_path / "long",
-                            sql="SELECT clip_id, start_sec, end_sec FROM segments WHERE kind = 'work' AND duration_sec > 20")
+    sql = "SELECT clip_id, start_sec, end_sec FROM segments WHERE kind = 'work' AND duration_sec > 20"
+    rep = export_from_store(store, tmp_path / "long", sql=sql)
     eps = _episodes(tmp_path / "long")
     work = {k: [(s["start_sec"], s["end_sec"]) for s in store.segments(k, "work") if s["duration_sec"] > 20]
             for k in clips["keys"]}

@@ -28,6 +28,7 @@ def training_episodes(
     storage: ClipStorage,
 ) -> Output[ClipArtifact]:
     """The clip's training episodes: clean work spans cut at work-cycle boundaries (what the export writes)."""
+    # imported here, not at module top: loading the definitions must stay free of heavy modules
     from egoclean import atomic
     from egoclean.export import clip_input_from_files, plan_table
 
@@ -56,7 +57,8 @@ def training_episodes(
 
 @asset(group_name=GROUP, deps=[AssetKey("training_episodes")], pool="duckdb", kinds={"parquet"})
 def lerobot_dataset(context: AssetExecutionContext, store: StoreResource, export: ExportResource) -> MaterializeResult:
-    """The LeRobot v3.0 dataset of every materialized clip's episodes (appends new clips, replaces re-materialized ones)."""
+    """The LeRobot v3.0 dataset of every materialized clip's episodes (new clips appended, re-materialized replaced)."""
+    # imported here, not at module top: loading the definitions must stay free of heavy modules
     from egoclean.export import export_from_store
 
     report = export_from_store(store.store(), export.out, options=export.options())
