@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from egoclean.errors import EgoCleanError
+from egoclean.options import Parser, number, whole
 
 DEFAULT_SOURCE = "hf://datasets/builddotai/Egocentric-10K"
 DEFAULT_MODEL = "facebook/vjepa2-vitl-fpc64-256"
@@ -118,7 +119,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
     from egoclean.store import Store
 
     store = Store(args.db, timeout_sec=args.timeout)
-    print(store.format_query(args.query, max_rows=args.max_rows))
+    print(store.format_query(args.query, max_rows=args.max_rows, sandbox=True, allow_files=args.allow_files))
     return 0
 
 
@@ -146,21 +147,21 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="egoclean", description=__doc__.splitlines()[0])
+    p = Parser(prog="egoclean", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("synth", help="write a synthetic Egocentric-10K-layout dataset (offline tests/demo)")
     s.add_argument("out_dir")
-    s.add_argument("--factories", type=int, default=1)
-    s.add_argument("--workers", type=int, default=1, help="workers per factory")
-    s.add_argument("--clips", type=int, default=2, help="clips per worker")
-    s.add_argument("--duration", type=float, default=60.0, help="seconds per clip")
-    s.add_argument("--width", type=int, default=480)
-    s.add_argument("--height", type=int, default=270)
-    s.add_argument("--fps", type=float, default=30.0)
-    s.add_argument("--shards", type=int, default=1, help="tar shards per worker")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--clean-clips", type=int, default=0,
+    s.add_argument("--factories", type=whole(1, 999), default=1)
+    s.add_argument("--workers", type=whole(1, 999), default=1, help="workers per factory")
+    s.add_argument("--clips", type=whole(1, 99999), default=2, help="clips per worker")
+    s.add_argument("--duration", type=number(0, 86400, lo_open=True), default=60.0, help="seconds per clip")
+    s.add_argument("--width", type=whole(16, 7680), default=480)
+    s.add_argument("--height", type=whole(16, 4320), default=270)
+    s.add_argument("--fps", type=number(1, 240), default=30.0)
+    s.add_argument("--shards", type=whole(1, 1000), default=1, help="tar shards per worker")
+    s.add_argument("--seed", type=whole(0, 2**32 - 1), default=0)
+    s.add_argument("--clean-clips", type=whole(0, 99999), default=0,
                    help="last N clips of each worker have no planted off-task span")
     s.add_argument("--no-anomalies", action="store_true", help="plant no off-task spans at all")
     s.set_defaults(func=cmd_synth)
@@ -184,14 +185,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("input")
     s.add_argument("--intrinsics", required=True)
     s.add_argument("-o", "--output", required=True)
-    s.add_argument("--balance", type=float, default=0.0)
-    s.add_argument("--crf", type=float, default=None, help="libx264 CRF (default: see docs/PERFORMANCE.md)")
+    s.add_argument("--balance", type=number(0, 1), default=0.0)
+    s.add_argument("--crf", type=number(0, 51), default=None, help="libx264 CRF (default: see docs/PERFORMANCE.md)")
     s.add_argument("--preset", default=None, help="libx264 preset")
     s.set_defaults(func=cmd_rectify)
 
     s = sub.add_parser("tiny-model", help="save a tiny randomly initialised V-JEPA 2 for tests/demo")
     s.add_argument("out_dir")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=whole(0, 2**32 - 1), default=0)
     s.set_defaults(func=cmd_tiny_model)
 
     s = sub.add_parser("embed", help="embed a clip with V-JEPA 2 in sliding 64-frame windows")
@@ -201,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--revision", default=None)
     s.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
     s.add_argument("--dtype", default="auto", help="auto, bf16, fp16 or fp32")
-    s.add_argument("--batch", type=int, default=4, help="windows per forward pass")
+    s.add_argument("--batch", type=whole(1, 1024), default=4, help="windows per forward pass")
     s.set_defaults(func=cmd_embed)
 
     s = sub.add_parser("detect", help="analyse embeddings and detect anomalous spans")
@@ -210,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--plots", default=None, help="folder for the diagnostics and detection PNGs")
     s.add_argument("--ground-truth", default=None, help="CSV in the ground_truth_seed.csv format")
     s.add_argument(
-        "--min-separation", type=float, default=None,
+        "--min-separation", type=number(0, 1e6), default=None,
         help="guard: report no spans when the Otsu classes are closer than this many within-class SDs "
         "(off by default; 4 suits clean clips, see docs/DETECTION.md)",
     )
@@ -219,8 +220,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sql", help="run a read-only SQL query on the segment database")
     s.add_argument("query")
     s.add_argument("--db", default="data/egoclean.duckdb")
-    s.add_argument("--timeout", type=float, default=10.0, help="seconds to wait while a writer holds the db")
-    s.add_argument("--max-rows", type=int, default=None, help="print at most this many rows")
+    s.add_argument("--timeout", type=number(0, 86400), default=10.0, help="seconds to wait while a writer holds the db")
+    s.add_argument("--max-rows", type=whole(0, 10**9), default=None,
+                   help="print at most this many rows (only these are fetched)")
+    s.add_argument("--allow-files", action="store_true",
+                   help="let the query read and write files (read_csv, COPY TO, ATTACH...); by default it can "
+                   "reach nothing outside the database, and never downloads extensions")
     s.set_defaults(func=cmd_sql)
 
     s = sub.add_parser("export", help="export clean work spans as a LeRobot v3.0 dataset (episodes cut at work cycles)")

@@ -42,6 +42,16 @@ from egoclean.ids import ClipId
 DEFAULT_DB = Path("data/egoclean.duckdb")
 DEFAULT_RETRIES = 60
 DEFAULT_TIMEOUT_SEC = 30.0
+# Settings of a connection that runs SQL typed by a user (`egoclean sql`): nothing
+# outside the database file, no extension downloaded or auto-loaded, and no SET can
+# undo it (lock_configuration). `allow_files` turns external access back on.
+SANDBOX = {
+    "enable_external_access": False,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "allow_community_extensions": False,
+    "lock_configuration": True,
+}
 # Backoff between lock retries: first wait up to BASE, doubling up to CAP.
 BACKOFF_BASE_SEC = 0.05
 BACKOFF_CAP_SEC = 1.0
@@ -280,10 +290,17 @@ class Store:
 
     # -- connections ---------------------------------------------------------------
 
-    def _connect(self, read_only: bool) -> duckdb.DuckDBPyConnection:
-        """Open the database, retrying with backoff + jitter while another process holds it."""
+    def _connect(self, read_only: bool, config: dict | None = None) -> duckdb.DuckDBPyConnection:
+        """Open the database, retrying with backoff + jitter while another process holds it.
+
+        `config`: DuckDB settings fixed at connection (see SANDBOX); the shared store
+        applies those it can after attaching."""
         if self.is_shared:
-            return self._connect_lake(read_only)
+            con = self._connect_lake(read_only)
+            for k, v in (config or {}).items():
+                if k != "enable_external_access":  # the lake itself reads its catalog and Parquet files
+                    con.execute(f"SET {k} = {'true' if v else 'false'}")
+            return con
         if read_only and not self.path.is_file():
             raise StoreMissingError(
                 f"database {self.path} does not exist: materialize a clip first "
@@ -296,7 +313,7 @@ class Store:
         while True:
             attempt += 1
             try:
-                return duckdb.connect(str(self.path), read_only=read_only)
+                return duckdb.connect(str(self.path), read_only=read_only, config=dict(config or {}))
             except duckdb.Error as e:
                 if not _is_lock_error(e):
                     raise InvalidInputError(f"database {self.path}: cannot open: {_one_line(str(e))}") from None
@@ -414,8 +431,8 @@ class Store:
         finally:
             con.close()
 
-    def _read(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
-        con = self._connect(read_only=True)
+    def _read(self, fn: Callable[[duckdb.DuckDBPyConnection], T], config: dict | None = None) -> T:
+        con = self._connect(read_only=True, config=config)
         try:
             return fn(con)
         finally:
@@ -544,15 +561,50 @@ class Store:
 
     def query(self, sql: str, params: Sequence[Any] | dict | None = None) -> tuple[list[str], list[tuple]]:
         """Run `sql` on a read-only connection; return (column names, rows)."""
+        columns, rows, _ = self.query_head(sql, params)
+        return columns, rows
 
-        def run(con: duckdb.DuckDBPyConnection) -> tuple[list[str], list[tuple]]:
+    def query_head(
+        self,
+        sql: str,
+        params: Sequence[Any] | dict | None = None,
+        max_rows: int | None = None,
+        sandbox: bool = False,
+        allow_files: bool = False,
+    ) -> tuple[list[str], list[tuple], bool]:
+        """Run `sql` read-only; return (column names, at most `max_rows` rows, whether
+        more rows exist). Only max_rows + 1 rows are ever fetched.
+
+        `sandbox=True` is for SQL from a user (`egoclean sql`): no extension is
+        installed or auto-loaded (nothing is downloaded), settings cannot be changed,
+        and unless `allow_files` nothing outside the database is read or written
+        (no COPY TO, EXPORT, ATTACH, INSTALL, read_csv(...), URLs)."""
+        if max_rows is not None and max_rows < 0:
+            raise InvalidInputError(f"max_rows={max_rows}: must be >= 0")
+        config = None
+        if sandbox:
+            config = dict(SANDBOX)
+            if allow_files:
+                config["enable_external_access"] = True
+
+        def run(con: duckdb.DuckDBPyConnection) -> tuple[list[str], list[tuple], bool]:
             try:
                 cur = con.execute(sql, params) if params is not None else con.execute(sql)
                 if cur.description is None:
-                    return [], []
-                return [d[0] for d in cur.description], cur.fetchall()
+                    return [], [], False
+                names = [d[0] for d in cur.description]
+                if max_rows is None:
+                    return names, cur.fetchall(), False
+                rows = cur.fetchmany(max_rows + 1)
+                return names, rows[:max_rows], len(rows) > max_rows
             except duckdb.Error as e:
                 msg = _one_line(str(e))
+                if sandbox and isinstance(e, duckdb.PermissionException):
+                    raise QueryError(
+                        f"query refused on {self.location}: it would reach outside the database ({msg}); "
+                        "SQL here is read-only and offline: allow file access explicitly (egoclean sql "
+                        f"--allow-files) if you mean it, in query: {_short(sql)}"
+                    ) from None
                 if "read-only mode" in msg:
                     raise QueryError(
                         f"database {self.location} is opened read-only here; writes are refused "
@@ -564,12 +616,19 @@ class Store:
                     msg = redact_url(msg)
                 raise QueryError(f"query failed on {self.location}: {msg} in query: {_short(sql)}") from None
 
-        return self._read(run)
+        return self._read(run, config)
 
-    def format_query(self, sql: str, params: Sequence[Any] | dict | None = None, max_rows: int | None = None) -> str:
-        """Run a read-only query and render it as an aligned text table."""
-        columns, rows = self.query(sql, params)
-        return format_table(columns, rows, max_rows=max_rows)
+    def format_query(
+        self,
+        sql: str,
+        params: Sequence[Any] | dict | None = None,
+        max_rows: int | None = None,
+        sandbox: bool = False,
+        allow_files: bool = False,
+    ) -> str:
+        """Run a read-only query and render it as an aligned text table (see query_head)."""
+        columns, rows, more = self.query_head(sql, params, max_rows, sandbox=sandbox, allow_files=allow_files)
+        return format_table(columns, rows, more=more)
 
     def _rows(self, sql: str, params: list) -> list[dict]:
         if not self.is_shared and not self.path.is_file():
@@ -624,8 +683,11 @@ def _cell(v: Any) -> str:
     return str(v)
 
 
-def format_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], max_rows: int | None = None) -> str:
-    """An aligned box table like DuckDB's own: header, rows, then the row count."""
+def format_table(
+    columns: Sequence[str], rows: Sequence[Sequence[Any]], max_rows: int | None = None, more: bool = False
+) -> str:
+    """An aligned box table like DuckDB's own: header, rows, then the row count
+    (`more`: the query has rows beyond these, not fetched)."""
     if not columns:
         return "(no result)"
     shown = list(rows) if max_rows is None else list(rows[:max_rows])
@@ -651,7 +713,9 @@ def format_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], max_rows
     out.append(rule("└", "┴", "┘"))
     n = len(rows)
     footer = f"{n} row" + ("" if n == 1 else "s")
-    if len(shown) < n:
+    if more:
+        footer += " shown (more not fetched: raise --max-rows to see them)"
+    elif len(shown) < n:
         footer += f" ({len(shown)} shown)"
     out.append(footer)
     return "\n".join(out)

@@ -1,0 +1,63 @@
+"""Number types for command-line options: bounded, finite, named in one-line errors.
+
+`argparse`'s plain `int` and `float` take `nan`, `inf`, `-5` and integers of thousands
+of digits; each option here states the range that makes sense, and anything else is
+refused by the parser before a command starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from typing import Callable
+
+# Longer than any sensible number; Python's int() itself refuses more than 4300 digits.
+MAX_CHARS = 40
+_DECIMAL = set("0123456789.eE+-")
+
+
+def _show(text: str) -> str:
+    return repr(text if len(text) <= MAX_CHARS else text[:MAX_CHARS] + "...")
+
+
+def whole(lo: int, hi: int) -> Callable[[str], int]:
+    """A whole number in [lo, hi] (ASCII digits, optional sign)."""
+
+    def parse(text: str) -> int:
+        t = text.strip()
+        digits = t[1:] if t[:1] in "+-" else t
+        if not (len(t) <= MAX_CHARS and digits.isascii() and digits.isdigit()) or not lo <= int(t) <= hi:
+            raise argparse.ArgumentTypeError(f"expected a whole number from {lo} to {hi}, got {_show(text)}")
+        return int(t)
+
+    parse.__name__ = "whole number"
+    return parse
+
+
+def number(lo: float, hi: float, lo_open: bool = False) -> Callable[[str], float]:
+    """A finite number in [lo, hi] (or (lo, hi] with lo_open)."""
+
+    def parse(text: str) -> float:
+        t = text.strip()
+        # Plain decimal notation only: float() also takes "1_000", "nan", "infinity" and
+        # non-ASCII digits.
+        plain = 0 < len(t) <= MAX_CHARS and set(t) <= _DECIMAL and any(c.isdigit() for c in t)
+        try:
+            v = float(t) if plain else math.nan
+        except ValueError:
+            v = math.nan
+        ok = math.isfinite(v) and (v > lo if lo_open else v >= lo) and v <= hi
+        if not ok:
+            left = "(" if lo_open else "["
+            raise argparse.ArgumentTypeError(f"expected a number in {left}{lo:g}, {hi:g}], got {_show(text)}")
+        return v
+
+    parse.__name__ = "number"
+    return parse
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line: `PROG: error: MESSAGE (see PROG --help)`."""
+
+    def error(self, message: str):  # noqa: D102 (argparse's hook)
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
