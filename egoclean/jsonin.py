@@ -47,7 +47,7 @@ def _depth(text: str, limit: int) -> int | None:
 def loads(
     data: bytes | str,
     what: str,
-    error: type[InvalidInputError] = InvalidInputError,
+    error: type[Exception] = InvalidInputError,
     max_bytes: int = MAX_BYTES,
     finite: bool = True,
 ) -> Any:
@@ -91,8 +91,8 @@ def loads(
         raise error(f"{what}: not valid JSON ({e})") from None
     except RecursionError:
         raise error(f"{what}: nested too deeply") from None
-    except ValueError as e:  # int() limits and the like; `error` itself is a ValueError too
-        if isinstance(e, InvalidInputError):
+    except ValueError as e:  # int() limits and the like; `error` may itself be a ValueError
+        if isinstance(e, error):
             raise
         raise error(f"{what}: not valid JSON ({e})") from None
 

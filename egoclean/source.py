@@ -3,9 +3,10 @@
 One `Source` over three kinds of location with the same layout
 (`factory_XXX/workers/worker_YYY/{intrinsics.json, factoryXXX_workerYYY_partNN.tar}`):
 
-- `hf://datasets/<owner>/<name>[@revision][/subfolder]` — listed with huggingface_hub's
-  `HfFileSystem`; bytes are read with ranged GETs on the hub's `resolve` URLs through
-  huggingface_hub's own HTTP session, headers and URL builder. (HfFileSystem's readers
+- `hf://datasets/<owner>/<name>[@revision][/subfolder]` — listed with the hub's tree API
+  (bounded pages, per-request timeout) and read with ranged GETs on the hub's `resolve`
+  URLs, both through huggingface_hub's own HTTP session, headers, URL builder and error
+  mapping. (HfFileSystem's listing has no timeout and no page bound; its readers
   retry on a fixed schedule with no timeout and hold a whole range in memory; a clip
   needs bounded, configurable retries, a timeout, and a streamed body that resumes
   where a dropped connection left off.)
@@ -26,7 +27,6 @@ import json
 import logging
 import os
 import re
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -59,6 +59,10 @@ CHUNK = 1 << 20  # streamed download chunk: memory stays at one chunk whatever t
 # a real network latency, not bandwidth, sets its pace.
 DEFAULT_PARALLEL = 4
 MAX_JSON_BYTES = 1 << 20  # sidecars and intrinsics are ~300 bytes; they are read into memory
+# A hub tree listing: pages of up to 1000 entries (~300 KB); a dataset folder needs one or
+# two. A server that keeps linking further pages is cut off here.
+MAX_LISTING_PAGES = 1000
+MAX_LISTING_PAGE_BYTES = 16 << 20
 INDEX_VERSION = 1
 
 # Matched with fullmatch and ASCII digits only (see egoclean.ids.CLIP_ID_RE).
@@ -167,29 +171,6 @@ def _with_retries(fn: Callable[[], T], what: str, retries: int, backoff: float) 
     raise AssertionError("unreachable")
 
 
-def _call_with_deadline(fn: Callable[[], T], seconds: float, what: str) -> T:
-    """Run `fn` in a daemon thread and give up after `seconds` (SourceError).
-
-    huggingface_hub's listing requests carry no timeout, so a server that accepts the
-    connection and never answers would otherwise hang the caller forever."""
-    box: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            box["value"] = fn()
-        except BaseException as e:  # handed to the caller's thread below
-            box["error"] = e
-
-    t = threading.Thread(target=run, name="egoclean-source-list", daemon=True)
-    t.start()
-    t.join(seconds)
-    if t.is_alive():
-        raise SourceError(f"{what}: no complete answer within {seconds:.0f} s (server not answering)")
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
-
-
 # ---------------------------------------------------------------------------- transports
 
 
@@ -240,7 +221,7 @@ class _HfTransport(_Transport):
         backoff: float,
         timeout: float,
     ):
-        from huggingface_hub import HfFileSystem, constants
+        from huggingface_hub import constants
 
         self.repo_id, self.prefix = repo_id, prefix.strip("/")
         self.revision = revision
@@ -250,10 +231,7 @@ class _HfTransport(_Transport):
         self.url = f"hf://datasets/{repo_id}" + (f"@{revision}" if revision else "")
         if self.prefix:
             self.url += f"/{self.prefix}"
-        # A private instance: HfFileSystem caches instances (and their listings) per
-        # endpoint+token, and one Source must not see another's cached failures.
-        self.fs = HfFileSystem(endpoint=self.endpoint, token=token, skip_instance_cache=True)
-        self._root = f"datasets/{repo_id}" + (f"/{self.prefix}" if self.prefix else "")
+        self._listings: dict[str, list[dict]] = {}  # folder -> entries, for this Source's lifetime
 
     def _repo_path(self, rel: str) -> str:
         return "/".join(p for p in (self.prefix, rel.strip("/")) if p)
@@ -278,35 +256,88 @@ class _HfTransport(_Transport):
 
     # -- listing
     def ls(self, rel: str) -> list[dict]:
-        path = "/".join(p for p in (self._root, rel.strip("/")) if p)
-        what = f"listing {self.display(rel)}"
-        budget = self.timeout * (self.retries + 1)
+        path = self._repo_path(rel)
+        if path in self._listings:
+            return self._listings[path]
         try:
-            entries = _call_with_deadline(
-                lambda: self.fs.ls(path, detail=True, refresh=False, revision=self.revision), budget, what
-            )
+            entries = self._list_tree(path, f"listing {self.display(rel)}")
         except EgoCleanError:
             raise
         except Exception as e:
             raise self._map_listing_error(e, rel) from None
         out = []
         for e in entries:
-            lfs = e.get("lfs") or {}
-            etag = (lfs.get("sha256") if isinstance(lfs, dict) else getattr(lfs, "sha256", None)) or (
-                e.get("xet_hash") or e.get("blob_id") or ""
-            )
+            lfs = e.get("lfs") if isinstance(e.get("lfs"), dict) else {}
             out.append(
                 {
-                    "name": e["name"].rstrip("/").rsplit("/", 1)[-1],
-                    "type": e.get("type", "file"),
+                    "name": str(e["path"]).rstrip("/").rsplit("/", 1)[-1],
+                    "type": "directory" if e.get("type") == "directory" else "file",
                     "size": int(e.get("size") or 0),
-                    "etag": str(etag),
+                    "etag": str(lfs.get("oid") or e.get("xetHash") or e.get("oid") or ""),
                 }
             )
+        self._listings[path] = out
         return out
+
+    def _list_tree(self, path: str, what: str) -> list[dict]:
+        """One folder of the repo from the hub's tree API, page by page, in this thread.
+
+        huggingface_hub's own listing (HfFileSystem, list_repo_tree) sends its requests
+        without a timeout and follows "next" links without end: a server that stops
+        answering hangs it, and one that always links another page keeps it fetching
+        forever. Here every request has `timeout` (retried like reads), the whole
+        listing has timeout x (retries + 1) seconds and at most MAX_LISTING_PAGES pages,
+        and nothing runs on once the caller has its error."""
+        from urllib.parse import quote
+
+        import httpx2  # huggingface_hub's HTTP library
+        from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+
+        from egoclean import jsonin
+
+        url: str | None = (
+            f"{self.endpoint}/api/datasets/{self.repo_id}/tree/{quote(self.revision or 'main', safe='')}"
+            + (f"/{quote(path, safe='/')}" if path else "")
+        )
+        headers = build_hf_headers(token=self._token, library_name="egoclean")
+        budget = self.timeout * (self.retries + 1)
+        deadline = time.monotonic() + budget
+        entries: list[dict] = []
+        pages = 0
+
+        def get_page(page_url: str) -> Any:
+            try:
+                r = get_session().get(page_url, headers=headers, timeout=self.timeout, follow_redirects=True)
+            except httpx2.TimeoutException:
+                raise _Retryable(f"no complete answer within {self.timeout:g} s (server not answering)") from None
+            except httpx2.TooManyRedirects:
+                raise SourceError(f"{what}: the server redirects in a loop (too many redirects)") from None
+            except httpx2.TransportError as e:
+                raise _Retryable(f"{type(e).__name__}: {e}") from None
+            if r.status_code in (408, 429) or r.status_code >= 500:
+                raise _Retryable(f"HTTP {r.status_code}")
+            hf_raise_for_status(r)
+            return r
+
+        while url:
+            if pages >= MAX_LISTING_PAGES or time.monotonic() > deadline:
+                raise SourceError(
+                    f"{what}: the server kept linking further pages ({pages} pages, {len(entries)} entries in "
+                    f"{budget - (deadline - time.monotonic()):.1f} s; a dataset folder needs a few, the limit is "
+                    f"{MAX_LISTING_PAGES} pages within {budget:g} s): it does not behave like a Hugging Face hub"
+                )
+            r = _with_retries(lambda: get_page(url), what, self.retries, self.backoff)  # noqa: B023 (called at once)
+            page = jsonin.loads(r.content, f"{what}: page {pages + 1}", SourceError, max_bytes=MAX_LISTING_PAGE_BYTES)
+            if not isinstance(page, list) or not all(isinstance(e, dict) and "path" in e for e in page):
+                raise SourceError(f"{what}: page {pages + 1} is not a list of tree entries")
+            entries += page
+            pages += 1
+            url = r.links.get("next", {}).get("url")
+        return entries
 
     def _map_listing_error(self, e: BaseException, rel: str) -> EgoCleanError:
         from huggingface_hub.errors import (
+            EntryNotFoundError,
             GatedRepoError,
             HfHubHTTPError,
             OfflineModeIsEnabled,
@@ -331,7 +362,7 @@ class _HfTransport(_Transport):
                 )
             if isinstance(c, RepositoryNotFoundError):
                 return NotFoundError(f"dataset {self.repo_id} not found on {self.endpoint}")
-        if isinstance(e, FileNotFoundError):
+        if isinstance(e, (FileNotFoundError, EntryNotFoundError)):
             return NotFoundError(f"{where} not found")
         if isinstance(e, OfflineModeIsEnabled):
             return SourceError(f"{where}: HF_HUB_OFFLINE is set, the hub cannot be reached")
@@ -407,6 +438,12 @@ class _HfTransport(_Transport):
                         if total.isdigit() and int(total) <= pos:
                             return  # a short read at the real end of the file
                     raise _Retryable(f"the body ended after {pos - start} of {length} bytes")
+            except httpx2.TooManyRedirects:
+                # A redirect loop is the server's configuration: another try ends the same way.
+                raise SourceError(
+                    f"reading {url}: the server redirects in a loop (too many redirects); "
+                    "it is misconfigured, and retrying will not help"
+                ) from None
             except (_Retryable, httpx2.TransportError) as e:
                 failures += 1
                 reason = str(e) if isinstance(e, _Retryable) else f"{type(e).__name__}: {e}"

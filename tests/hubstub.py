@@ -101,6 +101,10 @@ class HubStub:
         # Answer resolve with a 302 to a /cdn/ URL, as the hub does for LFS files; a host
         # name (e.g. "localhost") makes it a different origin, like the hub's real CDN.
         self.redirect = redirect
+        # A broken server: tree listings always link a next page (empty past the end).
+        self.endless_pages = False
+        # A broken server: resolve redirects to itself forever.
+        self.redirect_loop = False
         self.requests: list[Request] = []
         self.faults: list[Fault] = []
         self._lock = threading.Lock()
@@ -371,7 +375,7 @@ class _Handler(BaseHTTPRequestHandler):
         start = int(query.get("cursor", "0") or 0)
         page = entries[start : start + self.hub.page_size]
         headers = {}
-        if start + self.hub.page_size < len(entries):
+        if start + self.hub.page_size < len(entries) or self.hub.endless_pages:
             q = (f"recursive={str(recursive).lower()}&expand={query.get('expand', 'false')}"
                  f"&cursor={start + self.hub.page_size}")
             rel_q = "/" + quote(rel, safe="") if rel else ""
@@ -408,6 +412,8 @@ class _Handler(BaseHTTPRequestHandler):
             "X-Linked-Etag": f'"{sha256}"',
             "X-Linked-Size": str(size),
         }
+        if self.hub.redirect_loop:
+            return self._send(302, b"", {**common, "Location": f"{self.hub.endpoint}{self.path}"})
         if self.hub.redirect and not cdn:
             base = self.hub.endpoint
             if isinstance(self.hub.redirect, str):

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -310,6 +311,35 @@ def test_listing_server_that_stops_answering(hub, data, tmp_path):
     hub.stall(seconds=30, times=None, match="api")
     with pytest.raises(SourceError, match=r"listing hf://datasets/builddotai/Egocentric-10K.*no complete answer"):
         src_for(hub, tmp_path, retries=0, timeout=0.5).list_factories()
+
+
+def test_listing_that_pages_forever_is_bounded_and_stops(hub, data, tmp_path):
+    """A server that always links another (empty) page: the listing gives up with a message
+    that says so, and no request is made after the caller has its error."""
+    hub.endless_pages = True
+    src = src_for(hub, tmp_path, retries=0, timeout=2.0)
+    with pytest.raises(SourceError, match=r"listing hf://datasets/builddotai/Egocentric-10K.*pages") as e:
+        src.list_factories()
+    assert "not answering" not in str(e.value)
+    def tree_requests():
+        return sum("/tree/" in r.path for r in hub.requests)
+
+    after = tree_requests()
+    time.sleep(1.0)
+    assert tree_requests() == after, "the listing went on fetching after the caller gave up"
+    assert after <= 1100
+
+
+def test_redirect_loop_is_one_clear_error(hub, data, tmp_path):
+    src = src_for(hub, tmp_path, retries=3, backoff=0.5)
+    clip = src.list_clips(1, 1)[0]
+    hub.redirect_loop = True
+    t0 = time.monotonic()
+    with pytest.raises(SourceError, match=r"redirect") as e:
+        src.fetch_clip(clip, tmp_path / "out", progress=False)
+    assert time.monotonic() - t0 < 1.0  # a loop is not retried: it will not mend itself
+    assert "\n" not in str(e.value)
+    assert not (tmp_path / "out" / f"{clip.key}.mp4").exists()
 
 
 def test_fetch_real_h265_clip_through_the_hub(hub, tmp_path):

@@ -102,7 +102,7 @@ def synth_dataset(tmp_path_factory) -> dict:
 def graph_resources(source, root: Path, db: Path, model: str, ground_truth: str | None = None, **source_kw) -> dict:
     """The real resources of the definitions, pointed at test folders."""
     from egoclean_assets.io_manager import ClipIOManager, ClipStorage
-    from egoclean_assets.resources import (DetectionResource, EncoderResource, GroundTruthResource,
+    from egoclean_assets.resources import (DetectionResource, EncoderResource, ExportResource, GroundTruthResource,
                                            RectifyResource, SourceResource, StoreResource)
 
     storage = ClipStorage(data_root=str(root))
@@ -113,6 +113,7 @@ def graph_resources(source, root: Path, db: Path, model: str, ground_truth: str 
         "detection": DetectionResource(),
         "store": StoreResource(path=str(db)),
         "ground_truth": GroundTruthResource(include_seed=False, paths=[ground_truth] if ground_truth else []),
+        "export": ExportResource(out=str(root / "lerobot")),
         "storage": storage,
         "io_manager": ClipIOManager(storage=storage),
     }
