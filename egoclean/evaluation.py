@@ -32,7 +32,13 @@ PACKAGED = "ground_truth_seed.csv"
 # past the stated duration is accepted as written (not clamped); beyond it is an error.
 DURATION_TOLERANCE_SEC = 5.0
 
-_TIME_RE = re.compile(r"^(?:(\d+):)?(?:(\d+):)?(\d+(?:\.\d*)?)$")
+# ASCII digits, matched whole (`\d` takes any Unicode digit, `$` a trailing newline).
+_TIME_RE = re.compile(r"(?:([0-9]+):)?(?:([0-9]+):)?([0-9]+(?:\.[0-9]*)?)")
+# Bounds of the CSV's structure: a label is a short description, a time a few characters;
+# a table is read into memory whole.
+MAX_LABEL_CHARS = 1000
+MAX_TIME_CHARS = 32
+MAX_CSV_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -62,9 +68,10 @@ class GroundTruthSpan:
 def parse_time(text: str) -> float:
     """`mm:ss`, `h:mm:ss` or plain seconds -> seconds; ValueError otherwise."""
     t = str(text).strip()
-    m = _TIME_RE.match(t)
+    m = _TIME_RE.fullmatch(t) if len(t) <= MAX_TIME_CHARS else None
     if not m:
-        raise ValueError(f"unparseable time {text!r} (expected mm:ss, h:mm:ss or seconds)")
+        shown = t if len(t) <= MAX_TIME_CHARS else t[:MAX_TIME_CHARS] + "..."
+        raise ValueError(f"unparseable time {shown!r} (expected mm:ss, h:mm:ss or seconds)")
     a, b, sec = m.groups()
     seconds = float(sec)
     if a is not None and b is not None:  # h:mm:ss
@@ -84,6 +91,8 @@ def _read_text(path: str | os.PathLike | None) -> tuple[str, str]:
         return res.read_text(encoding="utf-8"), f"packaged {PACKAGED}"
     p = Path(path)
     try:
+        if p.stat().st_size > MAX_CSV_BYTES:
+            raise GroundTruthError(f"ground truth {p}: {p.stat().st_size} bytes, more than {MAX_CSV_BYTES}")
         return p.read_text(encoding="utf-8-sig"), str(p)
     except FileNotFoundError:
         raise GroundTruthError(f"ground truth {p}: file not found") from None
@@ -99,8 +108,12 @@ def load_ground_truth(
     An end up to `tolerance_sec` past clip_duration_sec is kept as written.
     """
     text, name = _read_text(path)
-    reader = csv.DictReader(io.StringIO(text))
-    header = [h.strip() for h in (reader.fieldnames or [])]
+    # strict: a stray quote is an error, not a field that swallows the lines after it.
+    reader = csv.DictReader(io.StringIO(text), strict=True)
+    try:
+        header = [h.strip() for h in (reader.fieldnames or [])]
+    except csv.Error as e:
+        raise GroundTruthError(f"ground truth {name}: line 1: {e}") from None
     missing = [c for c in COLUMNS if c not in header and c != "label"]
     if missing:
         raise GroundTruthError(
@@ -110,20 +123,35 @@ def load_ground_truth(
     reader.fieldnames = header
     out: list[GroundTruthSpan] = []
     durations: dict[str, float] = {}
-    for row in reader:
+    rows = iter(reader)
+    while True:
+        first = reader.line_num + 1  # the line this row starts on
+        try:
+            row = next(rows)
+        except StopIteration:
+            break
+        except csv.Error as e:
+            hint = (f" (labels are at most {MAX_LABEL_CHARS} characters)" if "field limit" in str(e)
+                    else " (an unterminated quote?)")
+            raise GroundTruthError(f"ground truth {name}: line {first}: {e}{hint}") from None
         line = reader.line_num
 
-        def bad(problem: str, line: int = line) -> GroundTruthError:
+        def bad(problem: str, line: int = first) -> GroundTruthError:
             return GroundTruthError(f"ground truth {name}: line {line}: {problem}")
+
+        if line != first:
+            raise bad(f"a quoted field runs on to line {line} (an unterminated quote?); fields cannot span lines")
 
         if all(not (v or "").strip() for k, v in row.items() if k is not None):
             continue  # blank line
         if None in row:
             raise bad(f"too many fields ({len(header) + len(row[None])} for {len(header)} columns)")
         values = {k: (row.get(k) or "").strip() for k in COLUMNS}
+        if len(values["label"]) > MAX_LABEL_CHARS:
+            raise bad(f"label is {len(values['label'])} characters long (at most {MAX_LABEL_CHARS})")
         clip = values["clip_id"]
         if not is_clip_id(clip):
-            raise bad(f"invalid clip id {clip!r} (expected factoryXXX_workerYYY_NNNNN)")
+            raise bad(f"invalid clip id {clip[:60]!r} (expected factoryXXX_workerYYY_NNNNN)")
         parsed = {}
         for col in ("clip_duration_sec", "start", "end"):
             try:

@@ -12,7 +12,6 @@ r_d(theta) = theta (1 + k1 theta^2 + k2 theta^4 + k3 theta^6 + k4 theta^8); beyo
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from typing import Any, Mapping
 import cv2
 import numpy as np
 
-from egoclean import atomic
+from egoclean import atomic, jsonin
 from egoclean.errors import IntrinsicsError
 
 FIELDS = ("image_width", "image_height", "fx", "fy", "cx", "cy", "k1", "k2", "k3", "k4")
@@ -51,10 +50,14 @@ def _number(d: Mapping[str, Any], key: str, source: str) -> float:
     v = d[key]
     # bool is an int subclass in Python; true/false in a calibration is a typo, not 1/0
     if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise IntrinsicsError(f"intrinsics {source}: field {key!r} must be a number, got {v!r}")
-    if not math.isfinite(v):
-        raise IntrinsicsError(f"intrinsics {source}: field {key!r} must be finite, got {v!r}")
-    return float(v)
+        raise IntrinsicsError(f"intrinsics {source}: field {key!r} must be a number, got {str(v)[:40]!r}")
+    try:
+        f = float(v)  # a Python int of hundreds of digits overflows here
+    except OverflowError:
+        f = math.inf
+    if not math.isfinite(f):
+        raise IntrinsicsError(f"intrinsics {source}: field {key!r} must be finite, got {str(v)[:40]}")
+    return f
 
 
 @dataclass(frozen=True)
@@ -118,15 +121,13 @@ class FisheyeIntrinsics:
         """Read and validate an `intrinsics.json` file."""
         path = Path(path)
         try:
-            text = path.read_text(encoding="utf-8")
+            raw = path.read_bytes()
         except FileNotFoundError:
             raise IntrinsicsError(f"intrinsics {path}: file not found") from None
-        except (OSError, UnicodeDecodeError) as e:
+        except OSError as e:
             raise IntrinsicsError(f"intrinsics {path}: cannot be read ({e})") from None
-        try:
-            d = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise IntrinsicsError(f"intrinsics {path}: not valid JSON ({e})") from None
+        # NaN/Infinity pass the parser: from_dict names the field they are in.
+        d = jsonin.loads(raw, f"intrinsics {path}", IntrinsicsError, finite=False)
         return cls.from_dict(d, source=str(path))
 
     @property

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
+from egoclean import jsonin
 from egoclean.atomic import atomic_path, write_json
 from egoclean.errors import (
     AuthError,
@@ -62,6 +63,7 @@ MAX_JSON_BYTES = 1 << 20  # sidecars and intrinsics are ~300 bytes; they are rea
 # A hub tree listing: pages of up to 1000 entries (~300 KB); a dataset folder needs one or
 # two. A server that keeps linking further pages is cut off here.
 MAX_LISTING_PAGES = 1000
+MAX_INDEX_BYTES = 64 << 20  # a cached shard index: ~150 bytes per member
 MAX_LISTING_PAGE_BYTES = 16 << 20
 INDEX_VERSION = 1
 
@@ -551,16 +553,15 @@ def _hint(names: list[str], limit: int = 12) -> str:
 
 
 def _digits(value: Any) -> int | None:
-    m = re.search(r"(\d+)$", str(value))
+    """The number at the end of a sidecar id field (1, "001", "factory_001"); ASCII digits only."""
+    ok = isinstance(value, (int, str)) and not isinstance(value, bool)
+    m = re.fullmatch(r"[A-Za-z_]*([0-9]+)", str(value)) if ok else None
     return int(m.group(1)) if m else None
 
 
 def _parse_sidecar(raw: bytes, clip: ClipId, video: TarMember, label: str) -> dict:
     """Parse and check a sidecar against its clip id and its video's tar header."""
-    try:
-        side = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise TarError(f"{label}: sidecar {clip.key}.json is not valid JSON ({e})") from None
+    side = jsonin.loads(raw, f"{label}: sidecar {clip.key}.json", TarError)
     if not isinstance(side, dict):
         raise TarError(f"{label}: sidecar {clip.key}.json is not a JSON object")
     size = side.get("size_bytes")
@@ -677,10 +678,8 @@ class Source:
                 f"{self._t.display(rel)} is {entry['size']} bytes, too large for intrinsics (> 1 MiB)"
             )
         raw = b"".join(self._t.stream(rel, 0, entry["size"])) if entry["size"] else b""
-        try:
-            obj = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise IntrinsicsError(f"{self._t.display(rel)} is not valid JSON ({e})") from None
+        # NaN/Infinity pass the parser here: FisheyeIntrinsics names the field they are in.
+        obj = jsonin.loads(raw, self._t.display(rel), IntrinsicsError, finite=False)
         if not isinstance(obj, dict):
             raise IntrinsicsError(f"{self._t.display(rel)} is not a JSON object")
         return obj, raw
@@ -696,7 +695,7 @@ class Source:
     def _load_cached(self, shard: ShardRef) -> ShardIndex | None:
         path = self._cache_file(shard)
         try:
-            data = json.loads(path.read_text())
+            data = jsonin.loads(path.read_bytes(), str(path), max_bytes=MAX_INDEX_BYTES)
             if data.get("version") != INDEX_VERSION or data.get("key") != self._cache_key(shard):
                 return None
             members = [TarMember.from_dict(m) for m in data["members"]]
@@ -704,8 +703,8 @@ class Source:
                 check_member_name(m.name, str(path), m.header_offset)
                 if m.offset < 0 or m.size < 0 or m.offset + m.size > shard.size:
                     return None
-        except (OSError, ValueError, KeyError, TypeError, TarError):
-            return None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, TarError):
+            return None  # a damaged or foreign cache file is ignored: the shard is indexed again
         return ShardIndex(shard, members, from_cache=True)
 
     def index_shard(self, shard: ShardRef) -> ShardIndex:
