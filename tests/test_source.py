@@ -454,7 +454,7 @@ def test_missing_sidecar_or_video(hub, data, tmp_path):
 def test_intrinsics_missing_or_malformed(hub, data, tmp_path):
     src = src_for(hub, tmp_path)
     (hub.root / WORKER / "intrinsics.json").write_text("{not json")
-    with pytest.raises(IntrinsicsError, match="intrinsics.json is not valid JSON"):
+    with pytest.raises(IntrinsicsError, match="intrinsics.json: not valid JSON"):
         src.fetch_intrinsics("factory001_worker001_00000", tmp_path / "i.json")
     assert not (tmp_path / "i.json").exists()
     (hub.root / WORKER / "intrinsics.json").unlink()
