@@ -11,11 +11,9 @@ import json
 import sys
 from pathlib import Path
 
+from egoclean import defaults
 from egoclean.errors import EgoCleanError
 from egoclean.options import Parser, number, whole
-
-DEFAULT_SOURCE = "hf://datasets/builddotai/Egocentric-10K"
-DEFAULT_MODEL = "facebook/vjepa2-vitl-fpc64-256"
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -177,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             s.add_argument("clip_id", help="factoryXXX_workerYYY_NNNNN")
             s.add_argument("-o", "--out-dir", default=".")
-        s.add_argument("--source", default=DEFAULT_SOURCE, help="hf:// URL, local dir or fsspec URL")
+        s.add_argument("--source", default=defaults.DATASET_URL, help="hf:// URL, local dir or fsspec URL")
         s.add_argument("--revision", default=None, help="pin a dataset revision (hf:// only)")
         s.set_defaults(func=fn)
 
@@ -198,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("embed", help="embed a clip with V-JEPA 2 in sliding 64-frame windows")
     s.add_argument("input")
     s.add_argument("-o", "--output-prefix", required=True)
-    s.add_argument("--model", default=DEFAULT_MODEL, help="hub id or local directory")
+    s.add_argument("--model", default=defaults.MODEL_ID, help="hub id or local directory")
     s.add_argument("--revision", default=None)
     s.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
     s.add_argument("--dtype", default="auto", help="auto, bf16, fp16 or fp32")
@@ -219,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sql", help="run a read-only SQL query on the segment database")
     s.add_argument("query")
-    s.add_argument("--db", default="data/egoclean.duckdb")
+    s.add_argument("--db", default=defaults.DB_PATH)
     s.add_argument("--timeout", type=number(0, 86400), default=10.0, help="seconds to wait while a writer holds the db")
     s.add_argument("--max-rows", type=whole(0, 10**9), default=None,
                    help="print at most this many rows (only these are fetched)")
@@ -230,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("export", help="export clean work spans as a LeRobot v3.0 dataset (episodes cut at work cycles)")
     s.add_argument("--out", required=True, help="dataset directory (new, empty, or an earlier export to extend)")
-    s.add_argument("--db", default="data/egoclean.duckdb")
+    s.add_argument("--db", default=defaults.DB_PATH)
     s.add_argument("--sql", default=None,
                    help="read-only query returning clip_id (and start_sec, end_sec to pick spans)")
     s.add_argument("--clip", action="append", help="export this clip (repeatable; default: every stored clip)")

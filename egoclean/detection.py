@@ -369,6 +369,7 @@ def detect_clip(
     of `GroundTruthSpan`; its rows for clip id = the prefix's basename are evaluated.
     """
     from egoclean import analysis, evaluation, plots
+    from egoclean.layout import ClipLayout
 
     prefix = Path(prefix)
     clip_id = prefix.name
@@ -392,10 +393,10 @@ def detect_clip(
     title = figure_title(clip_id, meta)
     written = []
     if plots_dir is not None:
-        pdir = Path(plots_dir)
+        out = ClipLayout(clip_id, str(plots_dir))
         an = analysis.analyse(emb, matrices=True, max_matrix=max_matrix or analysis.DEFAULT_MAX_MATRIX)
-        written.append(plots.plot_diagnostics(an, pdir / f"{clip_id}_diagnostics.png", title))
-        written.append(plots.plot_detection(det, pdir / f"{clip_id}_detection.png", title, truth=truth))
+        written.append(plots.plot_diagnostics(an, out.diagnostics_plot, title))
+        written.append(plots.plot_detection(det, out.detection_plot, title, truth=truth))
 
     if out_json is not None:
         doc = {"clip_id": clip_id, "model": model, "random_weights": random_weights} | det.to_dict()

@@ -19,6 +19,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from egoclean import defaults
 from egoclean.embeddings import Embeddings
 from egoclean.errors import InvalidInputError, ModelLoadError, VideoError
 from egoclean.prefetch import read_ahead
@@ -30,7 +31,6 @@ from egoclean.windows import n_windows, window_stride
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "facebook/vjepa2-vitl-fpc64-256"
 
 # facebook/vjepa2-vitl-fpc64-256's architecture, so a random-weight ViT-L can be built
 # without the hub (GPU benchmark); kept explicit rather than trusting class defaults.
@@ -40,7 +40,7 @@ VITL_FPC64_256 = dict(
     layer_norm_eps=1e-6, pred_hidden_size=384, pred_num_hidden_layers=12, pred_num_attention_heads=12,
     pred_num_mask_tokens=10, pred_mlp_ratio=4.0, num_pooler_layers=3,
 )
-KNOWN_CONFIGS = {DEFAULT_MODEL: VITL_FPC64_256}
+KNOWN_CONFIGS = {defaults.MODEL_ID: VITL_FPC64_256}
 
 DTYPES = {
     "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
@@ -53,7 +53,7 @@ DTYPES = {
 class EncoderConfig:
     """Which V-JEPA 2 to load and where to run it."""
 
-    model: str = DEFAULT_MODEL  # hub id or local folder
+    model: str = defaults.MODEL_ID  # hub id or local folder
     revision: str | None = None
     device: str = "auto"  # auto (cuda, then mps, then cpu), cuda, cuda:N, mps, cpu
     dtype: str = "auto"  # auto (bf16 on CUDA, fp32 elsewhere), bf16, fp16, fp32

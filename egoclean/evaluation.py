@@ -22,15 +22,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Sequence
 
+from egoclean import defaults
 from egoclean.errors import GroundTruthError
 from egoclean.ids import is_clip_id
 
 COLUMNS = ("clip_id", "clip_duration_sec", "start", "end", "label")
 PACKAGED = "ground_truth_seed.csv"
-# Clip durations in annotation tables are rounded (the SPEC gives "~1200 s"), and the
-# SPEC's own table ends a span at 07:13 in a clip it lists as 431 s: an end this much
-# past the stated duration is accepted as written (not clamped); beyond it is an error.
-DURATION_TOLERANCE_SEC = 5.0
 
 # ASCII digits, matched whole (`\d` takes any Unicode digit, `$` a trailing newline).
 _TIME_RE = re.compile(r"(?:([0-9]+):)?(?:([0-9]+):)?([0-9]+(?:\.[0-9]*)?)")
@@ -101,7 +98,7 @@ def _read_text(path: str | os.PathLike | None) -> tuple[str, str]:
 
 
 def load_ground_truth(
-    path: str | os.PathLike | None = None, tolerance_sec: float = DURATION_TOLERANCE_SEC
+    path: str | os.PathLike | None = None, tolerance_sec: float = defaults.SPAN_END_TOLERANCE_SEC
 ) -> list[GroundTruthSpan]:
     """Read a ground-truth CSV (None: the packaged seed table); errors name file and line.
 
@@ -278,7 +275,9 @@ class Evaluation:
         return lines
 
 
-def evaluate(spans: Sequence[Any], truth: Sequence[Any], iou_threshold: float = 0.5) -> Evaluation:
+def evaluate(
+    spans: Sequence[Any], truth: Sequence[Any], iou_threshold: float = defaults.IOU_THRESHOLD
+) -> Evaluation:
     """Match detected `spans` to `truth` (objects with start_sec/end_sec, or (start, end) pairs)."""
     if not (0.0 < iou_threshold <= 1.0):
         raise GroundTruthError(f"evaluation: iou_threshold must be in (0, 1], got {iou_threshold}")

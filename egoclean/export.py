@@ -50,6 +50,7 @@ from egoclean import atomic, lerobot
 from egoclean.episodes import EpisodeParams, EpisodePlan, plan_episodes
 from egoclean.errors import InvalidInputError
 from egoclean.ids import ClipId
+from egoclean.layout import ClipLayout, intrinsics_beside
 
 VIDEO_KEY = "observation.images.egocentric"
 SCORE_KEY = "observation.anomaly_score"
@@ -110,12 +111,11 @@ class ClipInput:
 def _clip_files(video: str) -> dict[str, Path]:
     """The files beside a clip's rectified video that the export reads (same clip folder)."""
     p = Path(video)
-    key = p.name.split("_rectified")[0]
-    d = p.parent
+    layout = ClipLayout(p.name.split("_rectified")[0], str(p.parent))
     return {
-        "intrinsics": d / f"{key}_intrinsics.json",
-        "intrinsics_cli": d / f"{p.stem}_intrinsics.json",  # what `egoclean rectify` writes beside its output
-        "analysis": d / key,  # Analysis.load prefix
+        "intrinsics": Path(layout.intrinsics),
+        "intrinsics_cli": intrinsics_beside(p),  # what `egoclean rectify` writes beside its output
+        "analysis": Path(layout.analysis),  # Analysis.load prefix
     }
 
 

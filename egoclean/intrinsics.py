@@ -280,6 +280,40 @@ class RectifiedIntrinsics:
         """Write `to_dict()` atomically."""
         return atomic.write_json(path, self.to_dict())
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], source: str = "<dict>") -> "RectifiedIntrinsics":
+        """Rebuild what `to_dict` wrote: the same K_new, balance and fov_scale, with the
+        fisheye scaled to the clip exactly as `rectified_intrinsics` scaled it."""
+        if not isinstance(d, Mapping):
+            raise IntrinsicsError(f"rectified intrinsics {source}: expected a JSON object, got {type(d).__name__}")
+        missing = [k for k in ("K", "input_width", "input_height", "fisheye_source") if k not in d]
+        if missing:
+            raise IntrinsicsError(f"rectified intrinsics {source}: field(s) {', '.join(missing)} missing")
+        original = FisheyeIntrinsics.from_dict(d["fisheye_source"], source=source)
+        try:
+            k_new = np.asarray(d["K"], dtype=np.float64)
+            width, height = int(d["input_width"]), int(d["input_height"])
+            balance, fov_scale = float(d.get("balance", 0.0)), float(d.get("fov_scale", 1.0))
+            valid_fraction = float(d.get("valid_fraction", 1.0))
+        except (TypeError, ValueError) as e:
+            raise IntrinsicsError(f"rectified intrinsics {source}: {e}") from None
+        if k_new.shape != (3, 3) or not np.all(np.isfinite(k_new)):
+            raise IntrinsicsError(f"rectified intrinsics {source}: K must be a finite 3x3 matrix")
+        return cls(original.scaled_to(width, height), k_new, width, height, balance, original=original,
+                   valid_fraction=valid_fraction, fov_scale=fov_scale)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "RectifiedIntrinsics":
+        """Read a file written by `save`."""
+        p = Path(path)
+        try:
+            data = p.read_bytes()
+        except FileNotFoundError:
+            raise IntrinsicsError(f"rectified intrinsics {p}: file not found") from None
+        except OSError as e:
+            raise IntrinsicsError(f"rectified intrinsics {p}: cannot be read ({e})") from None
+        return cls.from_dict(jsonin.loads(data, f"rectified intrinsics {p}", IntrinsicsError), source=str(p))
+
 
 def rectified_intrinsics(
     fisheye: FisheyeIntrinsics,

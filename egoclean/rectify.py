@@ -26,6 +26,7 @@ from egoclean import atomic, jsonin, video
 from egoclean.prefetch import read_ahead
 from egoclean.errors import IntrinsicsError, InvalidInputError, VideoError
 from egoclean.intrinsics import OUTSIDE, FisheyeIntrinsics, RectifiedIntrinsics, rectified_intrinsics
+from egoclean.layout import intrinsics_beside
 
 # Encoding dominates the cost on CPU. These defaults come from benchmarks/bench_rectify.py
 # (docs/PERFORMANCE.md): x264 veryfast with trellis quantisation and a 20-frame
@@ -230,8 +231,7 @@ def rectify_video(
 
 def intrinsics_path_for(out_path: str | os.PathLike) -> Path:
     """Where `rectify_file` writes the rectified intrinsics: `<out stem>_intrinsics.json`."""
-    out_path = Path(out_path)
-    return out_path.with_name(f"{out_path.stem}_intrinsics.json")
+    return intrinsics_beside(out_path)
 
 
 def _check_not_an_input(outputs: list[Path], inputs: list[Path]) -> None:

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
-from egoclean import jsonin
+from egoclean import defaults, jsonin
 from egoclean.atomic import atomic_path, write_json
 from egoclean.errors import (
     AuthError,
@@ -50,7 +50,6 @@ from egoclean.tarindex import DEFAULT_READAHEAD, TarMember, check_member_name, s
 
 log = logging.getLogger(__name__)
 
-DEFAULT_URL = "hf://datasets/builddotai/Egocentric-10K"
 DEFAULT_RETRIES = 4
 DEFAULT_BACKOFF = 0.5
 MAX_BACKOFF = 8.0
@@ -583,8 +582,7 @@ def _parse_sidecar(raw: bytes, clip: ClipId, video: TarMember, label: str) -> di
 
 def default_cache_dir() -> Path:
     """Where shard indexes are cached: $EGOCLEAN_CACHE/index, else ~/.cache/egoclean/index."""
-    root = os.environ.get("EGOCLEAN_CACHE")
-    return Path(root) / "index" if root else Path.home() / ".cache" / "egoclean" / "index"
+    return Path(os.environ.get("EGOCLEAN_CACHE") or defaults.CACHE_DIR).expanduser() / "index"
 
 
 # ---------------------------------------------------------------------------- Source
@@ -831,7 +829,7 @@ def _parse_hf_url(url: str, revision: str | None) -> tuple[str, str, str | None]
 
 
 def open_source(
-    url: str = DEFAULT_URL,
+    url: str = defaults.DATASET_URL,
     revision: str | None = None,
     token: str | bool | None = None,
     cache_dir: str | os.PathLike | None = None,

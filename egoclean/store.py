@@ -36,10 +36,10 @@ from typing import Any, Callable, Iterable, Sequence, TypeVar
 
 import duckdb
 
+from egoclean import defaults
 from egoclean.errors import InvalidInputError, StoreBusyError
 from egoclean.ids import ClipId
 
-DEFAULT_DB = Path("data/egoclean.duckdb")
 DEFAULT_RETRIES = 60
 DEFAULT_TIMEOUT_SEC = 30.0
 # Settings of a connection that runs SQL typed by a user (`egoclean sql`): nothing
@@ -55,8 +55,6 @@ SANDBOX = {
 # Backoff between lock retries: first wait up to BASE, doubling up to CAP.
 BACKOFF_BASE_SEC = 0.05
 BACKOFF_CAP_SEC = 1.0
-IOU_MATCH = 0.5  # a detection matches a ground-truth span at temporal IoU >= this (SPEC)
-SEED_SOURCE = "seed"
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -148,13 +146,13 @@ WITH det AS (
     FROM ranked
 ), truth_rows AS (
     SELECT clip_id, label, source,
-           CASE WHEN iou >= {IOU_MATCH} THEN 'matched' ELSE 'missed' END AS status,
+           CASE WHEN iou >= {defaults.IOU_THRESHOLD} THEN 'matched' ELSE 'missed' END AS status,
            egoclean_mmss(start_sec) || '-' || egoclean_mmss(end_sec) AS truth,
            egoclean_mmss(det_start_sec) || '-' || egoclean_mmss(det_end_sec) AS detected,
            iou,
            det_start_sec - start_sec AS start_error_sec,
            det_end_sec - end_sec AS end_error_sec,
-           coalesce(iou >= {IOU_MATCH}, false) AS matched,
+           coalesce(iou >= {defaults.IOU_THRESHOLD}, false) AS matched,
            start_sec AS gt_start_sec, end_sec AS gt_end_sec,
            det_start_sec, det_end_sec, peak_score, model
     FROM best
@@ -170,7 +168,7 @@ WITH det AS (
            det.peak_score, det.model
     FROM det JOIN ground_truth g ON g.clip_id = det.clip_id
     GROUP BY det.clip_id, det.start_sec, det.end_sec, det.peak_score, det.model
-    HAVING max(egoclean_iou(g.start_sec, g.end_sec, det.start_sec, det.end_sec)) < {IOU_MATCH}
+    HAVING max(egoclean_iou(g.start_sec, g.end_sec, det.start_sec, det.end_sec)) < {defaults.IOU_THRESHOLD}
 )
 SELECT * FROM (SELECT * FROM truth_rows UNION ALL SELECT * FROM unmatched_rows)
 ORDER BY clip_id, coalesce(gt_start_sec, det_start_sec), gt_start_sec NULLS LAST;
@@ -267,7 +265,7 @@ class Store:
     opened briefly per call, with a bounded retry while the file is locked (embedded)
     or another writer holds the same clip (shared)."""
 
-    path: Path | str = DEFAULT_DB
+    path: Path | str = Path(defaults.DB_PATH)
     retries: int = DEFAULT_RETRIES  # connection attempts in all (>= 1)
     timeout_sec: float = DEFAULT_TIMEOUT_SEC  # give up retrying after this long
     data_path: str | None = None  # shared store only: where a new lake writes Parquet
@@ -555,7 +553,7 @@ class Store:
         from egoclean.evaluation import load_ground_truth
 
         spans = load_ground_truth(path)
-        return self.replace_ground_truth(spans, source or (SEED_SOURCE if path is None else str(path)))
+        return self.replace_ground_truth(spans, source or (defaults.SEED_SOURCE if path is None else str(path)))
 
     # -- reading -------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from typing import Iterator
 import av
 import numpy as np
 
+from egoclean import defaults
 from egoclean.errors import InvalidInputError, VideoError
 
 # The pipeline's video contract: Egocentric-10K clips are H.265 and the rectified clips
@@ -24,7 +25,7 @@ SUPPORTED_CODECS = ("h264", "hevc")
 # table and encoder buffer is allocated at the declared size, so a tiny file claiming
 # 16000x16000 would take gigabytes; it is refused from its header instead. Override
 # with the environment variable MAX_PIXELS_ENV (a positive integer).
-DEFAULT_MAX_PIXELS = 7680 * 4320
+DEFAULT_MAX_PIXELS = defaults.MAX_PIXELS
 MAX_PIXELS_ENV = "EGOCLEAN_MAX_PIXELS"
 
 

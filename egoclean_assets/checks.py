@@ -5,6 +5,8 @@ import warnings
 import numpy as np
 from dagster import AssetCheckExecutionContext, AssetCheckResult, MetadataValue, PreviewWarning, asset_check
 
+from egoclean import defaults
+
 from egoclean_assets.assets.export import lerobot_dataset
 from egoclean_assets.assets.ingest import rectified_clip
 from egoclean_assets.assets.temporal import anomaly_segments, similarity_matrix, vjepa_embeddings
@@ -12,12 +14,6 @@ from egoclean_assets.io_manager import ClipArtifact
 from egoclean_assets.metadata import mmss
 from egoclean_assets.partitions import clip_of, clip_partitions
 from egoclean_assets.resources import ExportResource, GroundTruthResource, StoreResource
-
-# The ground truth states the duration of the clip it was labelled on; a clip whose
-# duration differs by more than this is not that clip (e.g. a synthetic clip that
-# reuses a real clip id), and its labels must not be judged against it.
-DURATION_TOLERANCE_SEC = 1.5
-IOU_THRESHOLD = 0.5
 
 # Checks are partitioned like their assets so each clip gets its own result in the UI;
 # Dagster 1.13 marks partitioned checks as a preview feature and warns on each import.
@@ -42,7 +38,7 @@ def matches_ground_truth(
         return AssetCheckResult(passed=True, metadata={"result": "no ground truth for this clip"})
     duration = float(anomaly_segments.info["duration_sec"])
     labelled = float(truth[0].clip_duration_sec)
-    if abs(duration - labelled) > DURATION_TOLERANCE_SEC:
+    if abs(duration - labelled) > defaults.LABELLED_DURATION_TOLERANCE_SEC:
         return AssetCheckResult(
             passed=False,
             description=(
@@ -53,7 +49,7 @@ def matches_ground_truth(
                       "ground_truth_duration_sec": labelled},
         )
     spans = [(s["start_sec"], s["end_sec"]) for s in anomaly_segments.info["spans"]]
-    ev = evaluate(spans, truth, iou_threshold=IOU_THRESHOLD)
+    ev = evaluate(spans, truth, iou_threshold=defaults.IOU_THRESHOLD)
     rows = ["| truth | label | best IoU | matched | start error s | end error s |", "|---|---|---|---|---|---|"]
     for t in ev.truth:
         err = lambda v: "" if v is None else f"{v:+.1f}"  # noqa: E731
@@ -72,7 +68,7 @@ def matches_ground_truth(
             "per_span_iou": MetadataValue.json([round(t.best_iou, 4) for t in ev.truth]),
             "precision": MetadataValue.float(float(ev.precision)),
             "recall": MetadataValue.float(float(ev.recall)),
-            "iou_threshold": MetadataValue.float(IOU_THRESHOLD),
+            "iou_threshold": MetadataValue.float(defaults.IOU_THRESHOLD),
             "clip_duration_sec": duration,
         },
     )
@@ -103,9 +99,7 @@ def embeddings_valid(context: AssetCheckExecutionContext, vjepa_embeddings: Clip
     from egoclean.embeddings import Embeddings
     from egoclean.windows import n_windows
 
-    from egoclean_assets.assets.temporal import _prefix
-
-    emb = Embeddings.load(_prefix(vjepa_embeddings), mmap=True)
+    emb = Embeddings.load(vjepa_embeddings.layout.embeddings, mmap=True)
     video = vjepa_embeddings.info["video"]
     expected = n_windows(int(video["frames"]), float(video["fps"]))
     finite = bool(np.isfinite(emb.emb).all() and all(np.isfinite(t).all() for t in emb.temb)

@@ -75,10 +75,10 @@ def main(argv: list[str] | None = None) -> int:
             if not hf_token():
                 raise EgoCleanError("--real needs HF_TOKEN (the dataset is gated): export HF_TOKEN=hf_... "
                                     "after accepting the licence on huggingface.co/datasets/builddotai/Egocentric-10K")
-            from egoclean_assets.resources import DEFAULT_MODEL, DEFAULT_SOURCE
+            from egoclean import defaults
 
             # explicit, so settings left in the shell by a synthetic demo do not apply
-            env = {"EGOCLEAN_SOURCE": DEFAULT_SOURCE, "EGOCLEAN_MODEL": DEFAULT_MODEL,
+            env = {"EGOCLEAN_SOURCE": defaults.DATASET_URL, "EGOCLEAN_MODEL": defaults.MODEL_ID,
                    "EGOCLEAN_DEVICE": os.environ.get("EGOCLEAN_DEVICE", "auto"),
                    "EGOCLEAN_GROUND_TRUTH": "", "EGOCLEAN_GROUND_TRUTH_SEED": "1"}
             keys = REAL_CLIPS

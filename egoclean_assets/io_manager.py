@@ -1,19 +1,12 @@
-"""Where clip outputs live, and the IO manager that stores them and deletes intermediates.
+"""Clip outputs under the data root, and the IO manager that stores them and deletes intermediates.
 
-Layout under the data root (a local folder, `file://...`, or any fsspec URL such as
-`s3://bucket/prefix`), by factory / worker / clip::
-
-    <root>/factory_001/worker_001/factory001_worker001_00001/
-        raw/factory001_worker001_00001.mp4, .json    raw_tar (intermediate)
-        factory001_worker001_00001_intrinsics.json   intrinsics
-        factory001_worker001_00001_rectified.mp4     rectified_clip
-        ...                                          one file set per asset
-        _manifests/<asset>.json                      what each asset wrote, and when
-
-An asset writes its files into `ClipStorage.output_dir(clip, asset)` and returns a
-`ClipArtifact` naming them. For a local root that folder is the final one (no copies);
-for a remote root it is a local work folder, and the IO manager puts the files to the
-root and removes the local copies. The manifest is written last: its presence means the
+Where each file of a clip lives is `egoclean.layout.ClipLayout`'s to say (by factory /
+worker / clip under the data root: a local folder, `file://...`, or any fsspec URL such
+as `s3://bucket/prefix`). An asset writes its files at `ClipStorage.layout(clip)` (or
+into `ClipStorage.output_dir(clip, asset)`) and returns a `ClipArtifact` naming them.
+For a local root that folder is the final one (no copies); for a remote root it is a
+local work folder, and the IO manager puts the files to the root and removes the local
+copies. The manifest is written last: its presence means the
 asset's files are complete.
 
 Intermediates (`INTERMEDIATES`: raw_tar, consumed by intrinsics and rectified_clip) are
@@ -47,13 +40,13 @@ from dagster import (
     ResourceDependency,
 )
 
-from egoclean import atomic
+from egoclean import atomic, defaults
 from egoclean.errors import InvalidInputError, ObjectStoreError
 from egoclean.ids import ClipId
+from egoclean.layout import RAW_DIR, ClipLayout, clip_folder, is_local, local_path
 
 # intermediate asset -> the assets that consume it; it is deleted once all have succeeded.
 INTERMEDIATES: dict[str, tuple[str, ...]] = {"raw_tar": ("intrinsics", "rectified_clip")}
-MANIFEST_DIR = "_manifests"
 
 
 @dataclass
@@ -72,6 +65,15 @@ class ClipArtifact:
     def location(self, role: str) -> str:
         """Where the file with this role is stored: its path, or its URL under a remote root."""
         return self.locations.get(role) or str(self.path(role))
+    # set by the IO manager on load: the local folder that holds the clip's files here
+    folder: str | None = None
+
+    @property
+    def layout(self) -> ClipLayout:
+        """The clip's files by artifact, in the local folder this artifact was loaded into."""
+        if self.folder is None:
+            raise ValueError(f"{self.asset} of {self.clip_id}: no folder (only a loaded artifact has a layout)")
+        return ClipLayout(self.clip_id, self.folder)
 
     def path(self, role: str) -> Path:
         """The local path of the file with this role (KeyError names the roles there are)."""
@@ -87,14 +89,6 @@ class ClipArtifact:
             self.download_dir = None
 
 
-def _is_local(url: str) -> bool:
-    return "://" not in url or url.startswith("file://")
-
-
-def _local_path(url: str) -> Path:
-    return Path(url[len("file://") :] if url.startswith("file://") else url).expanduser()
-
-
 class ClipStorage(ConfigurableResource):
     """Output storage by factory / worker / clip under a data root.
 
@@ -105,31 +99,37 @@ class ClipStorage(ConfigurableResource):
     system temp dir, env EGOCLEAN_WORK_DIR). Unused for local roots.
     """
 
-    data_root: str = "data"
+    data_root: str = defaults.DATA_ROOT
     work_dir: str | None = None
     retries: int = 4  # attempts per remote operation (>= 1), with backoff between them
     timeout_sec: float = 60.0  # per remote request (connect and each read)
 
     @property
     def is_local(self) -> bool:
-        return _is_local(self.data_root)
+        return is_local(self.data_root)
 
     def _work(self) -> Path:
         return Path(self.work_dir) if self.work_dir else Path(tempfile.gettempdir()) / "egoclean-work"
 
-    @staticmethod
-    def rel_dir(clip: ClipId) -> str:
-        """`factory_001/worker_001/factory001_worker001_00001`: a clip's folder in the root."""
-        return f"{clip.factory_dir}/{clip.worker_dir}/{clip.key}"
-
     def local_clip_dir(self, clip: ClipId) -> Path:
         """The local folder an asset of this clip processes in (final folder if local)."""
-        base = _local_path(self.data_root) if self.is_local else self._work() / "outputs"
-        return (base / self.rel_dir(clip)).absolute()
+        base = local_path(self.data_root) if self.is_local else self._work() / "outputs"
+        return (base / clip_folder(clip)).absolute()
+
+    def layout(self, clip: ClipId) -> ClipLayout:
+        """The clip's files in the local folder its assets write to (created if missing)."""
+        d = self.local_clip_dir(clip)
+        d.mkdir(parents=True, exist_ok=True)
+        return ClipLayout(clip.key, str(d))
+
+    def final_layout(self, clip: ClipId) -> ClipLayout:
+        """The clip's files where they end up: paths (local root) or URLs (remote root)."""
+        return ClipLayout(clip.key, self.clip_url(clip))
 
     def output_dir(self, clip: ClipId, asset: str) -> Path:
-        """Where `asset` writes its files for `clip` (intermediates in a `raw/` subfolder)."""
-        d = self.local_clip_dir(clip) / ("raw" if asset in INTERMEDIATES else "")
+        """Where `asset` writes its files for `clip` (intermediates in the layout's raw folder)."""
+        layout = self.layout(clip)
+        d = Path(layout.raw_dir if asset in INTERMEDIATES else layout.dir)
         d.mkdir(parents=True, exist_ok=True)
         return d
 
@@ -137,12 +137,12 @@ class ClipStorage(ConfigurableResource):
         """The clip's folder in the root, as a path (local) or URL (remote)."""
         if self.is_local:
             return str(self.local_clip_dir(clip))
-        return self.data_root.rstrip("/") + "/" + self.rel_dir(clip)
+        return ClipLayout.under(self.data_root, clip).dir
 
     def location(self, clip: ClipId, local_path: str | os.PathLike) -> str:
         """Where a file written into the clip's local folder ends up (path or URL)."""
         rel = Path(local_path).absolute().relative_to(self.local_clip_dir(clip)).as_posix()
-        return f"{self.clip_url(clip)}/{rel}"
+        return self.final_layout(clip).path(rel)
 
     def fs(self):
         """The fsspec filesystem of a remote root.
@@ -185,7 +185,7 @@ class ClipStorage(ConfigurableResource):
 
     # -- manifests ---------------------------------------------------------------------
     def _manifest_loc(self, clip: ClipId, asset: str) -> str:
-        return f"{self.clip_url(clip)}/{MANIFEST_DIR}/{asset}.json"
+        return self.final_layout(clip).manifest(asset)
 
     def read_manifest(self, clip: ClipId, asset: str) -> dict | None:
         """The manifest `asset` wrote for `clip`, or None when it has not been written."""
@@ -232,7 +232,7 @@ class ClipStorage(ConfigurableResource):
             fs = self.fs()
             try:
                 for r in rel.values():
-                    src, dest = str(base / r), f"{self.clip_url(clip)}/{r}"
+                    src, dest = str(base / r), self.final_layout(clip).path(r)
                     self._remote(f"uploading {dest}", lambda src=src, dest=dest: fs.put_file(src, dest))
             finally:
                 # the local copies go either way: a failed step recomputes them, and the
@@ -245,7 +245,7 @@ class ClipStorage(ConfigurableResource):
         """Delete files of the clip's folder; returns their locations (paths or URLs)."""
         done = []
         for r in rel_paths:
-            loc = f"{self.clip_url(clip)}/{r}"
+            loc = self.final_layout(clip).path(r)
             if self.is_local:
                 p = Path(loc)
                 # another run of the same clip may be deleting the same files right now
@@ -254,7 +254,7 @@ class ClipStorage(ConfigurableResource):
                     done.append(loc)
                 except FileNotFoundError:
                     pass
-                if p.parent.name == "raw":
+                if p.parent.name == RAW_DIR:
                     # an emptied raw/ folder goes too, so only final outputs remain; one
                     # that is not empty (or already gone) is left alone
                     with contextlib.suppress(OSError):
@@ -285,7 +285,7 @@ class ClipStorage(ConfigurableResource):
             for role, r in rel_paths.items():
                 dest = into / r
                 dest.parent.mkdir(parents=True, exist_ok=True)
-                src = f"{self.clip_url(clip)}/{r}"
+                src = self.final_layout(clip).path(r)
 
                 def get(src=src, dest=dest):
                     # into a temporary name: a cut-off download never passes for the file
@@ -422,5 +422,6 @@ class ClipIOManager(ConfigurableIOManager):
             files=files,
             info=m.get("info", {}),
             download_dir=str(into) if into else None,
-            locations={role: f"{storage.clip_url(clip)}/{r}" for role, r in m["files"].items()},
+            locations={role: storage.final_layout(clip).path(r) for role, r in m["files"].items()},
+            folder=str(into) if into else str(storage.local_clip_dir(clip)),
         )

@@ -42,11 +42,9 @@ from typing import Any, Mapping
 from dagster import ConfigurableResource, EnvVar
 from pydantic import Field
 
+from egoclean import defaults
 
-DEFAULT_SOURCE = "hf://datasets/builddotai/Egocentric-10K"
-DEFAULT_MODEL = "facebook/vjepa2-vitl-fpc64-256"
-DEFAULT_DB = "data/egoclean.duckdb"
-DEFAULT_SCOPE = "factory_001/worker_001"
+
 
 
 class SourceResource(ConfigurableResource):
@@ -56,7 +54,7 @@ class SourceResource(ConfigurableResource):
     at run time); it is never logged or written to metadata.
     """
 
-    url: str = DEFAULT_SOURCE
+    url: str = defaults.DATASET_URL
     revision: str | None = None
     token: str | None = Field(default=None, description="HF token; set it as EnvVar('HF_TOKEN'), never a literal")
     endpoint: str | None = Field(default=None, description="Hugging Face endpoint (tests: a stand-in hub)")
@@ -87,7 +85,7 @@ class SourceResource(ConfigurableResource):
 class EncoderResource(ConfigurableResource):
     """The V-JEPA 2 encoder (egoclean.encoder): model id or folder, device, dtype, batch size."""
 
-    model: str = DEFAULT_MODEL
+    model: str = defaults.MODEL_ID
     revision: str | None = None
     device: str = "auto"
     dtype: str = "auto"
@@ -143,7 +141,7 @@ class StoreResource(ConfigurableResource):
     """The segment tables (egoclean.store.Store): a local DuckDB file, or a shared DuckLake
     (`ducklake:postgres:...`) whose new tables keep their Parquet files under data_path."""
 
-    path: str = DEFAULT_DB
+    path: str = defaults.DB_PATH
     data_path: str | None = None
 
     def store(self):
@@ -156,7 +154,7 @@ class StoreResource(ConfigurableResource):
 class ExportResource(ConfigurableResource):
     """Where and how the LeRobot v3.0 export is written (egoclean.export); episode defaults from EpisodeParams."""
 
-    out: str = "data/lerobot"
+    out: str = defaults.EXPORT_DIR
     resolution: int | None = None  # re-encode to this frame height; None: stream copy
     min_episode_sec: float | None = None
     max_episode_sec: float | None = None
@@ -211,7 +209,7 @@ class GroundTruthResource(ConfigurableResource):
 class DiscoveryResource(ConfigurableResource):
     """What the discovery sensor scans: `factory/worker` fnmatch patterns, bounded per tick."""
 
-    scope: list[str] = [DEFAULT_SCOPE]
+    scope: list[str] = [defaults.SCOPE]
     max_workers_per_tick: int = 4
     max_new_partitions_per_tick: int = 200
 
@@ -237,27 +235,28 @@ def resources_from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     gt_paths = [p for p in _env(env, "EGOCLEAN_GROUND_TRUTH", "").split(os.pathsep) if p]
     return {
         "source": SourceResource(
-            url=_env(env, "EGOCLEAN_SOURCE", DEFAULT_SOURCE),
+            url=_env(env, "EGOCLEAN_SOURCE", defaults.DATASET_URL),
             revision=_env(env, "EGOCLEAN_REVISION"),
             # EnvVar keeps the value out of run config; resolved only inside the run.
             token=EnvVar("HF_TOKEN") if _env(env, "HF_TOKEN") else None,
             endpoint=_env(env, "HF_ENDPOINT"),
         ),
         "encoder": EncoderResource(
-            model=_env(env, "EGOCLEAN_MODEL", DEFAULT_MODEL),
+            model=_env(env, "EGOCLEAN_MODEL", defaults.MODEL_ID),
             device=_env(env, "EGOCLEAN_DEVICE", "auto"),
             dtype=_env(env, "EGOCLEAN_DTYPE", "auto"),
             batch_size=int(_env(env, "EGOCLEAN_BATCH", 4)),
         ),
         "rectify": RectifyResource(),
         "detection": DetectionResource(),
-        "store": StoreResource(path=_env(env, "EGOCLEAN_DB", DEFAULT_DB), data_path=_env(env, "EGOCLEAN_DB_DATA_PATH")),
-        "export": ExportResource(out=_env(env, "EGOCLEAN_EXPORT", "data/lerobot")),
+        "store": StoreResource(path=_env(env, "EGOCLEAN_DB", defaults.DB_PATH),
+                               data_path=_env(env, "EGOCLEAN_DB_DATA_PATH")),
+        "export": ExportResource(out=_env(env, "EGOCLEAN_EXPORT", defaults.EXPORT_DIR)),
         "ground_truth": GroundTruthResource(
             include_seed=_env(env, "EGOCLEAN_GROUND_TRUTH_SEED", "1") != "0", paths=gt_paths
         ),
         "discovery": DiscoveryResource(
-            scope=[s.strip() for s in _env(env, "EGOCLEAN_SCOPE", DEFAULT_SCOPE).split(",") if s.strip()]
+            scope=[s.strip() for s in _env(env, "EGOCLEAN_SCOPE", defaults.SCOPE).split(",") if s.strip()]
         ),
         "storage": storage,
         "io_manager": ClipIOManager(storage=storage),

@@ -263,6 +263,33 @@ def test_to_dict_and_save(tmp_path):
     assert [p.name for p in out.parent.iterdir()] == ["clip_intrinsics.json"]  # no temp left
 
 
+def test_rectified_load_gives_back_what_was_saved(tmp_path):
+    # The rectified_clip asset reads the camera the intrinsics asset saved instead of
+    # recomputing it, so nothing may be lost on the way, fov_scale included.
+    fe = FisheyeIntrinsics.from_dict(CARD)
+    rect = rectified_intrinsics(fe, 960, 540, balance=0.25, fov_scale=1.4)
+    back = RectifiedIntrinsics.load(rect.save(tmp_path / "clip_intrinsics.json"))
+    assert back.fov_scale == 1.4 and back.balance == 0.25
+    assert (back.width, back.height) == (960, 540) and back.original == fe and back.fisheye == rect.fisheye
+    np.testing.assert_array_equal(back.K_new, rect.K_new)
+    assert back.valid_fraction == pytest.approx(rect.valid_fraction, abs=1e-6)
+    assert back.to_dict() == rect.to_dict()
+    for a, b in zip(back.float_maps(), rect.float_maps()):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("broken, match", [
+    ("{", "not valid JSON"),
+    ("[]", "expected a JSON object"),
+    (json.dumps({"K": [[1, 0, 0]], "input_width": 960, "input_height": 540, "fisheye_source": CARD}), "3x3"),
+    (json.dumps({"input_width": 960, "input_height": 540, "fisheye_source": CARD}), "K missing"),
+])
+def test_rectified_load_refuses_damaged_files(tmp_path, broken, match):
+    p = write(tmp_path, broken, "clip_intrinsics.json")
+    with pytest.raises(IntrinsicsError, match=rf"clip_intrinsics\.json.*{match}"):
+        RectifiedIntrinsics.load(p)
+
+
 def test_odd_size_output_is_trimmed_even():
     fe = FisheyeIntrinsics.from_dict(CARD)
     rect = rectified_intrinsics(fe, 481, 271)

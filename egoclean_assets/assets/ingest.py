@@ -73,7 +73,7 @@ def intrinsics(
     # The decoded size, not the sidecar's claim, is what the maps will sample.
     video = raw_tar.info["video"]
     rect = rectified_intrinsics(fisheye, video["width"], video["height"], balance=rectify.balance)
-    path = rect.save(storage.output_dir(clip, "intrinsics") / f"{clip.key}_intrinsics.json")
+    path = rect.save(storage.layout(clip).intrinsics)
     d = rect.to_dict()
     return Output(
         ClipArtifact(clip.key, "intrinsics", files={"json": str(path)}, info={"rectified": d}),
@@ -99,16 +99,13 @@ def rectified_clip(
 ) -> Output[ClipArtifact]:
     """The clip rectified to a pinhole camera (same frames and frame rate), H.264 MP4."""
     # imported here, not at module top: loading the definitions must stay free of heavy modules
-    from egoclean.intrinsics import FisheyeIntrinsics, rectified_intrinsics
+    from egoclean.intrinsics import RectifiedIntrinsics
     from egoclean.rectify import rectify_video
 
     clip = clip_of(context)
-    d = intrinsics.info["rectified"]
-    # Rebuilt from the stored fisheye model: the same deterministic computation as the
-    # intrinsics asset, so the maps match the K_new it recorded.
-    fisheye = FisheyeIntrinsics.from_dict(d["fisheye_source"], source=str(intrinsics.path("json")))
-    rect = rectified_intrinsics(fisheye, d["input_width"], d["input_height"], balance=d["balance"])
-    out = storage.output_dir(clip, "rectified_clip") / f"{clip.key}_rectified.mp4"
+    # The camera the intrinsics asset saved, read back as saved (K_new, balance, fov_scale).
+    rect = RectifiedIntrinsics.load(intrinsics.layout.intrinsics)
+    out = storage.layout(clip).rectified
     result = rectify_video(raw_tar.path("mp4"), rect, out, progress=False, **rectify.encode_kwargs())
     raw_frames = int(raw_tar.info["video"]["n_frames"])
     info = {

@@ -3,6 +3,7 @@
 
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 from dagster import AssetExecutionContext, MetadataValue, Output, asset
@@ -13,12 +14,6 @@ from egoclean_assets.partitions import clip_of, clip_partitions
 from egoclean_assets.resources import DetectionResource, EncoderResource, GroundTruthResource, StoreResource
 
 GROUP = "phase2_temporal"
-
-
-def _prefix(artifact: ClipArtifact, kind: str = "emb"):
-    """The file prefix (`<dir>/<clip>`) of an artifact whose `kind` file is `<prefix>_<kind>.npy`."""
-    p = artifact.path(kind)
-    return p.with_name(p.name[: -len(f"_{kind}.npy")])
 
 
 @asset(partitions_def=clip_partitions, group_name=GROUP, pool="gpu", kinds={"pytorch"})
@@ -34,7 +29,7 @@ def vjepa_embeddings(
     t0 = time.perf_counter()
     emb = embed_video(rectified_clip.path("mp4"), enc, batch_size=encoder.batch_size, progress=False)
     seconds = time.perf_counter() - t0
-    files = emb.save(storage.output_dir(clip, "vjepa_embeddings") / clip.key)
+    files = emb.save(storage.layout(clip).embeddings)
     model = emb.meta.get("model", enc.model_id)
     info = {"video": rectified_clip.info["video"], "model": model, "random_weights": bool(enc.random_weights),
             "windows": len(emb)}
@@ -67,9 +62,9 @@ def similarity_matrix(
 
     clip = clip_of(context)
     t0 = time.perf_counter()
-    an = analyse(Embeddings.load(_prefix(vjepa_embeddings), mmap=True), matrices=True)
+    an = analyse(Embeddings.load(vjepa_embeddings.layout.embeddings, mmap=True), matrices=True)
     seconds = time.perf_counter() - t0
-    files = an.save(storage.output_dir(clip, "similarity_matrix") / clip.key)
+    files = an.save(storage.layout(clip).analysis)
     info = {"period_sec": an.period_sec, "step_sec": float(an.step_sec), "windows": int(len(an.ts)),
             "matrix_size": int(an.sim_mean.shape[0])}
     return Output(
@@ -104,14 +99,15 @@ def anomaly_segments(
     clip = clip_of(context)
     params = detection.params()
     t0 = time.perf_counter()
-    det = detect(Embeddings.load(_prefix(vjepa_embeddings), mmap=True), params)
+    det = detect(Embeddings.load(vjepa_embeddings.layout.embeddings, mmap=True), params)
     seconds = time.perf_counter() - t0
     info = vjepa_embeddings.info
     video = info["video"]
     model = info["model"]
     doc = {"clip_id": clip.key, "model": model, "random_weights": info["random_weights"],
            "duration_sec": video["duration_sec"]} | det.to_dict(series=True)
-    path = atomic.write_json(storage.output_dir(clip, "anomaly_segments") / f"{clip.key}_segments.json", doc)
+    layout = storage.layout(clip)
+    path = atomic.write_json(layout.segments, doc)
 
     db = store.store()
     # Ground truth goes in first so the detection_eval view is complete for this clip.
@@ -121,7 +117,7 @@ def anomaly_segments(
         {"clip_id": clip.key, "n_frames": video["frames"], "fps": video["fps"], "width": video["width"],
          "height": video["height"], "duration_sec": video["duration_sec"],
          "paths": {"segments": storage.location(clip, path),
-                   "rectified": f"{storage.clip_url(clip)}/{clip.key}_rectified.mp4",
+                   "rectified": storage.final_layout(clip).rectified,
                    "embeddings": vjepa_embeddings.location("emb")}},
         det,
         model,
@@ -169,13 +165,13 @@ def diagnostics_plot(
     clip = clip_of(context)
     title = f"{clip.key} - {anomaly_segments.info['model']}" + (
         " (random weights)" if anomaly_segments.info["random_weights"] else "")
-    out = storage.output_dir(clip, "diagnostics_plot")
-    analysis = Analysis.load(_prefix(similarity_matrix, "sim_mean"))
-    diag = plot_diagnostics(analysis, out / f"{clip.key}_diagnostics.png", title)
-    doc = json.loads(anomaly_segments.path("json").read_text())
+    out = storage.layout(clip)
+    analysis = Analysis.load(similarity_matrix.layout.analysis)
+    diag = plot_diagnostics(analysis, out.diagnostics_plot, title)
+    doc = json.loads(Path(anomaly_segments.layout.segments).read_text())
     det = Detection.from_dict(doc)
     truth = ground_truth.spans_by_clip().get(clip.key)
-    detp = plot_detection(det, out / f"{clip.key}_detection.png", title, truth=truth)
+    detp = plot_detection(det, out.detection_plot, title, truth=truth)
     return Output(
         ClipArtifact(clip.key, "diagnostics_plot", files={"diagnostics": str(diag), "detection": str(detp)}),
         metadata={
