@@ -1,15 +1,17 @@
-"""Number types for command-line options: bounded, finite, named in one-line errors.
+"""Numbers from the command line and the environment: bounded, finite, named in one-line errors.
 
 `argparse`'s plain `int` and `float` take `nan`, `inf`, `-5` and integers of thousands
-of digits; each option here states the range that makes sense, and anything else is
-refused by the parser before a command starts.
+of digits, and `int(os.environ[...])` fails with a traceback; each option and variable
+here states the range that makes sense, and anything else is refused before work starts.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-from typing import Callable
+from typing import Callable, Mapping
+
+from egoclean.errors import InvalidInputError
 
 # Longer than any sensible number; Python's int() itself refuses more than 4300 digits.
 MAX_CHARS = 40
@@ -61,3 +63,15 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str):  # noqa: D102 (argparse's hook)
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def env_whole(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
+    """The whole number in environment variable `name` (unset or empty: `default`);
+    InvalidInputError naming the variable when it is not one in [lo, hi]."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        return whole(lo, hi)(raw)
+    except argparse.ArgumentTypeError as e:
+        raise InvalidInputError(f"environment variable {name}: {e}") from None

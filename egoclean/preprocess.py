@@ -9,20 +9,25 @@ differs by up to ~0.02, because the processor rounds the resized image to uint8.
 
 from __future__ import annotations
 
-import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from egoclean import jsonin
 from egoclean.errors import InvalidInputError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 PROCESSOR_FILES = ("video_preprocessor_config.json", "preprocessor_config.json")
+# The largest resize or crop side a processor config may ask for (V-JEPA 2 uses 256-384):
+# every window holds 64 frames of this size, so a huge value would exhaust memory.
+MAX_SIDE = 4096
 
 
 @dataclass(frozen=True)
@@ -49,33 +54,56 @@ class PreprocessConfig:
         """Read a video_preprocessor_config.json; every value the processor uses must be
         stated (the class defaults differ from the hub config, so none is assumed)."""
         path = Path(path)
+        where = f"preprocessor config {path}"
         try:
-            d = json.loads(path.read_text())
-        except (OSError, ValueError) as e:
-            raise InvalidInputError(f"preprocessor config {path}: unreadable ({e})") from e
+            raw = path.read_bytes()
+        except OSError as e:
+            raise InvalidInputError(f"{where}: unreadable ({e})") from None
+        d = jsonin.loads(raw, where)
+        if not isinstance(d, dict):
+            raise InvalidInputError(f"{where}: not a JSON object")
+
+        def whole(v: Any, name: str) -> int:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not float(v).is_integer():
+                raise InvalidInputError(f"{where}: {name} must be a whole number, got {str(v)[:40]}")
+            if not 1 <= v <= MAX_SIDE:
+                raise InvalidInputError(f"{where}: {name}={v:g} is outside 1..{MAX_SIDE}")
+            return int(v)
+
+        def real(v: Any, name: str) -> float:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise InvalidInputError(f"{where}: {name} must be a finite number, got {str(v)[:40]}")
+            return float(v)
+
         try:
             if not d.get("do_resize", True) or not d.get("do_center_crop", True):
-                raise InvalidInputError(f"preprocessor config {path}: resize and centre crop must be enabled")
+                raise InvalidInputError(f"{where}: resize and centre crop must be enabled")
             if not d.get("do_normalize", True) or not d.get("do_rescale", True):
-                raise InvalidInputError(f"preprocessor config {path}: rescale and normalise must be enabled")
-            if int(d.get("resample", 2)) != 2:
-                raise InvalidInputError(f"preprocessor config {path}: resample {d['resample']} is not bilinear (2)")
+                raise InvalidInputError(f"{where}: rescale and normalise must be enabled")
+            if d.get("resample", 2) != 2:
+                raise InvalidInputError(f"{where}: resample {str(d['resample'])[:40]} is not bilinear (2)")
             size = d["size"]
-            shortest = int(size["shortest_edge"] if isinstance(size, dict) else size)
+            shortest = whole(size["shortest_edge"] if isinstance(size, dict) else size, "size.shortest_edge")
             crop = d["crop_size"]
             if isinstance(crop, dict):
-                if int(crop["height"]) != int(crop["width"]):
-                    raise InvalidInputError(f"preprocessor config {path}: non-square crop {crop}")
+                if whole(crop["height"], "crop_size.height") != whole(crop["width"], "crop_size.width"):
+                    raise InvalidInputError(f"{where}: non-square crop {crop}")
                 crop = crop["height"]
+            mean, std = d["image_mean"], d["image_std"]
+            if not (isinstance(mean, list) and isinstance(std, list)):
+                raise InvalidInputError(f"{where}: image_mean and image_std must be lists of 3 numbers")
+            rescale = real(d.get("rescale_factor", 1 / 255), "rescale_factor")
+            if rescale <= 0:
+                raise InvalidInputError(f"{where}: rescale_factor must be positive, got {rescale:g}")
             cfg = cls(
                 shortest_edge=shortest,
-                crop=int(crop),
-                mean=tuple(float(v) for v in d["image_mean"]),
-                std=tuple(float(v) for v in d["image_std"]),
-                rescale_factor=float(d.get("rescale_factor", 1 / 255)),
+                crop=whole(crop, "crop_size"),
+                mean=tuple(real(v, "image_mean") for v in mean),
+                std=tuple(real(v, "image_std") for v in std),
+                rescale_factor=rescale,
             )
-        except (KeyError, TypeError, ValueError) as e:
-            raise InvalidInputError(f"preprocessor config {path}: missing or malformed field ({e!r})") from e
+        except (KeyError, TypeError) as e:
+            raise InvalidInputError(f"{where}: missing or malformed field ({e!r})") from None
         cfg.validate(str(path))
         return cfg
 

@@ -22,6 +22,7 @@ message, a repr or a file.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -73,6 +74,15 @@ _SHARD_RE = re.compile(r"(factory[0-9]{3}_worker[0-9]{3})_part([0-9]+)\.tar")
 _MEMBER_RE = re.compile(r"(factory[0-9]{3}_worker[0-9]{3}_[0-9]{5})\.(mp4|json)")
 
 T = TypeVar("T")
+
+# OSErrors worth another try: a network file system or an object store hiccup. Any other
+# errno (EISDIR, ENOTDIR, ENAMETOOLONG, EROFS, EINVAL...) is permanent and fails at once;
+# an OSError without an errno (most fsspec network errors) is retried.
+_TRANSIENT_ERRNOS = frozenset(
+    getattr(errno, n) for n in ("EAGAIN", "EINTR", "EBUSY", "EIO", "ETIMEDOUT", "ECONNRESET", "ECONNREFUSED",
+                                "ECONNABORTED", "EHOSTUNREACH", "ENETUNREACH", "ENETDOWN", "ESTALE", "EPIPE")
+    if hasattr(errno, n)
+)
 
 
 # ---------------------------------------------------------------------------- records
@@ -490,6 +500,10 @@ class _FsspecTransport(_Transport):
             except PermissionError as e:
                 raise AuthError(f"{what} {self.display(rel)}: permission denied ({e})") from None
             except (OSError, TimeoutError) as e:
+                if e.errno is not None and e.errno not in _TRANSIENT_ERRNOS:
+                    # A local, permanent error (a folder where a file should be, a name too
+                    # long, a read-only file system...): another try ends the same way.
+                    raise SourceError(f"{what} {self.display(rel)}: {type(e).__name__}: {e.strerror}") from None
                 raise _Retryable(f"{type(e).__name__}: {e}") from None
 
         return _with_retries(attempt, f"{what} {self.display(rel)}", self.retries, self.backoff)
@@ -732,15 +746,23 @@ class Source:
         shards = self.list_shards(clip.factory, clip.worker)
         if not shards:
             raise NotFoundError(f"clip {clip.key} not found: {self._t.display(clip.worker_path)} has no shards")
-        found: dict[str, tuple[ShardRef, TarMember]] = {}
+        # Every shard is indexed (headers only, cached): a member in two shards is two
+        # candidate clips, and taking the first silently could be the wrong one.
+        hits: dict[str, list[tuple[ShardRef, TarMember]]] = {"mp4": [], "json": []}
         for shard in shards:
             idx = self.index_shard(shard)
             for ext in ("mp4", "json"):
                 m = idx.member(f"{clip.key}.{ext}")
-                if m is not None and ext not in found:
-                    found[ext] = (shard, m)
-            if len(found) == 2:
-                break
+                if m is not None:
+                    hits[ext].append((shard, m))
+        for ext, where in hits.items():
+            if len(where) > 1:
+                raise TarError(
+                    f"clip {clip.key}: {clip.key}.{ext} is in {len(where)} shards "
+                    f"({', '.join(s.name for s, _ in where)}) of {self._t.display(clip.worker_path)}; "
+                    "which one is the clip is ambiguous: remove the duplicate"
+                )
+        found = {ext: where[0] for ext, where in hits.items() if where}
         names = ", ".join(s.name for s in shards)
         if not found:
             raise NotFoundError(f"clip {clip.key} not found in shards {names} of {self._t.display(clip.worker_path)}")

@@ -16,7 +16,8 @@ import av
 import numpy as np
 
 from egoclean import defaults
-from egoclean.errors import InvalidInputError, VideoError
+from egoclean.errors import VideoError
+from egoclean.options import env_whole
 
 # The pipeline's video contract: Egocentric-10K clips are H.265 and the rectified clips
 # H.264; anything else (mpeg4, mjpeg, ...) is refused by `probe` unless a caller opts out.
@@ -51,15 +52,7 @@ class VideoInfo:
 
 def max_pixels() -> int:
     """The frame-size limit: $EGOCLEAN_MAX_PIXELS, else DEFAULT_MAX_PIXELS."""
-    raw = os.environ.get(MAX_PIXELS_ENV, "").strip()
-    if not raw:
-        return DEFAULT_MAX_PIXELS
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 18 and int(raw) > 0):
-        raise InvalidInputError(
-            f"environment variable {MAX_PIXELS_ENV}={raw[:40]!r}{'...' if len(raw) > 40 else ''}: expected a "
-            f"positive whole number of pixels (default {DEFAULT_MAX_PIXELS} = 7680x4320)"
-        )
-    return int(raw)
+    return env_whole(os.environ, MAX_PIXELS_ENV, DEFAULT_MAX_PIXELS, 1, 10**12)
 
 
 def _open(path: str | os.PathLike):

@@ -25,6 +25,7 @@ from pathlib import Path
 from dagster import AssetKey, DagsterInstance
 
 from egoclean.errors import EgoCleanError
+from egoclean.options import whole
 from egoclean.secrets import redact
 from egoclean_assets.discovery import discover
 from egoclean_assets.partitions import add_clip_partitions
@@ -45,6 +46,11 @@ def instance_from_env() -> DagsterInstance:
             raise EgoCleanError("DAGSTER_HOME is not set and ./dagster_home/dagster.yaml does not exist; "
                                 "run from the repository root or set DAGSTER_HOME")
         os.environ["DAGSTER_HOME"] = str(home)
+    home = Path(os.environ["DAGSTER_HOME"])
+    if not home.is_dir():
+        # Dagster's own error here is a traceback; say what to do instead.
+        raise EgoCleanError(f"DAGSTER_HOME={home} is not an existing folder: create it (with a dagster.yaml, "
+                            "e.g. a copy of dagster_home/dagster.yaml) or point DAGSTER_HOME at the instance folder")
     return DagsterInstance.get()
 
 
@@ -99,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m egoclean_assets.backfill", description=__doc__.splitlines()[0])
     p.add_argument("scope", nargs="+", help="factory_XXX/worker_YYY (fnmatch patterns allowed, e.g. 'factory_00*/*')")
     p.add_argument("--source", default=None, help="dataset URL (default: EGOCLEAN_SOURCE or the Hugging Face dataset)")
-    p.add_argument("--limit", type=int, default=None, help="at most this many clips")
+    p.add_argument("--limit", type=whole(1, 10**9), default=None, help="at most this many clips")
     p.add_argument("--register-only", action="store_true", help="register the partitions, run nothing")
     p.add_argument("--all", action="store_true", help="re-run clips that are already done")
     args = p.parse_args(argv)

@@ -43,6 +43,7 @@ from dagster import ConfigurableResource, EnvVar
 from pydantic import Field
 
 from egoclean import defaults
+from egoclean.options import env_whole
 
 
 
@@ -245,7 +246,7 @@ def resources_from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
             model=_env(env, "EGOCLEAN_MODEL", defaults.MODEL_ID),
             device=_env(env, "EGOCLEAN_DEVICE", "auto"),
             dtype=_env(env, "EGOCLEAN_DTYPE", "auto"),
-            batch_size=int(_env(env, "EGOCLEAN_BATCH", 4)),
+            batch_size=env_whole(env, "EGOCLEAN_BATCH", defaults.ENCODER_BATCH, 1, 1024),
         ),
         "rectify": RectifyResource(),
         "detection": DetectionResource(),

@@ -46,3 +46,17 @@ def test_unknown_worker_is_a_clear_error(home, capsys):
     assert "no worker" in err and "factory_001/worker_009" in err
     rc = backfill.main(["factory_007/worker_001", "--source", str(home / "source"), "--register-only"])
     assert rc == 2 and "factory_007" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("case", ["missing", "a-file", "no-yaml-here"])
+def test_a_bad_dagster_home_is_a_clear_error(case, tmp_path, monkeypatch, capsys):
+    home = tmp_path / "home"
+    if case == "a-file":
+        home.write_text("not a folder")
+    monkeypatch.setenv("DAGSTER_HOME", str(home) if case != "no-yaml-here" else "")
+    monkeypatch.chdir(tmp_path)  # no ./dagster_home here either
+    rc = backfill.main(["factory_001/worker_001", "--source", str(tmp_path), "--register-only"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "DAGSTER_HOME" in err and len(err.strip().splitlines()) == 1, err
+    if case != "no-yaml-here":
+        assert str(home) in err

@@ -106,23 +106,24 @@ def anomaly_segments(
     model = info["model"]
     doc = {"clip_id": clip.key, "model": model, "random_weights": info["random_weights"],
            "duration_sec": video["duration_sec"]} | det.to_dict(series=True)
-    layout = storage.layout(clip)
-    path = atomic.write_json(layout.segments, doc)
-
-    db = store.store()
-    # Ground truth goes in first so the detection_eval view is complete for this clip.
-    for name, spans in ground_truth.sources():
-        db.replace_ground_truth(spans, name)
-    rows = db.replace_clip(
-        {"clip_id": clip.key, "n_frames": video["frames"], "fps": video["fps"], "width": video["width"],
-         "height": video["height"], "duration_sec": video["duration_sec"],
-         "paths": {"segments": storage.location(clip, path),
-                   "rectified": storage.final_layout(clip).rectified,
-                   "embeddings": vjepa_embeddings.location("emb")}},
-        det,
-        model,
-        random_weights=info["random_weights"],
-    )
+    path = storage.layout(clip).segments
+    # The JSON gets its final name only once the rows are stored: a failed step leaves none.
+    with atomic.atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(doc, indent=2) + "\n")
+        db = store.store()
+        # Ground truth goes in first so the detection_eval view is complete for this clip.
+        for name, spans in ground_truth.sources():
+            db.replace_ground_truth(spans, name)
+        rows = db.replace_clip(
+            {"clip_id": clip.key, "n_frames": video["frames"], "fps": video["fps"], "width": video["width"],
+             "height": video["height"], "duration_sec": video["duration_sec"],
+             "paths": {"segments": storage.location(clip, path),
+                       "rectified": storage.final_layout(clip).rectified,
+                       "embeddings": vjepa_embeddings.location("emb")}},
+            det,
+            model,
+            random_weights=info["random_weights"],
+        )
     spans = [{"start_sec": s.start_sec, "end_sec": s.end_sec, "start": mmss(s.start_sec), "end": mmss(s.end_sec),
               "peak_score": s.peak_score} for s in det.spans]
     return Output(

@@ -201,3 +201,99 @@ def test_tar_index_of_damaged_shards_is_members_or_one_error(data):
         assert 0 <= m.offset and m.offset + m.size <= len(raw)
         assert "/" not in m.name.strip("/") or not m.name.startswith("/")
         assert ".." not in m.name.split("/")
+
+
+# ---------------------------------------------------------------- the dataset layout
+def _worker(root, shards: dict[str, list[str]]):
+    from hubstub import fake_video, make_tar, sidecar
+
+    wdir = root / "factory_001" / "workers" / "worker_001"
+    for shard, keys in shards.items():
+        members = []
+        for k in keys:
+            video = fake_video(k + shard, 3000)
+            members += [(f"{k}.mp4", video), (f"{k}.json", json.dumps(sidecar(k, len(video))).encode())]
+        make_tar(wdir / shard, members)
+    (wdir / "intrinsics.json").write_text(json.dumps(INTR))
+    return wdir
+
+
+def test_the_same_clip_in_two_shards_is_refused(tmp_path):
+    from egoclean.source import open_source
+
+    _worker(tmp_path / "src", {"factory001_worker001_part00.tar": ["factory001_worker001_00000",
+                                                                   "factory001_worker001_00001"],
+                               "factory001_worker001_part01.tar": ["factory001_worker001_00001"]})
+    src = open_source(str(tmp_path / "src"), cache_dir=tmp_path / "cache")
+    with pytest.raises(TarError) as e:
+        src.fetch_clip("factory001_worker001_00001", tmp_path / "out", progress=False)
+    msg = one_line(e.value)
+    assert "factory001_worker001_00001" in msg and "part00.tar" in msg and "part01.tar" in msg, msg
+    assert not (tmp_path / "out" / "factory001_worker001_00001.mp4").exists()
+    # a clip that is in one shard only is still fetched
+    src.fetch_clip("factory001_worker001_00000", tmp_path / "out", progress=False)
+
+
+def test_local_permanent_errors_are_not_retried_as_network_faults(tmp_path):
+    import time
+
+    from egoclean.errors import SourceError
+    from egoclean.source import open_source
+
+    wdir = _worker(tmp_path / "src", {"factory001_worker001_part00.tar": ["factory001_worker001_00000"]})
+    (wdir / "intrinsics.json").unlink()
+    (wdir / "intrinsics.json").mkdir()  # EISDIR when read: the disk will not change its mind
+    src = open_source(str(tmp_path / "src"), cache_dir=tmp_path / "cache", retries=4, backoff=0.5)
+    t0 = time.monotonic()
+    with pytest.raises(SourceError) as e:
+        src.fetch_intrinsics("factory001_worker001_00000", tmp_path / "i.json")
+    msg = one_line(e.value)
+    assert time.monotonic() - t0 < 0.5, "a permanent local error was retried"
+    assert "intrinsics.json" in msg and "network" not in msg and "rerun later" not in msg, msg
+
+
+def test_cli_fetch_prints_standard_json(tmp_path):
+    """A sidecar holding NaN is refused; what fetch prints is always standard JSON."""
+    from hubstub import fake_video, make_tar, sidecar
+
+    from .conftest import cli
+
+    wdir = _worker(tmp_path / "src", {"factory001_worker001_part00.tar": ["factory001_worker001_00000"]})
+    k = "factory001_worker001_00001"
+    video = fake_video(k, 3000)
+    bad = json.dumps(sidecar(k, len(video), duration_sec=float("nan"))).encode()  # Python writes NaN
+    make_tar(wdir / "factory001_worker001_part01.tar", [(f"{k}.mp4", video), (f"{k}.json", bad)])
+    done = cli(["fetch", "factory001_worker001_00000", "--source", str(tmp_path / "src"), "-o", str(tmp_path / "o")])
+    assert done.returncode == 0, done.stderr
+    json.loads(done.stdout, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+    done = cli(["fetch", k, "--source", str(tmp_path / "src"), "-o", str(tmp_path / "o")])
+    assert done.returncode == 2 and "NaN" in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert not (tmp_path / "o" / f"{k}.mp4").exists()
+
+
+# ---------------------------------------------------------------- preprocessor config
+PRE = {"do_resize": True, "do_center_crop": True, "do_normalize": True, "do_rescale": True, "resample": 2,
+       "size": {"shortest_edge": 292}, "crop_size": {"height": 256, "width": 256},
+       "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225], "rescale_factor": 1 / 255}
+
+
+@pytest.mark.parametrize("text, problem", [
+    (DEEP, "nested"),
+    ("[1, 2, 3]", "object"),
+    (json.dumps(PRE).replace('"shortest_edge": 292', '"shortest_edge": 1e999'), "1e999"),
+    (json.dumps(PRE).replace('"shortest_edge": 292', '"shortest_edge": ' + HUGE_INT), "digits"),
+    (json.dumps(PRE).replace('"shortest_edge": 292', '"shortest_edge": 1000000000'), "shortest_edge"),
+    (json.dumps(PRE | {"image_std": [float("nan"), 0.2, 0.2]}), "NaN"),
+    (json.dumps(PRE | {"rescale_factor": -1}), "rescale_factor"),
+    (json.dumps(PRE | {"crop_size": {"height": True, "width": True}}), "crop"),
+])
+def test_hostile_preprocessor_configs(text, problem, tmp_path):
+    from egoclean.errors import InvalidInputError
+    from egoclean.preprocess import PreprocessConfig
+
+    p = tmp_path / "video_preprocessor_config.json"
+    p.write_text(text)
+    with pytest.raises(InvalidInputError) as e:
+        PreprocessConfig.from_processor_json(p)
+    msg = one_line(e.value)
+    assert str(p) in msg and problem in msg, msg
