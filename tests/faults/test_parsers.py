@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from egoclean.errors import GroundTruthError, IntrinsicsError, TarError
-from egoclean.evaluation import COLUMNS, DURATION_TOLERANCE_SEC, load_ground_truth
+from egoclean.defaults import SPAN_END_TOLERANCE_SEC as DURATION_TOLERANCE_SEC
+from egoclean.evaluation import COLUMNS, load_ground_truth
 from egoclean.ids import ClipId, is_clip_id
 from egoclean.intrinsics import FisheyeIntrinsics
 from egoclean.source import _parse_sidecar

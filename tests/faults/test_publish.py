@@ -25,7 +25,7 @@ def _artifact(tmp_path) -> ClipArtifact:
     Embeddings(temb.mean(axis=1), temb, np.arange(30) * 2.0, {"model": "m", "random_weights": True}).save(prefix)
     video = {"frames": 900, "fps": 30.0, "width": 64, "height": 48, "duration_sec": 30.0}
     return ClipArtifact(KEY, "vjepa_embeddings", files={"emb": f"{prefix}_emb.npy"},
-                        info={"video": video, "model": "m", "random_weights": True})
+                        info={"video": video, "model": "m", "random_weights": True}, folder=str(prefix.parent))
 
 
 def run(tmp_path, db):
