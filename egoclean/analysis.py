@@ -13,6 +13,7 @@ similarity asset; long clips get them on evenly spaced windows (`max_matrix`).
 from __future__ import annotations
 
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -20,7 +21,7 @@ from typing import Iterator
 import numpy as np
 
 from egoclean import atomic
-from egoclean.embeddings import Embeddings
+from egoclean.embeddings import Embeddings, load_npy
 from egoclean.errors import InvalidInputError
 
 # Rows per chunk are chosen so one float64 chunk stays near this size: memory stays
@@ -73,19 +74,22 @@ class Analysis:
     def load(cls, prefix: str | os.PathLike) -> "Analysis":
         """Read what `save` wrote."""
         p = str(prefix)
-        with np.load(p + "_analysis.npz") as z:
-            arrays = {k: z[k] for k in z.files}
-        period = float(arrays.pop("period_sec"))
+        try:
+            with np.load(p + "_analysis.npz", allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+            period = float(arrays.pop("period_sec"))
+            series = {k: arrays[k] for k in ("ts", "change", "autocorr", "lags_sec")}
+            step = float(arrays["step_sec"])
+        except (OSError, ValueError, EOFError, KeyError, TypeError, zipfile.BadZipFile) as e:
+            raise InvalidInputError(
+                f"analysis {p}_analysis.npz: damaged or incomplete ({type(e).__name__}: {e})") from None
         return cls(
-            ts=arrays["ts"],
-            change=arrays["change"],
-            sim_mean=np.load(p + "_sim_mean.npy"),
-            sim_temporal=np.load(p + "_sim_temporal.npy"),
-            autocorr=arrays["autocorr"],
-            lags_sec=arrays["lags_sec"],
+            **series,
+            sim_mean=load_npy(p + "_sim_mean.npy", what="analysis"),
+            sim_temporal=load_npy(p + "_sim_temporal.npy", what="analysis"),
             period_sec=None if np.isnan(period) else period,
             matrix_ts=arrays.get("matrix_ts"),
-            step_sec=float(arrays["step_sec"]),
+            step_sec=step,
         )
 
 

@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from egoclean import defaults
+from egoclean import defaults, jsonin
 from egoclean.errors import EgoCleanError
 from egoclean.options import Parser, number, whole
 
@@ -63,7 +63,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
     src = open_source(args.source, revision=args.revision)
     fetched = src.fetch_clip(ClipId.parse(args.clip_id), Path(args.out_dir))
-    print(json.dumps(fetched.as_dict(), indent=2, default=str))
+    print(jsonin.dumps(fetched.as_dict(), indent=2, default=str))  # standard JSON: no NaN/Infinity
     return 0
 
 
@@ -73,7 +73,7 @@ def cmd_rectify(args: argparse.Namespace) -> int:
     result = rectify_file(
         args.input, args.intrinsics, args.output, balance=args.balance, crf=args.crf, preset=args.preset
     )
-    print(json.dumps(result, indent=2, default=str))
+    print(jsonin.dumps(result, indent=2, default=str))
     return 0
 
 

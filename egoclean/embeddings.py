@@ -99,7 +99,7 @@ class Embeddings:
             recorded = meta.pop(SET_KEY, None)
             if recorded is not None:
                 _check_set(p, recorded)
-            arrays = {k: _load_npy(p[k], mode if k != "ts" else None) for k in ("emb", "temb", "ts")}
+            arrays = {k: load_npy(p[k], mode if k != "ts" else None) for k in ("emb", "temb", "ts")}
         return cls(**arrays, meta=meta)
 
 
@@ -122,12 +122,13 @@ def _check_set(p: dict[str, Path], recorded: Any) -> None:
             )
 
 
-def _load_npy(path: Path, mode: str | None) -> np.ndarray:
-    """np.load with every way a damaged file fails turned into one InvalidInputError."""
+def load_npy(path: str | os.PathLike, mode: str | None = None, what: str = "embeddings") -> np.ndarray:
+    """np.load of a numeric array, every way a damaged file fails turned into one
+    InvalidInputError naming it (pickled objects are never loaded)."""
     try:
         a = np.load(path, mmap_mode=mode, allow_pickle=False)
     except (ValueError, EOFError, OSError, UnpicklingError, TypeError) as e:
-        raise InvalidInputError(f"embeddings {path}: not a readable .npy array ({type(e).__name__}: {e})") from None
+        raise InvalidInputError(f"{what} {path}: not a readable .npy array ({type(e).__name__}: {e})") from None
     if not isinstance(a, np.ndarray) or a.dtype.kind not in "fiu":
-        raise InvalidInputError(f"embeddings {path}: holds {getattr(a, 'dtype', type(a))}, not numbers")
+        raise InvalidInputError(f"{what} {path}: holds {getattr(a, 'dtype', type(a))}, not numbers")
     return a

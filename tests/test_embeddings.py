@@ -116,3 +116,25 @@ def test_damaged_files_are_one_line_errors(tmp_path, damage):
     with pytest.raises(InvalidInputError) as e:
         Embeddings.load(prefix)
     assert "embeddings" in str(e.value) and str(tmp_path) in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("damage", ["npz-truncated", "npz-garbage", "npy-garbage", "npy-missing"])
+def test_damaged_analysis_files_are_one_line_errors(tmp_path, damage):
+    from egoclean.analysis import Analysis, analyse
+
+    rng = np.random.default_rng(0)
+    temb = rng.normal(size=(12, 2, 8)).astype(np.float32)
+    prefix = tmp_path / "a"
+    analyse(Embeddings(temb.mean(axis=1), temb, np.arange(12) * 2.0), matrices=True).save(prefix)
+    npz, npy = Path(f"{prefix}_analysis.npz"), Path(f"{prefix}_sim_mean.npy")
+    if damage == "npz-truncated":
+        npz.write_bytes(npz.read_bytes()[:200])
+    elif damage == "npz-garbage":
+        npz.write_bytes(b"PK\x03\x04" + bytes(300))
+    elif damage == "npy-garbage":
+        npy.write_bytes(b"\x93NUMPY garbage")
+    else:
+        npy.unlink()
+    with pytest.raises(InvalidInputError) as e:
+        Analysis.load(prefix)
+    assert "analysis" in str(e.value) and str(tmp_path) in str(e.value) and "\n" not in str(e.value)
