@@ -10,7 +10,7 @@ local test use only, and pg_ctl stop / a signal to the postmaster's pid at the e
 Run as a script it starts both and prints the environment that points EgoClean at them
 (used by scripts/cluster-demo.sh):
 
-    python tests/servers.py --dir /tmp/x    # prints `export ...` lines, serves until SIGTERM
+    python tests/servers.py      # prints `export ...` lines, serves until SIGTERM
 """
 
 from __future__ import annotations
@@ -67,8 +67,10 @@ class PostgresServer:
                 os.setgid(pw.pw_gid)
                 os.setuid(pw.pw_uid)
 
-        return subprocess.run(list(args), check=True, capture_output=True, text=True, preexec_fn=demote,
-                              cwd=self.base, **kw)
+        r = subprocess.run(list(args), capture_output=True, text=True, preexec_fn=demote, cwd=self.base, **kw)
+        if r.returncode:
+            raise RuntimeError(f"{Path(args[0]).name} failed ({r.returncode}): {(r.stderr or r.stdout).strip()[-800:]}")
+        return r
 
     def start(self) -> "PostgresServer":
         self.base.mkdir(parents=True, exist_ok=True)
@@ -279,7 +281,8 @@ def main() -> int:
     import argparse
 
     p = argparse.ArgumentParser(description="start a throwaway PostgreSQL and S3 API server; print their env")
-    p.add_argument("--dir", required=True, help="folder for the PostgreSQL cluster")
+    p.add_argument("--dir", default=None, help="folder for the PostgreSQL cluster (default: a new temp folder, "
+                   "removed at the end); the postgres user must be able to enter every folder above it")
     p.add_argument("--bucket", default="egoclean")
     args = p.parse_args()
     pg = PostgresServer(args.dir).start()
