@@ -1,7 +1,9 @@
 """The `egoclean` command line: synth, ls, fetch, rectify, tiny-model, embed, detect, sql, export.
 
 Each subcommand is a thin shell over a library function; errors EgoClean raises on
-purpose are printed as one line (no traceback) with exit status 2.
+purpose are printed as one line (no traceback) with exit status 2. Option defaults come
+from the same environment variables as the Dagster resources (egoclean.settings; e.g.
+`egoclean sql` queries EGOCLEAN_DB); an option given on the command line wins.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 from egoclean import defaults, jsonin
 from egoclean.errors import EgoCleanError
 from egoclean.options import Parser, number, whole
+from egoclean.settings import Settings
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -33,14 +36,23 @@ def cmd_synth(args: argparse.Namespace) -> int:
         clean_clips=args.clean_clips,
     )
     summary = write_dataset(args.out_dir, cfg)
-    print(json.dumps(summary, indent=2, default=str))
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+        return 0
+    clips = summary["clips"]
+    planted = sum(len(c["planted"]) for c in clips)
+    print(f"{len(clips)} clip(s) of {cfg.duration_sec:g} s ({cfg.width}x{cfg.height} at {cfg.fps:g} fps) "
+          f"from {cfg.factories} factory(ies) x {cfg.workers} worker(s) in {len(summary['shards'])} shard(s) "
+          f"under {summary['out_dir']}")
+    print(f"ground truth: {summary['ground_truth']} ({planted} planted off-task span(s))")
+    # synthetic clip ids reuse the seed's real ones: their truth is the planted spans alone
+    print(f"use it: EGOCLEAN_SOURCE={summary['out_dir']} EGOCLEAN_GROUND_TRUTH={summary['ground_truth']} "
+          "EGOCLEAN_GROUND_TRUTH_SEED=0 (--json prints the whole summary)")
     return 0
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    from egoclean.source import open_source
-
-    src = open_source(args.source, revision=args.revision)
+    src = args.settings.but(source=args.source, revision=args.revision).open_source()
     parts = [p for p in (args.path or "").strip("/").split("/") if p]
     if not parts:
         for f in src.list_factories():
@@ -59,9 +71,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 def cmd_fetch(args: argparse.Namespace) -> int:
     from egoclean.ids import ClipId
-    from egoclean.source import open_source
 
-    src = open_source(args.source, revision=args.revision)
+    src = args.settings.but(source=args.source, revision=args.revision).open_source()
     fetched = src.fetch_clip(ClipId.parse(args.clip_id), Path(args.out_dir))
     print(jsonin.dumps(fetched.as_dict(), indent=2, default=str))  # standard JSON: no NaN/Infinity
     return 0
@@ -144,8 +155,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
+    """The parser, with option defaults from `settings` (default: this process's environment)."""
+    env = Settings.from_env() if settings is None else settings
     p = Parser(prog="egoclean", description=__doc__.splitlines()[0])
+    p.set_defaults(settings=env)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("synth", help="write a synthetic Egocentric-10K-layout dataset (offline tests/demo)")
@@ -162,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--clean-clips", type=whole(0, 99999), default=0,
                    help="last N clips of each worker have no planted off-task span")
     s.add_argument("--no-anomalies", action="store_true", help="plant no off-task spans at all")
+    s.add_argument("--json", action="store_true", help="print the whole summary (every clip and span) as JSON")
     s.set_defaults(func=cmd_synth)
 
     for name, fn, hlp in (
@@ -175,8 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             s.add_argument("clip_id", help="factoryXXX_workerYYY_NNNNN")
             s.add_argument("-o", "--out-dir", default=".")
-        s.add_argument("--source", default=defaults.DATASET_URL, help="hf:// URL, local dir or fsspec URL")
-        s.add_argument("--revision", default=None, help="pin a dataset revision (hf:// only)")
+        s.add_argument("--source", default=env.source, help="hf:// URL, local dir or fsspec URL (EGOCLEAN_SOURCE)")
+        s.add_argument("--revision", default=env.revision,
+                       help="pin a dataset revision, hf:// only (EGOCLEAN_REVISION)")
         s.set_defaults(func=fn)
 
     s = sub.add_parser("rectify", help="rectify a fisheye clip to a pinhole one")
@@ -196,11 +212,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("embed", help="embed a clip with V-JEPA 2 in sliding 64-frame windows")
     s.add_argument("input")
     s.add_argument("-o", "--output-prefix", required=True)
-    s.add_argument("--model", default=defaults.MODEL_ID, help="hub id or local directory")
+    s.add_argument("--model", default=env.model, help="hub id or local directory (EGOCLEAN_MODEL)")
     s.add_argument("--revision", default=None)
-    s.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
-    s.add_argument("--dtype", default="auto", help="auto, bf16, fp16 or fp32")
-    s.add_argument("--batch", type=whole(1, 1024), default=4, help="windows per forward pass")
+    s.add_argument("--device", default=env.device, help="auto, cuda, mps or cpu (EGOCLEAN_DEVICE)")
+    s.add_argument("--dtype", default=env.dtype, help="auto, bf16, fp16 or fp32 (EGOCLEAN_DTYPE)")
+    s.add_argument("--batch", type=whole(1, 1024), default=env.batch,
+                   help="windows per forward pass (EGOCLEAN_BATCH)")
     s.set_defaults(func=cmd_embed)
 
     s = sub.add_parser("detect", help="analyse embeddings and detect anomalous spans")
@@ -217,8 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sql", help="run a read-only SQL query on the segment database")
     s.add_argument("query")
-    s.add_argument("--db", default=defaults.DB_PATH)
-    s.add_argument("--timeout", type=number(0, 86400), default=10.0, help="seconds to wait while a writer holds the db")
+    s.add_argument("--db", default=env.db, help="the database (EGOCLEAN_DB)")
+    s.add_argument("--timeout", type=number(0, 86400), default=defaults.SQL_TIMEOUT_SEC,
+                   help="seconds to wait while a writer holds the db")
     s.add_argument("--max-rows", type=whole(0, 10**9), default=None,
                    help="print at most this many rows (only these are fetched)")
     s.add_argument("--allow-files", action="store_true",
@@ -227,8 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_sql)
 
     s = sub.add_parser("export", help="export clean work spans as a LeRobot v3.0 dataset (episodes cut at work cycles)")
-    s.add_argument("--out", required=True, help="dataset directory (new, empty, or an earlier export to extend)")
-    s.add_argument("--db", default=defaults.DB_PATH)
+    s.add_argument("--out", default=env.export_dir,
+                   help="dataset directory: new, empty, or an earlier export to extend (EGOCLEAN_EXPORT)")
+    s.add_argument("--db", default=env.db, help="the database (EGOCLEAN_DB)")
     s.add_argument("--sql", default=None,
                    help="read-only query returning clip_id (and start_sec, end_sec to pick spans)")
     s.add_argument("--clip", action="append", help="export this clip (repeatable; default: every stored clip)")
@@ -239,14 +258,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--margin", type=float, default=None, help="seconds kept clear of anomalous spans")
     s.add_argument("--cycles", type=int, default=None, help="whole work cycles per episode")
     s.add_argument("--no-cycles", action="store_true", help="fixed-length episodes, no cuts at work cycles")
-    s.add_argument("--timeout", type=float, default=10.0, help="seconds to wait while a writer holds the db")
+    s.add_argument("--timeout", type=float, default=defaults.SQL_TIMEOUT_SEC,
+                   help="seconds to wait while a writer holds the db")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_export)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except EgoCleanError as e:  # a bad EGOCLEAN_* value: one line naming it
+        print(f"egoclean: error: {e}", file=sys.stderr)
+        return 2
+    args = build_parser(settings).parse_args(argv)
     try:
         return args.func(args)
     except EgoCleanError as e:

@@ -21,6 +21,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Mapping
 
 from dagster import AssetKey, DagsterInstance
 
@@ -29,7 +30,7 @@ from egoclean.options import whole
 from egoclean.secrets import redact
 from egoclean_assets.discovery import discover
 from egoclean_assets.partitions import add_clip_partitions
-from egoclean_assets.resources import DiscoveryResource, SourceResource
+from egoclean_assets.resources import DiscoveryResource
 
 # A clip counts as done when its last assets are materialized.
 FINAL_ASSETS = ("anomaly_segments", "diagnostics_plot")
@@ -60,17 +61,20 @@ def done_partitions(instance: DagsterInstance) -> set[str]:
     return set.intersection(*sets) if sets else set()
 
 
-def backfill(scope: list[str], instance: DagsterInstance, resources: dict | None = None, limit: int | None = None,
-             register_only: bool = False, rerun_all: bool = False, out=print) -> int:
+def backfill(scope: list[str], instance: DagsterInstance, env: Mapping[str, str] | None = None,
+             limit: int | None = None, register_only: bool = False, rerun_all: bool = False, out=print) -> int:
     """Register the clips of the workers matching `scope`, then run the ones not done.
+
+    `env`: the environment variables the resources are built from (None: os.environ).
 
     Returns the number of failed runs plus the number of workers skipped as unreadable
     (each named on stderr; the other workers' clips are still registered and run)."""
     # imported here, not at module top: loading the definitions must stay free of heavy modules
     from egoclean_assets.definitions import build_definitions
+    from egoclean_assets.resources import build_resources
 
-    defs = build_definitions(resources)
-    source = defs.resources["source"] if "source" in defs.resources else SourceResource()
+    defs = build_definitions(build_resources(env))
+    source = defs.resources["source"]
     settings = DiscoveryResource(scope=scope)
     result = discover(source.open(), settings, set(), cursor=None, whole_scope=True)
     if not result.scanned and not result.failed:
@@ -110,15 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--all", action="store_true", help="re-run clips that are already done")
     args = p.parse_args(argv)
     try:
-        overrides = {}
-        if args.source:
-            from egoclean_assets.resources import resources_from_env
-
-            src = resources_from_env()["source"]
-            overrides["source"] = SourceResource(url=args.source, revision=src.revision, token=src.token,
-                                                 endpoint=src.endpoint)
+        # --source is EGOCLEAN_SOURCE for this command; everything else as the environment says
+        env = dict(os.environ) | ({"EGOCLEAN_SOURCE": args.source} if args.source else {})
         with instance_from_env() as instance:
-            failed = backfill(args.scope, instance, overrides, limit=args.limit, register_only=args.register_only,
+            failed = backfill(args.scope, instance, env, limit=args.limit, register_only=args.register_only,
                               rerun_all=args.all)
         return 1 if failed else 0
     except EgoCleanError as e:

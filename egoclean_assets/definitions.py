@@ -7,7 +7,7 @@ from dagster import Definitions
 from egoclean_assets.assets import ALL_ASSETS
 from egoclean_assets.checks import ALL_CHECKS
 from egoclean_assets.jobs import clip_pipeline_job, discover_clips_job, export_dataset_job
-from egoclean_assets.resources import resources_from_env
+from egoclean_assets.resources import build_resources
 from egoclean_assets.sensors import clip_discovery_sensor
 
 
@@ -18,7 +18,7 @@ def build_definitions(resources: dict | None = None) -> Definitions:
         asset_checks=ALL_CHECKS,
         jobs=[clip_pipeline_job, discover_clips_job, export_dataset_job],
         sensors=[clip_discovery_sensor],
-        resources=resources_from_env() | (resources or {}),
+        resources=build_resources() | (resources or {}),
     )
 
 

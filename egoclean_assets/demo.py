@@ -85,7 +85,6 @@ def main(argv: list[str] | None = None) -> int:
         else:
             env, keys = _synthetic(root, args.clips, args.duration)
         env |= {"EGOCLEAN_DATA_ROOT": str(root / "outputs"), "EGOCLEAN_DB": str(root / "egoclean.duckdb")}
-        os.environ.update(env)  # the definitions read their resource defaults from these
         return _run(root, env, keys)
     except EgoCleanError as e:
         print(f"demo: error: {redact(str(e))}", file=sys.stderr)
@@ -97,9 +96,11 @@ def _run(root: Path, env: dict, keys: list[str]) -> int:
     from egoclean.store import Store
     from egoclean_assets.backfill import QUIET, instance_from_env
     from egoclean_assets.definitions import build_definitions
+    from egoclean_assets.resources import build_resources
     from egoclean_assets.partitions import add_clip_partitions
 
-    defs = build_definitions()
+    # the demo's settings over this shell's: what the runs use, and what demo.env records
+    defs = build_definitions(build_resources(dict(os.environ) | env))
     job = defs.resolve_job_def("clip_pipeline")
     ok = True
     with instance_from_env() as instance:

@@ -1,33 +1,16 @@
 """Dagster resources: the dataset source, encoder, rectification, detection, store, ground truth.
 
-Each resource is a thin, configurable handle on an `egoclean` library object. Defaults
-come from environment variables read when the definitions load (`resources_from_env`),
-so the demo and `dagster dev` need no run config:
+Each resource is a thin, configurable handle on an `egoclean` library object.
+`build_resources(mapping)` builds all of them from a mapping of environment variables
+(`egoclean.settings.Settings.from_env`: the variables and defaults of
+`egoclean.defaults.ENVIRONMENT`, the README's configuration table). The definitions call
+it with this process's environment when they load, so the demo and `dagster dev` need no
+run config; the demo, the backfill and the tests call it with their own mapping.
 
-- EGOCLEAN_SOURCE      dataset URL: `hf://datasets/builddotai/Egocentric-10K` (default),
-                       a local folder in the same layout, or any fsspec URL
-- EGOCLEAN_REVISION    pin a dataset revision (hf:// only)
-- HF_ENDPOINT          Hugging Face endpoint (tests point it at a stand-in hub)
-- HF_TOKEN             the access token for the gated dataset; passed as a Dagster
-                       EnvVar, so only its name ever appears in run config or the UI
-- EGOCLEAN_DATA_ROOT   where outputs go (default `data`; `s3://...` etc. work)
-- EGOCLEAN_WORK_DIR    local processing folder for remote data roots
-- EGOCLEAN_MODEL       V-JEPA 2 hub id or local folder (default facebook/vjepa2-vitl-fpc64-256)
-- EGOCLEAN_DEVICE      auto (default), cuda, mps or cpu; EGOCLEAN_DTYPE auto, bf16, fp16, fp32
-- EGOCLEAN_BATCH       windows per forward pass (default 4)
-- EGOCLEAN_DB          the segment tables: a DuckDB file (default data/egoclean.duckdb), or
-                       a shared DuckLake `ducklake:postgres:dbname=... host=... user=...`
-- EGOCLEAN_DB_DATA_PATH  where a new shared DuckLake writes its Parquet (`s3://bucket/tables/`)
-- AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL  the object store
-                       (s3fs and DuckDB both read them; the endpoint for S3-compatible servers)
-- EGOCLEAN_GROUND_TRUTH  extra ground-truth CSVs, separated by os.pathsep (":" on Linux);
-                       they override the packaged seed for the clips they cover
-- EGOCLEAN_GROUND_TRUTH_SEED  "0" leaves out the packaged seed ground truth
-- EGOCLEAN_SCOPE       discovery scope: comma-separated `factory/worker` fnmatch patterns
-                       (default `factory_001/worker_001`; e.g. `factory_00*/*`)
-- EGOCLEAN_EXPORT      the LeRobot dataset directory the export asset writes (default data/lerobot)
-- EGOCLEAN_CACHE       where egoclean.source caches shard indexes (tar headers only, never
-                       video): $EGOCLEAN_CACHE/index, default ~/.cache/egoclean/index
+HF_TOKEN is passed as a Dagster EnvVar, so only its name ever appears in run config or
+the UI. The object store (an `s3://` data root or DuckLake data path) takes the usual
+AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL (s3fs and DuckDB
+both read them).
 
 Relative paths are relative to the directory Dagster runs in: start `dagster dev` from
 the repository root (workspace.yaml's working directory).
@@ -36,16 +19,12 @@ the repository root (workspace.yaml's working directory).
 
 import dataclasses
 import fnmatch
-import os
 from typing import Any, Mapping
 
 from dagster import ConfigurableResource, EnvVar
 from pydantic import Field
 
 from egoclean import defaults
-from egoclean.options import env_whole
-
-
 
 
 class SourceResource(ConfigurableResource):
@@ -80,7 +59,11 @@ class SourceResource(ConfigurableResource):
         for name in ("retries", "timeout", "backoff"):
             if getattr(self, name) is not None:
                 kwargs[name] = getattr(self, name)
-        return open_source(self.url, revision=self.revision, token=self.token or hf_token(), **kwargs)
+        token = self.token
+        if isinstance(token, EnvVar):
+            # outside a run (the backfill's discovery, a script) Dagster has not resolved it
+            token = token.get_value()
+        return open_source(self.url, revision=self.revision, token=token or hf_token(), **kwargs)
 
 
 class EncoderResource(ConfigurableResource):
@@ -221,44 +204,34 @@ class DiscoveryResource(ConfigurableResource):
         return [p.strip().strip("/").split("/")[0] for p in self.scope]
 
 
-def _env(env: Mapping[str, str], name: str, default=None):
-    v = env.get(name)
-    return v if v not in (None, "") else default
+def build_resources(env: Mapping[str, str] | None = None, **overrides: Any) -> dict[str, Any]:
+    """Every resource of the definitions from a mapping of environment variables (None: os.environ).
 
-
-def resources_from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """The resources of the definitions, with defaults from the environment (see module doc)."""
+    `overrides` replace or add whole resources by key (e.g. `rectify=RectifyResource(preset=...)`).
+    """
     # imported here, not at module top: loading the definitions must stay free of heavy modules
+    from egoclean.settings import Settings
     from egoclean_assets.io_manager import ClipIOManager, ClipStorage
 
-    env = os.environ if env is None else env
-    storage = ClipStorage(data_root=_env(env, "EGOCLEAN_DATA_ROOT", "data"), work_dir=_env(env, "EGOCLEAN_WORK_DIR"))
-    gt_paths = [p for p in _env(env, "EGOCLEAN_GROUND_TRUTH", "").split(os.pathsep) if p]
-    return {
+    s = Settings.from_env(env)
+    storage = ClipStorage(data_root=s.data_root, work_dir=s.work_dir)
+    resources = {
         "source": SourceResource(
-            url=_env(env, "EGOCLEAN_SOURCE", defaults.DATASET_URL),
-            revision=_env(env, "EGOCLEAN_REVISION"),
+            url=s.source,
+            revision=s.revision,
             # EnvVar keeps the value out of run config; resolved only inside the run.
-            token=EnvVar("HF_TOKEN") if _env(env, "HF_TOKEN") else None,
-            endpoint=_env(env, "HF_ENDPOINT"),
+            token=EnvVar("HF_TOKEN") if s.has_token else None,
+            endpoint=s.endpoint,
+            cache_dir=s.index_cache,
         ),
-        "encoder": EncoderResource(
-            model=_env(env, "EGOCLEAN_MODEL", defaults.MODEL_ID),
-            device=_env(env, "EGOCLEAN_DEVICE", "auto"),
-            dtype=_env(env, "EGOCLEAN_DTYPE", "auto"),
-            batch_size=env_whole(env, "EGOCLEAN_BATCH", defaults.ENCODER_BATCH, 1, 1024),
-        ),
+        "encoder": EncoderResource(model=s.model, device=s.device, dtype=s.dtype, batch_size=s.batch),
         "rectify": RectifyResource(),
         "detection": DetectionResource(),
-        "store": StoreResource(path=_env(env, "EGOCLEAN_DB", defaults.DB_PATH),
-                               data_path=_env(env, "EGOCLEAN_DB_DATA_PATH")),
-        "export": ExportResource(out=_env(env, "EGOCLEAN_EXPORT", defaults.EXPORT_DIR)),
-        "ground_truth": GroundTruthResource(
-            include_seed=_env(env, "EGOCLEAN_GROUND_TRUTH_SEED", "1") != "0", paths=gt_paths
-        ),
-        "discovery": DiscoveryResource(
-            scope=[s.strip() for s in _env(env, "EGOCLEAN_SCOPE", defaults.SCOPE).split(",") if s.strip()]
-        ),
+        "store": StoreResource(path=s.db, data_path=s.db_data_path),
+        "export": ExportResource(out=s.export_dir),
+        "ground_truth": GroundTruthResource(include_seed=s.ground_truth_seed, paths=list(s.ground_truth)),
+        "discovery": DiscoveryResource(scope=list(s.scope)),
         "storage": storage,
         "io_manager": ClipIOManager(storage=storage),
     }
+    return resources | overrides

@@ -19,17 +19,8 @@ from egoclean.store import Store
 from egoclean_assets.assets import ALL_ASSETS
 from egoclean_assets.checks import ALL_CHECKS
 from egoclean_assets.definitions import build_definitions
-from egoclean_assets.io_manager import ClipIOManager, ClipStorage
 from egoclean_assets.partitions import add_clip_partitions
-from egoclean_assets.resources import (
-    DetectionResource,
-    EncoderResource,
-    ExportResource,
-    GroundTruthResource,
-    RectifyResource,
-    SourceResource,
-    StoreResource,
-)
+from egoclean_assets.resources import ExportResource, GroundTruthResource, RectifyResource, build_resources
 
 ROOT = Path(__file__).resolve().parents[1]
 # 30 s at 160x96: long enough for a planted 8 s off-task span and the 3-window
@@ -49,19 +40,12 @@ def dataset(tmp_path_factory):
 
 
 def resources(dataset, root, db, *, ground_truth=None, rectify=None):
-    storage = ClipStorage(data_root=str(root))
-    return {
-        "source": SourceResource(url=str(dataset["base"] / "source"), cache_dir=str(dataset["base"] / "index-cache")),
-        "encoder": EncoderResource(model=dataset["model"], device="cpu", batch_size=4),
-        "rectify": rectify or RectifyResource(),
-        "detection": DetectionResource(),
-        "store": StoreResource(path=str(db)),
-        "export": ExportResource(out=str(Path(root).parent / "lerobot")),
-        "ground_truth": ground_truth
-        or GroundTruthResource(include_seed=False, paths=[dataset["summary"]["ground_truth"]]),
-        "storage": storage,
-        "io_manager": ClipIOManager(storage=storage),
-    }
+    env = {"EGOCLEAN_SOURCE": str(dataset["base"] / "source"), "EGOCLEAN_CACHE": str(dataset["base"] / "cache"),
+           "EGOCLEAN_MODEL": dataset["model"], "EGOCLEAN_DEVICE": "cpu", "EGOCLEAN_DB": str(db),
+           "EGOCLEAN_DATA_ROOT": str(root), "EGOCLEAN_EXPORT": str(Path(root).parent / "lerobot"),
+           "EGOCLEAN_GROUND_TRUTH": dataset["summary"]["ground_truth"], "EGOCLEAN_GROUND_TRUTH_SEED": "0"}
+    overrides = {k: v for k, v in (("ground_truth", ground_truth), ("rectify", rectify)) if v is not None}
+    return build_resources(env, **overrides)
 
 
 def run_pipeline(res, instance, key, raise_on_error=True):

@@ -60,3 +60,23 @@ def test_a_bad_dagster_home_is_a_clear_error(case, tmp_path, monkeypatch, capsys
     assert rc == 2 and "DAGSTER_HOME" in err and len(err.strip().splitlines()) == 1, err
     if case != "no-yaml-here":
         assert str(home) in err
+
+
+def test_exported_hf_token_does_not_break_the_command_line_backfill(home, monkeypatch, capsys):
+    # As the README says to do: `export HF_TOKEN=...`, then backfill from the (gated)
+    # hub. The source resource holds EnvVar("HF_TOKEN"), which only a run may resolve;
+    # discovery happens outside a run and used to fail with "Attempted to directly
+    # retrieve environment variable EnvVar("HF_TOKEN")".
+    from hubstub import HubStub
+
+    token = "hf_EGOCLEANBACKFILLTOKEN0123456789"
+    with HubStub(home / "source", token=token) as stub:
+        monkeypatch.setenv("HF_TOKEN", token)
+        monkeypatch.setenv("HF_ENDPOINT", stub.endpoint)
+        monkeypatch.delenv("EGOCLEAN_SOURCE", raising=False)
+        assert backfill.main(["factory_001/worker_002", "--register-only"]) == 0
+        assert backfill.main(["factory_001/worker_001", "--source", "hf://datasets/builddotai/Egocentric-10K",
+                              "--register-only"]) == 0
+        assert any(r.headers.get("authorization") == f"Bearer {token}" for r in stub.requests)
+    out, err = capsys.readouterr()
+    assert out.count("2 clip(s), 2 newly registered") == 2 and token not in out + err

@@ -11,6 +11,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
 from dagster import DagsterInstance, EnvVar
 
 from egoclean_assets.definitions import defs
@@ -50,15 +51,15 @@ def test_graph_shape_groups_pools_and_descriptions():
 
 
 def test_token_is_an_env_var_not_a_value(monkeypatch):
-    from egoclean_assets.resources import resources_from_env
+    from egoclean_assets.resources import build_resources
 
-    res = resources_from_env({"HF_TOKEN": "hf_secretvalue123", "EGOCLEAN_DB": "x.duckdb"})
+    res = build_resources({"HF_TOKEN": "hf_secretvalue123", "EGOCLEAN_DB": "x.duckdb"})
     # Dagster keeps the EnvVar (the variable's name); the value is only read inside a run
     token = res["source"].token
     assert isinstance(token, EnvVar) and token.env_var_name == "HF_TOKEN"
     assert "hf_secretvalue123" not in repr(res["source"])
     assert res["store"].path == "x.duckdb"
-    assert resources_from_env({})["source"].token is None
+    assert build_resources({})["source"].token is None
 
 
 def test_dagster_yaml_sets_pools_and_run_queue(tmp_path):
@@ -127,3 +128,34 @@ def test_webserver_loads_workspace_and_lists_assets(tmp_path):
             proc.wait(timeout=10)
         log.close()
     assert proc.returncode is not None
+
+
+def test_build_resources_reads_every_setting_from_the_mapping(tmp_path):
+    from egoclean_assets.resources import RectifyResource, build_resources
+
+    env = {"EGOCLEAN_SOURCE": "data/src", "EGOCLEAN_REVISION": "v1", "HF_ENDPOINT": "http://127.0.0.1:9",
+           "EGOCLEAN_DATA_ROOT": "s3://b/p", "EGOCLEAN_WORK_DIR": "/tmp/w", "EGOCLEAN_MODEL": "m",
+           "EGOCLEAN_DEVICE": "cpu", "EGOCLEAN_DTYPE": "fp32", "EGOCLEAN_BATCH": "2", "EGOCLEAN_DB": "x.duckdb",
+           "EGOCLEAN_DB_DATA_PATH": "s3://b/t/", "EGOCLEAN_GROUND_TRUTH": "a.csv:b.csv",
+           "EGOCLEAN_GROUND_TRUTH_SEED": "0", "EGOCLEAN_SCOPE": "factory_00*/*, factory_010/worker_001",
+           "EGOCLEAN_EXPORT": "out/lr", "EGOCLEAN_CACHE": str(tmp_path)}
+    res = build_resources(env, rectify=RectifyResource(balance=0.5))
+    src, enc = res["source"], res["encoder"]
+    assert (src.url, src.revision, src.endpoint, src.cache_dir) == ("data/src", "v1", "http://127.0.0.1:9",
+                                                                    str(tmp_path / "index"))
+    assert (enc.model, enc.device, enc.dtype, enc.batch_size) == ("m", "cpu", "fp32", 2)
+    assert (res["storage"].data_root, res["storage"].work_dir) == ("s3://b/p", "/tmp/w")
+    assert (res["store"].path, res["store"].data_path, res["export"].out) == ("x.duckdb", "s3://b/t/", "out/lr")
+    assert (res["ground_truth"].include_seed, res["ground_truth"].paths) == (False, ["a.csv", "b.csv"])
+    assert res["discovery"].scope == ["factory_00*/*", "factory_010/worker_001"]
+    assert res["rectify"].balance == 0.5 and res["io_manager"].storage is res["storage"]
+
+
+def test_a_bad_setting_is_one_line_naming_the_variable():
+    from egoclean.errors import InvalidInputError
+    from egoclean_assets.resources import build_resources
+
+    for name, value in (("EGOCLEAN_BATCH", "four"), ("EGOCLEAN_BATCH", "0"), ("EGOCLEAN_GROUND_TRUTH_SEED", "maybe")):
+        with pytest.raises(InvalidInputError, match=f"environment variable {name}: .*{value}") as e:
+            build_resources({name: value})
+        assert "\n" not in str(e.value)

@@ -298,6 +298,11 @@ def test_cli_synth(tmp_path, capsys):
     rc = cli_main(["synth", str(tmp_path / "cli"), "--clips", "2", "--clean-clips", "1", "--duration", "20",
                    "--width", "64", "--height", "48", "--fps", "10", "--seed", "5"])
     assert rc == 0
+    # a short human summary by default (the full JSON only with --json: tests/test_cli.py)
+    out = capsys.readouterr().out
+    assert out.count("\n") <= 4 and "2 clip(s) of 20 s" in out and "1 planted off-task span(s)" in out
+    assert cli_main(["synth", str(tmp_path / "cli"), "--clips", "2", "--clean-clips", "1", "--duration", "20",
+                     "--width", "64", "--height", "48", "--fps", "10", "--seed", "5", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert [c["clip_id"] for c in summary["clips"]] == ["factory001_worker001_00000", "factory001_worker001_00001"]
     assert summary["clips"][0]["planted"] and not summary["clips"][1]["planted"]

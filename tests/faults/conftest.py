@@ -100,23 +100,16 @@ def synth_dataset(tmp_path_factory) -> dict:
 
 
 def graph_resources(source, root: Path, db: Path, model: str, ground_truth: str | None = None, **source_kw) -> dict:
-    """The real resources of the definitions, pointed at test folders."""
-    from egoclean_assets.io_manager import ClipIOManager, ClipStorage
-    from egoclean_assets.resources import (DetectionResource, EncoderResource, ExportResource, GroundTruthResource,
-                                           RectifyResource, SourceResource, StoreResource)
+    """The real resources of the definitions, pointed at test folders (source_kw: SourceResource fields)."""
+    from egoclean_assets.resources import SourceResource, build_resources
 
-    storage = ClipStorage(data_root=str(root))
-    return {
-        "source": SourceResource(url=str(source), **source_kw),
-        "encoder": EncoderResource(model=model, device="cpu", batch_size=4),
-        "rectify": RectifyResource(),
-        "detection": DetectionResource(),
-        "store": StoreResource(path=str(db)),
-        "ground_truth": GroundTruthResource(include_seed=False, paths=[ground_truth] if ground_truth else []),
-        "export": ExportResource(out=str(root / "lerobot")),
-        "storage": storage,
-        "io_manager": ClipIOManager(storage=storage),
-    }
+    env = {"EGOCLEAN_SOURCE": str(source), "EGOCLEAN_MODEL": model, "EGOCLEAN_DEVICE": "cpu",
+           "EGOCLEAN_DB": str(db), "EGOCLEAN_DATA_ROOT": str(root), "EGOCLEAN_EXPORT": str(Path(root) / "lerobot"),
+           "EGOCLEAN_GROUND_TRUTH": ground_truth or "", "EGOCLEAN_GROUND_TRUTH_SEED": "0"}
+    res = build_resources(env)
+    if source_kw:  # fault tests tune retries, timeouts, the token... beyond what the environment sets
+        res["source"] = SourceResource(**(res["source"].model_dump() | source_kw))
+    return res
 
 
 # ---------------------------------------------------------------- a header that lies about its size
