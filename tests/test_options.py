@@ -73,11 +73,11 @@ def test_any_text_gives_a_value_in_range_or_a_one_line_refusal(data):
 @pytest.mark.parametrize("bad", ["lots", "0", "-1", "4.5", "nan", "9" * 5000, "1e3", "４"])
 def test_bad_numeric_environment_values_are_one_line_errors(bad):
     from egoclean.errors import InvalidInputError
-    from egoclean_assets.resources import resources_from_env
+    from egoclean_assets.resources import build_resources
 
     with pytest.raises(InvalidInputError) as e:
-        resources_from_env({"EGOCLEAN_BATCH": bad})
+        build_resources({"EGOCLEAN_BATCH": bad})
     msg = str(e.value)
     assert "EGOCLEAN_BATCH" in msg and "\n" not in msg and len(msg) < 300, msg
-    assert resources_from_env({"EGOCLEAN_BATCH": " 8 "})["encoder"].batch_size == 8
-    assert resources_from_env({"EGOCLEAN_BATCH": ""})["encoder"].batch_size == 4
+    assert build_resources({"EGOCLEAN_BATCH": " 8 "})["encoder"].batch_size == 8
+    assert build_resources({"EGOCLEAN_BATCH": ""})["encoder"].batch_size == 4
