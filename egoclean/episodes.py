@@ -14,9 +14,10 @@ become episodes. Nothing here reads or writes video.
    the similarity S_ij minus its smooth trend over the lag t_j - t_i is correlated with
    cos(2 pi (t_j - t_i) / P) for P on a 0.01 s grid; the best P is the clip's period and
    the correlation its *strength*. Pairs at every lag (across spans too), not only the
-   integer lags of one span, pin P down to a few hundredths of a second. A strength below
-   `min_period_strength` (or a span set too short to hold two cycles) means no clear
-   period.
+   integer lags of one span, pin P down to a few hundredths of a second. When a multiple
+   kP (k = 2..4) correlates at least half as well, P was a harmonic and kP is taken.
+   A strength below `min_period_strength` (or spans too short to hold two cycles)
+   means no clear period.
 3. **The cut phase.** Among phases phi in [0, P), the one whose cycle starts
    phi + mP are most alike (the mean bilinearly interpolated similarity between every
    pair of cycle starts in the clean spans) is where episodes are cut: the most
@@ -43,6 +44,9 @@ import numpy as np
 from egoclean.errors import InvalidInputError
 
 _EPS = 1e-6
+# A multiple k*P of the best period P is taken instead when its correlation reaches this
+# fraction of P's (P was then a harmonic of the cycle; see estimate_period).
+HARMONIC_RATIO = 0.5
 
 
 @dataclass(frozen=True)
@@ -215,15 +219,28 @@ def estimate_period(
     sd = float(resid.std())
     if sd <= 1e-12:
         return None
+    def corr(periods: np.ndarray) -> np.ndarray:
+        out = np.empty(len(periods))
+        for idx in np.array_split(np.arange(len(periods)), max(1, len(periods) // 64)):
+            c = np.cos(2 * np.pi * lag[None, :] / periods[idx, None])
+            cc = c - c.mean(axis=1, keepdims=True)
+            out[idx] = (cc @ (resid - resid.mean())) / (np.sqrt((cc * cc).sum(axis=1)) * sd * math.sqrt(len(lag)))
+        return out
+
     periods = np.arange(min_period_sec, hi + _EPS, grid_sec)
-    best_p, best_r = None, -np.inf
-    for chunk in np.array_split(periods, max(1, len(periods) // 64)):
-        c = np.cos(2 * np.pi * lag[None, :] / chunk[:, None])
-        cc = c - c.mean(axis=1, keepdims=True)
-        r = (cc @ (resid - resid.mean())) / (np.sqrt((cc * cc).sum(axis=1)) * sd * math.sqrt(len(lag)))
-        k = int(np.argmax(r))
-        if r[k] > best_r:
-            best_p, best_r = float(chunk[k]), float(r[k])
+    r = corr(periods)
+    k = int(np.argmax(r))
+    best_p, best_r = float(periods[k]), float(r[k])
+    # A harmonic (P/2, P/3) of a cycle with sharp features can edge out the cycle itself;
+    # the cycle then shows as a strong multiple of it, which a true period never has (at
+    # 2P the cosine is -1 exactly where the similarity peaks, at lag P).
+    for mult in (4, 3, 2):
+        near = np.arange(mult * best_p * 0.98, min(hi, mult * best_p * 1.02) + _EPS, grid_sec)
+        if len(near):
+            rm = corr(near)
+            j = int(np.argmax(rm))
+            if rm[j] >= HARMONIC_RATIO * best_r:
+                return float(near[j]), float(rm[j])
     return best_p, best_r
 
 

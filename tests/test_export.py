@@ -398,3 +398,18 @@ def test_reencode_scales_frames_and_camera_matrix(clips, dataset, tmp_path):
     assert psnr > 28, psnr
     with pytest.raises(InvalidInputError, match="resolution"):
         export_from_store(clips["store"], out, clips=[clips["keys"][0]])  # same dir, other setting
+
+
+def test_cli_export_one_line_and_bad_input_exit_2(clips, tmp_path, capsys):
+    from egoclean.cli import main
+
+    out = tmp_path / "cli"
+    sql = "SELECT clip_id, start_sec, end_sec FROM segments WHERE kind = 'work' AND duration_sec > 20"
+    assert main(["export", "--db", str(clips["db"]), "--out", str(out), "--sql", sql, "-q"]) == 0
+    said = capsys.readouterr().out
+    assert str(out) in said and "episode(s) from 2 clip(s)" in said
+    assert lerobot.validate(out) == []
+    assert main(["export", "--db", str(clips["db"]), "--out", str(tmp_path / "x"), "-q",
+                 "--clip", "factory009_worker009_00009"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "factory009_worker009_00009" in err[0] and "not in the database" in err[0]
