@@ -10,8 +10,9 @@ It writes the synthetic dataset (egoclean.synth) and a tiny random-weight V-JEPA
 (egoclean.tiny_model) under the data root (default data/demo), registers the clips as
 partitions in the persistent instance at dagster_home/ (or $DAGSTER_HOME), materializes
 every asset and check for them through Dagster (the clip_pipeline job, in this
-process), prints the segments from DuckDB and the check results, and says how to open
-the same runs in the UI. `--real` fetches factory001_worker001_00001 and _00002 from
+process), exports their clean work spans as a LeRobot v3.0 dataset (the export_dataset
+job), prints the segments from DuckDB and the check results, and says where the dataset
+is, how to load it, and how to open the same runs in the UI. `--real` fetches factory001_worker001_00001 and _00002 from
 Hugging Face and embeds them with facebook/vjepa2-vitl-fpc64-256 (a GPU is strongly
 advised: ~84 s per window on a CPU).
 """
@@ -84,11 +85,32 @@ def main(argv: list[str] | None = None) -> int:
             keys = REAL_CLIPS
         else:
             env, keys = _synthetic(root, args.clips, args.duration)
-        env |= {"EGOCLEAN_DATA_ROOT": str(root / "outputs"), "EGOCLEAN_DB": str(root / "egoclean.duckdb")}
+        env |= {"EGOCLEAN_DATA_ROOT": str(root / "outputs"), "EGOCLEAN_DB": str(root / "egoclean.duckdb"),
+                "EGOCLEAN_EXPORT": str(root / "lerobot")}
         return _run(root, env, keys)
     except EgoCleanError as e:
         print(f"demo: error: {redact(str(e))}", file=sys.stderr)
         return 2
+
+
+def _export(defs, instance) -> bool:
+    """Assemble the LeRobot v3.0 dataset from the clips just materialized (the export_dataset job)."""
+    from egoclean_assets.backfill import QUIET
+
+    t0 = time.perf_counter()
+    run = defs.resolve_job_def("export_dataset").execute_in_process(
+        instance=instance, raise_on_error=False, tags={"egoclean/demo": "1"}, run_config=QUIET)
+    print(f"\nlerobot_dataset: run {run.run_id[:8]} {'succeeded' if run.success else 'FAILED'} "
+          f"in {time.perf_counter() - t0:.1f} s", flush=True)
+    ok = run.success
+    for ev in sorted(run.get_asset_check_evaluations(), key=lambda e: e.check_name):
+        print(f"  check lerobot_dataset.{ev.check_name}: {'passed' if ev.passed else 'FAILED'}"
+              f"{' - ' + ev.description if ev.description else ''}")
+        ok &= ev.passed
+    for e in run.all_events:
+        if e.is_step_failure:
+            print(f"  step {e.step_key} failed: {redact(e.event_specific_data.error.message.strip())}")
+    return ok
 
 
 def _run(root: Path, env: dict, keys: list[str]) -> int:
@@ -123,6 +145,7 @@ def _run(root: Path, env: dict, keys: list[str]) -> int:
             for e in run.all_events:
                 if e.is_step_failure:
                     print(f"  step {e.step_key} failed: {redact(e.event_specific_data.error.message.strip())}")
+        ok &= _export(defs, instance)
     store = Store(env["EGOCLEAN_DB"])
     print("\nAnomalous spans (DuckDB segments table):")
     print(store.format_query(
@@ -139,6 +162,10 @@ def _run(root: Path, env: dict, keys: list[str]) -> int:
     env_file.write_text("".join(f"export {k}={shlex.quote(v)}\n" for k, v in ui_env.items()))
     print(f"""
 Outputs: {env['EGOCLEAN_DATA_ROOT']}    DuckDB: {env['EGOCLEAN_DB']}
+LeRobot v3.0 dataset: {env['EGOCLEAN_EXPORT']}  (dataset card: README.md inside)
+  load it:  LeRobotDataset("local/egoclean", root={str(env['EGOCLEAN_EXPORT'])!r})   # lerobot >= 0.4
+  or read it: pandas.read_parquet({str(env['EGOCLEAN_EXPORT'] + '/meta/episodes')!r}) and the MP4s under videos/
+  re-export: .venv/bin/egoclean export --db {shlex.quote(env['EGOCLEAN_DB'])} --out {shlex.quote(env['EGOCLEAN_EXPORT'])}
 Query:   .venv/bin/egoclean sql --db {shlex.quote(env['EGOCLEAN_DB'])} "SELECT * FROM segments"
 Open the same runs in the UI (the environment file points the resources at this demo's data):
   source {shlex.quote(str(env_file))} && .venv/bin/dagster dev
