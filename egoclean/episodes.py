@@ -10,14 +10,13 @@ become episodes. Nothing here reads or writes video.
    span that ends at the last window is extended to the clip's end (the last window
    covers those frames). Spans shorter than `min_episode_sec` are skipped with that
    reason.
-2. **The work cycle.** Over the window pairs (i, j) that lie in the same clean span,
+2. **The work cycle.** Over the window pairs (i, j) that both lie in clean spans,
    the similarity S_ij minus its smooth trend over the lag t_j - t_i is correlated with
    cos(2 pi (t_j - t_i) / P) for P on a 0.01 s grid; the best P is the clip's period and
    the correlation its *strength*. Pairs at every lag (across spans too), not only the
-   integer lags of one span, pin P down to a few hundredths of a second. When a multiple
-   kP (k = 2..4) correlates at least half as well, P was a harmonic and kP is taken.
-   A strength below `min_period_strength` (or spans too short to hold two cycles)
-   means no clear period.
+   integer lags of one span, pin P down to a few hundredths of a second. A strength
+   below `min_period_strength` (or spans too short to hold two cycles) means no clear
+   period.
 3. **The cut phase.** Among phases phi in [0, P), the one whose cycle starts
    phi + mP are most alike (the mean bilinearly interpolated similarity between every
    pair of cycle starts in the clean spans) is where episodes are cut: the most
@@ -44,9 +43,6 @@ import numpy as np
 from egoclean.errors import InvalidInputError
 
 _EPS = 1e-6
-# A multiple k*P of the best period P is taken instead when its correlation reaches this
-# fraction of P's (P was then a harmonic of the cycle; see estimate_period).
-HARMONIC_RATIO = 0.5
 
 
 @dataclass(frozen=True)
@@ -231,16 +227,6 @@ def estimate_period(
     r = corr(periods)
     k = int(np.argmax(r))
     best_p, best_r = float(periods[k]), float(r[k])
-    # A harmonic (P/2, P/3) of a cycle with sharp features can edge out the cycle itself;
-    # the cycle then shows as a strong multiple of it, which a true period never has (at
-    # 2P the cosine is -1 exactly where the similarity peaks, at lag P).
-    for mult in (4, 3, 2):
-        near = np.arange(mult * best_p * 0.98, min(hi, mult * best_p * 1.02) + _EPS, grid_sec)
-        if len(near):
-            rm = corr(near)
-            j = int(np.argmax(rm))
-            if rm[j] >= HARMONIC_RATIO * best_r:
-                return float(near[j]), float(rm[j])
     return best_p, best_r
 
 

@@ -46,21 +46,21 @@ from typing import Any
 
 import numpy as np
 
-from egoclean import atomic, lerobot
+from egoclean import atomic, defaults, lerobot
 from egoclean.episodes import EpisodeParams, EpisodePlan, plan_episodes
 from egoclean.errors import InvalidInputError
 from egoclean.ids import ClipId
 from egoclean.layout import ClipLayout, intrinsics_beside
+from egoclean.windows import DEFAULT_WINDOW as WINDOW_FRAMES
 
 VIDEO_KEY = "observation.images.egocentric"
 SCORE_KEY = "observation.anomaly_score"
 META_PATH = "meta/egoclean.json"
 CARD_PATH = "README.md"
 FORMAT_VERSION = 1
-WINDOW_FRAMES = 64  # one V-JEPA 2 window (egoclean.windows.DEFAULT_WINDOW)
 DEFAULT_REENCODE_CRF = 23
 DEFAULT_REENCODE_PRESET = "veryfast"
-SOURCE_DATASET = "builddotai/Egocentric-10K"
+SOURCE_DATASET = defaults.DATASET_REPO
 SOURCE_LICENCE = "Apache-2.0 (gated: accept the dataset's conditions on Hugging Face)"
 PREVIOUS_SUFFIX = ".previous"
 
@@ -109,13 +109,13 @@ class ClipInput:
 
 
 def _clip_files(video: str) -> dict[str, Path]:
-    """The files beside a clip's rectified video that the export reads (same clip folder)."""
+    """The files beside a clip's rectified video that the export reads (egoclean.layout names them)."""
     p = Path(video)
-    layout = ClipLayout(p.name.split("_rectified")[0], str(p.parent))
+    here = ClipLayout(p.name.split("_rectified")[0], str(p.parent))
     return {
-        "intrinsics": Path(layout.intrinsics),
-        "intrinsics_cli": intrinsics_beside(p),  # what `egoclean rectify` writes beside its output
-        "analysis": Path(layout.analysis),  # Analysis.load prefix
+        "intrinsics": Path(here.intrinsics),
+        "intrinsics_cli": intrinsics_beside(p),  # what `egoclean rectify OUT.mp4` writes
+        "analysis": Path(here.analysis),  # Analysis.load prefix
     }
 
 

@@ -165,7 +165,8 @@ Outputs: {env['EGOCLEAN_DATA_ROOT']}    DuckDB: {env['EGOCLEAN_DB']}
 LeRobot v3.0 dataset: {env['EGOCLEAN_EXPORT']}  (dataset card: README.md inside)
   load it:  LeRobotDataset("local/egoclean", root={str(env['EGOCLEAN_EXPORT'])!r})   # lerobot >= 0.4
   or read it: pandas.read_parquet({str(env['EGOCLEAN_EXPORT'] + '/meta/episodes')!r}) and the MP4s under videos/
-  re-export: .venv/bin/egoclean export --db {shlex.quote(env['EGOCLEAN_DB'])} --out {shlex.quote(env['EGOCLEAN_EXPORT'])}
+  re-export: .venv/bin/egoclean export --db {shlex.quote(env['EGOCLEAN_DB'])} \\
+               --out {shlex.quote(env['EGOCLEAN_EXPORT'])}
 Query:   .venv/bin/egoclean sql --db {shlex.quote(env['EGOCLEAN_DB'])} "SELECT * FROM segments"
 Open the same runs in the UI (the environment file points the resources at this demo's data):
   source {shlex.quote(str(env_file))} && .venv/bin/dagster dev
