@@ -95,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _export(defs, instance) -> bool:
     """Assemble the LeRobot v3.0 dataset from the clips just materialized (the export_dataset job)."""
+    # imported here, as in _run: the demo module itself stays light to import
     from egoclean_assets.backfill import QUIET
 
     t0 = time.perf_counter()
