@@ -1,7 +1,7 @@
 """Jobs: the whole per-clip graph (with its checks), and a one-off clip discovery."""
 
 
-from dagster import AssetSelection, Nothing, OpExecutionContext, Out, define_asset_job, job, op
+from dagster import AssetSelection, Nothing, OpExecutionContext, Out, define_asset_job, in_process_executor, job, op
 
 from egoclean_assets.assets.export import training_episodes
 from egoclean_assets.assets.ingest import GROUP as INGEST
@@ -16,6 +16,11 @@ clip_pipeline_job = define_asset_job(
     CLIP_PIPELINE,
     selection=AssetSelection.groups(INGEST, TEMPORAL) | AssetSelection.assets(training_episodes),
     partitions_def=clip_partitions,
+    # One process runs all of a clip's steps: the multiprocess default started a fresh
+    # Python per step, each importing torch again (67-120 s of a UI run vs ~10 s of work;
+    # docs/PERFORMANCE.md, run overhead). Pools still hold: the in-process executor claims
+    # the `gpu` / `duckdb` slots per step like any other.
+    executor_def=in_process_executor,
     description="Every asset of one clip partition, raw_tar to training_episodes, with their checks.",
 )
 
