@@ -27,6 +27,7 @@ import logging
 import math
 import os
 import random
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -225,6 +226,25 @@ def _is_lock_error(e: BaseException) -> bool:
     return isinstance(e, duckdb.ConnectionException) and "different configuration" in msg
 
 
+_LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<exe>.+?) \(PID (?P<pid>\d+)\)")
+
+
+def lock_holder(msg: str) -> str:
+    """Who holds the file, from DuckDB's lock error: 'process 123 (python3 -m ...)', or 'another process'."""
+    m = _LOCK_HOLDER.search(msg)
+    if not m:
+        return "another process"
+    pid, what = int(m["pid"]), m["exe"]
+    try:  # the command line says more than the executable (e.g. which script or notebook)
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            # one line: arguments such as `python -c "<script>"` may hold newlines
+            cmd = " ".join(" ".join(a.decode(errors="replace") for a in f.read().split(b"\0") if a).split())
+        what = cmd[:160] + ("…" if len(cmd) > 160 else "") if cmd else what
+    except OSError:
+        pass
+    return f"process {pid} ({what})"
+
+
 def _one_line(msg: str) -> str:
     """DuckDB's message up to its 'LINE n:' caret excerpt, on one line."""
     kept = []
@@ -318,9 +338,10 @@ class Store:
                 elapsed = time.monotonic() - start
                 if attempt >= self.retries or elapsed >= self.timeout_sec:
                     raise StoreBusyError(
-                        f"database {self.path} is busy: another process holds its lock "
+                        f"database {self.path} is busy: {lock_holder(str(e))} holds its lock "
                         f"(gave up after {attempt} attempts in {elapsed:.1f} s); "
-                        "close other DuckDB sessions on it or try again"
+                        "close the DuckDB session in that process (a duckdb shell, notebook or script "
+                        "with the file open) or wait for it to finish, then try again"
                     ) from None
                 # Jitter keeps several waiting writers from retrying in lockstep.
                 cap = min(BACKOFF_CAP_SEC, BACKOFF_BASE_SEC * 2 ** (attempt - 1))

@@ -11,7 +11,7 @@ from egoclean_assets.assets.export import lerobot_dataset
 from egoclean_assets.assets.ingest import rectified_clip
 from egoclean_assets.assets.temporal import anomaly_segments, similarity_matrix, vjepa_embeddings
 from egoclean_assets.io_manager import ClipArtifact
-from egoclean_assets.metadata import mmss
+from egoclean_assets.metadata import mmss, shown
 from egoclean_assets.partitions import clip_of, clip_partitions
 from egoclean_assets.resources import ExportResource, GroundTruthResource, StoreResource
 
@@ -66,8 +66,8 @@ def matches_ground_truth(
             "per_span": MetadataValue.md("\n".join(rows)),
             "unmatched_detections": MetadataValue.json(extra),
             "per_span_iou": MetadataValue.json([round(t.best_iou, 4) for t in ev.truth]),
-            "precision": MetadataValue.float(float(ev.precision)),
-            "recall": MetadataValue.float(float(ev.recall)),
+            "precision": shown(ev.precision),
+            "recall": shown(ev.recall),
             "iou_threshold": MetadataValue.float(defaults.IOU_THRESHOLD),
             "clip_duration_sec": duration,
         },
@@ -130,8 +130,8 @@ def similarity_valid(context: AssetCheckExecutionContext, similarity_matrix: Cli
         diag = float(np.max(np.abs(np.diagonal(m) - 1.0))) if square else float("inf")
         finite = bool(np.isfinite(m).all())
         meta[f"{name}_shape"] = str(tuple(m.shape))
-        meta[f"{name}_max_asymmetry"] = MetadataValue.float(asym)
-        meta[f"{name}_max_diagonal_error"] = MetadataValue.float(diag)
+        meta[f"{name}_max_asymmetry"] = shown(asym)
+        meta[f"{name}_max_diagonal_error"] = shown(diag)
         if not (square and finite and asym <= SYMMETRY_ATOL and diag <= DIAGONAL_ATOL):
             problems.append(f"{name}: square={square} finite={finite} asymmetry={asym:.2g} diagonal error={diag:.2g}")
     similarity_matrix.release()

@@ -33,6 +33,14 @@ def picture(path: str | Path, title: str) -> MetadataValue:
     return MetadataValue.md(f"**{title}**\n\n![{title}](data:image/png;base64,{data})")
 
 
+DISPLAY_DIGITS = 4  # significant digits of scores and thresholds in the UI
+
+
+def shown(x: float, digits: int = DISPLAY_DIGITS) -> MetadataValue:
+    """A score or threshold for display, to `digits` significant digits (the data keeps full precision)."""
+    return MetadataValue.float(float(f"{float(x):.{digits}g}"))
+
+
 def rate(count: float, seconds: float) -> float:
     """count per second, 0 when no time was measured."""
     return round(count / seconds, 3) if seconds > 0 else 0.0

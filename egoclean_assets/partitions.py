@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from dagster import DagsterInstance, DynamicPartitionsDefinition
+from dagster import DagsterInstance, DynamicPartitionsDefinition, Failure
 
 from egoclean.errors import ClipIdError
 from egoclean.ids import ClipId
@@ -52,9 +52,18 @@ def add_clip_partitions(instance: DagsterInstance, keys: Iterable[str]) -> list[
 
 
 def clip_of(context) -> ClipId:
-    """The ClipId of the partition an asset or check is running for (ClipIdError if bad)."""
+    """The ClipId of the partition an asset or check is running for.
+
+    A bad key (Dagster's "Add a partition" field takes any text, with no hook for user
+    code) fails the step with a dagster.Failure, whose description is the first line
+    of the run page, not a wrapped stack trace; it is not retried.
+    """
     key = context.partition_key
     try:
         return ClipId.parse(key)
     except ClipIdError as e:
-        raise ClipIdError(f"partition key {key!r} of the `{CLIPS}` partitions is not a clip id: {e}") from e
+        raise Failure(
+            description=f"partition key {key!r} of the `{CLIPS}` partitions is not a clip id: {e}; "
+            "delete it (Partitions tab of any asset) and add the clip's id",
+            allow_retries=False,
+        ) from None

@@ -127,12 +127,16 @@ class StoreResource(ConfigurableResource):
 
     path: str = defaults.DB_PATH
     data_path: str | None = None
+    busy_timeout_sec: float | None = Field(
+        default=None, description="how long a write waits for a DuckDB file held by another process before "
+        "failing the attempt (default: the library's 30 s); the asset's retry policy then retries the step")
 
     def store(self):
         # imported here, not at module top: loading the definitions must stay free of heavy modules
         from egoclean.store import Store
 
-        return Store(self.path, data_path=self.data_path)
+        extra = {} if self.busy_timeout_sec is None else {"timeout_sec": self.busy_timeout_sec}
+        return Store(self.path, data_path=self.data_path, **extra)
 
 
 class ExportResource(ConfigurableResource):

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -142,6 +143,18 @@ def test_raw_intermediates_deleted_and_recorded_finals_kept(dataset, graph):
     assert leftovers == []
 
 
+def test_thresholds_shown_rounded_and_kept_in_full_in_the_data(dataset, graph):
+    key = dataset["keys"][0]
+    seg = materialization(graph["results"][key], "anomaly_segments")
+    doc = json.loads((clip_dir(graph["root"], key) / f"{key}_segments.json").read_text())
+    _, rows = Store(graph["db"]).query("SELECT theta_on, theta_off FROM segments WHERE clip_id = ? LIMIT 1", [key])
+    for name, stored in zip(("theta_on", "theta_off"), rows[0]):
+        shown = seg[name].value
+        assert shown == float(f"{shown:.4g}"), f"{name} shown as {shown!r}"  # 4 significant digits
+        assert doc[name] == stored != shown  # the JSON and DuckDB keep the full value
+        assert abs(stored - shown) <= 1e-3 * abs(stored)
+
+
 def test_duckdb_rows_present(dataset, graph):
     store = Store(graph["db"])
     _, rows = store.query("SELECT clip_id, count(*) FROM segments WHERE kind = 'anomaly' GROUP BY clip_id ORDER BY 1")
@@ -190,6 +203,41 @@ def test_downstream_failure_keeps_raw_clip_and_retry_deletes_it(dataset, tmp_pat
     assert retry.success
     assert not raw.exists()
     assert str(raw) in materialization(retry, "rectified_clip")["deleted_intermediates"].value
+
+
+def test_busy_database_is_retried_by_dagster_naming_the_holder(dataset, graph, tmp_path):
+    """A DuckDB session held open elsewhere: the attempt fails naming its pid, Dagster retries, the retry succeeds."""
+    import threading
+
+    from dagster import DagsterEventType, EventRecordsFilter
+    from test_store import Holder
+
+    key = dataset["keys"][0]
+    db = tmp_path / "held.duckdb"
+    Store(db).init()
+    res = resources(dataset, graph["root"], db)
+    res["store"] = StoreResource(path=str(db), busy_timeout_sec=1.0)
+    (tmp_path / "home").mkdir()
+    instance = DagsterInstance.local_temp(str(tmp_path / "home"))
+    add_clip_partitions(instance, [key])
+    retry = EventRecordsFilter(DagsterEventType.STEP_UP_FOR_RETRY)
+    with Holder(db, tmp_path) as holder:
+        def release_after_first_attempt():
+            deadline = time.monotonic() + 120
+            while not instance.get_event_records(retry) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            holder.release()
+
+        releaser = threading.Thread(target=release_after_first_attempt)
+        releaser.start()
+        result = materialize(ALL_ASSETS, instance=instance, resources=res, partition_key=key,
+                             selection=AssetSelection.assets("anomaly_segments"), raise_on_error=False)
+        releaser.join()
+    assert result.success
+    (up,) = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    warnings = [r.user_message for r in instance.all_logs(result.run_id) if "is busy" in r.user_message]
+    assert warnings and f"process {holder.proc.pid} (" in warnings[0] and "attempt 1" in warnings[0]
+    assert Store(db).query("SELECT count(*) FROM clips WHERE clip_id = ?", [key])[1] == [(1,)]
 
 
 def _check_only(dataset, graph, key, ground_truth, tmp_path):

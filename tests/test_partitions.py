@@ -47,6 +47,12 @@ def test_bad_key_registered_behind_our_back_fails_at_materialization():
     assert not res.success
     msg = error_text(res, "which_clip")
     assert "'not-a-clip'" in msg and "factoryXXX_workerYYY_NNNNN" in msg
+    # the reason is the step failure's own first line (what the run page shows first),
+    # not the cause of a wrapped "Error occurred while executing op" stack trace
+    failure = res.failure_data_for_node("which_clip")
+    assert failure.error.cause is None
+    assert "'not-a-clip'" in failure.error.message.splitlines()[0]
+    assert failure.user_failure_data.description.startswith("partition key 'not-a-clip'")
 
 
 def test_good_key_materializes():

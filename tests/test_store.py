@@ -20,7 +20,7 @@ from egoclean.embeddings import Embeddings
 from egoclean.errors import ClipIdError, InvalidInputError, StoreBusyError
 from egoclean.evaluation import GroundTruthSpan as Truth
 from egoclean.evaluation import evaluate
-from egoclean.store import QueryError, Store, StoreMissingError, format_table
+from egoclean.store import lock_holder, QueryError, Store, StoreMissingError, format_table
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIP_A = "factory001_worker001_00001"
@@ -398,13 +398,23 @@ def test_writer_retries_until_the_holder_releases(tmp_path, caplog):
     assert counts(db) == {"clips": 1, "segments": 2, "window_scores": 60}
 
 
+def test_lock_holder_from_duckdbs_message():
+    msg = ('IO Error: Could not set lock on file "/x/e.duckdb": Conflicting lock is held in /usr/bin/python3.11 '
+           '(PID 4194303). See also https://duckdb.org/docs/stable/connect/concurrency')
+    assert lock_holder(msg) == "process 4194303 (/usr/bin/python3.11)"  # no such pid: the executable DuckDB named
+    assert lock_holder("IO Error: Could not set lock on file") == "another process"
+
+
 def test_writer_gives_up_with_store_busy_when_never_released(tmp_path):
     db = tmp_path / "e.duckdb"
     Store(db).init()
-    with Holder(db, tmp_path):
+    with Holder(db, tmp_path) as holder:
         with pytest.raises(StoreBusyError, match=f"{db}.*busy.*attempts") as e:
             Store(db, retries=1000, timeout_sec=0.3).replace_clip(clip_info(CLIP_A), make_det(), "m")
         assert "Traceback" not in str(e.value)
+        # the message names the process holding the file (DuckDB reports its PID) and what to close
+        assert f"process {holder.proc.pid} ({sys.executable} -c " in str(e.value)
+        assert "close the DuckDB session in that process" in str(e.value)
         with pytest.raises(StoreBusyError, match="gave up after 3 attempts"):
             Store(db, retries=3, timeout_sec=60).query("SELECT 1")
     assert counts(db)["clips"] == 0

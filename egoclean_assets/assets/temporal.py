@@ -1,19 +1,26 @@
 """Phase 2 assets: V-JEPA 2 embeddings, similarity analysis, anomaly segments, pictures."""
 
 
+import contextlib
 import json
 import time
 from pathlib import Path
 
 import numpy as np
-from dagster import AssetExecutionContext, MetadataValue, Output, asset
+from dagster import AssetExecutionContext, Backoff, Failure, Jitter, MetadataValue, Output, RetryPolicy, asset
 
+from egoclean.errors import EgoCleanError, StoreBusyError
 from egoclean_assets.io_manager import ClipArtifact, ClipStorage
-from egoclean_assets.metadata import mmss, picture, rate, spans_table
+from egoclean_assets.metadata import mmss, picture, rate, shown, spans_table
 from egoclean_assets.partitions import clip_of, clip_partitions
 from egoclean_assets.resources import DetectionResource, EncoderResource, GroundTruthResource, StoreResource
 
 GROUP = "phase2_temporal"
+
+# A DuckDB file held by another process (a notebook, `duckdb` shell) fails the write
+# after the store's own bounded wait (StoreBusyError, naming the holder); Dagster then
+# retries the step after 15 s, 30 s, 60 s (+-jitter), releasing the `duckdb` slot while it waits.
+STORE_BUSY_RETRY = RetryPolicy(max_retries=3, delay=15, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
 
 
 @asset(partitions_def=clip_partitions, group_name=GROUP, pool="gpu", kinds={"pytorch"})
@@ -73,15 +80,28 @@ def similarity_matrix(
             "windows": int(len(an.ts)),
             "matrix_size": int(an.sim_mean.shape[0]),
             "subsampled": bool(an.matrices_subsampled),
-            "period_sec": MetadataValue.float(float(an.period_sec)) if an.period_sec is not None else "no clear period",
-            "mean_change": MetadataValue.float(float(np.mean(an.change))) if len(an.change) else 0.0,
+            "period_sec": shown(an.period_sec) if an.period_sec is not None else "no clear period",
+            "mean_change": shown(np.mean(an.change)) if len(an.change) else 0.0,
             "seconds": MetadataValue.float(round(seconds, 3)),
             "path": MetadataValue.path(storage.location(clip, files["sim_temporal"])),
         },
     )
 
 
-@asset(partitions_def=clip_partitions, group_name=GROUP, pool="duckdb", kinds={"duckdb"})
+@contextlib.contextmanager
+def _store_errors(context):
+    """A busy database goes on to STORE_BUSY_RETRY (logged, naming the holder); other EgoClean
+    errors fail the step once, as a one-line dagster.Failure (a retry cannot fix bad input)."""
+    try:
+        yield
+    except StoreBusyError as e:
+        context.log.warning(f"{e} (attempt {context.retry_number + 1}; Dagster retries the step)")
+        raise
+    except EgoCleanError as e:
+        raise Failure(description=str(e), allow_retries=False) from None
+
+
+@asset(partitions_def=clip_partitions, group_name=GROUP, pool="duckdb", kinds={"duckdb"}, retry_policy=STORE_BUSY_RETRY)
 def anomaly_segments(
     context: AssetExecutionContext,
     vjepa_embeddings: ClipArtifact,
@@ -108,7 +128,7 @@ def anomaly_segments(
            "duration_sec": video["duration_sec"]} | det.to_dict(series=True)
     path = storage.layout(clip).segments
     # The JSON gets its final name only once the rows are stored: a failed step leaves none.
-    with atomic.atomic_path(path) as tmp:
+    with atomic.atomic_path(path) as tmp, _store_errors(context):
         tmp.write_text(json.dumps(doc, indent=2) + "\n")
         db = store.store()
         # Ground truth goes in first so the detection_eval view is complete for this clip.
@@ -134,9 +154,9 @@ def anomaly_segments(
             "n_spans": len(det.spans),
             "spans": spans_table(det.spans),
             "work_spans": len(det.work_spans),
-            "theta_on": MetadataValue.float(float(det.theta_on)),
-            "theta_off": MetadataValue.float(float(det.theta_off)),
-            "median": MetadataValue.float(float(det.median)),
+            "theta_on": shown(det.theta_on),
+            "theta_off": shown(det.theta_off),
+            "median": shown(det.median),
             "windows": int(len(det.ts)),
             "suppressed": bool(det.suppressed),
             "params": MetadataValue.json(params.to_dict()),
