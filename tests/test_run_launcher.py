@@ -34,6 +34,16 @@ def test_shipped_instance_monitors_runs_and_frees_slots_of_dead_ones(tmp_path):
         assert inst.run_monitoring_settings["poll_interval_seconds"] <= 30
 
 
+def test_cluster_instance_frees_slots_of_dead_runs_too():
+    import yaml
+
+    cfg = yaml.safe_load((ROOT / "deploy" / "dagster.cluster.yaml").read_text())
+    assert cfg["run_monitoring"]["enabled"] is True
+    assert 0 < cfg["run_monitoring"]["free_slots_after_run_end_seconds"] <= 120
+    # the pid check is local to one machine: the cluster keeps Dagster's own launcher
+    assert "MonitoredRunLauncher" not in str(cfg.get("run_launcher"))
+
+
 def _started_run(instance, pid: int | None) -> DagsterRun:
     run = instance.add_run(DagsterRun(job_name="clip_pipeline", status=DagsterRunStatus.STARTED))
     if pid is not None:
