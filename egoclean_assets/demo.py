@@ -28,6 +28,9 @@ from pathlib import Path
 from egoclean.errors import EgoCleanError
 from egoclean.secrets import redact
 
+DEMO_SCOPE = "*/*"  # every worker of the synthetic source
+DEMO_WORKERS = 2  # synthetic workers in the demo's source; it runs only the first one's clips
+DEMO_RUN_PREFIX = "factory001_worker001_"
 REAL_CLIPS = ["factory001_worker001_00001", "factory001_worker001_00002"]
 
 
@@ -37,12 +40,12 @@ def _synthetic(root: Path, clips: int, duration: float) -> tuple[dict, list[str]
     from egoclean.synth import SynthConfig, write_dataset
     from egoclean.tiny_model import save_tiny_model
 
-    cfg = SynthConfig(clips=clips, duration_sec=duration)
+    cfg = SynthConfig(clips=clips, duration_sec=duration, workers=DEMO_WORKERS)
     src = root / "source"
     marker = root / "source.json"
     summary = json.loads(marker.read_text()) if marker.is_file() else None
     if summary is None or summary.get("config") != json.loads(json.dumps(cfg.__dict__)):
-        print(f"writing {clips} synthetic clip(s) of {duration:g} s to {src} ...", flush=True)
+        print(f"writing {DEMO_WORKERS} synthetic worker(s) x {clips} clip(s) of {duration:g} s to {src} ...", flush=True)
         t0 = time.perf_counter()
         summary = write_dataset(src, cfg)
         marker.write_text(json.dumps(summary, default=str, indent=2))
@@ -56,8 +59,13 @@ def _synthetic(root: Path, clips: int, duration: float) -> tuple[dict, list[str]
         "EGOCLEAN_DEVICE": "cpu",
         "EGOCLEAN_GROUND_TRUTH": str(summary["ground_truth"]),
         "EGOCLEAN_GROUND_TRUTH_SEED": "0",  # synthetic ids reuse seed ids; their truth is the planted spans
+        # discovery looks at every worker of the demo's own (small, local) source, so a
+        # worker added to it is found by the sensor and discover_clips_job
+        "EGOCLEAN_SCOPE": DEMO_SCOPE,
     }
-    return env, [c["clip_id"] for c in summary["clips"]]
+    # the demo runs the first worker's clips; the others are left for discovery and the
+    # backfill steps of the README (factory_001/worker_002)
+    return env, [c["clip_id"] for c in summary["clips"] if c["clip_id"].startswith(DEMO_RUN_PREFIX)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
             # explicit, so settings left in the shell by a synthetic demo do not apply
             env = {"EGOCLEAN_SOURCE": defaults.DATASET_URL, "EGOCLEAN_MODEL": defaults.MODEL_ID,
                    "EGOCLEAN_DEVICE": os.environ.get("EGOCLEAN_DEVICE", "auto"),
-                   "EGOCLEAN_GROUND_TRUTH": "", "EGOCLEAN_GROUND_TRUTH_SEED": "1"}
+                   "EGOCLEAN_GROUND_TRUTH": "", "EGOCLEAN_GROUND_TRUTH_SEED": "1",
+                   "EGOCLEAN_SCOPE": "factory_001/worker_001"}  # the seed clips' worker, not the whole dataset
             keys = REAL_CLIPS
         else:
             env, keys = _synthetic(root, args.clips, args.duration)

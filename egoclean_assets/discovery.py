@@ -14,6 +14,12 @@ from egoclean.errors import EgoCleanError
 from egoclean_assets.partitions import validate_clip_keys
 
 
+# How a user widens discovery: the one place that says it (logs, skip reasons, sensor page).
+SCOPE_HINT = ("widen it with EGOCLEAN_SCOPE (comma-separated factory/worker fnmatch patterns, e.g. "
+              "'factory_001/*' or '*/*') before starting dagster dev, or set the `discovery` resource's "
+              "scope in the launchpad")
+
+
 @dataclass
 class DiscoveryResult:
     """New clip keys (not yet partitions), the workers scanned, the workers skipped as
@@ -24,6 +30,11 @@ class DiscoveryResult:
     cursor: str | None = None
     workers_in_scope: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
+    scope: list[str] = field(default_factory=list)
+
+    def scope_note(self) -> str:
+        """Which scope was scanned and how to widen it (for logs and the sensor's skip reason)."""
+        return f"scope {', '.join(self.scope) or '(empty)'}; {SCOPE_HINT}"
 
     def failed_summary(self) -> str:
         """One line naming each skipped worker and its problem ("" when none)."""
@@ -63,7 +74,7 @@ def discover(source, settings, existing: set[str], cursor: str | None, whole_sco
     order = workers[start:] + workers[:start]
     max_workers = len(order) if whole_scope else settings.max_workers_per_tick
     budget = None if whole_scope else settings.max_new_partitions_per_tick
-    result = DiscoveryResult(workers_in_scope=len(workers))
+    result = DiscoveryResult(workers_in_scope=len(workers), scope=[p.strip() for p in settings.scope])
     last_done = after
     seen = set(existing)
     for w in order[:max_workers]:

@@ -43,9 +43,12 @@ def register_clips_in_scope(context: OpExecutionContext, source: SourceResource,
     if result.failed:
         context.log.warning(result.failed_summary())
     context.log.info(
-        f"scanned {len(result.scanned)} worker(s) ({', '.join(result.scanned) or 'none'}); "
-        f"registered {len(result.new_keys)} new clip partition(s): {', '.join(result.new_keys) or 'none'}"
+        f"scanned {len(result.scanned)} worker(s) ({', '.join(result.scanned) or 'none'}) in scope "
+        f"{', '.join(result.scope)}; registered {len(result.new_keys)} new clip partition(s): "
+        f"{', '.join(result.new_keys) or 'none'}"
     )
+    if not result.new_keys:
+        context.log.warning(f"no new clips in {result.scope_note()}")
 
 
 @job(description="Register the clips of the workers in scope as partitions (launch runs for them from the UI).")

@@ -208,6 +208,14 @@ class DiscoveryResource(ConfigurableResource):
         return [p.strip().strip("/").split("/")[0] for p in self.scope]
 
 
+def scope_from_env(env: Mapping[str, str] | None = None) -> list[str]:
+    """The discovery scope EGOCLEAN_SCOPE names (comma-separated patterns), default defaults.SCOPE."""
+    # imported here, not at module top, like build_resources's
+    from egoclean.settings import Settings
+
+    return list(Settings.from_env(env).scope)
+
+
 def build_resources(env: Mapping[str, str] | None = None, **overrides: Any) -> dict[str, Any]:
     """Every resource of the definitions from a mapping of environment variables (None: os.environ).
 

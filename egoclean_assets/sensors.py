@@ -10,10 +10,10 @@ clip_pipeline run per new clip (run_key = clip id, so a clip is never requested 
 
 from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, SensorResult, sensor
 
-from egoclean_assets.discovery import discover
+from egoclean_assets.discovery import SCOPE_HINT, discover
 from egoclean_assets.jobs import clip_pipeline_job
 from egoclean_assets.partitions import CLIPS, clip_partitions
-from egoclean_assets.resources import DiscoveryResource, SourceResource
+from egoclean_assets.resources import DiscoveryResource, SourceResource, scope_from_env
 
 
 @sensor(
@@ -21,7 +21,8 @@ from egoclean_assets.resources import DiscoveryResource, SourceResource
     minimum_interval_seconds=600,
     default_status=DefaultSensorStatus.STOPPED,
     description="Lists the workers in the discovery scope, adds their new clips as partitions "
-    "and requests a clip_pipeline run for each (bounded per tick, resumes from its cursor).",
+    "and requests a clip_pipeline run for each (bounded per tick, resumes from its cursor). "
+    f"Scope when loaded: {', '.join(scope_from_env())}; {SCOPE_HINT}.",
 )
 def clip_discovery_sensor(
     context: SensorEvaluationContext, source: SourceResource, discovery: DiscoveryResource
@@ -33,7 +34,7 @@ def clip_discovery_sensor(
     if not result.new_keys:
         return SensorResult(
             skip_reason=f"no new clips in {len(result.scanned)} scanned of {result.workers_in_scope} "
-            "worker(s) in scope" + (f"; {result.failed_summary()}" if result.failed else ""),
+            f"worker(s) in {result.scope_note()}" + (f"; {result.failed_summary()}" if result.failed else ""),
             cursor=result.cursor,
         )
     return SensorResult(

@@ -21,7 +21,13 @@ from egoclean_assets.assets import ALL_ASSETS
 from egoclean_assets.checks import ALL_CHECKS
 from egoclean_assets.definitions import build_definitions
 from egoclean_assets.partitions import add_clip_partitions
-from egoclean_assets.resources import ExportResource, GroundTruthResource, RectifyResource, build_resources
+from egoclean_assets.resources import (
+    ExportResource,
+    GroundTruthResource,
+    RectifyResource,
+    StoreResource,
+    build_resources,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 # 30 s at 160x96: long enough for a planted 8 s off-task span and the 3-window

@@ -80,3 +80,27 @@ def test_exported_hf_token_does_not_break_the_command_line_backfill(home, monkey
         assert any(r.headers.get("authorization") == f"Bearer {token}" for r in stub.requests)
     out, err = capsys.readouterr()
     assert out.count("2 clip(s), 2 newly registered") == 2 and token not in out + err
+
+
+def test_readme_backfill_steps_work_as_written_after_sourcing_demo_env(home, monkeypatch, capsys):
+    """The README's commands after `source data/demo/demo.env`, against a source shaped like the demo's."""
+    import shlex
+
+    from egoclean_assets.demo import DEMO_RUN_PREFIX, DEMO_SCOPE, DEMO_WORKERS
+
+    readme = (ROOT / "README.md").read_text()
+    block = readme[readme.index("```bash\nsource data/demo/demo.env"):]
+    block = block[len("```bash"):]
+    block = block[: block.index("```")]
+    commands = [shlex.split(line.split("#")[0]) for line in block.splitlines() if "egoclean_assets.backfill" in line]
+    assert commands and all(c[:3] == [".venv/bin/python", "-m", "egoclean_assets.backfill"] for c in commands)
+    register = next(c[3:] for c in commands if "--register-only" in c)
+    # the worker the README names exists in the demo's source and is not one the demo ran
+    worker = register[0]
+    assert DEMO_WORKERS >= 2 and worker == "factory_001/worker_002" and "worker002" not in DEMO_RUN_PREFIX
+    monkeypatch.setenv("EGOCLEAN_SOURCE", str(home / "source"))  # what demo.env exports
+    monkeypatch.setenv("EGOCLEAN_SCOPE", DEMO_SCOPE)
+    assert backfill.main(register) == 0
+    with DagsterInstance.get() as inst:
+        assert sorted(inst.get_dynamic_partitions(CLIPS)) == [
+            "factory001_worker002_00000", "factory001_worker002_00001"]

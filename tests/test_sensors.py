@@ -101,3 +101,45 @@ def test_discovery_job_registers_the_whole_scope(source_dir):
     assert sorted(instance.get_dynamic_partitions(CLIPS)) == [
         f"factory002_worker{w:03d}_{i:05d}" for w in (1, 2) for i in range(2)
     ]
+
+
+def test_nothing_new_says_which_scope_was_scanned_and_how_to_widen_it(source_dir):
+    instance = DagsterInstance.ephemeral()
+    res = _resources(source_dir)  # default scope: factory_001/worker_001 of 2 x 2 workers
+    first = tick(instance, res, None)
+    second = tick(instance, res, first.cursor)
+    reason = str(second.skip_reason)
+    assert "scope factory_001/worker_001" in reason and "EGOCLEAN_SCOPE" in reason and "'*/*'" in reason
+
+    job = build_definitions(res).resolve_job_def("discover_clips_job").execute_in_process(instance=instance)
+    logs = [e.user_message for e in instance.all_logs(job.run_id)]
+    assert any("in scope factory_001/worker_001; registered 0 new" in m for m in logs)
+    assert any(m.startswith("no new clips in scope factory_001/worker_001;") and "EGOCLEAN_SCOPE" in m for m in logs)
+
+
+def test_sensor_page_names_the_scope_it_was_loaded_with(monkeypatch):
+    import importlib
+
+    import egoclean_assets.sensors as sensors
+
+    monkeypatch.setenv("EGOCLEAN_SCOPE", "factory_007/*")
+    try:
+        desc = importlib.reload(sensors).clip_discovery_sensor.description
+        assert "Scope when loaded: factory_007/*" in desc and "EGOCLEAN_SCOPE" in desc
+    finally:
+        monkeypatch.undo()
+        importlib.reload(sensors)
+
+
+def test_demo_scope_covers_every_worker_of_its_source(source_dir):
+    """The demo writes EGOCLEAN_SCOPE into demo.env, so a worker added to its source is discovered."""
+    from egoclean_assets.demo import DEMO_SCOPE
+    from egoclean_assets.resources import build_resources
+
+    discovery = build_resources({"EGOCLEAN_SCOPE": DEMO_SCOPE})["discovery"]
+    instance = DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(CLIPS, ["factory001_worker001_00000", "factory001_worker001_00001"])
+    res = {"source": _resources(source_dir)["source"], "discovery": discovery}
+    result = build_definitions(res).resolve_job_def("discover_clips_job").execute_in_process(instance=instance)
+    assert result.success
+    assert len(instance.get_dynamic_partitions(CLIPS)) == 8  # 2 factories x 2 workers x 2 clips
