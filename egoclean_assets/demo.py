@@ -9,10 +9,11 @@ Usage (from the repository root; `bash scripts/demo.sh` does the same)::
 It writes the synthetic dataset (egoclean.synth) and a tiny random-weight V-JEPA 2
 (egoclean.tiny_model) under the data root (default data/demo), registers the clips as
 partitions in the persistent instance at dagster_home/ (or $DAGSTER_HOME), materializes
-every asset and check for them through Dagster (the clip_pipeline job, in this
-process), exports their clean work spans as a LeRobot v3.0 dataset (the export_dataset
-job), prints the segments from DuckDB and the check results, and says where the dataset
-is, how to load it, and how to open the same runs in the UI. `--real` fetches factory001_worker001_00001 and _00002 from
+every asset and check for them through Dagster (clip_pipeline runs launched from
+workspace.yaml's code location, as the UI launches them), exports their clean work
+spans as a LeRobot v3.0 dataset (the export_dataset job), prints the segments from
+DuckDB and the check results, and says where the dataset is, how to load it, and how to
+open the same runs in the UI. `--real` fetches factory001_worker001_00001 and _00002 from
 Hugging Face and embeds them with facebook/vjepa2-vitl-fpc64-256 (a GPU is strongly
 advised: ~84 s per window on a CPU).
 """
@@ -128,33 +129,36 @@ def _run(root: Path, env: dict, keys: list[str]) -> int:
     from egoclean.store import Store
     from egoclean_assets.backfill import QUIET, instance_from_env
     from egoclean_assets.definitions import build_definitions
-    from egoclean_assets.resources import build_resources
+    from egoclean_assets.launch import launch_partition_runs
     from egoclean_assets.partitions import add_clip_partitions
+    from egoclean_assets.resources import build_resources
 
-    # the demo's settings over this shell's: what the runs use, and what demo.env records
-    defs = build_definitions(build_resources(dict(os.environ) | env))
-    job = defs.resolve_job_def("clip_pipeline")
+    # the demo's settings over this shell's: what the runs use, and what demo.env records;
+    # the code server and run workers launched below read them from the environment, as
+    # `dagster dev` does after `source demo.env`
+    os.environ.update(env)
+    defs = build_definitions(build_resources(dict(os.environ)))
     ok = True
     with instance_from_env() as instance:
         add_clip_partitions(instance, keys)
         print(f"Dagster instance: {os.environ['DAGSTER_HOME']}; partitions: {', '.join(keys)}", flush=True)
-        for key in keys:
-            t0 = time.perf_counter()
-            run = job.execute_in_process(partition_key=key, instance=instance, raise_on_error=False,
-                                         tags={"egoclean/demo": "1"}, run_config=QUIET)
+        # Launched from workspace.yaml's code location like a UI run, so the runs show on
+        # the job's page and the Overview timeline and re-execute as the same job.
+        t0 = time.perf_counter()
+        for key, run in launch_partition_runs(instance, keys, tags={"egoclean/demo": "1"}, run_config=QUIET):
             print(f"\n{key}: run {run.run_id[:8]} {'succeeded' if run.success else 'FAILED'} "
                   f"in {time.perf_counter() - t0:.1f} s", flush=True)
+            t0 = time.perf_counter()
             ok &= run.success
-            for ev in sorted(run.get_asset_check_evaluations(), key=lambda e: e.check_name):
+            for ev in sorted(run.checks, key=lambda e: e.check_name):
                 detail = ev.description or (ev.metadata["result"].value if "result" in ev.metadata else "")
                 if "per_span_iou" in ev.metadata:
                     detail = f"IoU per ground-truth span {ev.metadata['per_span_iou'].value}"
                 print(f"  check {ev.asset_key.to_user_string()}.{ev.check_name}: "
                       f"{'passed' if ev.passed else 'FAILED'}{' - ' + detail if detail else ''}")
                 ok &= ev.passed
-            for e in run.all_events:
-                if e.is_step_failure:
-                    print(f"  step {e.step_key} failed: {redact(e.event_specific_data.error.message.strip())}")
+            for step, message in run.step_failures:
+                print(f"  step {step} failed: {redact(message)}")
         ok &= _export(defs, instance)
     store = Store(env["EGOCLEAN_DB"])
     print("\nAnomalous spans (DuckDB segments table):")
@@ -166,7 +170,8 @@ def _run(root: Path, env: dict, keys: list[str]) -> int:
     print("\nDetections against ground truth (detection_eval view):")
     print(store.format_query(
         "SELECT clip_id, label, status, truth, detected, round(iou, 2) AS iou, "
-        "start_error_sec, end_error_sec FROM detection_eval ORDER BY clip_id, gt_start_sec"))
+        "start_error_sec, end_error_sec FROM detection_eval WHERE clip_id IN (SELECT clip_id FROM clips) "
+        "ORDER BY clip_id, gt_start_sec"))
     env_file = root / "demo.env"
     ui_env = env | {"DAGSTER_HOME": os.environ["DAGSTER_HOME"]}
     env_file.write_text("".join(f"export {k}={shlex.quote(v)}\n" for k, v in ui_env.items()))
