@@ -102,7 +102,8 @@ def main(argv=None) -> int:
                     print(f"  {name}: {wall:.1f} s wall, {work:.1f} s in steps, {'ok' if ok else 'FAILED'}", flush=True)
                     rows[name].append((wall, work, ok))
         print(f"\nclip_pipeline run overhead, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, "
-              f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+              f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+              f"Python {platform.python_version()}")
         print(f"one synthetic clip, {args.duration:g} s at 320x180, tiny V-JEPA 2 on the CPU, medians of {args.repeat}")
         base = statistics.median(w for w, _, _ in rows["multiprocess (Dagster default, before)"])
         print("| executor | run wall s | sum of step durations s | wall / baseline |")

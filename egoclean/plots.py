@@ -138,3 +138,47 @@ def plot_detection(detection: Any, path: str | os.PathLike, title: str, truth: S
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), fontsize=8, ncol=7, frameon=False)
     fig.tight_layout()
     return _save(fig, path, title)
+
+
+# The picture shown inline in the UI: narrow enough for Dagster's metadata dialog, and
+# small, because it is stored in the event log of every run (docs/SCALE.md); the full
+# picture stays a file in the data root.
+THUMBNAIL_WIDTH = 640
+THUMBNAIL_COLORS = 64
+THUMBNAIL_MAX_BYTES = 40_000
+
+
+def thumbnail(path: str | os.PathLike, width: int = THUMBNAIL_WIDTH,
+              max_bytes: int = THUMBNAIL_MAX_BYTES) -> tuple[bytes, str]:
+    """A reduced copy of a picture, at most `width` pixels wide and `max_bytes`: (bytes, MIME type).
+
+    A 64-colour PNG keeps plot lines and text sharp and is ~20 KB for a plot; a picture
+    that does not compress that way (noise-like matrices) becomes a JPEG, narrower
+    until it fits.
+    """
+    import io
+
+    from PIL import Image  # Pillow comes with matplotlib
+
+    with Image.open(path) as im:
+        rgb = im.convert("RGB")
+
+    def encode(w: int, fmt: str) -> bytes:
+        small = rgb.copy()
+        small.thumbnail((w, w * 10), Image.Resampling.LANCZOS)
+        out = io.BytesIO()
+        if fmt == "PNG":
+            small.quantize(THUMBNAIL_COLORS).save(out, format="PNG", optimize=True)
+        else:
+            small.save(out, format="JPEG", quality=75, optimize=True)
+        return out.getvalue()
+
+    data = encode(width, "PNG")
+    if len(data) <= max_bytes:
+        return data, "image/png"
+    w = width
+    while True:
+        data = encode(w, "JPEG")
+        if len(data) <= max_bytes or w <= 160:
+            return data, "image/jpeg"
+        w = int(w * 0.75)

@@ -46,7 +46,8 @@ def _synthetic(root: Path, clips: int, duration: float) -> tuple[dict, list[str]
     marker = root / "source.json"
     summary = json.loads(marker.read_text()) if marker.is_file() else None
     if summary is None or summary.get("config") != json.loads(json.dumps(cfg.__dict__)):
-        print(f"writing {DEMO_WORKERS} synthetic worker(s) x {clips} clip(s) of {duration:g} s to {src} ...", flush=True)
+        print(f"writing {DEMO_WORKERS} synthetic worker(s) x {clips} clip(s) of {duration:g} s to {src} ...",
+              flush=True)
         t0 = time.perf_counter()
         summary = write_dataset(src, cfg)
         marker.write_text(json.dumps(summary, default=str, indent=2))

@@ -27,10 +27,19 @@ def spans_table(spans: Iterable[Any], extra: dict[str, list] | None = None) -> M
     return MetadataValue.md("\n".join(lines))
 
 
-def picture(path: str | Path, title: str) -> MetadataValue:
-    """The PNG embedded as a base64 data URL in markdown, so the UI shows it inline."""
-    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
-    return MetadataValue.md(f"**{title}**\n\n![{title}](data:image/png;base64,{data})")
+def picture(path: str | Path, title: str, location: str | None = None) -> MetadataValue:
+    """A small copy of the PNG inline (base64 in markdown, so the UI shows it), naming where the full one is.
+
+    Only the reduced copy (egoclean.plots.thumbnail, at most 40 KB) goes into the event
+    log; the full-size picture stays a file in the data root (`location`).
+    """
+    # imported here, not at module top: loading the definitions must not import matplotlib/PIL
+    from egoclean.plots import thumbnail
+
+    small, mime = thumbnail(path)
+    data = base64.b64encode(small).decode("ascii")
+    where = f" (full size: `{location}`)" if location else ""
+    return MetadataValue.md(f"**{title}**{where}\n\n![{title}](data:{mime};base64,{data})")
 
 
 DISPLAY_DIGITS = 4  # significant digits of scores and thresholds in the UI

@@ -11,6 +11,10 @@ zombie) means the worker died, so the run monitoring daemon marks the run failed
 
 The check is local: it is right for the code servers `dagster dev` starts on this
 machine (workspace.yaml), which is what DefaultRunLauncher launches into here.
+
+It also refuses, before any process starts, a run for a partition key that is not a clip
+id: Dagster's "Add a partition" field takes any text and calls no user code, so the
+launch is the earliest point to say so (the run fails with that one line).
 """
 
 from __future__ import annotations
@@ -18,7 +22,12 @@ from __future__ import annotations
 import os
 
 from dagster import DagsterEventType, DefaultRunLauncher
-from dagster._core.launcher.base import CheckRunHealthResult, WorkerStatus
+from dagster._core.launcher.base import CheckRunHealthResult, LaunchRunContext, WorkerStatus
+
+from egoclean.errors import ClipIdError
+from egoclean.ids import ClipId
+
+PARTITION_TAG = "dagster/partition"
 
 
 def pid_alive(pid: int) -> bool:
@@ -43,6 +52,19 @@ class MonitoredRunLauncher(DefaultRunLauncher):
     @property
     def supports_check_run_worker_health(self) -> bool:
         return True
+
+    def launch_run(self, context: LaunchRunContext) -> None:
+        run = context.dagster_run
+        key = run.tags.get(PARTITION_TAG)
+        if key is not None:  # every partitioned EgoClean job is partitioned by clip id
+            try:
+                ClipId.parse(key)
+            except ClipIdError as e:
+                self._instance.report_run_failed(
+                    run, f"partition key {key!r} is not a clip id: {e}; delete it (Partitions tab of any asset) "
+                    "and add the clip's id")
+                return
+        super().launch_run(context)
 
     def run_worker_pid(self, run_id: str) -> int | None:
         """The pid the run's worker logged when it started executing, or None (not yet)."""

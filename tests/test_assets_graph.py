@@ -7,6 +7,7 @@ ephemeral Dagster instance (and a SQLite one for the two-process test).
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -109,8 +110,12 @@ def test_whole_graph_finds_planted_anomalies_and_all_checks_pass(dataset, graph)
         assert emb["windows"].value == (int(DURATION * 30) - 64) // 30 + 1
         pics = materialization(result, "diagnostics_plot")
         for name in ("diagnostics", "detection"):
-            assert "data:image/png;base64,iVBOR" in pics[name].value
-            assert Path(pics[f"{name}_path"].value).is_file()
+            full = Path(pics[f"{name}_path"].value)
+            assert full.is_file()
+            # a small picture inline (base64 of ~20-30 KB), naming the full-size file
+            assert re.search(r"data:image/(png|jpeg);base64,", pics[name].value)
+            assert f"full size: `{full}`" in pics[name].value
+            assert len(pics[name].value) < 60_000 < full.stat().st_size * 4 / 3
 
 
 def test_export_job_builds_the_dataset_from_materialized_clips(dataset, graph, tmp_path):
@@ -131,6 +136,42 @@ def test_export_job_builds_the_dataset_from_materialized_clips(dataset, graph, t
         assert meta["episodes"].value == total
         assert meta["episodes_replaced"].value == (0 if attempt == 0 else total)
     assert (tmp_path / "lerobot" / "meta" / "info.json").is_file()
+
+
+def test_rectified_clip_alone_after_raw_was_deleted_fetches_it_again(dataset, graph, tmp_path):
+    key = dataset["keys"][0]
+    d = clip_dir(graph["root"], key)
+    assert not (d / "raw").exists()  # raw_tar was deleted after the first run
+    result = materialize(ALL_ASSETS, instance=graph["instance"], resources=graph["res"], partition_key=key,
+                         selection=AssetSelection.assets("rectified_clip"))
+    assert result.success
+    meta = materialization(result, "rectified_clip")
+    assert meta["raw_refetched"].value is True and meta["frames"].value == int(DURATION * 30)
+    assert not (d / "raw").exists() and not [p for p in d.iterdir() if p.name.startswith(".refetch-")]
+
+    # when the source cannot give it back, the reason is the step failure's first line
+    res = dict(graph["res"], source=SourceResource(url=str(tmp_path / "gone"), cache_dir=str(tmp_path / "c")))
+    failed = materialize(ALL_ASSETS, instance=graph["instance"], resources=res, partition_key=key,
+                         selection=AssetSelection.assets("rectified_clip"), raise_on_error=False)
+    assert not failed.success
+    failure = failed.failure_data_for_node("rectified_clip")
+    assert failure.error.cause is None
+    assert failure.user_failure_data.description.startswith(f"the raw clip of {key} (raw_tar) had been deleted")
+
+
+def test_event_log_bytes_per_clip_stay_small(dataset, graph):
+    """The pictures are stored once (materialization only) and reduced (was ~700 KB a run, ~520 KB of pictures)."""
+    from dagster._serdes import serialize_value
+
+    for result in graph["results"].values():
+        records = graph["instance"].all_logs(result.run_id)
+        total = sum(len(serialize_value(r)) for r in records)
+        plot = [r for r in records if r.dagster_event and r.step_key == "diagnostics_plot"]
+        outputs = [r for r in plot if r.dagster_event.event_type_value == "STEP_OUTPUT"]
+        (mat,) = [r for r in plot if r.dagster_event.event_type_value == "ASSET_MATERIALIZATION"]
+        assert outputs and all(len(serialize_value(r)) < 10_000 for r in outputs)  # no pictures in STEP_OUTPUT
+        assert len(serialize_value(mat)) < 2 * 40_000 * 4 / 3 + 10_000  # two thumbnails of <= 40 KB, base64
+        assert total < 350_000, total
 
 
 def test_raw_intermediates_deleted_and_recorded_finals_kept(dataset, graph):

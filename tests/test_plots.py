@@ -69,3 +69,24 @@ def test_long_matrices_are_block_averaged_for_display():
     assert st[0] == np.mean(ts[:3]) and shown[0, 0] == m[:3, :3].mean()
     small, _ = _display_matrix(m[:100, :100], ts[:100])
     assert small.shape == (100, 100)
+
+
+def test_thumbnail_is_narrow_small_and_leaves_the_full_picture(tmp_path):
+    import io
+
+    from egoclean.plots import THUMBNAIL_MAX_BYTES, THUMBNAIL_WIDTH, thumbnail
+
+    emb = embeddings()
+    pictures = [plot_diagnostics(analyse(emb), tmp_path / "diag.png", "t"),  # noise-like matrices
+                plot_detection(detect(emb), tmp_path / "det.png", "t")]  # lines and text
+    for out in pictures:
+        full = out.read_bytes()
+        small, mime = thumbnail(out)
+        assert len(small) <= THUMBNAIL_MAX_BYTES < len(full)
+        with Image.open(io.BytesIO(small)) as im, Image.open(out) as big:
+            assert im.format == mime.split("/")[1].upper() and im.size[0] <= THUMBNAIL_WIDTH
+            assert abs(im.size[1] / im.size[0] - big.size[1] / big.size[0]) < 0.02  # same proportions
+        assert out.read_bytes() == full
+    # a plot of lines stays a sharp PNG at full thumbnail width
+    small, mime = thumbnail(pictures[1])
+    assert mime == "image/png"

@@ -130,3 +130,23 @@ def test_killed_run_is_failed_its_slot_freed_and_the_next_run_completes(dataset,
             second = dev.launch(key, ["anomaly_segments"])
             assert dev.wait_run(second, timeout=240) == "SUCCESS", dev.log_tail()
             assert instance.event_log_storage.get_concurrency_info("duckdb").claimed_slots == []
+
+
+def test_run_for_a_key_that_is_not_a_clip_id_is_refused_at_launch():
+    from dagster._core.errors import DagsterInvariantViolationError
+    from dagster._core.launcher import LaunchRunContext
+
+    with DagsterInstance.ephemeral() as instance:
+        launcher = MonitoredRunLauncher()
+        launcher.register_instance(instance)
+        bad = instance.add_run(DagsterRun(job_name="clip_pipeline", status=DagsterRunStatus.STARTING,
+                                          tags={"dagster/partition": "my clip"}))
+        launcher.launch_run(LaunchRunContext(dagster_run=bad, workspace=None))  # no worker is started
+        assert instance.get_run_by_id(bad.run_id).status == DagsterRunStatus.FAILURE
+        (failure,) = [r for r in instance.all_logs(bad.run_id) if r.dagster_event and r.dagster_event.is_run_failure]
+        assert failure.dagster_event.message.startswith("partition key 'my clip' is not a clip id")
+        # a clip id goes on to Dagster's own launch (which needs a workspace here)
+        good = instance.add_run(DagsterRun(job_name="clip_pipeline", status=DagsterRunStatus.STARTING,
+                                           tags={"dagster/partition": "factory001_worker001_00001"}))
+        with pytest.raises(DagsterInvariantViolationError, match="requires a workspace"):
+            launcher.launch_run(LaunchRunContext(dagster_run=good, workspace=None))

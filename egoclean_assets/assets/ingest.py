@@ -1,10 +1,13 @@
 """Phase 1 assets: fetch the raw clip, validate the worker's intrinsics, rectify the video."""
 
 
+import contextlib
+import tempfile
 import time
 
-from dagster import AssetExecutionContext, MetadataValue, Output, asset
+from dagster import AssetExecutionContext, Failure, MetadataValue, Output, asset
 
+from egoclean.errors import EgoCleanError
 from egoclean_assets.io_manager import ClipArtifact, ClipStorage
 from egoclean_assets.metadata import rate
 from egoclean_assets.partitions import clip_of, clip_partitions
@@ -95,6 +98,7 @@ def rectified_clip(
     raw_tar: ClipArtifact,
     intrinsics: ClipArtifact,
     rectify: RectifyResource,
+    source: SourceResource,
     storage: ClipStorage,
 ) -> Output[ClipArtifact]:
     """The clip rectified to a pinhole camera (same frames and frame rate), H.264 MP4."""
@@ -106,7 +110,11 @@ def rectified_clip(
     # The camera the intrinsics asset saved, read back as saved (K_new, balance, fov_scale).
     rect = RectifiedIntrinsics.load(intrinsics.layout.intrinsics)
     out = storage.layout(clip).rectified
-    result = rectify_video(raw_tar.path("mp4"), rect, out, progress=False, **rectify.encode_kwargs())
+    with contextlib.ExitStack() as stack:
+        # raw_tar is deleted once consumed; re-running this asset alone fetches it again
+        raw_mp4 = raw_tar.path("mp4") if raw_tar.files else stack.enter_context(
+            _refetched(context, clip, source, storage))
+        result = rectify_video(raw_mp4, rect, out, progress=False, **rectify.encode_kwargs())
     raw_frames = int(raw_tar.info["video"]["n_frames"])
     info = {
         "video": {k: result[k] for k in ("frames", "fps", "duration_sec", "width", "height", "size_bytes")},
@@ -128,5 +136,21 @@ def rectified_clip(
             "preset": str(result["preset"]),
             "valid_fraction": MetadataValue.float(round(result["valid_fraction"], 4)),
             "path": MetadataValue.path(storage.location(clip, out)),
+            "raw_refetched": not raw_tar.files,
         },
     )
+
+
+@contextlib.contextmanager
+def _refetched(context, clip, source: SourceResource, storage: ClipStorage):
+    """The raw clip fetched again (ranged read) into a hidden folder removed afterwards; yields its MP4."""
+    with tempfile.TemporaryDirectory(prefix=".refetch-", dir=storage.local_clip_dir(clip)) as tmp:
+        t0 = time.perf_counter()
+        try:
+            fetched = source.open().fetch_clip(clip, tmp, progress=False)
+        except EgoCleanError as e:
+            raise Failure(description=f"the raw clip of {clip.key} (raw_tar) had been deleted after use and "
+                          f"fetching it again failed: {e}", allow_retries=False) from None
+        context.log.info(f"raw_tar of {clip.key} had been deleted after use; fetched it again from its shard "
+                         f"({fetched.size_bytes / 1e6:.1f} MB in {time.perf_counter() - t0:.1f} s) for this step")
+        yield fetched.mp4_path

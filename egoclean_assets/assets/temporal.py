@@ -193,11 +193,15 @@ def diagnostics_plot(
     det = Detection.from_dict(doc)
     truth = ground_truth.spans_by_clip().get(clip.key)
     detp = plot_detection(det, out.detection_plot, title, truth=truth)
+    # On the materialization only: Output metadata would be stored a second time in the
+    # STEP_OUTPUT event, doubling the pictures' bytes in the event log (docs/SCALE.md).
+    context.add_asset_metadata({
+        "diagnostics": picture(diag, "diagnostics", storage.location(clip, diag)),
+        "detection": picture(detp, "detection", storage.location(clip, detp)),
+    })
     return Output(
         ClipArtifact(clip.key, "diagnostics_plot", files={"diagnostics": str(diag), "detection": str(detp)}),
         metadata={
-            "diagnostics": picture(diag, "diagnostics"),
-            "detection": picture(detp, "detection"),
             "diagnostics_path": MetadataValue.path(storage.location(clip, diag)),
             "detection_path": MetadataValue.path(storage.location(clip, detp)),
         },
