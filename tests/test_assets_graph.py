@@ -26,6 +26,7 @@ from egoclean_assets.resources import (
     ExportResource,
     GroundTruthResource,
     RectifyResource,
+    SourceResource,
     StoreResource,
     build_resources,
 )
