@@ -127,7 +127,8 @@ def db_size(backend: str, instance, pg) -> int | None:
         return int(cur.fetchone()[0])
 
 
-def measure(backend: str, n: int, ids: list[str], pg, tmp: Path, materialized: int, daemon: bool) -> dict:
+def measure(backend: str, n: int, ids: list[str], pg, tmp: Path, materialized: int, daemon: bool,
+            submit_workers: int = 0) -> dict:
     from dagster import AssetKey, AssetMaterialization
     from dagster_graphql.test.utils import define_out_of_process_context, execute_dagster_graphql
 
@@ -179,9 +180,17 @@ def measure(backend: str, n: int, ids: list[str], pg, tmp: Path, materialized: i
             if daemon:
                 from dagster._daemon.backfill import execute_backfill_iteration
 
+                from concurrent.futures import ThreadPoolExecutor
+
                 log = logging.getLogger("bench.backfill")
+                # num_submit_workers in the instance's `backfills:` settings: the daemon
+                # submits a backfill's runs from this many threads
+                pool = ThreadPoolExecutor(submit_workers) if submit_workers else None
                 _, row["daemon_first_iteration_s"] = timed(
-                    lambda: list(execute_backfill_iteration(ctx.process_context, log)))
+                    lambda: list(execute_backfill_iteration(ctx.process_context, log, submit_threadpool_executor=pool)))
+                if pool:
+                    pool.shutdown()
+                row["submit_workers"] = submit_workers
                 row["runs_queued"] = instance.get_runs_count()
                 row["daemon_s_per_run"] = row["daemon_first_iteration_s"] / max(1, row["runs_queued"])
         row["instance_bytes"] = db_size(backend, instance, pg)
@@ -196,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--materialized", type=int, default=200, help="materializations recorded per size")
     p.add_argument("--daemon-size", type=int, default=100,
                    help="partitions of the extra row that runs the backfill daemon's first iteration (0: none)")
+    p.add_argument("--submit-workers", default="0,8",
+                   help="daemon rows: run-submission threads of each (0: the daemon's default, one thread)")
     p.add_argument("--out", default=None, help="also write the rows as JSON here")
     args = p.parse_args(argv)
     # SIGTERM (a timeout) unwinds like Ctrl-C, so the servers started below are stopped by pid
@@ -213,9 +224,11 @@ def main(argv: list[str] | None = None) -> int:
 
                 pg = PostgresServer().start()  # its own temp folder, which the postgres user can enter
             for backend in args.backends.split(","):
-                runs = [(n, False) for n in sizes] + ([(args.daemon_size, True)] if args.daemon_size else [])
-                for n, daemon in runs:
-                    row = measure(backend, n, ids, pg, tmp, min(args.materialized, n), daemon)
+                runs = [(n, False, 0) for n in sizes if n]
+                if args.daemon_size:
+                    runs += [(args.daemon_size, True, int(w)) for w in args.submit_workers.split(",")]
+                for n, daemon, workers in runs:
+                    row = measure(backend, n, ids, pg, tmp, min(args.materialized, n), daemon, workers)
                     print(json.dumps(row), flush=True)
                     rows.append(row)
         finally:
@@ -225,7 +238,8 @@ def main(argv: list[str] | None = None) -> int:
             "cpus": os.cpu_count()}
     print(json.dumps(meta))
     cols = ["backend", "partitions", "register_s", "list_s", "gql_stats_warm_s", "gql_status_warm_s",
-            "gql_status_bytes", "backfill_launch_s", "daemon_first_iteration_s", "runs_queued", "instance_bytes"]
+            "gql_status_bytes", "backfill_launch_s", "daemon_first_iteration_s", "submit_workers", "runs_queued",
+            "instance_bytes"]
     print(" | ".join(cols))
     for r in rows:
         print(" | ".join(f"{r.get(c):.3g}" if isinstance(r.get(c), float) else str(r.get(c, "-")) for c in cols))

@@ -213,6 +213,16 @@ def _process_write_lock(path: Path) -> threading.Lock:
         return _WRITE_LOCKS.setdefault(key, threading.Lock())
 
 
+# The shared store's kept read-write connections, one per (process, lake), and the lock
+# that gives a connection to one thread's transaction at a time.
+_LAKE_WRITERS: dict[tuple, duckdb.DuckDBPyConnection] = {}
+
+
+def _lake_write_lock(key: tuple) -> threading.Lock:
+    with _WRITE_LOCKS_GUARD:
+        return _WRITE_LOCKS.setdefault(repr(key), threading.Lock())
+
+
 def _utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
@@ -365,7 +375,7 @@ class Store:
         the shared store writers of the same name take turns."""
         if self.is_shared:
             self._ensure_lake_schema()
-            with self._key_lock(list(locks)):
+            with self._key_lock(list(locks)), _lake_write_lock(self._lake_key()):
                 return self._retry_conflicts(lambda: self._write_unlocked(fn, ensure=False))
         # Threads of one process share DuckDB's instance for a file, where concurrent
         # transactions can conflict (schema creation, same rows): writers queue here.
@@ -433,22 +443,51 @@ class Store:
                 self._write_unlocked(lambda con: None, ensure=True)
         self._lake_schema_ok = True
 
+    def _lake_key(self) -> tuple:
+        return (os.getpid(), str(self.path), self.data_path)
+
+    def _lake_writer(self) -> duckdb.DuckDBPyConnection:
+        """This process's read-write connection to the lake (attaching costs ~0.5 s: kept).
+
+        Callers hold `_lake_write_lock`; each use is one transaction, which starts from the
+        lake's newest snapshot, so a kept connection sees other machines' commits."""
+        key = self._lake_key()
+        con = _LAKE_WRITERS.get(key)
+        if con is None:
+            con = _LAKE_WRITERS[key] = self._connect(read_only=False)
+        return con
+
     def _write_unlocked(self, fn: Callable[[duckdb.DuckDBPyConnection], T], ensure: bool = True) -> T:
+        if self.is_shared and not ensure:
+            con = self._lake_writer()
+            try:
+                return self._transaction(con, fn, ensure)
+            except (duckdb.ConnectionException, duckdb.IOException, duckdb.FatalException):
+                # the catalog connection broke (server restarted, network): reattach next time
+                _LAKE_WRITERS.pop(self._lake_key(), None)
+                with contextlib.suppress(duckdb.Error):
+                    con.close()
+                raise
         con = self._connect(read_only=False)
         try:
-            con.execute("BEGIN TRANSACTION")
-            try:
-                if ensure:
-                    _ensure_schema(con, LAKE_SCHEMA if self.is_shared else EMBEDDED_SCHEMA)
-                result = fn(con)
-                con.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(duckdb.Error):
-                    con.execute("ROLLBACK")
-                raise
-            return result
+            return self._transaction(con, fn, ensure)
         finally:
             con.close()
+
+    def _transaction(self, con: duckdb.DuckDBPyConnection, fn: Callable[[duckdb.DuckDBPyConnection], T],
+                     ensure: bool) -> T:
+        """Run `fn` in one transaction on `con` (schema ensured first when `ensure`)."""
+        con.execute("BEGIN TRANSACTION")
+        try:
+            if ensure:
+                _ensure_schema(con, LAKE_SCHEMA if self.is_shared else EMBEDDED_SCHEMA)
+            result = fn(con)
+            con.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(duckdb.Error):
+                con.execute("ROLLBACK")
+            raise
+        return result
 
     def _read(self, fn: Callable[[duckdb.DuckDBPyConnection], T], config: dict | None = None) -> T:
         con = self._connect(read_only=True, config=config)
@@ -562,6 +601,14 @@ class Store:
             rows.append((key, _float(dur), start, end, getattr(sp, "label", None), str(source)))
 
         def write(con: duckdb.DuckDBPyConnection) -> int:
+            # Every anomaly_segments step writes the configured ground truth: when it is
+            # unchanged nothing is rewritten (in the shared store that would be a new
+            # snapshot, and a commit conflict, per clip).
+            have = con.execute(
+                "SELECT clip_id, clip_duration_sec, start_sec, end_sec, label, source FROM ground_truth"
+                " WHERE source = ?", [str(source)]).fetchall()
+            if sorted(have, key=repr) == sorted(rows, key=repr):
+                return len(rows)
             con.execute("DELETE FROM ground_truth WHERE source = ?", [str(source)])
             if rows:
                 con.executemany("INSERT INTO ground_truth VALUES (?, ?, ?, ?, ?, ?)", rows)

@@ -173,3 +173,19 @@ def test_writer_killed_mid_commit_leaves_no_partial_rows(lake):
     # the killed writers' locks died with them: a new writer gets through at once
     st.replace_clip(clip_info(CLIPS[3], 30), make_det(30), "after")
     assert counts(st, CLIPS[3]) == (1, 2, 30) and st.clip(CLIPS[3])["model"] == "after"
+
+
+def test_unchanged_ground_truth_makes_no_new_snapshot(lake):
+    st = store_of(lake)
+    spans = [Truth(CLIPS[4], 60.0, 5.0, 9.0, "gt"), Truth(CLIPS[5], 60.0, 1.0, 2.0, None)]
+    assert st.replace_ground_truth(spans, "seed") == 2
+
+    def snapshots():
+        return st.query("SELECT count(*) FROM ducklake_snapshots('lake')")[1][0][0]
+
+    before = snapshots()
+    assert st.replace_ground_truth(list(reversed(spans)), "seed") == 2  # same rows, other order
+    assert snapshots() == before
+    assert st.replace_ground_truth(spans[:1], "seed") == 1  # a real change is written
+    assert snapshots() == before + 1
+    assert st.query("SELECT count(*) FROM ground_truth")[1] == [(1,)]
