@@ -232,8 +232,12 @@ def _is_lock_error(e: BaseException) -> bool:
     msg = str(e)
     if isinstance(e, duckdb.IOException) and "lock" in msg.lower():
         return True
-    # Same process, other configuration (read-only vs read-write) still open.
-    return isinstance(e, duckdb.ConnectionException) and "different configuration" in msg
+    # Same process, other configuration (read-only vs read-write, sandboxed) still open,
+    # or a thread's connection to the file closing while another opens it with another
+    # configuration (DuckDB then says the file "is already attached").
+    if isinstance(e, duckdb.ConnectionException) and "different configuration" in msg:
+        return True
+    return isinstance(e, duckdb.BinderException) and "already attached" in msg
 
 
 _LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<exe>.+?) \(PID (?P<pid>\d+)\)")
