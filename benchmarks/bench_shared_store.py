@@ -147,12 +147,57 @@ def bench_artifacts(s3, tmp: Path, mb: int, reps: int) -> list[dict]:
     return out
 
 
+def count_requests(s3, tmp: Path) -> dict:
+    """S3 requests and bytes of one clip through the whole graph (a proxy counts them)."""
+    from dagster import DagsterInstance
+    from servers import FaultProxy
+
+    from egoclean.synth import SynthConfig, write_dataset
+    from egoclean.tiny_model import save_tiny_model
+    from egoclean_assets.definitions import build_definitions
+    from egoclean_assets.io_manager import ClipIOManager, ClipStorage
+    from egoclean_assets.partitions import add_clip_partitions
+    from egoclean_assets.resources import EncoderResource, GroundTruthResource, SourceResource, StoreResource
+
+    summary = write_dataset(tmp / "source", SynthConfig(clips=1, duration_sec=60.0))
+    key = summary["clips"][0]["clip_id"]
+    model = save_tiny_model(tmp / "tiny")
+    bucket = "req-" + uuid.uuid4().hex[:8]
+    s3.create_bucket(bucket)
+    with FaultProxy(s3.port) as proxy:
+        os.environ["AWS_ENDPOINT_URL"] = proxy.endpoint
+        storage = ClipStorage(data_root=f"s3://{bucket}/data", work_dir=str(tmp / "work"))
+        res = {"source": SourceResource(url=str(tmp / "source"), cache_dir=str(tmp / "cache")),
+               "encoder": EncoderResource(model=str(model), device="cpu"),
+               "store": StoreResource(path=str(tmp / "req.duckdb")),
+               "ground_truth": GroundTruthResource(include_seed=False, paths=[summary["ground_truth"]]),
+               "storage": storage, "io_manager": ClipIOManager(storage=storage)}
+        instance = DagsterInstance.ephemeral()
+        add_clip_partitions(instance, [key])
+        job = build_definitions(res).resolve_job_def("clip_pipeline")
+        assert job.execute_in_process(partition_key=key, instance=instance).success
+        os.environ["AWS_ENDPOINT_URL"] = s3.endpoint
+    import s3fs
+
+    fs = s3fs.S3FileSystem(endpoint_url=s3.endpoint, skip_instance_cache=True)
+    sizes = {p.rsplit("/", 1)[1].replace(key, "<clip>"): fs.size(p) for p in fs.find(bucket)}
+    by_method: dict[str, int] = {}
+    for method, _ in proxy.requests:
+        by_method[method] = by_method.get(method, 0) + 1
+    r = {"clip_seconds": 60.0, "requests": by_method, "objects": len(sizes), "bytes": sum(sizes.values()),
+         "sizes": sizes}
+    print(json.dumps(r), flush=True)
+    return r
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--writers", default="1,2,4")
     p.add_argument("--clips", type=int, default=8, help="clips per writer")
     p.add_argument("--mb", type=int, default=64, help="artifact size")
     p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--requests", action="store_true",
+                   help="only count the S3 requests and bytes of one 60 s synthetic clip through the graph")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     # SIGTERM (a timeout) unwinds like Ctrl-C, so the servers started below are stopped by pid
@@ -162,6 +207,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-shared-") as tmpd, PostgresServer() as pg, S3Server() as s3:
         os.environ.update(s3.env())
         tmp = Path(tmpd)
+        if args.requests:
+            r = count_requests(s3, tmp)
+            if args.out:
+                Path(args.out).write_text(json.dumps(r, indent=2))
+            return 0
         rows = bench_rows(pg, s3, tmp, [int(w) for w in args.writers.split(",")], args.clips)
         arts = bench_artifacts(s3, tmp, args.mb, args.reps)
     meta = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": platform.platform(),
