@@ -31,6 +31,8 @@ CHUNK_BYTES = 32 * 1024 * 1024
 DEFAULT_MAX_MATRIX = 2048
 # An autocorrelation peak must reach this to count as a repeating period.
 DEFAULT_PERIOD_MIN_PEAK = 0.3
+# The files Analysis.save writes after its prefix and Analysis.load reads (what a copy needs).
+FILE_SUFFIXES = ("_sim_mean.npy", "_sim_temporal.npy", "_analysis.npz")
 
 
 @dataclass

@@ -147,7 +147,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     )
     report = export_from_store(
         Store(args.db, timeout_sec=args.timeout), args.out, sql=args.sql, clips=args.clip or None,
-        options=ExportOptions(params=params, resolution=args.resolution), progress=not args.quiet,
+        options=ExportOptions(params=params, resolution=args.resolution, only_changed=not args.force),
+        progress=not args.quiet,
     )
     print(report.summary())
     for clip, why in sorted(report.skipped.items()):
@@ -258,6 +259,8 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
     s.add_argument("--margin", type=float, default=None, help="seconds kept clear of anomalous spans")
     s.add_argument("--cycles", type=int, default=None, help="whole work cycles per episode")
     s.add_argument("--no-cycles", action="store_true", help="fixed-length episodes, no cuts at work cycles")
+    s.add_argument("--force", action="store_true",
+                   help="re-export clips the dataset already holds from the same materialization")
     s.add_argument("--timeout", type=float, default=defaults.SQL_TIMEOUT_SEC,
                    help="seconds to wait while a writer holds the db")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

@@ -36,6 +36,7 @@ import json
 import math
 import os
 import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -47,10 +48,11 @@ from typing import Any
 import numpy as np
 
 from egoclean import atomic, defaults, lerobot
+from egoclean.analysis import FILE_SUFFIXES as ANALYSIS_SUFFIXES
 from egoclean.episodes import EpisodeParams, EpisodePlan, plan_episodes
 from egoclean.errors import InvalidInputError
 from egoclean.ids import ClipId
-from egoclean.layout import ClipLayout, intrinsics_beside
+from egoclean.layout import INTRINSICS_SUFFIX, ClipLayout, intrinsics_beside
 from egoclean.windows import DEFAULT_WINDOW as WINDOW_FRAMES
 
 VIDEO_KEY = "observation.images.egocentric"
@@ -90,6 +92,8 @@ class ClipInput:
     sim_ts: np.ndarray | None = None
     emb_path: Path | None = None  # <prefix>_emb.npy
     camera_matrix: list[list[float]] | None = None  # rectified pinhole K
+    remote: dict[str, str] | None = None  # role -> URL of files in a remote data root (fetched when exported)
+    materialized_at: str | None = None  # when the store last wrote the clip (unchanged clips are not re-exported)
     problem: str | None = None  # why the clip cannot be exported (recorded, not raised)
 
     @property
@@ -120,13 +124,66 @@ def _clip_files(video: str) -> dict[str, Path]:
 
 
 def _local(url: str | None) -> Path | None:
-    """A local path for a stored path or file:// URL (None for remote URLs: not supported here)."""
+    """A local path for a stored path or file:// URL (None for a remote URL)."""
     if not url:
         return None
     url = url.removeprefix("file://")
     if "://" in url:
         return None
     return Path(url)
+
+
+def _remote_files(key: str, video_url: str, emb_url: str | None) -> dict[str, str]:
+    """The URLs of a clip's files in a remote data root (egoclean.layout names them)."""
+    here = ClipLayout(key, video_url.rsplit("/", 1)[0])
+    # the CLI names a rectified video's intrinsics after the video (layout.intrinsics_beside)
+    beside = video_url.rsplit(".", 1)[0] + INTRINSICS_SUFFIX
+    files = {"video": video_url, "intrinsics": here.intrinsics, "intrinsics_cli": beside}
+    files |= {f"analysis{s}": here.analysis + s for s in ANALYSIS_SUFFIXES}
+    if emb_url:
+        files["emb"] = emb_url
+    return files
+
+
+@contextlib.contextmanager
+def _localized(ci: ClipInput) -> Iterator[ClipInput]:
+    """The clip with its remote files downloaded into a temporary folder, removed afterwards.
+
+    One clip at a time, so local disk holds one clip's files whatever the selection's size.
+    """
+    if not ci.remote:
+        yield ci
+        return
+    import fsspec  # imported here: only exports from a remote data root need it
+
+    from egoclean.analysis import Analysis
+
+    with tempfile.TemporaryDirectory(prefix="egoclean-export-") as tmp:
+        got: dict[str, Path] = {}
+        for role, url in ci.remote.items():
+            fs, path = fsspec.core.url_to_fs(url)
+            if not fs.exists(path):
+                continue
+            dest = Path(tmp) / path.rsplit("/", 1)[-1]
+            fs.get_file(path, str(dest))
+            got[role] = dest
+        if "video" not in got:
+            ci.problem = f"rectified video missing from storage: {ci.remote['video']}"
+            yield ci
+            return
+        ci.video = got["video"]
+        for role in ("intrinsics", "intrinsics_cli"):
+            if role in got:
+                ci.camera_matrix = json.loads(got[role].read_text()).get("K")
+                break
+        if all(f"analysis{s}" in got for s in ANALYSIS_SUFFIXES):
+            an = Analysis.load(Path(tmp) / ci.clip_id)
+            ci.sim, ci.sim_ts = an.sim_temporal, (an.matrix_ts if an.matrix_ts is not None else an.ts)
+        ci.emb_path = got.get("emb")
+        try:
+            yield ci
+        finally:
+            ci.video, ci.sim, ci.emb_path = None, None, None
 
 
 def select_clips(store, sql: str | None = None, clips: Sequence[str] | None = None) -> list[ClipInput]:
@@ -177,6 +234,7 @@ def select_clips(store, sql: str | None = None, clips: Sequence[str] | None = No
             clip_id=key, video=video, fps=float(row.get("fps") or 0), width=int(row.get("width") or 0),
             height=int(row.get("height") or 0), duration_sec=float(row.get("duration_sec") or 0),
             model=row.get("model"), random_weights=row.get("random_weights"),
+            materialized_at=None if row.get("materialized_at") is None else str(row["materialized_at"]),
             work=[(s["start_sec"], s["end_sec"]) for s in segs if s["kind"] == "work"],
             anomalies=[(s["start_sec"], s["end_sec"]) for s in segs if s["kind"] == "anomaly"],
             window_ts=np.asarray([w["t_sec"] for w in ws], dtype=np.float64),
@@ -184,8 +242,10 @@ def select_clips(store, sql: str | None = None, clips: Sequence[str] | None = No
         )
         if spans is not None:
             ci.work = sorted(spans.get(key, []))
-        if video is None:
-            ci.problem = f"rectified video not stored locally ({paths.get('rectified')!r})"
+        if video is None and paths.get("rectified"):
+            ci.remote = _remote_files(key, paths["rectified"], paths.get("embeddings"))
+        elif video is None:
+            ci.problem = "no rectified video recorded for the clip"
         elif not video.is_file():
             ci.problem = f"rectified video missing from storage: {video}"
         else:
@@ -351,6 +411,7 @@ class ExportOptions:
     crf: int = DEFAULT_REENCODE_CRF
     preset: str = DEFAULT_REENCODE_PRESET
     check: bool = True  # validate the assembled dataset before publishing it
+    only_changed: bool = True  # leave a clip alone when the dataset holds it from the same materialization
 
 
 @dataclass
@@ -370,12 +431,14 @@ class ExportReport:
     bytes_video: int
     seconds: float
     files_written: list[str]
+    unchanged: list[str] = field(default_factory=list)  # clips left as they were (same materialization)
 
     def summary(self) -> str:
         return (f"{self.out}: {self.episodes_added} episode(s) from {len(self.clips)} clip(s) "
                 f"({self.kept_sec:.1f} s kept, {self.dropped_sec:.1f} s dropped), "
                 f"{self.episodes_removed} replaced; dataset now {self.total_episodes} episodes, "
-                f"{self.total_frames} frames" + (f"; skipped {len(self.skipped)}" if self.skipped else ""))
+                f"{self.total_frames} frames" + (f"; skipped {len(self.skipped)}" if self.skipped else "")
+                + (f"; {len(self.unchanged)} unchanged clip(s) left as they were" if self.unchanged else ""))
 
 
 def _target_size(ci: ClipInput, resolution: int | None) -> tuple[int, int]:
@@ -700,6 +763,7 @@ class _Export:
             "skipped_spans": [{"start_sec": s.start_sec, "end_sec": s.end_sec, "reason": s.reason}
                               for s in plan.skipped],
             "model": ci.model, "random_weights": ci.random_weights,
+            "materialized_at": ci.materialized_at, "params": self.options.params.to_dict(),
             "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
 
@@ -887,6 +951,15 @@ def export_dataset(out: str | os.PathLike, clips: Sequence[ClipInput], options: 
             f"export output {out}: was exported with resolution {existing.meta.get('resolution')}, "
             f"not {options.resolution}; use the same setting or a new directory"
         )
+    unchanged = []
+    if options.only_changed and existing.meta:
+        done = existing.meta.get("clips", {})
+        params = options.params.to_dict()
+        unchanged = [c.clip_id for c in clips if c.materialized_at is not None and not c.problem
+                     and done.get(c.clip_id, {}).get("materialized_at") == c.materialized_at
+                     and done.get(c.clip_id, {}).get("params") == params]
+        clips = [c for c in clips if c.clip_id not in unchanged]
+        clip_ids = [c.clip_id for c in clips]
     run = _Export(out, existing, options, clip_ids)
     run.stage.mkdir(parents=True)
     try:
@@ -896,7 +969,8 @@ def export_dataset(out: str | os.PathLike, clips: Sequence[ClipInput], options: 
         with tqdm(total=len(clips), unit="clip", desc="export", disable=not progress) as bar:
             for ci in clips:
                 bar.set_postfix_str(ci.clip_id)
-                run.add_clip(ci)
+                with _localized(ci) as local:
+                    run.add_clip(local)
                 bar.update(1)
         run.finish_parts()
         info = run.write_meta()
@@ -915,7 +989,7 @@ def export_dataset(out: str | os.PathLike, clips: Sequence[ClipInput], options: 
         episodes_removed=run.removed, frames_added=run.added_frames, total_episodes=info["total_episodes"],
         total_frames=info["total_frames"], kept_sec=run.kept_sec, dropped_sec=run.dropped_sec,
         skipped={k: v for k, v in run.meta["skipped"].items() if k in run.removing}, bytes_video=run.bytes_video,
-        seconds=time.perf_counter() - t_start, files_written=run.written,
+        seconds=time.perf_counter() - t_start, files_written=run.written, unchanged=unchanged,
     )
 
 

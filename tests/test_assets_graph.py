@@ -125,7 +125,7 @@ def test_export_job_builds_the_dataset_from_materialized_clips(dataset, graph, t
         assert eps["episodes"].value >= 1 and "| 0 |" in eps["table"].value
     res = graph["res"] | {"export": ExportResource(out=str(tmp_path / "lerobot"))}
     job = build_definitions(res).resolve_job_def("export_dataset")
-    for attempt in range(2):  # the second run re-exports the same clips: replaced, not duplicated
+    for attempt in range(2):  # the second run finds every clip unchanged: nothing rewritten
         result = job.execute_in_process(instance=graph["instance"])
         assert result.success
         evals = checks(result)
@@ -135,7 +135,8 @@ def test_export_job_builds_the_dataset_from_materialized_clips(dataset, graph, t
         meta = materialization(result, "lerobot_dataset")
         total = sum(materialization(r, "training_episodes")["episodes"].value for r in graph["results"].values())
         assert meta["episodes"].value == total
-        assert meta["episodes_replaced"].value == (0 if attempt == 0 else total)
+        assert meta["episodes_replaced"].value == 0
+        assert meta["episodes_added"].value == (total if attempt == 0 else 0)
     assert (tmp_path / "lerobot" / "meta" / "info.json").is_file()
 
 

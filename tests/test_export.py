@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 from pathlib import Path
 
 import av
@@ -54,6 +55,7 @@ def _materialize(base: Path, summary: dict, model: Path, db: Path) -> Path:
     src = open_source(str(base / "source"))
     store = Store(db)
     root = base / "data"
+    done = {}
     for c in summary["clips"]:
         cid = ClipId.parse(c["clip_id"])
         fetched = src.fetch_clip(cid, base / "raw", progress=False)
@@ -65,13 +67,12 @@ def _materialize(base: Path, summary: dict, model: Path, db: Path) -> Path:
         emb.save(d / cid.key)
         analyse(emb).save(d / cid.key)
         det = detect(emb)
-        store.replace_clip(
-            {"clip_id": cid.key, "n_frames": info["frames"], "fps": info["fps"], "width": info["width"],
-             "height": info["height"], "duration_sec": info["duration_sec"],
-             "paths": {"rectified": str(out), "embeddings": str(d / f"{cid.key}_emb.npy")}},
-            det, enc.model_id, random_weights=enc.random_weights,
-        )
-    return root
+        row = {"clip_id": cid.key, "n_frames": info["frames"], "fps": info["fps"], "width": info["width"],
+               "height": info["height"], "duration_sec": info["duration_sec"],
+               "paths": {"rectified": str(out), "embeddings": str(d / f"{cid.key}_emb.npy")}}
+        done[cid.key] = (row, det, enc.model_id, enc.random_weights)
+        store.replace_clip(row, det, enc.model_id, random_weights=enc.random_weights)
+    return done
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +85,8 @@ def clips(tmp_path_factory):
                                                          height=HEIGHT, seed=SEED))
     model = save_tiny_model(base / "tiny")
     db = base / "egoclean.duckdb"
-    _materialize(base, summary, model, db)
-    return {"base": base, "summary": summary, "db": db, "store": Store(db),
+    done = _materialize(base, summary, model, db)
+    return {"base": base, "summary": summary, "db": db, "store": Store(db), "done": done,
             "keys": [c["clip_id"] for c in summary["clips"]]}
 
 
@@ -297,7 +298,14 @@ def test_append_keeps_files_and_replace_does_not_duplicate(clips, tmp_path):
         if rel.parts[0] in ("data", "videos") or rel.parts[:2] == ("meta", "episodes"):
             assert after.get(rel) == ino, rel
     n_before = len(_episodes(out))
-    rep2 = export_from_store(store, out, clips=[first])  # re-materialized: replaces, never duplicates
+    same = export_from_store(store, out, clips=[first])  # the same materialization: left alone
+    assert same.unchanged == [first] and same.episodes_added == same.episodes_removed == 0
+    assert {p.relative_to(out): p.stat().st_ino for p in out.rglob("*") if p.is_file()
+            and p.parts[len(out.parts)] in ("data", "videos")} == {
+        r: i for r, i in after.items() if r.parts[0] in ("data", "videos")}
+    row, det, model, rw = clips["done"][first]
+    store.replace_clip(row, det, model, random_weights=rw)  # re-materialized
+    rep2 = export_from_store(store, out, clips=[first])  # replaces, never duplicates
     eps = _episodes(out)
     assert len(eps) == n_before and rep2.episodes_removed == rep2.episodes_added
     assert eps["episode_index"].tolist() == list(range(len(eps)))
@@ -413,3 +421,37 @@ def test_cli_export_one_line_and_bad_input_exit_2(clips, tmp_path, capsys):
                  "--clip", "factory009_worker009_00009"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "factory009_worker009_00009" in err[0] and "not in the database" in err[0]
+
+
+def test_clips_in_a_remote_data_root_are_fetched_one_at_a_time(clips, dataset, tmp_path):
+    import fsspec
+
+    from egoclean.export import _remote_files
+
+    fs = fsspec.filesystem("memory")
+    ins = select_clips(clips["store"], clips=[clips["keys"][1]])
+    ci = ins[0]
+    key = ci.clip_id
+    base = f"memory://bucket/{key}"
+    local_dir = ci.video.parent
+    for p in local_dir.iterdir():
+        if p.name.startswith(key) and p.suffix in (".mp4", ".json", ".npy", ".npz"):
+            fs.pipe(f"/bucket/{key}/{p.name}", p.read_bytes())
+    ci.video, ci.sim, ci.emb_path, ci.camera_matrix = None, None, None, None
+    ci.remote = _remote_files(key, f"{base}/{key}_rectified.mp4", f"{base}/{key}_emb.npy")
+    rep = export_dataset(tmp_path / "remote", [ci])
+    assert lerobot.validate(tmp_path / "remote") == []
+    got = _episodes(tmp_path / "remote")
+    want = _episodes(dataset["out"])
+    want = want[want["egoclean/clip_id"] == key]
+    assert got["egoclean/start_sec"].tolist() == want["egoclean/start_sec"].tolist()  # same plan: sim fetched too
+    assert got["egoclean/camera_matrix"].iloc[0].tolist() == want["egoclean/camera_matrix"].iloc[0].tolist()
+    assert len(got["egoclean/embedding"].iloc[0]) == 64
+    assert rep.episodes_added == len(want)
+    assert not list(Path(tempfile.gettempdir()).glob("egoclean-export-*"))  # the downloads are gone
+    fs.rm("/bucket", recursive=True)
+    missing = select_clips(clips["store"], clips=[key])[0]
+    missing.video, missing.remote = None, _remote_files(key, f"{base}/{key}_rectified.mp4", None)
+    export_dataset(tmp_path / "mixed", [missing] + select_clips(clips["store"], clips=[clips["keys"][0]]))
+    meta = json.loads((tmp_path / "mixed" / META_PATH).read_text())
+    assert "missing from storage" in meta["skipped"][key]

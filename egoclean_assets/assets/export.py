@@ -68,6 +68,7 @@ def lerobot_dataset(context: AssetExecutionContext, store: StoreResource, export
         "episodes": report.total_episodes,
         "frames": report.total_frames,
         "episodes_added": report.episodes_added,
+        "clips_unchanged": len(report.unchanged),
         "episodes_replaced": report.episodes_removed,
         "kept_sec": MetadataValue.float(round(report.kept_sec, 3)),
         "dropped_sec": MetadataValue.float(round(report.dropped_sec, 3)),
