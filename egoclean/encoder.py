@@ -425,15 +425,25 @@ def embed_video(path: str | os.PathLike, encoder: Encoder, batch_size: int = 4, 
     if stream.n_decoded != info.n_frames:
         log.warning("video %s: decoded %d frames, header says %d", path, stream.n_decoded, info.n_frames)
     ts = np.asarray(starts, dtype=np.float64) / info.fps
-    meta = encoder.describe() | {
+    meta = embedding_meta(encoder.describe(), getattr(encoder, "preprocess_source", None), path, info,
+                          stream.n_decoded, stride, len(starts))
+    return Embeddings(emb=np.concatenate(embs), temb=np.concatenate(tembs), ts=ts, meta=meta)
+
+
+def embedding_meta(described: dict, preprocess_source: str | None, path, info, n_decoded: int, stride: int,
+                   n: int) -> dict:
+    """The `_meta.json` of a clip's embeddings: the encoder's `describe()` plus the clip's facts.
+
+    One place for both the in-process path (`embed_video`) and the Ray path
+    (`egoclean.ray_pipeline`), whose windows are encoded in another process."""
+    return described | {
         "source": str(path),
         "fps": info.fps,
-        "n_frames": stream.n_decoded,
+        "n_frames": n_decoded,
         "n_frames_header": info.n_frames,
         "width": info.width,
         "height": info.height,
         "stride": stride,
-        "n_windows": len(starts),
-        "preprocess_source": getattr(encoder, "preprocess_source", None),
+        "n_windows": n,
+        "preprocess_source": preprocess_source,
     }
-    return Embeddings(emb=np.concatenate(embs), temb=np.concatenate(tembs), ts=ts, meta=meta)

@@ -1,0 +1,222 @@
+"""A real local Ray cluster, run by tests/test_ray_pipeline.py inside a loopback-only network namespace.
+
+Never run this on the host network: Ray binds every interface and probes an outside
+address at start-up. The test starts it as
+`unshare --net -- bash -c 'ip link set lo up && exec python tests/ray_scenario.py OUT_DIR'`.
+
+One Ray head (2 CPUs, a GPU_STANDIN resource standing in for a GPU) serves every part,
+so the cluster starts once:
+
+- library: `run_clips` on two clips; the embeddings against today's single-process
+  `embed_video` on the same rectified clips; the actor's batches.
+- faults: a worker running `fetch_rectify` is SIGKILLed, then the encoder actor's
+  process is SIGKILLed while clips still have windows queued; both runs must end complete.
+- dagster: the Ray-mode definitions backfill the demo-like clips in batches of K, then a
+  batch with a clip that cannot be fetched.
+
+It prints one JSON document (the last stdout line) that the test asserts on, and stops
+the head by pid.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def proc_pids(marker: str) -> list[int]:
+    """Pids whose command line (Ray sets `ray::<task>` as a busy worker's title) contains marker."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if marker in cmd:
+                out.append(int(d.name))
+    return out
+
+
+def reference_embeddings(rectified: list[str], model_dir: str) -> dict:
+    """Today's single-process path (embed_video, batch 4) on the same rectified clips."""
+    from egoclean.encoder import EncoderConfig, embed_video, load_encoder
+
+    enc = load_encoder(EncoderConfig(model=model_dir, device="cpu"))
+    return {Path(p).name.removesuffix("_rectified.mp4"): embed_video(p, enc, batch_size=4, progress=False)
+            for p in rectified}
+
+
+def compare(results, refs) -> dict:
+    from egoclean.embeddings import Embeddings
+
+    out = {}
+    for r in results:
+        got = Embeddings.load(r.stages["embed"]["files"]["emb"].removesuffix("_emb.npy"))
+        ref = refs[r.clip_id]
+        out[r.clip_id] = {
+            "windows": len(got), "ref_windows": len(ref),
+            "max_abs_emb": float(np.max(np.abs(got.emb - ref.emb))) if len(got) == len(ref) else None,
+            "max_abs_temb": float(np.max(np.abs(got.temb - ref.temb))) if len(got) == len(ref) else None,
+            "ts_equal": bool(len(got) == len(ref) and np.array_equal(got.ts, ref.ts)),
+            "meta_equal": {k: got.meta.get(k) == ref.meta.get(k) for k in ("model", "stride", "n_windows", "fps")},
+        }
+    return out
+
+
+def part_library(work: Path, dataset: Path, model: str, clips: list[str]) -> dict:
+    from egoclean import ray_pipeline as rp
+
+    cfg = rp.RayConfig(actor_resources={"GPU_STANDIN": 1}, batch_size=4, batch_wait_s=0.3, send_windows=1,
+                       in_flight=2, rectify_cpus=0.5, embed_cpus=0.5, analyse_cpus=0.5)
+    encoder = {"model": model, "device": "cpu"}
+    jobs = [rp.ClipJob(c, str(work / "lib" / c), str(work / "lib" / c / "raw")) for c in clips]
+    done_order = []
+    t0 = time.perf_counter()
+    results = rp.run_clips(jobs, cfg, encoder, {"url": str(dataset)}, on_done=lambda r: done_order.append(r.clip_id))
+    seconds = time.perf_counter() - t0
+    stats = rp.actor_stats(cfg, encoder)[0]
+    refs = reference_embeddings([r.stages["rectify"]["rectified"]["mp4"] for r in results], model)
+    return {"ok": [r.ok for r in results], "errors": [r.error for r in results], "done_order": done_order,
+            "seconds": seconds, "actor": stats, "compare": compare(results, refs),
+            "raw_left": [str(p) for p in (work / "lib").rglob("raw/*")]}
+
+
+def part_faults(work: Path, dataset: Path, model: str, clips: list[str]) -> dict:
+    import ray
+
+    from egoclean import ray_pipeline as rp
+
+    # Its own actor name: batches wait long (1 s) for windows, so the kill finds calls queued.
+    cfg = rp.RayConfig(actor_name="egoclean-encoder-faults", actor_resources={"GPU_STANDIN": 1}, batch_size=16,
+                       batch_wait_s=1.0, send_windows=1, in_flight=2, rectify_cpus=0.5, embed_cpus=0.5,
+                       analyse_cpus=0.5, task_retries=2, actor_max_restarts=2, actor_max_task_retries=3)
+    encoder = {"model": model, "device": "cpu"}
+    rp.connect(cfg)
+    actor = rp.encoder_actors(cfg, encoder)[0]
+    before = ray.get(actor.stats.remote())
+    killed: dict = {"rectify_worker": None, "actor": None, "actor_batches_at_kill": None}
+
+    def kill_rectify():
+        deadline = time.time() + 120
+        while time.time() < deadline and killed["rectify_worker"] is None:
+            pids = proc_pids("ray::fetch_rectify")
+            if pids:
+                os.kill(pids[0], signal.SIGKILL)
+                killed["rectify_worker"] = pids[0]
+                return
+            time.sleep(0.01)
+
+    def kill_actor():
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            try:
+                s = ray.get(actor.stats.remote(), timeout=10)
+            except Exception:
+                time.sleep(0.05)
+                continue
+            if s["batches"] > before["batches"]:
+                os.kill(s["pid"], signal.SIGKILL)
+                killed["actor"], killed["actor_batches_at_kill"] = s["pid"], s["batches"]
+                return
+            time.sleep(0.02)
+
+    killers = [threading.Thread(target=kill_rectify, daemon=True), threading.Thread(target=kill_actor, daemon=True)]
+    for k in killers:
+        k.start()
+    jobs = [rp.ClipJob(c, str(work / "faults" / c), str(work / "faults" / c / "raw")) for c in clips]
+    results = rp.run_clips(jobs, cfg, encoder, {"url": str(dataset)})
+    for k in killers:
+        k.join(timeout=5)
+    after = ray.get(actor.stats.remote())
+    refs = reference_embeddings([r.stages["rectify"]["rectified"]["mp4"] for r in results if r.ok], model)
+    return {"ok": [r.ok for r in results], "errors": [r.error for r in results], "killed": killed,
+            "load_id_before": before["load_id"], "load_id_after": after["load_id"],
+            "pid_before": before["pid"], "pid_after": after["pid"],
+            "compare": compare([r for r in results if r.ok], refs)}
+
+
+def main(out_dir: str, parts: list[str]) -> None:
+    from egoclean.synth import SynthConfig, write_dataset
+    from egoclean.tiny_model import save_tiny_model
+
+    work = Path(out_dir)
+    dataset = work / "source"
+    write_dataset(dataset, SynthConfig(workers=1, clips=4, duration_sec=6.0, width=96, height=72, anomalies=False))
+    model = str(save_tiny_model(work / "tiny"))
+    clips = [f"factory001_worker001_{i:05d}" for i in range(4)]
+    port = free_port()
+    # Token authentication on, with a token made for this cluster (never written to ~/.ray).
+    os.environ["RAY_AUTH_MODE"] = "token"
+    os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(16)
+    env = dict(os.environ, RAY_ADDRESS="")
+    head = subprocess.Popen(
+        [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block", f"--port={port}",
+         "--node-ip-address=127.0.0.1", "--num-cpus=2", "--num-gpus=0", '--resources={"GPU_STANDIN": 2}',
+         "--include-dashboard=false", "--disable-usage-stats"],
+        env=env, stdout=open(work / "ray_head.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    report: dict = {"head_pid": head.pid}
+    try:
+        os.environ["RAY_ADDRESS"] = f"127.0.0.1:{port}"
+        import ray
+
+        deadline = time.time() + 60
+        while True:
+            try:
+                ray.init(address=os.environ["RAY_ADDRESS"], namespace="egoclean", log_to_driver=False)
+                break
+            except Exception:
+                if time.time() > deadline or head.poll() is not None:
+                    raise
+                time.sleep(1)
+        # Two stand-in GPUs: the library/dagster parts' actor and the faults part's own.
+        for name, fn, args in (("library", part_library, clips[:2]), ("faults", part_faults, clips[2:]),
+                               ("dagster", part_dagster, clips)):
+            if name in parts:
+                t0 = time.perf_counter()
+                print(f"scenario: {name} ...", file=sys.stderr, flush=True)
+                report[name] = fn(work, dataset, model, args)
+                print(f"scenario: {name} done in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+    finally:
+        try:
+            import ray
+
+            ray.shutdown()
+        except Exception:
+            pass
+        # The head's process group: the GCS, raylet and every worker it started.
+        try:
+            os.killpg(head.pid, signal.SIGTERM)
+            head.wait(timeout=30)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(head.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    print(json.dumps(report, default=str))
+
+
+def part_dagster(work: Path, dataset: Path, model: str, clips: list[str]) -> dict:
+    return {}
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2].split(",") if len(sys.argv) > 2 else ["library", "faults", "dagster"])
