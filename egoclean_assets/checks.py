@@ -28,10 +28,14 @@ def matches_ground_truth(
     context: AssetCheckExecutionContext, anomaly_segments: ClipArtifact, ground_truth: GroundTruthResource
 ) -> AssetCheckResult:
     """Every ground-truth span matched by a detection at IoU >= 0.5, and no detection without one."""
+    return check_matches_ground_truth(clip_of(context), anomaly_segments, ground_truth)
+
+
+def check_matches_ground_truth(clip, anomaly_segments: ClipArtifact, ground_truth: GroundTruthResource) -> AssetCheckResult:
+    """matches_ground_truth's result for one clip (also called per clip by batched Ray runs)."""
     # imported here, not at module top: loading the definitions must stay free of heavy modules
     from egoclean.evaluation import evaluate
 
-    clip = clip_of(context)
     anomaly_segments.release()  # spans and duration are in the manifest; no file needed
     truth = ground_truth.spans_by_clip().get(clip.key, [])
     if not truth:
@@ -77,6 +81,11 @@ def matches_ground_truth(
 @asset_check(asset=rectified_clip, partitions_def=clip_partitions)
 def same_frame_count(context: AssetCheckExecutionContext, rectified_clip: ClipArtifact) -> AssetCheckResult:
     """The rectified clip has as many frames as the raw clip, at the same frame rate."""
+    return check_same_frame_count(rectified_clip)
+
+
+def check_same_frame_count(rectified_clip: ClipArtifact) -> AssetCheckResult:
+    """same_frame_count's result for one clip."""
     # imported here, not at module top: loading the definitions must stay free of heavy modules
     from egoclean.video import probe
 
@@ -95,6 +104,11 @@ def same_frame_count(context: AssetCheckExecutionContext, rectified_clip: ClipAr
 @asset_check(asset=vjepa_embeddings, partitions_def=clip_partitions)
 def embeddings_valid(context: AssetCheckExecutionContext, vjepa_embeddings: ClipArtifact) -> AssetCheckResult:
     """Embeddings are finite, one per window ((frames - 64) // stride + 1), with matching shapes."""
+    return check_embeddings_valid(vjepa_embeddings)
+
+
+def check_embeddings_valid(vjepa_embeddings: ClipArtifact) -> AssetCheckResult:
+    """embeddings_valid's result for one clip."""
     # imported here, not at module top: loading the definitions must stay free of heavy modules
     from egoclean.embeddings import Embeddings
     from egoclean.windows import n_windows
@@ -122,6 +136,11 @@ def embeddings_valid(context: AssetCheckExecutionContext, vjepa_embeddings: Clip
 @asset_check(asset=similarity_matrix, partitions_def=clip_partitions)
 def similarity_valid(context: AssetCheckExecutionContext, similarity_matrix: ClipArtifact) -> AssetCheckResult:
     """Both similarity matrices are square, symmetric, finite, with a unit diagonal."""
+    return check_similarity_valid(similarity_matrix)
+
+
+def check_similarity_valid(similarity_matrix: ClipArtifact) -> AssetCheckResult:
+    """similarity_valid's result for one clip."""
     meta, problems = {}, []
     for name in ("sim_mean", "sim_temporal"):
         m = np.load(similarity_matrix.path(name), mmap_mode="r")

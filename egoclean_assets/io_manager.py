@@ -326,6 +326,22 @@ class ClipStorage(ConfigurableResource):
                 shutil.rmtree(run_dir, ignore_errors=True)
 
 
+def new_manifest(clip: ClipId, asset: str, run_id: str, rel_files: dict[str, str], info: dict,
+                 consumed: dict | None = None) -> dict:
+    """The manifest of one asset's output for one clip (a new generation)."""
+    return {
+        "asset": asset,
+        "clip_id": clip.key,
+        "intermediate": asset in INTERMEDIATES,
+        "generation": uuid.uuid4().hex,
+        "run_id": run_id,
+        "written_at": time.time(),
+        "files": rel_files,
+        "info": info,
+        "consumed": consumed or {},
+    }
+
+
 def _asset_name(context) -> str:
     return context.asset_key.path[-1]
 
@@ -358,18 +374,7 @@ class ClipIOManager(ConfigurableIOManager):
                     gen = m["generation"] if m is not None else None
                 if gen is not None:
                     consumed[inter] = gen
-        manifest = {
-            "asset": asset,
-            "clip_id": clip.key,
-            "intermediate": asset in INTERMEDIATES,
-            "generation": uuid.uuid4().hex,
-            "run_id": context.run_id,
-            "written_at": time.time(),
-            "files": rel,
-            "info": obj.info,
-            "consumed": consumed,
-        }
-        storage.write_manifest(clip, asset, manifest)
+        storage.write_manifest(clip, asset, new_manifest(clip, asset, context.run_id, rel, obj.info, consumed))
         meta: dict[str, Any] = {"location": MetadataValue.path(storage.clip_url(clip))}
 
         deleted = []

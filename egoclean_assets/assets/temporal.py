@@ -88,6 +88,15 @@ def similarity_matrix(
     )
 
 
+def clip_row(clip, video: dict, storage: ClipStorage, segments_path, emb_location: str) -> dict:
+    """The clip's row of the `clips` table (also written by batched Ray runs)."""
+    return {"clip_id": clip.key, "n_frames": video["frames"], "fps": video["fps"], "width": video["width"],
+            "height": video["height"], "duration_sec": video["duration_sec"],
+            "paths": {"segments": storage.location(clip, segments_path),
+                      "rectified": storage.final_layout(clip).rectified,
+                      "embeddings": emb_location}}
+
+
 @contextlib.contextmanager
 def _store_errors(context):
     """A busy database goes on to STORE_BUSY_RETRY (logged, naming the holder); other EgoClean
@@ -134,16 +143,8 @@ def anomaly_segments(
         # Ground truth goes in first so the detection_eval view is complete for this clip.
         for name, spans in ground_truth.sources():
             db.replace_ground_truth(spans, name)
-        rows = db.replace_clip(
-            {"clip_id": clip.key, "n_frames": video["frames"], "fps": video["fps"], "width": video["width"],
-             "height": video["height"], "duration_sec": video["duration_sec"],
-             "paths": {"segments": storage.location(clip, path),
-                       "rectified": storage.final_layout(clip).rectified,
-                       "embeddings": vjepa_embeddings.location("emb")}},
-            det,
-            model,
-            random_weights=info["random_weights"],
-        )
+        rows = db.replace_clip(clip_row(clip, video, storage, path, vjepa_embeddings.location("emb")), det, model,
+                               random_weights=info["random_weights"])
     spans = [{"start_sec": s.start_sec, "end_sec": s.end_sec, "start": mmss(s.start_sec), "end": mmss(s.end_sec),
               "peak_score": s.peak_score} for s in det.spans]
     return Output(

@@ -1,0 +1,258 @@
+"""Ray execution of the clip graph: one batched step materializes the seven clip assets of K clips per run.
+
+Chosen by configuration only (`EGOCLEAN_EXECUTION=ray`; default `local` is today's graph,
+one clip per run, no Ray). In Ray mode the definitions hold `clip_batch`, a multi-asset
+with the same asset keys, groups, lineage and checks as the local assets, and
+`BackfillPolicy.multi_run(K)` (`EGOCLEAN_CLIPS_PER_RUN`), so a backfill of N clips is
+about N/K runs. The step's body is the Ray driver (`egoclean.ray_pipeline.run_clips`):
+each clip runs fetch+rectify -> embed (resident encoder actors) -> analyse+detect on the
+cluster, and as each clip finishes this step
+
+- writes each asset's manifest (the same files and facts the local assets write, so a
+  later local run can load them),
+- logs one materialization per asset and clip (`partition=clip`), and one check
+  evaluation per check and clip (a range run's own checks would record no partition),
+- writes the clip's rows to the store (this process is the single writer).
+
+Clips that fail are named in the step's failure after the others were recorded; the
+stages a failed clip did finish are recorded too.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Mapping
+
+from dagster import (
+    AssetCheckEvaluation,
+    AssetExecutionContext,
+    AssetKey,
+    AssetMaterialization,
+    BackfillPolicy,
+    ConfigurableResource,
+    Failure,
+    MetadataValue,
+    multi_asset,
+)
+from pydantic import Field
+
+from egoclean.errors import InvalidInputError
+from egoclean.ids import ClipId
+from egoclean_assets.assets import ALL_ASSETS
+from egoclean_assets.checks import (
+    ALL_CHECKS,
+    check_embeddings_valid,
+    check_matches_ground_truth,
+    check_same_frame_count,
+    check_similarity_valid,
+)
+from egoclean_assets.io_manager import ClipArtifact, ClipStorage, new_manifest
+from egoclean_assets.partitions import clip_partitions
+from egoclean_assets.resources import (
+    DetectionResource,
+    EncoderResource,
+    GroundTruthResource,
+    RectifyResource,
+    SourceResource,
+    StoreResource,
+)
+
+EXECUTION_ENV = "EGOCLEAN_EXECUTION"
+CLIPS_PER_RUN_ENV = "EGOCLEAN_CLIPS_PER_RUN"
+MODES = ("local", "ray")
+DEFAULT_CLIPS_PER_RUN = 16  # Ray mode; local mode is always one clip per run
+
+
+def execution_mode(env: Mapping[str, str] | None = None) -> str:
+    """`local` (default: today's graph, no Ray) or `ray`, from EGOCLEAN_EXECUTION."""
+    env = os.environ if env is None else env
+    mode = (env.get(EXECUTION_ENV) or "local").strip().lower()
+    if mode not in MODES:
+        raise InvalidInputError(f"{EXECUTION_ENV}={env.get(EXECUTION_ENV)!r}: use one of {', '.join(MODES)}")
+    return mode
+
+
+def clips_per_run(env: Mapping[str, str] | None = None) -> int:
+    """K, the clips one Ray-mode run takes (EGOCLEAN_CLIPS_PER_RUN, default 16)."""
+    env = os.environ if env is None else env
+    raw = env.get(CLIPS_PER_RUN_ENV) or str(DEFAULT_CLIPS_PER_RUN)
+    try:
+        k = int(raw)
+    except ValueError:
+        k = 0
+    if k < 1:
+        raise InvalidInputError(f"{CLIPS_PER_RUN_ENV}={raw!r}: must be a whole number >= 1")
+    return k
+
+
+class RayClusterResource(ConfigurableResource):
+    """Where the Ray stages run and with what resources (egoclean.ray_pipeline.RayConfig).
+
+    Unset fields keep RayConfig's defaults; `resources_from_env` fills them from
+    EGOCLEAN_RAY_* variables, and Ray itself reads RAY_ADDRESS when `address` is unset."""
+
+    address: str | None = Field(default=None, description="Ray cluster address; unset: RAY_ADDRESS, else a local Ray")
+    settings: dict = Field(default_factory=dict, description="RayConfig fields (num_actors, actor_num_gpus, ...)")
+
+    def config(self):
+        from egoclean.ray_pipeline import RayConfig
+
+        fields = set(RayConfig.__dataclass_fields__)
+        unknown = sorted(set(self.settings) - fields)
+        if unknown:
+            raise InvalidInputError(f"ray settings: unknown {', '.join(unknown)} (known: {', '.join(sorted(fields))})")
+        return RayConfig(**(self.settings | ({"address": self.address} if self.address else {}))).validate()
+
+
+def ray_resource_from_env(env: Mapping[str, str] | None = None) -> RayClusterResource:
+    """The Ray resource with its settings from EGOCLEAN_RAY_* (validated now, so bad values fail at load)."""
+    import dataclasses
+
+    from egoclean.ray_pipeline import config_from_env
+
+    cfg = config_from_env(os.environ if env is None else env)
+    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "address"}
+    return RayClusterResource(address=cfg.address, settings=settings)
+
+
+def _specs():
+    """The local assets' specs and check specs, made skippable: the batch records clips one by one."""
+    specs = [spec.replace_attributes(skippable=True) for a in ALL_ASSETS for spec in a.specs]
+    checks = [c for chk in ALL_CHECKS for c in chk.check_specs]
+    return specs, checks
+
+
+def _record(context, storage: ClipStorage, clip: ClipId, asset: str, files: dict, info: dict, metadata: dict,
+            consumed: dict | None = None) -> tuple[ClipArtifact, dict]:
+    """Manifest + materialization of one asset of one clip; returns (the artifact the checks read, the manifest)."""
+    rel = storage.publish(clip, files) if files else {}
+    manifest = new_manifest(clip, asset, context.run.run_id, rel, info, consumed)
+    storage.write_manifest(clip, asset, manifest)
+    context.log_event(AssetMaterialization(
+        asset_key=AssetKey(asset), partition=clip.key,
+        metadata={"location": MetadataValue.path(storage.clip_url(clip)), "execution": "ray", **metadata}))
+    return ClipArtifact(clip.key, asset, files=storage.fetch(clip, rel, storage.local_clip_dir(clip)) if rel else {},
+                        info=info), manifest
+
+
+def _check(context, clip: ClipId, asset: str, name: str, result) -> None:
+    """Log a check result for one clip (an AssetCheckResult from checks.py) with its partition."""
+    context.log_event(AssetCheckEvaluation(
+        asset_key=AssetKey(asset), check_name=name, passed=bool(result.passed), metadata=result.metadata or {},
+        description=result.description, severity=result.severity, partition=clip.key))
+
+
+def _record_clip(context, storage: ClipStorage, ground_truth: GroundTruthResource, db, r) -> None:
+    """Everything one finished clip (done or failed) leaves in Dagster and the store."""
+    clip = ClipId.parse(r.clip_id)
+    st = r.stages
+    if "rectify" in st:
+        rr = st["rectify"]
+        raw = rr["raw"]
+        raw_info = {"video": raw["video"], "sidecar": raw["sidecar"], "shard": raw["shard"]}
+        _, raw_m = _record(context, storage, clip, "raw_tar", {}, raw_info,
+                           {"frames": raw["video"]["n_frames"], "shard": raw["shard"], "intermediate": True,
+                            "fetch_seconds": MetadataValue.float(round(raw["fetch_seconds"], 3))})
+        # The raw clip was deleted by the task once rectified: recorded as the IO manager does.
+        raw_m["deleted"] = {"files": {k: os.path.relpath(v, storage.local_clip_dir(clip))
+                                      for k, v in raw["files"].items()}, "at": time.time(),
+                            "after": ["intrinsics", "rectified_clip"]}
+        storage.write_manifest(clip, "raw_tar", raw_m)
+        consumed = {"raw_tar": raw_m["generation"]}
+        d = rr["intrinsics"]["rectified"]
+        _record(context, storage, clip, "intrinsics", {"json": rr["intrinsics"]["json"]}, {"rectified": d},
+                {"rectified_size": f"{d['image_width']}x{d['image_height']}"}, consumed)
+        res = rr["rectified"]
+        info = {"video": {k: res[k] for k in ("frames", "fps", "duration_sec", "width", "height", "size_bytes")},
+                "raw_frames": int(raw["video"]["n_frames"]), "raw_fps": raw["video"]["fps"]}
+        art, _ = _record(context, storage, clip, "rectified_clip", {"mp4": res["mp4"]}, info,
+                         {"frames": res["frames"], "seconds": MetadataValue.float(round(res["seconds"], 3))}, consumed)
+        _check(context, clip, "rectified_clip", "same_frame_count", check_same_frame_count(art))
+    if "embed" in st:
+        e = st["embed"]
+        video = st["rectify"]["rectified"]
+        info = {"video": {k: video[k] for k in ("frames", "fps", "duration_sec", "width", "height", "size_bytes")},
+                "model": e["model"], "random_weights": bool(e["random_weights"]), "windows": e["windows"]}
+        art, _ = _record(context, storage, clip, "vjepa_embeddings", e["files"], info, {
+            "windows": e["windows"], "emb_shape": str(tuple(e["emb_shape"])),
+            "model": e["model"] + (" (random weights)" if e["random_weights"] else ""),
+            "random_weights": bool(e["random_weights"]), "device": e["device"],
+            "encoder_load_id": e["load_id"], "seconds": MetadataValue.float(round(e["seconds"], 3))})
+        _check(context, clip, "vjepa_embeddings", "embeddings_valid", check_embeddings_valid(art))
+    if "analyse" in st:
+        a, e = st["analyse"], st["embed"]
+        video = st["rectify"]["rectified"]
+        sim = a["similarity"]
+        art, _ = _record(context, storage, clip, "similarity_matrix", sim["files"],
+                         {k: sim[k] for k in ("period_sec", "step_sec", "windows", "matrix_size")},
+                         {"windows": sim["windows"], "subsampled": sim["subsampled"]})
+        _check(context, clip, "similarity_matrix", "similarity_valid", check_similarity_valid(art))
+        det = a["segments"]["detection"]
+        from egoclean.timecode import mmss
+
+        from egoclean_assets.assets.temporal import clip_row
+
+        spans = [{"start_sec": s.start_sec, "end_sec": s.end_sec, "start": mmss(s.start_sec),
+                  "end": mmss(s.end_sec), "peak_score": s.peak_score} for s in det.spans]
+        rows = db.replace_clip(clip_row(clip, video, storage, a["segments"]["json"], e["files"]["emb"]), det,
+                               e["model"], random_weights=bool(e["random_weights"]))
+        art, _ = _record(context, storage, clip, "anomaly_segments", {"json": a["segments"]["json"]},
+                         {"spans": spans, "duration_sec": video["duration_sec"], "model": e["model"],
+                          "random_weights": bool(e["random_weights"])},
+                         {"n_spans": len(det.spans), "db_rows": MetadataValue.json(rows)})
+        _check(context, clip, "anomaly_segments", "matches_ground_truth",
+               check_matches_ground_truth(clip, art, ground_truth))
+        _record(context, storage, clip, "diagnostics_plot", a["plots"], {}, {})
+    if not r.ok:
+        context.log.error(f"clip {r.clip_id} failed in {r.failed_stage}: {r.error}")
+
+
+def build_clip_batch(k: int):
+    """The batched multi-asset over the clip assets, K clips per run."""
+    specs, check_specs = _specs()
+
+    @multi_asset(name="clip_batch", specs=specs, check_specs=check_specs, partitions_def=clip_partitions,
+                 backfill_policy=BackfillPolicy.multi_run(k), can_subset=False)
+    def clip_batch(
+        context: AssetExecutionContext,
+        source: SourceResource,
+        encoder: EncoderResource,
+        rectify: RectifyResource,
+        detection: DetectionResource,
+        store: StoreResource,
+        ground_truth: GroundTruthResource,
+        storage: ClipStorage,
+        ray_cluster: RayClusterResource,
+    ):
+        """Every clip asset of a range of clips, each clip's stages run on Ray (see egoclean_assets.cluster)."""
+        from egoclean.ray_pipeline import ClipJob, run_clips
+
+        clips = [ClipId.parse(k) for k in context.partition_keys]
+        truth = ground_truth.spans_by_clip()
+        jobs = [ClipJob(c.key, str(storage.local_clip_dir(c)), str(storage.output_dir(c, "raw_tar")),
+                        truth.get(c.key, [])) for c in clips]
+        db = store.store()
+        for name, spans in ground_truth.sources():
+            db.replace_ground_truth(spans, name)
+        src = {"url": source.url, "revision": source.revision}
+        src |= {k: getattr(source, k) for k in ("endpoint", "cache_dir", "retries", "timeout", "backoff")
+                if getattr(source, k) is not None}
+        enc = {"model": encoder.model, "revision": encoder.revision, "device": encoder.device, "dtype": encoder.dtype}
+        context.log.info(f"{len(clips)} clip(s) on Ray: {', '.join(c.key for c in clips)}")
+        t0 = time.perf_counter()
+        results = run_clips(jobs, ray_cluster.config(), enc, src, detection=detection.params().to_dict(),
+                            balance=rectify.balance, encode_kwargs=rectify.encode_kwargs(),
+                            on_done=lambda r: _record_clip(context, storage, ground_truth, db, r))
+        failed = [r for r in results if not r.ok]
+        context.log.info(f"{len(results) - len(failed)} of {len(results)} clip(s) done in "
+                         f"{time.perf_counter() - t0:.1f} s")
+        if failed:
+            raise Failure(
+                description=f"{len(failed)} of {len(results)} clip(s) failed: "
+                + "; ".join(f"{r.clip_id} ({r.failed_stage}: {r.error})" for r in failed),
+                metadata={"failed_clips": MetadataValue.json([r.clip_id for r in failed])},
+            )
+        yield from ()  # every result was logged per clip above
+
+    return clip_batch
