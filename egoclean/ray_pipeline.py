@@ -42,6 +42,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from egoclean.errors import EgoCleanError
+
 log = logging.getLogger(__name__)
 
 DEFAULT_NAMESPACE = "egoclean"
@@ -72,6 +74,7 @@ class RayConfig:
     embed_cpus: float = 1.0
     analyse_cpus: float = 1.0
     task_retries: int = 3  # retries of a task whose worker died (not of errors it raised)
+    actor_start_timeout_s: float = 600.0  # an actor the cluster cannot place fails the run instead of waiting forever
 
     def validate(self) -> "RayConfig":
         """Raise InvalidInputError naming the first bad setting."""
@@ -81,7 +84,8 @@ class RayConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise InvalidInputError(f"ray setting {name}={v!r}: must be an integer >= 1")
-        for name in ("actor_num_gpus", "actor_num_cpus", "rectify_cpus", "embed_cpus", "analyse_cpus", "batch_wait_s"):
+        for name in ("actor_num_gpus", "actor_num_cpus", "rectify_cpus", "embed_cpus", "analyse_cpus", "batch_wait_s",
+                     "actor_start_timeout_s"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or v < 0:
                 raise InvalidInputError(f"ray setting {name}={v!r}: must be a number >= 0")
@@ -90,6 +94,10 @@ class RayConfig:
             if not isinstance(v, int) or v < -1:
                 raise InvalidInputError(f"ray setting {name}={v!r}: must be an integer >= -1 (-1: unlimited)")
         return self
+
+
+class ClusterError(EgoCleanError):
+    """The cluster cannot run the stages as configured (e.g. no node can place an encoder actor)."""
 
 
 @dataclass
@@ -298,7 +306,8 @@ def embed_clip(actor, spec: dict, job: ClipJob, send_windows: int = 2, in_flight
         raise VideoError(f"video {path}: decoded only {stream.n_decoded} frames (header says {info.n_frames}); "
                          f"fewer than one {F}-frame window")
     ts = np.asarray(starts, dtype=np.float64) / info.fps
-    meta = embedding_meta(spec["describe"], spec["preprocess_source"], path, info, stream.n_decoded, stride, len(starts))
+    meta = embedding_meta(spec["describe"], spec["preprocess_source"], path, info, stream.n_decoded, stride,
+                          len(starts))
     emb = Embeddings(emb=np.concatenate(embs), temb=np.concatenate(tembs), ts=ts, meta=meta)
     files = emb.save(job.file(""))
     return {"files": {k: str(v) for k, v in files.items()}, "windows": len(emb), "seconds": time.perf_counter() - t0,
@@ -408,7 +417,14 @@ def run_clips(
         raise InvalidInputError("run_clips: a clip is listed twice")
     ray = connect(cfg)
     actors = encoder_actors(cfg, encoder)
-    specs = ray.get([a.spec.remote() for a in actors])
+    try:
+        specs = ray.get([a.spec.remote() for a in actors], timeout=cfg.actor_start_timeout_s)
+    except ray.exceptions.GetTimeoutError:
+        raise ClusterError(
+            f"encoder actor(s) {actor_name(cfg, encoder, 0)}...: not started within {cfg.actor_start_timeout_s:g} s; "
+            f"each needs num_gpus={cfg.actor_num_gpus:g} num_cpus={cfg.actor_num_cpus:g} resources="
+            f"{cfg.actor_resources or {}}, the cluster has free {ray.available_resources()}"
+        ) from None
     t_rect = ray.remote(fetch_rectify).options(num_cpus=cfg.rectify_cpus, max_retries=cfg.task_retries,
                                                retry_exceptions=False)
     t_embed = ray.remote(embed_clip).options(num_cpus=cfg.embed_cpus, max_retries=cfg.task_retries,

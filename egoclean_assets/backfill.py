@@ -28,8 +28,9 @@ from dagster import AssetKey, DagsterInstance
 from egoclean.errors import EgoCleanError
 from egoclean.options import whole
 from egoclean.secrets import redact
+from egoclean_assets.cluster import contiguous_batches, run_batches
 from egoclean_assets.discovery import discover
-from egoclean_assets.partitions import add_clip_partitions
+from egoclean_assets.partitions import CLIPS, add_clip_partitions
 from egoclean_assets.resources import DiscoveryResource
 
 # A clip counts as done when its last assets are materialized.
@@ -91,6 +92,11 @@ def backfill(scope: list[str], instance: DagsterInstance, env: Mapping[str, str]
     todo = keys if rerun_all else [k for k in keys if k not in done_partitions(instance)]
     out(f"running clip_pipeline for {len(todo)} clip(s)" + ("" if todo else " (all done; --all re-runs them)"))
     job = defs.resolve_job_def("clip_pipeline")
+    policy = defs.resolve_assets_def("raw_tar").backfill_policy
+    if policy is not None:  # Ray mode: K clips per run, as the asset backfills in the UI
+        batches = contiguous_batches(instance.get_dynamic_partitions(CLIPS), todo, policy.max_partitions_per_run)
+        tags = {"egoclean/backfill": ",".join(scope)}
+        return run_batches(job, instance, batches, tags, QUIET, out) + len(result.failed)
     failed = 0
     for i, key in enumerate(todo, 1):
         run = job.execute_in_process(partition_key=key, instance=instance, raise_on_error=False,

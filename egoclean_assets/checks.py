@@ -31,7 +31,9 @@ def matches_ground_truth(
     return check_matches_ground_truth(clip_of(context), anomaly_segments, ground_truth)
 
 
-def check_matches_ground_truth(clip, anomaly_segments: ClipArtifact, ground_truth: GroundTruthResource) -> AssetCheckResult:
+def check_matches_ground_truth(
+    clip, anomaly_segments: ClipArtifact, ground_truth: GroundTruthResource
+) -> AssetCheckResult:
     """matches_ground_truth's result for one clip (also called per clip by batched Ray runs)."""
     # imported here, not at module top: loading the definitions must stay free of heavy modules
     from egoclean.evaluation import evaluate

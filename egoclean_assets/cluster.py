@@ -18,8 +18,8 @@ Clips that fail are named in the step's failure after the others were recorded; 
 stages a failed clip did finish are recorded too.
 """
 
-from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from typing import Mapping
@@ -33,13 +33,16 @@ from dagster import (
     ConfigurableResource,
     Failure,
     MetadataValue,
+    Output,
     multi_asset,
 )
 from pydantic import Field
 
 from egoclean.errors import InvalidInputError
 from egoclean.ids import ClipId
+from egoclean.timecode import mmss
 from egoclean_assets.assets import ALL_ASSETS
+from egoclean_assets.assets.temporal import clip_row
 from egoclean_assets.checks import (
     ALL_CHECKS,
     check_embeddings_valid,
@@ -89,13 +92,14 @@ def clips_per_run(env: Mapping[str, str] | None = None) -> int:
 class RayClusterResource(ConfigurableResource):
     """Where the Ray stages run and with what resources (egoclean.ray_pipeline.RayConfig).
 
-    Unset fields keep RayConfig's defaults; `resources_from_env` fills them from
+    Unset fields keep RayConfig's defaults; `ray_resource_from_env` fills them from
     EGOCLEAN_RAY_* variables, and Ray itself reads RAY_ADDRESS when `address` is unset."""
 
     address: str | None = Field(default=None, description="Ray cluster address; unset: RAY_ADDRESS, else a local Ray")
     settings: dict = Field(default_factory=dict, description="RayConfig fields (num_actors, actor_num_gpus, ...)")
 
     def config(self):
+        # imported here, not at module top: the Ray stages are needed only in Ray mode
         from egoclean.ray_pipeline import RayConfig
 
         fields = set(RayConfig.__dataclass_fields__)
@@ -107,8 +111,7 @@ class RayClusterResource(ConfigurableResource):
 
 def ray_resource_from_env(env: Mapping[str, str] | None = None) -> RayClusterResource:
     """The Ray resource with its settings from EGOCLEAN_RAY_* (validated now, so bad values fail at load)."""
-    import dataclasses
-
+    # imported here, not at module top: the Ray stages are needed only in Ray mode
     from egoclean.ray_pipeline import config_from_env
 
     cfg = config_from_env(os.environ if env is None else env)
@@ -116,11 +119,27 @@ def ray_resource_from_env(env: Mapping[str, str] | None = None) -> RayClusterRes
     return RayClusterResource(address=cfg.address, settings=settings)
 
 
+# The per-clip assets the batch materializes (the phase 1 and 2 groups); others stay as they are.
+CLIP_ASSETS = ("raw_tar", "intrinsics", "rectified_clip", "vjepa_embeddings", "similarity_matrix", "anomaly_segments",
+               "diagnostics_plot")
+
+
+def _is_clip_asset(a) -> bool:
+    return any(k.path[-1] in CLIP_ASSETS for k in a.keys)
+
+
 def _specs():
-    """The local assets' specs and check specs, made skippable: the batch records clips one by one."""
-    specs = [spec.replace_attributes(skippable=True) for a in ALL_ASSETS for spec in a.specs]
-    checks = [c for chk in ALL_CHECKS for c in chk.check_specs]
+    """The local clip assets' specs and check specs, made skippable: the batch records clips one by one."""
+    specs = [spec.replace_attributes(skippable=True) for a in ALL_ASSETS if _is_clip_asset(a) for spec in a.specs]
+    checks = [c for chk in ALL_CHECKS for c in chk.check_specs if c.asset_key.path[-1] in CLIP_ASSETS]
     return specs, checks
+
+
+def ray_graph(env: Mapping[str, str] | None = None) -> tuple[list, list, dict]:
+    """(assets, checks, extra resources) of Ray mode: clip_batch in place of the clip assets and their checks."""
+    assets = [build_clip_batch(clips_per_run(env))] + [a for a in ALL_ASSETS if not _is_clip_asset(a)]
+    checks = [c for c in ALL_CHECKS if not any(s.asset_key.path[-1] in CLIP_ASSETS for s in c.check_specs)]
+    return assets, checks, {"ray_cluster": ray_resource_from_env(env)}
 
 
 def _record(context, storage: ClipStorage, clip: ClipId, asset: str, files: dict, info: dict, metadata: dict,
@@ -189,13 +208,10 @@ def _record_clip(context, storage: ClipStorage, ground_truth: GroundTruthResourc
                          {"windows": sim["windows"], "subsampled": sim["subsampled"]})
         _check(context, clip, "similarity_matrix", "similarity_valid", check_similarity_valid(art))
         det = a["segments"]["detection"]
-        from egoclean.timecode import mmss
-
-        from egoclean_assets.assets.temporal import clip_row
-
         spans = [{"start_sec": s.start_sec, "end_sec": s.end_sec, "start": mmss(s.start_sec),
                   "end": mmss(s.end_sec), "peak_score": s.peak_score} for s in det.spans]
-        rows = db.replace_clip(clip_row(clip, video, storage, a["segments"]["json"], e["files"]["emb"]), det,
+        rows = db.replace_clip(clip_row(clip, video, storage, a["segments"]["json"],
+                                        storage.location(clip, e["files"]["emb"])), det,
                                e["model"], random_weights=bool(e["random_weights"]))
         art, _ = _record(context, storage, clip, "anomaly_segments", {"json": a["segments"]["json"]},
                          {"spans": spans, "duration_sec": video["duration_sec"], "model": e["model"],
@@ -226,6 +242,7 @@ def build_clip_batch(k: int):
         ray_cluster: RayClusterResource,
     ):
         """Every clip asset of a range of clips, each clip's stages run on Ray (see egoclean_assets.cluster)."""
+        # imported here, not at module top: the Ray stages are needed only in Ray mode
         from egoclean.ray_pipeline import ClipJob, run_clips
 
         clips = [ClipId.parse(k) for k in context.partition_keys]
@@ -253,6 +270,51 @@ def build_clip_batch(k: int):
                 + "; ".join(f"{r.clip_id} ({r.failed_stage}: {r.error})" for r in failed),
                 metadata={"failed_clips": MetadataValue.json([r.clip_id for r in failed])},
             )
-        yield from ()  # every result was logged per clip above
+        # Every result was logged per clip above; the check outputs still need a value to end the
+        # step (Nothing-like, no further evaluation is recorded).
+        for output_name in context.assets_def.check_specs_by_output_name:
+            yield Output(None, output_name=output_name)
 
     return clip_batch
+
+
+def contiguous_batches(order: list[str], keys: list[str], k: int) -> list[list[str]]:
+    """`keys` in runs of at most k that are contiguous in the partition order `order`.
+
+    A range run covers every partition between its first and last key, so keys with
+    others between them go to different runs (Dagster's multi_run backfills do the same)."""
+    pos = {key: i for i, key in enumerate(order)}
+    missing = [key for key in keys if key not in pos]
+    if missing:
+        raise InvalidInputError(f"clips not registered as partitions: {', '.join(missing)}")
+    out: list[list[str]] = []
+    for key in sorted(set(keys), key=pos.__getitem__):
+        if out and len(out[-1]) < k and pos[key] == pos[out[-1][-1]] + 1:
+            out[-1].append(key)
+        else:
+            out.append([key])
+    return out
+
+
+def run_batches(job, instance, batches: list[list[str]], tags: dict, run_config: dict, out=print) -> int:
+    """Run `job` once per batch (a partition range) in this process; returns the failed runs."""
+    # imported here: Dagster's private tag names, only needed when running batches
+    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+    failed = 0
+    for i, b in enumerate(batches, 1):
+        run = job.execute_in_process(
+            instance=instance, raise_on_error=False, run_config=run_config,
+            tags=tags | {ASSET_PARTITION_RANGE_START_TAG: b[0], ASSET_PARTITION_RANGE_END_TAG: b[-1]})
+        checks = run.get_asset_check_evaluations()
+        bad = sorted({f"{c.check_name}[{c.partition}]" for c in checks if not c.passed})
+        failed += not run.success
+        why = ""
+        if not run.success:
+            fails = [e for e in run.all_events if e.event_type_value == "STEP_FAILURE"]
+            if fails:
+                why = "; " + fails[0].step_failure_data.error.message.strip().splitlines()[0][:400]
+        out(f"[{i}/{len(batches)}] {b[0]}..{b[-1]} ({len(b)} clip(s)): {'ok' if run.success else 'FAILED'} "
+            f"(run {run.run_id[:8]}; checks {len(checks) - len(bad)}/{len(checks)} passed"
+            + (f"; failed: {', '.join(bad)}" if bad else "") + why + ")")
+    return failed

@@ -6,19 +6,26 @@ from dagster import Definitions
 
 from egoclean_assets.assets import ALL_ASSETS
 from egoclean_assets.checks import ALL_CHECKS
+from egoclean_assets.cluster import execution_mode, ray_graph
 from egoclean_assets.jobs import clip_pipeline_job, discover_clips_job, export_dataset_job
 from egoclean_assets.resources import build_resources
 from egoclean_assets.sensors import clip_discovery_sensor
 
 
 def build_definitions(resources: dict | None = None) -> Definitions:
-    """The definitions with `resources` overriding the environment-derived ones."""
+    """The definitions with `resources` overriding the environment-derived ones.
+
+    EGOCLEAN_EXECUTION=ray swaps the per-clip assets for the batched Ray step (same keys,
+    lineage and checks; see egoclean_assets.cluster); the default is the local graph."""
+    assets, checks, extra = ALL_ASSETS, ALL_CHECKS, {}
+    if execution_mode() == "ray":
+        assets, checks, extra = ray_graph()
     return Definitions(
-        assets=ALL_ASSETS,
-        asset_checks=ALL_CHECKS,
+        assets=assets,
+        asset_checks=checks,
         jobs=[clip_pipeline_job, discover_clips_job, export_dataset_job],
         sensors=[clip_discovery_sensor],
-        resources=build_resources() | (resources or {}),
+        resources=build_resources() | extra | (resources or {}),
     )
 
 

@@ -56,6 +56,22 @@ def proc_pids(marker: str) -> list[int]:
     return out
 
 
+def kill_namespace_but_me() -> list[int]:
+    """SIGKILL every other process in this network namespace (all started by this scenario)."""
+    mine = os.readlink("/proc/self/ns/net")
+    killed = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit() and int(d.name) != os.getpid():
+            try:
+                if os.readlink(d / "ns" / "net") != mine:
+                    continue
+                os.kill(int(d.name), signal.SIGKILL)
+                killed.append(int(d.name))
+            except OSError:
+                continue
+    return killed
+
+
 def reference_embeddings(rectified: list[str], model_dir: str) -> dict:
     """Today's single-process path (embed_video, batch 4) on the same rectified clips."""
     from egoclean.encoder import EncoderConfig, embed_video, load_encoder
@@ -147,6 +163,7 @@ def part_faults(work: Path, dataset: Path, model: str, clips: list[str]) -> dict
     for k in killers:
         k.join(timeout=5)
     after = ray.get(actor.stats.remote())
+    ray.kill(actor, no_restart=True)  # frees its stand-in GPU for the dagster part's actor
     refs = reference_embeddings([r.stages["rectify"]["rectified"]["mp4"] for r in results if r.ok], model)
     return {"ok": [r.ok for r in results], "errors": [r.error for r in results], "killed": killed,
             "load_id_before": before["load_id"], "load_id_after": after["load_id"],
@@ -160,9 +177,9 @@ def main(out_dir: str, parts: list[str]) -> None:
 
     work = Path(out_dir)
     dataset = work / "source"
-    write_dataset(dataset, SynthConfig(workers=1, clips=4, duration_sec=6.0, width=96, height=72, anomalies=False))
+    write_dataset(dataset, SynthConfig(workers=1, clips=5, duration_sec=6.0, width=96, height=72, anomalies=False))
     model = str(save_tiny_model(work / "tiny"))
-    clips = [f"factory001_worker001_{i:05d}" for i in range(4)]
+    clips = [f"factory001_worker001_{i:05d}" for i in range(5)]
     port = free_port()
     # Token authentication on, with a token made for this cluster (never written to ~/.ray).
     os.environ["RAY_AUTH_MODE"] = "token"
@@ -188,8 +205,8 @@ def main(out_dir: str, parts: list[str]) -> None:
                     raise
                 time.sleep(1)
         # Two stand-in GPUs: the library/dagster parts' actor and the faults part's own.
-        for name, fn, args in (("library", part_library, clips[:2]), ("faults", part_faults, clips[2:]),
-                               ("dagster", part_dagster, clips)):
+        for name, fn, args in (("library", part_library, clips[:2]), ("faults", part_faults, clips[2:4]),
+                               ("dagster", part_dagster, clips[:4])):
             if name in parts:
                 t0 = time.perf_counter()
                 print(f"scenario: {name} ...", file=sys.stderr, flush=True)
@@ -211,11 +228,95 @@ def main(out_dir: str, parts: list[str]) -> None:
                 os.killpg(head.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        # Detached actors and workers live in their own sessions: none may outlive the scenario.
+        kill_namespace_but_me()
     print(json.dumps(report, default=str))
 
 
 def part_dagster(work: Path, dataset: Path, model: str, clips: list[str]) -> dict:
-    return {}
+    """Ray-mode definitions: a backfill of 4 clips with K=2, then a batch with a clip the source lacks."""
+    import shutil
+
+    import duckdb
+    from dagster import AssetKey, DagsterInstance
+    from dagster._core.definitions.asset_checks.asset_check_spec import AssetCheckKey
+
+    home = work / "dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
+    os.environ.update({
+        "DAGSTER_HOME": str(home), "EGOCLEAN_EXECUTION": "ray", "EGOCLEAN_CLIPS_PER_RUN": "2",
+        "EGOCLEAN_RAY_ACTOR_RESOURCES": '{"GPU_STANDIN": 1}', "EGOCLEAN_RAY_BATCH_WAIT_S": "0.3",
+        "EGOCLEAN_RAY_SEND_WINDOWS": "1", "EGOCLEAN_RAY_RECTIFY_CPUS": "0.5", "EGOCLEAN_RAY_EMBED_CPUS": "0.5",
+        "EGOCLEAN_RAY_ANALYSE_CPUS": "0.5", "EGOCLEAN_SOURCE": str(dataset), "EGOCLEAN_MODEL": model,
+        "EGOCLEAN_DEVICE": "cpu", "EGOCLEAN_DATA_ROOT": str(work / "data"),
+        "EGOCLEAN_DB": str(work / "egoclean.duckdb"),
+        "EGOCLEAN_GROUND_TRUTH": str(dataset / "ground_truth.csv"), "EGOCLEAN_GROUND_TRUTH_SEED": "0",
+        "EGOCLEAN_CACHE": str(work / "cache"),
+    })
+    from egoclean import ray_pipeline as rp
+    from egoclean_assets import backfill, cluster
+    from egoclean_assets.definitions import build_definitions
+
+    lines: list[str] = []
+    defs = build_definitions()
+    report: dict = {"assets": sorted(k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys())}
+    with DagsterInstance.get() as inst:
+        t0 = time.perf_counter()
+        report["backfill_failed_runs"] = backfill.backfill(["factory_001/worker_001"], inst, limit=len(clips),
+                                                           out=lines.append)
+        report["backfill_seconds"] = time.perf_counter() - t0
+        # A batch whose second clip is registered but not in the source.
+        bad = "factory001_worker001_00099"
+        extra = f"factory001_worker001_{len(clips):05d}"
+        inst.add_dynamic_partitions("clips", [extra, bad])
+        job = defs.resolve_job_def("clip_pipeline")
+        report["bad_batch_failed_runs"] = cluster.run_batches(job, inst, [[extra, bad]], {"egoclean/test": "bad"},
+                                                              backfill.QUIET, lines.append)
+        report["lines"] = lines
+        runs = inst.get_runs()
+        keep = ("dagster/asset_partition", "egoclean")
+        report["runs"] = [{"status": r.status.value, "tags": {k: v for k, v in r.tags.items() if k.startswith(keep)}}
+                          for r in runs]
+        mats: dict = {}
+        load_ids: dict = {}
+        for a in cluster.CLIP_ASSETS:
+            recs = inst.fetch_materializations(AssetKey(a), limit=1000).records
+            per: dict = {}
+            for rec in recs:
+                m = rec.asset_materialization
+                per[m.partition] = per.get(m.partition, 0) + 1
+                if a == "vjepa_embeddings":
+                    load_ids[m.partition] = m.metadata["encoder_load_id"].value
+            mats[a] = per
+        report["materializations"] = mats
+        report["encoder_load_ids"] = load_ids
+        checks: dict = {}
+        for asset, name in (("rectified_clip", "same_frame_count"), ("vjepa_embeddings", "embeddings_valid"),
+                            ("similarity_matrix", "similarity_valid"), ("anomaly_segments", "matches_ground_truth")):
+            hist = inst.event_log_storage.get_asset_check_execution_history(AssetCheckKey(AssetKey(asset), name),
+                                                                            limit=1000)
+            checks[name] = [[h.partition, h.status.value] for h in hist]
+        report["checks"] = checks
+    con = duckdb.connect(str(work / "egoclean.duckdb"), read_only=True)
+    report["clip_rows"] = dict(con.execute("SELECT clip_id, count(*) FROM clips GROUP BY 1").fetchall())
+    report["window_rows"] = dict(con.execute("SELECT clip_id, count(*) FROM window_scores GROUP BY 1").fetchall())
+    con.close()
+    cfg = defs.resources["ray_cluster"].config()
+    enc = {"model": model, "revision": None, "device": "cpu", "dtype": "auto"}
+    report["actor"] = rp.actor_stats(cfg, enc)[0]
+    data = work / "data" / "factory_001" / "worker_001"
+    rect = sorted(str(p) for p in data.glob("*/*_rectified.mp4"))
+    refs = reference_embeddings(rect, model)
+    from egoclean.embeddings import Embeddings
+
+    cmp = {}
+    for key, ref in refs.items():
+        got = Embeddings.load(data / key / key)
+        cmp[key] = float(np.max(np.abs(got.emb - ref.emb))) if len(got) == len(ref) else None
+    report["embeddings_max_abs"] = cmp
+    report["raw_left"] = [str(p) for p in data.rglob("raw/*")]
+    return report
 
 
 if __name__ == "__main__":
