@@ -43,6 +43,7 @@ from typing import Any, Callable
 import numpy as np
 
 from egoclean.errors import EgoCleanError
+from egoclean.layout import ClipLayout
 
 log = logging.getLogger(__name__)
 
@@ -105,13 +106,13 @@ class ClipJob:
     """One clip's inputs and where its outputs go (local paths, visible to every node)."""
 
     clip_id: str
-    clip_dir: str  # the clip's output folder
-    raw_dir: str  # where the raw clip is fetched to (deleted after rectification)
+    clip_dir: str  # the clip's output folder; files named by egoclean.layout (the raw clip in its raw/)
     ground_truth: list = field(default_factory=list)  # GroundTruthSpan-like, for the detection picture
 
-    def file(self, suffix: str) -> str:
-        """`<clip_dir>/<clip><suffix>`: the output file names the assets use."""
-        return str(Path(self.clip_dir) / f"{self.clip_id}{suffix}")
+    @property
+    def layout(self):
+        """The clip's files in `clip_dir` (egoclean.layout.ClipLayout)."""
+        return ClipLayout(self.clip_id, self.clip_dir)
 
 
 @dataclass
@@ -146,19 +147,20 @@ def fetch_rectify(job: ClipJob, source: dict, balance: float = 0.0, encode_kwarg
     clip = ClipId.parse(job.clip_id)
     src = open_source(**source, token=hf_token())
     t0 = time.perf_counter()
-    fetched = src.fetch_clip(clip, job.raw_dir, progress=False)
+    lay = job.layout
+    fetched = src.fetch_clip(clip, lay.raw_dir, progress=False)
     fetch_s = time.perf_counter() - t0
     info = probe(fetched.mp4_path)
     where = f"{source.get('url')}/{clip.worker_path}/intrinsics.json"
     fisheye = FisheyeIntrinsics.from_dict(src.read_intrinsics(clip.factory_dir, clip.worker_dir), source=where)
     rect = rectified_intrinsics(fisheye, info.width, info.height, balance=balance)
-    intr_path = rect.save(job.file("_intrinsics.json"))
-    out = job.file("_rectified.mp4")
+    intr_path = rect.save(lay.intrinsics)
+    out = lay.rectified
     result = rectify_video(fetched.mp4_path, rect, out, progress=False, **(encode_kwargs or {}))
     raw_files = {"mp4": str(fetched.mp4_path), "sidecar": str(fetched.sidecar_path)}
     for p in raw_files.values():
         Path(p).unlink(missing_ok=True)
-    with_raw = Path(job.raw_dir)
+    with_raw = Path(lay.raw_dir)
     if with_raw.is_dir() and not any(with_raw.iterdir()):
         with_raw.rmdir()
     return {
@@ -276,7 +278,7 @@ def embed_clip(actor, spec: dict, job: ClipJob, send_windows: int = 2, in_flight
     from egoclean.video import probe
     from egoclean.windows import n_windows, window_stride
 
-    path = job.file("_rectified.mp4")
+    path = job.layout.rectified
     info = probe(path)
     F = int(spec["frames_per_window"])
     stride = window_stride(info.fps)
@@ -309,7 +311,7 @@ def embed_clip(actor, spec: dict, job: ClipJob, send_windows: int = 2, in_flight
     meta = embedding_meta(spec["describe"], spec["preprocess_source"], path, info, stream.n_decoded, stride,
                           len(starts))
     emb = Embeddings(emb=np.concatenate(embs), temb=np.concatenate(tembs), ts=ts, meta=meta)
-    files = emb.save(job.file(""))
+    files = emb.save(job.layout.embeddings)
     return {"files": {k: str(v) for k, v in files.items()}, "windows": len(emb), "seconds": time.perf_counter() - t0,
             "emb_shape": list(emb.emb.shape), "temb_shape": list(emb.temb.shape), "stride": stride,
             "n_frames": stream.n_decoded, "load_id": spec["load_id"], "model": spec["model"],
@@ -324,20 +326,21 @@ def analyse_detect(job: ClipJob, params: dict, video: dict, model: str, random_w
     from egoclean.embeddings import Embeddings
     from egoclean.plots import plot_detection, plot_diagnostics
 
-    emb = Embeddings.load(job.file(""), mmap=True)
+    lay = job.layout
+    emb = Embeddings.load(lay.embeddings, mmap=True)
     t0 = time.perf_counter()
     an = analyse(emb, matrices=True)
     analyse_s = time.perf_counter() - t0
-    an_files = an.save(job.file(""))
+    an_files = an.save(lay.analysis)
     t0 = time.perf_counter()
     det = detect(emb, DetectionParams(**params))
     detect_s = time.perf_counter() - t0
     doc = {"clip_id": job.clip_id, "model": model, "random_weights": random_weights,
            "duration_sec": video["duration_sec"]} | det.to_dict(series=True)
-    seg = atomic.write_json(job.file("_segments.json"), doc)
+    seg = atomic.write_json(lay.segments, doc)
     title = f"{job.clip_id} - {model}" + (" (random weights)" if random_weights else "")
-    diag = plot_diagnostics(an, job.file("_diagnostics.png"), title)
-    detp = plot_detection(det, job.file("_detection.png"), title, truth=job.ground_truth or None)
+    diag = plot_diagnostics(an, lay.diagnostics_plot, title)
+    detp = plot_detection(det, lay.detection_plot, title, truth=job.ground_truth or None)
     return {
         "similarity": {"files": {k: str(v) for k, v in an_files.items()}, "period_sec": an.period_sec,
                        "step_sec": float(an.step_sec), "windows": int(len(an.ts)),

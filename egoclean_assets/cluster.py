@@ -247,8 +247,7 @@ def build_clip_batch(k: int):
 
         clips = [ClipId.parse(k) for k in context.partition_keys]
         truth = ground_truth.spans_by_clip()
-        jobs = [ClipJob(c.key, str(storage.local_clip_dir(c)), str(storage.output_dir(c, "raw_tar")),
-                        truth.get(c.key, [])) for c in clips]
+        jobs = [ClipJob(c.key, storage.layout(c).dir, truth.get(c.key, [])) for c in clips]
         db = store.store()
         for name, spans in ground_truth.sources():
             db.replace_ground_truth(spans, name)

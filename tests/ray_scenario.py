@@ -104,7 +104,7 @@ def part_library(work: Path, dataset: Path, model: str, clips: list[str]) -> dic
     cfg = rp.RayConfig(actor_resources={"GPU_STANDIN": 1}, batch_size=4, batch_wait_s=0.3, send_windows=1,
                        in_flight=2, rectify_cpus=0.5, embed_cpus=0.5, analyse_cpus=0.5)
     encoder = {"model": model, "device": "cpu"}
-    jobs = [rp.ClipJob(c, str(work / "lib" / c), str(work / "lib" / c / "raw")) for c in clips]
+    jobs = [rp.ClipJob(c, str(work / "lib" / c)) for c in clips]
     done_order = []
     t0 = time.perf_counter()
     results = rp.run_clips(jobs, cfg, encoder, {"url": str(dataset)}, on_done=lambda r: done_order.append(r.clip_id))
@@ -158,7 +158,7 @@ def part_faults(work: Path, dataset: Path, model: str, clips: list[str]) -> dict
     killers = [threading.Thread(target=kill_rectify, daemon=True), threading.Thread(target=kill_actor, daemon=True)]
     for k in killers:
         k.start()
-    jobs = [rp.ClipJob(c, str(work / "faults" / c), str(work / "faults" / c / "raw")) for c in clips]
+    jobs = [rp.ClipJob(c, str(work / "faults" / c)) for c in clips]
     results = rp.run_clips(jobs, cfg, encoder, {"url": str(dataset)})
     for k in killers:
         k.join(timeout=5)
