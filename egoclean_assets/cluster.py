@@ -151,8 +151,12 @@ def _record(context, storage: ClipStorage, clip: ClipId, asset: str, files: dict
     context.log_event(AssetMaterialization(
         asset_key=AssetKey(asset), partition=clip.key,
         metadata={"location": MetadataValue.path(storage.clip_url(clip)), "execution": "ray", **metadata}))
-    return ClipArtifact(clip.key, asset, files=storage.fetch(clip, rel, storage.local_clip_dir(clip)) if rel else {},
-                        info=info), manifest
+    # As the IO manager loads it (local files in the clip's folder; remote roots: fetched back there).
+    here = storage.local_clip_dir(clip)
+    art = ClipArtifact(clip.key, asset, files=storage.fetch(clip, rel, here) if rel else {}, info=info,
+                       locations={role: storage.final_layout(clip).path(r) for role, r in rel.items()},
+                       folder=str(here))
+    return art, manifest
 
 
 def _check(context, clip: ClipId, asset: str, name: str, result) -> None:
@@ -312,7 +316,10 @@ def run_batches(job, instance, batches: list[list[str]], tags: dict, run_config:
         if not run.success:
             fails = [e for e in run.all_events if e.event_type_value == "STEP_FAILURE"]
             if fails:
-                why = "; " + fails[0].step_failure_data.error.message.strip().splitlines()[0][:400]
+                err = fails[0].step_failure_data.error
+                while err.cause is not None and not err.message.strip().endswith(")"):
+                    err = err.cause  # Dagster wraps the body's exception: name the exception itself
+                why = "; " + err.message.strip().splitlines()[0][:400]
         out(f"[{i}/{len(batches)}] {b[0]}..{b[-1]} ({len(b)} clip(s)): {'ok' if run.success else 'FAILED'} "
             f"(run {run.run_id[:8]}; checks {len(checks) - len(bad)}/{len(checks)} passed"
             + (f"; failed: {', '.join(bad)}" if bad else "") + why + ")")
