@@ -32,6 +32,7 @@ def test_shipped_instance_monitors_runs_and_frees_slots_of_dead_ones(tmp_path):
         assert inst.run_launcher.supports_check_run_worker_health
         assert 0 < inst.run_monitoring_settings["free_slots_after_run_end_seconds"] <= 60
         assert inst.run_monitoring_settings["poll_interval_seconds"] <= 30
+        assert inst.nux_enabled is False  # no sign-up dialog over a newcomer's first page
 
 
 def test_cluster_instance_frees_slots_of_dead_runs_too():
