@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from dagster import build_asset_context
+from dagster import Failure, build_asset_context
 
 from egoclean.embeddings import Embeddings
 from egoclean_assets.assets.temporal import anomaly_segments
@@ -37,8 +37,10 @@ def run(tmp_path, db):
 def test_a_failed_store_write_leaves_no_segments_json(tmp_path):
     bad_db = tmp_path / "db_is_a_folder.duckdb"
     bad_db.mkdir()
-    with pytest.raises(Exception, match="db_is_a_folder"):  # InvalidInputError, as a dagster Failure
+    # bad input to the store fails the step once, as a one-line dagster.Failure (not retried)
+    with pytest.raises(Failure, match="db_is_a_folder") as e:
         run(tmp_path, bad_db)
+    assert e.value.allow_retries is False
     data = tmp_path / "data"
     assert not list(data.rglob(f"{KEY}_segments.json")) and part_files(data) == []
     out = run(tmp_path, tmp_path / "ok.duckdb")  # and with a working store it is there
