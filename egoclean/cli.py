@@ -111,13 +111,18 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
-    from egoclean.detection import DetectionParams, detect_clip
+    from egoclean.detection import DetectionParams
+    from egoclean.ground_truth import GroundTruth
+    from egoclean.segments import detect_clip
 
+    # the ground truth the Dagster check uses (seed + EGOCLEAN_GROUND_TRUTH), or --ground-truth instead
+    s = args.settings
+    paths = [args.ground_truth] if args.ground_truth else list(s.ground_truth)
     report = detect_clip(
         args.prefix,
         out_json=args.output,
         plots_dir=args.plots,
-        ground_truth=args.ground_truth,
+        ground_truth=GroundTruth.load(s.ground_truth_seed, paths),
         params=DetectionParams(min_separation=args.min_separation),
     )
     print(report)
@@ -225,7 +230,9 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
     s.add_argument("prefix", help="embedding prefix (PREFIX_emb.npy ...)")
     s.add_argument("-o", "--output", default=None, help="segments JSON")
     s.add_argument("--plots", default=None, help="folder for the diagnostics and detection PNGs")
-    s.add_argument("--ground-truth", default=None, help="CSV in the ground_truth_seed.csv format")
+    s.add_argument("--ground-truth", default=None,
+                   help="CSV in the ground_truth_seed.csv format, instead of EGOCLEAN_GROUND_TRUTH (the packaged "
+                   "seed counts unless EGOCLEAN_GROUND_TRUTH_SEED=0; a CSV replaces its clips' seed spans)")
     s.add_argument(
         "--min-separation", type=number(0, 1e6), default=None,
         help="guard: report no spans when the Otsu classes are closer than this many within-class SDs "

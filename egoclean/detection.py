@@ -7,6 +7,9 @@
    median); 5. hysteresis with debounce; 6. spans shorter than `min_duration_sec`
    dropped. Everything the clip does not flag is a work span.
 
+This module is the algorithm alone; a clip's detection end to end (the segments JSON,
+pictures, ground-truth verdict, the CLI's report) is egoclean.segments.
+
 Conventions (fixed here, tested):
 - Otsu: `otsu_bins` equal-width bins over [min, max] of the smoothed score (as
   `np.histogram`); the split maximising the between-class variance (bin centres as
@@ -30,14 +33,11 @@ Conventions (fixed here, tested):
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from egoclean import atomic
 from egoclean.analysis import typicality
 from egoclean.embeddings import Embeddings
 from egoclean.errors import InvalidInputError
@@ -346,79 +346,3 @@ def anomaly_score(embeddings: Embeddings) -> np.ndarray:
 def detect(embeddings: Embeddings, params: DetectionParams | None = None) -> Detection:
     """Detect anomalous spans in one clip's embeddings (a single window gives no spans)."""
     return detect_scores(embeddings.ts, anomaly_score(embeddings), params)
-
-
-def figure_title(clip_id: str, meta: dict) -> str:
-    """`<clip> - <model>`, with "(random weights)" when the embeddings say so."""
-    model = meta.get("model") or "unknown model"
-    title = f"{clip_id} - {model}"
-    return title + " (random weights)" if meta.get("random_weights") else title
-
-
-def detect_clip(
-    prefix: str | os.PathLike,
-    out_json: str | os.PathLike | None = None,
-    plots_dir: str | os.PathLike | None = None,
-    ground_truth: str | os.PathLike | Sequence | None = None,
-    params: DetectionParams | None = None,
-    max_matrix: int | None = None,
-) -> str:
-    """Detect spans in the embeddings at `prefix`; write JSON / pictures; return a report.
-
-    `ground_truth` is a CSV path (see `egoclean.evaluation.load_ground_truth`) or a list
-    of `GroundTruthSpan`; its rows for clip id = the prefix's basename are evaluated.
-    """
-    from egoclean import analysis, evaluation, plots
-    from egoclean.layout import ClipLayout
-
-    prefix = Path(prefix)
-    clip_id = prefix.name
-    emb = Embeddings.load(prefix, mmap=True)  # temb streams from disk in chunks
-    params = params or DetectionParams()
-    det = detect(emb, params)
-    meta = emb.meta or {}
-    model = meta.get("model")
-    random_weights = bool(meta.get("random_weights", False))
-
-    evaluation_result = truth = None
-    if ground_truth is not None:
-        rows = (
-            evaluation.load_ground_truth(ground_truth)
-            if isinstance(ground_truth, (str, os.PathLike))
-            else list(ground_truth)
-        )
-        truth = [r for r in rows if r.clip_id == clip_id]
-        evaluation_result = evaluation.evaluate(det.spans, truth)
-
-    title = figure_title(clip_id, meta)
-    written = []
-    if plots_dir is not None:
-        out = ClipLayout(clip_id, str(plots_dir))
-        an = analysis.analyse(emb, matrices=True, max_matrix=max_matrix or analysis.DEFAULT_MAX_MATRIX)
-        written.append(plots.plot_diagnostics(an, out.diagnostics_plot, title))
-        written.append(plots.plot_detection(det, out.detection_plot, title, truth=truth))
-
-    if out_json is not None:
-        doc = {"clip_id": clip_id, "model": model, "random_weights": random_weights} | det.to_dict()
-        if evaluation_result is not None:
-            doc["evaluation"] = evaluation_result.to_dict()
-        atomic.write_json(out_json, doc)
-        written.append(Path(out_json))
-
-    lines = [f"{title}: {len(det.ts)} windows, {len(det.spans)} anomalous span(s)"]
-    lines.append(
-        f"  theta_on={det.theta_on:.5f} theta_off={det.theta_off:.5f} median={det.median:.5f}"
-        + (f" separation={det.separation:.2f}" if det.separation is not None and math.isfinite(det.separation) else "")
-        + (" (suppressed by the separation guard)" if det.suppressed else "")
-    )
-    for i, s in enumerate(det.spans, 1):
-        lines.append(f"  span {i}: {mmss(s.start_sec)}-{mmss(s.end_sec)} "
-                     f"({s.duration_sec:.1f} s, peak {s.peak_score:.5f})")
-    if evaluation_result is not None:
-        if not truth:
-            # nothing to judge: P/R/F1 against no rows would only look like a failure
-            lines.append(f"  ground truth: no rows for clip {clip_id!r} (matched by the prefix's file name)")
-        else:
-            lines.extend("  " + ln for ln in evaluation_result.report_lines())
-    lines.extend(f"  wrote {p}" for p in written)
-    return "\n".join(lines)

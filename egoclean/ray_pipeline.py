@@ -324,7 +324,9 @@ def analyse_detect(job: ClipJob, params: dict, video: dict, model: str, random_w
     from egoclean.analysis import analyse
     from egoclean.detection import DetectionParams, detect
     from egoclean.embeddings import Embeddings
+    from egoclean.ground_truth import judge
     from egoclean.plots import plot_detection, plot_diagnostics
+    from egoclean.segments import segments_document
 
     lay = job.layout
     emb = Embeddings.load(lay.embeddings, mmap=True)
@@ -335,12 +337,13 @@ def analyse_detect(job: ClipJob, params: dict, video: dict, model: str, random_w
     t0 = time.perf_counter()
     det = detect(emb, DetectionParams(**params))
     detect_s = time.perf_counter() - t0
-    doc = {"clip_id": job.clip_id, "model": model, "random_weights": random_weights,
-           "duration_sec": video["duration_sec"]} | det.to_dict(series=True)
-    seg = atomic.write_json(lay.segments, doc)
+    seg = atomic.write_json(lay.segments, segments_document(job.clip_id, det, model, random_weights,
+                                                            video["duration_sec"]))
     title = f"{job.clip_id} - {model}" + (" (random weights)" if random_weights else "")
     diag = plot_diagnostics(an, lay.diagnostics_plot, title)
-    detp = plot_detection(det, lay.detection_plot, title, truth=job.ground_truth or None)
+    # the spans the check judges against, drawn only when it judges them
+    verdict = judge(job.clip_id, det.spans, job.ground_truth, video["duration_sec"])
+    detp = plot_detection(det, lay.detection_plot, title, truth=verdict.truth if verdict.judged else None)
     return {
         "similarity": {"files": {k: str(v) for k, v in an_files.items()}, "period_sec": an.period_sec,
                        "step_sec": float(an.step_sec), "windows": int(len(an.ts)),

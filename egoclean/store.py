@@ -8,15 +8,22 @@ seconds, then raises `StoreBusyError` naming the file.
 
 Re-materializing a clip replaces its rows (DELETE then INSERT in one transaction over
 `clips`, `segments` and `window_scores`), so a reader sees either the old clip or the
-new one, never half of one and never duplicates. Ground truth is replaced per source.
+new one, never half of one and never duplicates.
 
-`detection_eval` (a view) scores anomaly segments against ground truth by temporal IoU,
-one row per outcome: each ground-truth span with its best-IoU detection ('matched' when
-IoU >= 0.5, else 'missed'; the detection columns are NULL when nothing overlaps), then
-each detection on a clip with ground truth that matches no span ('false positive', with
-its best IoU). So a detection at IoU 0.3 appears twice: as the near miss of its span and
-as a false positive, as precision and recall count it. Clips without ground truth are
-not listed. Times are seconds; `truth` / `detected` show them as mm:ss.
+`ground_truth` holds the spans in effect (egoclean.ground_truth.GroundTruth: precedence,
+one source per file, duplicates collapsed), loaded whole by `sync_ground_truth` only when
+the configuration or its files changed. `detection_matches` holds the verdict of
+`egoclean.ground_truth.judge` per clip (the same function the asset check and
+`egoclean detect` use), rewritten in the transaction that changes the clip's segments or
+the ground truth, so it can never disagree with them.
+
+`detection_eval` (a view over it) has one row per outcome: each ground-truth span with
+the detection matched to it one-to-one at IoU >= 0.5 ('matched'), else its best-overlap
+detection ('missed'; the detection columns are NULL when nothing overlaps); each
+detection on a clip with ground truth that matches no span ('false positive', with its
+best IoU); and, for a clip whose duration is not the one its labels were made on, each
+span as 'not judged'. Clips without ground truth are not listed. Times are seconds;
+`truth` / `detected` show them as mm:ss.
 """
 
 from __future__ import annotations
@@ -69,9 +76,9 @@ class StoreMissingError(InvalidInputError):
     """The database file does not exist yet (nothing has been materialized)."""
 
 
-SCHEMA = f"""
+SCHEMA = """
 CREATE TABLE IF NOT EXISTS clips (
-    clip_id VARCHAR {{pk}},
+    clip_id VARCHAR {pk},
     factory VARCHAR NOT NULL,            -- dataset folder name: factory_001
     worker VARCHAR NOT NULL,             -- dataset folder name: worker_001
     n_frames BIGINT,
@@ -88,7 +95,7 @@ CREATE TABLE IF NOT EXISTS segments (
     clip_id VARCHAR NOT NULL,
     factory VARCHAR NOT NULL,
     worker VARCHAR NOT NULL,
-    kind VARCHAR NOT NULL {{kind_check}},
+    kind VARCHAR NOT NULL {kind_check},
     start_sec DOUBLE NOT NULL,
     end_sec DOUBLE NOT NULL,
     duration_sec DOUBLE NOT NULL,
@@ -113,6 +120,22 @@ CREATE TABLE IF NOT EXISTS ground_truth (
     label VARCHAR,
     source VARCHAR NOT NULL
 );
+CREATE TABLE IF NOT EXISTS ground_truth_state (
+    fingerprint VARCHAR,                 -- egoclean.ground_truth.fingerprint of what is loaded
+    loaded_at TIMESTAMP
+);
+CREATE TABLE IF NOT EXISTS detection_matches (
+    clip_id VARCHAR NOT NULL,
+    status VARCHAR NOT NULL,             -- matched, missed, false positive, not judged
+    label VARCHAR,
+    source VARCHAR,
+    gt_start_sec DOUBLE,
+    gt_end_sec DOUBLE,
+    det_start_sec DOUBLE,
+    det_end_sec DOUBLE,
+    iou DOUBLE,
+    matched BOOLEAN NOT NULL
+);
 CREATE OR REPLACE MACRO egoclean_mmss(x) AS
     CASE WHEN x IS NULL THEN NULL ELSE
         printf('%02d:%02d', (round(greatest(x, 0))::BIGINT) // 60, (round(greatest(x, 0))::BIGINT) % 60)
@@ -123,56 +146,18 @@ CREATE OR REPLACE MACRO egoclean_iou(a0, a1, b0, b1) AS
               / ((a1 - a0) + (b1 - b0) - greatest(0.0, least(a1, b1) - greatest(a0, b0)))
          ELSE 0.0 END;
 CREATE OR REPLACE VIEW detection_eval AS
-WITH det AS (
-    SELECT clip_id, start_sec, end_sec, peak_score, model
-    FROM segments WHERE kind = 'anomaly'
-), gt AS (
-    SELECT row_number() OVER () AS gt_id, * FROM ground_truth
-), pairs AS (
-    SELECT gt.*, det.start_sec AS det_start_sec, det.end_sec AS det_end_sec,
-           det.peak_score, det.model,
-           CASE WHEN det.clip_id IS NULL THEN NULL
-                ELSE egoclean_iou(gt.start_sec, gt.end_sec, det.start_sec, det.end_sec) END AS iou
-    FROM gt LEFT JOIN det ON det.clip_id = gt.clip_id
-), ranked AS (
-    SELECT * FROM pairs
-    QUALIFY row_number() OVER (PARTITION BY gt_id ORDER BY iou DESC NULLS LAST, det_start_sec) = 1
-), best AS (
-    -- a detection that does not overlap the span at all is not its counterpart
-    SELECT * REPLACE (
-        CASE WHEN iou > 0 THEN det_start_sec END AS det_start_sec,
-        CASE WHEN iou > 0 THEN det_end_sec END AS det_end_sec,
-        CASE WHEN iou > 0 THEN peak_score END AS peak_score,
-        CASE WHEN iou > 0 THEN model END AS model)
-    FROM ranked
-), truth_rows AS (
-    SELECT clip_id, label, source,
-           CASE WHEN iou >= {defaults.IOU_THRESHOLD} THEN 'matched' ELSE 'missed' END AS status,
-           egoclean_mmss(start_sec) || '-' || egoclean_mmss(end_sec) AS truth,
-           egoclean_mmss(det_start_sec) || '-' || egoclean_mmss(det_end_sec) AS detected,
-           iou,
-           det_start_sec - start_sec AS start_error_sec,
-           det_end_sec - end_sec AS end_error_sec,
-           coalesce(iou >= {defaults.IOU_THRESHOLD}, false) AS matched,
-           start_sec AS gt_start_sec, end_sec AS gt_end_sec,
-           det_start_sec, det_end_sec, peak_score, model
-    FROM best
-), unmatched_rows AS (
-    -- detections on clips with ground truth that match no ground-truth span
-    SELECT det.clip_id, NULL::VARCHAR AS label, NULL::VARCHAR AS source,
-           'false positive' AS status, NULL::VARCHAR AS truth,
-           egoclean_mmss(det.start_sec) || '-' || egoclean_mmss(det.end_sec) AS detected,
-           max(egoclean_iou(g.start_sec, g.end_sec, det.start_sec, det.end_sec)) AS iou,
-           NULL::DOUBLE AS start_error_sec, NULL::DOUBLE AS end_error_sec,
-           false AS matched, NULL::DOUBLE AS gt_start_sec, NULL::DOUBLE AS gt_end_sec,
-           det.start_sec AS det_start_sec, det.end_sec AS det_end_sec,
-           det.peak_score, det.model
-    FROM det JOIN ground_truth g ON g.clip_id = det.clip_id
-    GROUP BY det.clip_id, det.start_sec, det.end_sec, det.peak_score, det.model
-    HAVING max(egoclean_iou(g.start_sec, g.end_sec, det.start_sec, det.end_sec)) < {defaults.IOU_THRESHOLD}
-)
-SELECT * FROM (SELECT * FROM truth_rows UNION ALL SELECT * FROM unmatched_rows)
-ORDER BY clip_id, coalesce(gt_start_sec, det_start_sec), gt_start_sec NULLS LAST;
+SELECT m.clip_id, m.label, m.source, m.status,
+       egoclean_mmss(m.gt_start_sec) || '-' || egoclean_mmss(m.gt_end_sec) AS truth,
+       egoclean_mmss(m.det_start_sec) || '-' || egoclean_mmss(m.det_end_sec) AS detected,
+       m.iou,
+       m.det_start_sec - m.gt_start_sec AS start_error_sec,
+       m.det_end_sec - m.gt_end_sec AS end_error_sec,
+       m.matched, m.gt_start_sec, m.gt_end_sec, m.det_start_sec, m.det_end_sec,
+       s.peak_score, s.model
+FROM detection_matches m
+LEFT JOIN segments s ON s.clip_id = m.clip_id AND s.kind = 'anomaly'
+     AND s.start_sec = m.det_start_sec AND s.end_sec = m.det_end_sec
+ORDER BY m.clip_id, coalesce(m.gt_start_sec, m.det_start_sec), m.gt_start_sec NULLS LAST;
 """
 
 
@@ -279,6 +264,12 @@ def _float(x: Any) -> float | None:
     return None if x is None else float(x)
 
 
+def _truth_row(sp: Any, source: str) -> tuple:
+    key = ClipId.parse(str(sp.clip_id)).key
+    ((start, end, _),) = _span_rows([sp], f"ground truth {source} {key}")
+    return (key, _float(getattr(sp, "clip_duration_sec", None)), start, end, getattr(sp, "label", None), str(source))
+
+
 def _span_rows(spans: Iterable[Any], what: str) -> list[tuple[float, float, float | None]]:
     rows = []
     for s in spans:
@@ -287,6 +278,36 @@ def _span_rows(spans: Iterable[Any], what: str) -> list[tuple[float, float, floa
             raise InvalidInputError(f"{what}: span {start}..{end} s is not a finite, ordered interval")
         rows.append((start, end, _float(getattr(s, "peak_score", None))))
     return rows
+
+
+def _rejudge(con: duckdb.DuckDBPyConnection, clip_ids: Iterable[str] | None = None) -> int:
+    """Rewrite detection_matches for these clips (None: every clip) from the clip's anomaly
+    segments, its duration and the ground truth in the table; returns the rows written."""
+    from egoclean.evaluation import GroundTruthSpan
+    from egoclean.ground_truth import judge
+
+    if clip_ids is None:
+        con.execute("DELETE FROM detection_matches")
+        clip_ids = [r[0] for r in con.execute("SELECT DISTINCT clip_id FROM ground_truth").fetchall()]
+    else:
+        clip_ids = sorted(set(clip_ids))
+        for c in clip_ids:
+            con.execute("DELETE FROM detection_matches WHERE clip_id = ?", [c])
+    rows = []
+    for c in clip_ids:
+        truth = con.execute("SELECT clip_id, clip_duration_sec, start_sec, end_sec, label, source FROM ground_truth "
+                            "WHERE clip_id = ? ORDER BY start_sec, end_sec", [c]).fetchall()
+        if not truth:
+            continue
+        spans = [GroundTruthSpan(r[0], r[1], r[2], r[3], r[4] or "") for r in truth]
+        dur = con.execute("SELECT duration_sec FROM clips WHERE clip_id = ?", [c]).fetchone()
+        dets = con.execute("SELECT start_sec, end_sec FROM segments WHERE clip_id = ? AND kind = 'anomaly' "
+                           "ORDER BY start_sec", [c]).fetchall()
+        verdict = judge(c, dets, spans, None if dur is None else dur[0])
+        rows += [tuple(r.values()) for r in verdict.match_rows(truth[-1][5])]
+    if rows:
+        con.executemany("INSERT INTO detection_matches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    return len(rows)
 
 
 @dataclass
@@ -578,6 +599,7 @@ class Store:
                     " unnest(?::DOUBLE[]), unnest(?::BOOLEAN[])",
                     [key, ts, cols["score"], cols["smoothed"], cols["is_anomaly"]],
                 )
+            _rejudge(con, [key])
             return {"clip_id": key, "segments": len(seg_rows), "anomaly_spans": len(anomaly),
                     "work_spans": len(work), "window_scores": len(ts)}
 
@@ -590,19 +612,17 @@ class Store:
         def write(con: duckdb.DuckDBPyConnection) -> None:
             for table in ("clips", "segments", "window_scores"):
                 con.execute(f"DELETE FROM {table} WHERE clip_id = ?", [key])
+            _rejudge(con, [key])
 
         self._write(write, locks=[f"clip {key}"])
 
     def replace_ground_truth(self, spans: Sequence[Any], source: str) -> int:
-        """Replace every ground-truth row of `source` with `spans` (GroundTruthSpan-like)."""
+        """Replace every ground-truth row of `source` with `spans` (GroundTruthSpan-like).
+
+        A low-level edit of one source; `sync_ground_truth` loads a whole configuration."""
         if not source:
             raise InvalidInputError("replace_ground_truth: source must be a non-empty name")
-        rows = []
-        for sp in spans:
-            key = ClipId.parse(str(sp.clip_id)).key
-            ((start, end, _),) = _span_rows([sp], f"ground truth {source} {key}")
-            dur = getattr(sp, "clip_duration_sec", None)
-            rows.append((key, _float(dur), start, end, getattr(sp, "label", None), str(source)))
+        rows = [_truth_row(sp, source) for sp in spans]
 
         def write(con: duckdb.DuckDBPyConnection) -> int:
             # Every anomaly_segments step writes the configured ground truth: when it is
@@ -613,12 +633,43 @@ class Store:
                 " WHERE source = ?", [str(source)]).fetchall()
             if sorted(have, key=repr) == sorted(rows, key=repr):
                 return len(rows)
+            before = [r[0] for r in con.execute("SELECT DISTINCT clip_id FROM ground_truth WHERE source = ?",
+                                                [str(source)]).fetchall()]
             con.execute("DELETE FROM ground_truth WHERE source = ?", [str(source)])
             if rows:
                 con.executemany("INSERT INTO ground_truth VALUES (?, ?, ?, ?, ?, ?)", rows)
+            con.execute("DELETE FROM ground_truth_state")  # no longer a loaded configuration
+            _rejudge(con, before + [r[0] for r in rows])
             return len(rows)
 
         return self._write(write, locks=[f"ground truth {source}"])
+
+    def ground_truth_fingerprint(self) -> str | None:
+        """The fingerprint of the ground-truth configuration loaded here (None: none yet)."""
+        rows = self._rows("SELECT fingerprint FROM ground_truth_state", [])
+        return rows[0]["fingerprint"] if rows else None
+
+    def sync_ground_truth(self, fingerprint: str, load: Callable[[], Any]) -> bool:
+        """Load the ground truth `load()` gives (an egoclean.ground_truth.GroundTruth) in place
+        of the table's whole content, unless the loaded one has this fingerprint already.
+
+        Returns True when it loaded. Every clip is judged again in the same transaction;
+        when nothing changed, nothing is parsed or written."""
+
+        def write(con: duckdb.DuckDBPyConnection) -> bool:
+            state = con.execute("SELECT fingerprint FROM ground_truth_state").fetchall()
+            if state and state[0][0] == fingerprint:
+                return False
+            rows = [_truth_row(sp, src) for sp, src in load().rows()]
+            con.execute("DELETE FROM ground_truth")
+            if rows:
+                con.executemany("INSERT INTO ground_truth VALUES (?, ?, ?, ?, ?, ?)", rows)
+            con.execute("DELETE FROM ground_truth_state")
+            con.execute("INSERT INTO ground_truth_state VALUES (?, ?)", [fingerprint, _utcnow()])
+            _rejudge(con)
+            return True
+
+        return self._write(write, locks=["ground truth"])
 
     def load_ground_truth_csv(self, path: str | os.PathLike | None = None, source: str | None = None) -> int:
         """Load a ground-truth CSV (None: the packaged seed) and replace its source's rows."""

@@ -36,26 +36,22 @@ def check_matches_ground_truth(
 ) -> AssetCheckResult:
     """matches_ground_truth's result for one clip (also called per clip by batched Ray runs)."""
     # imported here, not at module top: loading the definitions must stay free of heavy modules
-    from egoclean.evaluation import evaluate
+    from egoclean.ground_truth import judge
 
     anomaly_segments.release()  # spans and duration are in the manifest; no file needed
-    truth = ground_truth.spans_by_clip().get(clip.key, [])
-    if not truth:
-        return AssetCheckResult(passed=True, metadata={"result": "no ground truth for this clip"})
     duration = float(anomaly_segments.info["duration_sec"])
-    labelled = float(truth[0].clip_duration_sec)
-    if abs(duration - labelled) > defaults.LABELLED_DURATION_TOLERANCE_SEC:
+    spans = [(s["start_sec"], s["end_sec"]) for s in anomaly_segments.info["spans"]]
+    verdict = judge(clip.key, spans, ground_truth.load().spans(clip.key), duration)
+    if not verdict.truth:
+        return AssetCheckResult(passed=True, metadata={"result": "no ground truth for this clip"})
+    if not verdict.judged:
         return AssetCheckResult(
             passed=False,
-            description=(
-                f"clip {clip.key} is {duration:.1f} s long but its ground truth was labelled on a "
-                f"{labelled:.1f} s clip: not the labelled video, so the detections are not judged"
-            ),
+            description=verdict.reason,
             metadata={"result": "duration mismatch", "clip_duration_sec": duration,
-                      "ground_truth_duration_sec": labelled},
+                      "ground_truth_duration_sec": verdict.labelled_duration_sec},
         )
-    spans = [(s["start_sec"], s["end_sec"]) for s in anomaly_segments.info["spans"]]
-    ev = evaluate(spans, truth, iou_threshold=defaults.IOU_THRESHOLD)
+    ev = verdict.evaluation
     rows = ["| truth | label | best IoU | matched | start error s | end error s |", "|---|---|---|---|---|---|"]
     for t in ev.truth:
         err = lambda v: "" if v is None else f"{v:+.1f}"  # noqa: E731

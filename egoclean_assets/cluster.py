@@ -250,11 +250,11 @@ def build_clip_batch(k: int):
         from egoclean.ray_pipeline import ClipJob, run_clips
 
         clips = [ClipId.parse(k) for k in context.partition_keys]
-        truth = ground_truth.spans_by_clip()
-        jobs = [ClipJob(c.key, storage.layout(c).dir, truth.get(c.key, [])) for c in clips]
+        gt = ground_truth.load()
+        jobs = [ClipJob(c.key, storage.layout(c).dir, gt.spans(c.key)) for c in clips]
         db = store.store()
-        for name, spans in ground_truth.sources():
-            db.replace_ground_truth(spans, name)
+        # loaded only when the configuration or its files changed (egoclean.ground_truth)
+        db.sync_ground_truth(ground_truth.fingerprint(), lambda: gt)
         src = {"url": source.url, "revision": source.revision}
         src |= {k: getattr(source, k) for k in ("endpoint", "cache_dir", "retries", "timeout", "backoff")
                 if getattr(source, k) is not None}

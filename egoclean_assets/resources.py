@@ -162,36 +162,28 @@ class ExportResource(ConfigurableResource):
 
 
 class GroundTruthResource(ConfigurableResource):
-    """Ground-truth spans (egoclean.evaluation): the packaged seed plus configured CSVs.
+    """Ground truth (egoclean.ground_truth): the packaged seed plus configured CSVs.
 
-    A clip's spans come from the last listed CSV that has the clip (the seed counts as
-    listed first), so a configured file replaces the seed's spans for its clips.
+    The rules (a configured file replaces the seed's spans for its clips, one source per
+    file, the judging rule) are egoclean.ground_truth's; this only says which files.
     """
 
     include_seed: bool = True
     paths: list[str] = []
 
-    def sources(self) -> list[tuple[str, list]]:
-        """(source name, spans) per ground-truth file, in precedence order (lowest first)."""
+    def load(self):
+        """The GroundTruth in effect (egoclean.ground_truth.GroundTruth)."""
         # imported here, not at module top: loading the definitions must stay free of heavy modules
-        from egoclean.evaluation import load_ground_truth
+        from egoclean.ground_truth import GroundTruth
 
-        out = []
-        if self.include_seed:
-            out.append(("seed", list(load_ground_truth(None))))
-        for p in self.paths:
-            out.append((str(p), list(load_ground_truth(p))))
-        return out
+        return GroundTruth.load(self.include_seed, self.paths)
 
-    def spans_by_clip(self) -> dict[str, list]:
-        """clip id -> its ground-truth spans, after precedence."""
-        by_clip: dict[str, list] = {}
-        for _, spans in self.sources():
-            mine: dict[str, list] = {}
-            for sp in spans:
-                mine.setdefault(str(sp.clip_id), []).append(sp)
-            by_clip.update(mine)
-        return by_clip
+    def fingerprint(self) -> str:
+        """Changes when the configuration or one of its files changes (no parsing)."""
+        # imported here, not at module top: loading the definitions must stay free of heavy modules
+        from egoclean.ground_truth import fingerprint
+
+        return fingerprint(self.include_seed, self.paths)
 
 
 class DiscoveryResource(ConfigurableResource):

@@ -320,6 +320,63 @@ def test_clip_without_ground_truth_passes_and_says_so(dataset, graph, tmp_path):
     assert ev.metadata["result"].value == "no ground truth for this clip"
 
 
+def test_check_plot_view_and_detect_agree_on_the_ground_truth(dataset, graph, tmp_path, monkeypatch, capsys):
+    """The disagreeing case of issue 11/12: a seed span the configured CSV replaces, the CSV
+    configured under two spellings, a span listed twice, a source no longer configured,
+    and a clip of another length. The check, the picture, detection_eval and
+    `egoclean detect` must give one verdict from one set of spans."""
+    from egoclean.cli import main as cli_main
+    from egoclean.ground_truth import source_name
+    from egoclean.ids import ClipId
+    from egoclean.layout import ClipLayout
+
+    key = "factory001_worker001_00001"  # synthetic, 30 s; the seed labels a 431 s clip of this id
+    planted = [ln for ln in Path(dataset["summary"]["ground_truth"]).read_text().splitlines() if ln.startswith(key)]
+    assert len(planted) == 1
+    gt = tmp_path / "gt.csv"
+    gt.write_text("clip_id,clip_duration_sec,start,end,label\n" + planted[0] + "\n" + planted[0] + "\n")
+    extra = tmp_path / "extra.csv"
+    extra.write_text(f"clip_id,clip_duration_sec,start,end,label\n{key},30,00:01,00:05,gone later\n")
+    db = tmp_path / "agree.duckdb"
+    monkeypatch.chdir(tmp_path)
+
+    def run(truth):
+        res = resources(dataset, graph["root"], db, ground_truth=truth)
+        result = materialize([*ALL_ASSETS, *ALL_CHECKS], instance=graph["instance"], resources=res,
+                             partition_key=key, selection=AssetSelection.assets("anomaly_segments", "diagnostics_plot"),
+                             raise_on_error=False)
+        (ev,) = result.get_asset_check_evaluations()
+        return ev, materialization(result, "diagnostics_plot"), Store(db).detection_eval(key)
+
+    def detect_report(env):
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        prefix = ClipLayout.under(graph["root"], ClipId.parse(key)).embeddings
+        assert cli_main(["detect", prefix]) == 0
+        return capsys.readouterr().out
+
+    # 1. an earlier configuration with another source for the same clip
+    run(GroundTruthResource(include_seed=True, paths=[str(extra), str(gt)]))
+    # 2. now: the seed, and gt.csv under two spellings (extra.csv no longer configured)
+    ev, plot, rows = run(GroundTruthResource(include_seed=True, paths=[str(gt), "./gt.csv"]))
+    _, table = Store(db).query("SELECT source, count(*) FROM ground_truth WHERE clip_id = ? GROUP BY source", [key])
+    assert table == [(source_name(gt), 1)]  # no seed rows, no extra.csv, counted once, the duplicate collapsed
+    truth_rows = [r for r in rows if r["truth"] is not None]
+    assert len(truth_rows) == 1 and ev.metadata["per_span_iou"].value == [round(truth_rows[0]["iou"], 4)]
+    assert ev.passed == (all(r["status"] == "matched" for r in rows)) and ev.passed
+    assert plot["ground_truth_spans_drawn"].value == 1
+    report = detect_report({"EGOCLEAN_GROUND_TRUTH": f"{gt}:./gt.csv", "EGOCLEAN_GROUND_TRUTH_SEED": "1"})
+    assert "(1/1 truth matched" in report and "PASS" in report
+
+    # 3. the seed alone: a 30 s clip is not the 431 s clip it labels, for all four
+    ev, plot, rows = run(GroundTruthResource(include_seed=True, paths=[]))
+    assert not ev.passed and ev.metadata["result"].value == "duration mismatch"
+    assert [r["status"] for r in rows] == ["not judged", "not judged"]
+    assert plot["ground_truth_spans_drawn"].value == 0
+    report = detect_report({"EGOCLEAN_GROUND_TRUTH": "", "EGOCLEAN_GROUND_TRUTH_SEED": "1"})
+    assert "not the labelled video" in report and "PASS" not in report
+
+
 WORKER = textwrap.dedent(
     """
     import sys

@@ -16,7 +16,6 @@ from egoclean.detection import (
     Span,
     class_separation,
     detect,
-    detect_clip,
     detect_scores,
     ema,
     hysteresis,
@@ -25,6 +24,7 @@ from egoclean.detection import (
 )
 from egoclean.embeddings import Embeddings
 from egoclean.errors import InvalidInputError
+from egoclean.segments import detect_clip
 from egoclean.evaluation import evaluate
 
 CLIP = "factory001_worker001_00001"

@@ -6,7 +6,8 @@ import numpy as np
 from PIL import Image
 
 from egoclean.analysis import analyse
-from egoclean.detection import DetectionParams, detect, figure_title
+from egoclean.detection import DetectionParams, detect
+from egoclean.segments import figure_title
 from egoclean.embeddings import Embeddings
 from egoclean.evaluation import GroundTruthSpan
 from egoclean.plots import MAX_DISPLAY, _display_matrix, plot_detection, plot_diagnostics

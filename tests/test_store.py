@@ -278,8 +278,11 @@ def test_seed_ground_truth_and_the_reference_run_pass(tmp_path):
     _, rows = st.query("SELECT DISTINCT source FROM ground_truth")
     assert rows == [("seed",)]
     reference = {CLIP_A: ((209, 264), (416, 431)), CLIP_B: ((125, 182), (974, 1027))}
-    for cid, spans in reference.items():
-        st.replace_clip(clip_info(cid, n=1200), make_det(n=1200, spans=spans, work=()), "vjepa2")
+    # clips as long as the ones labelled (431 s and 1200 s): another length is not judged
+    st.replace_clip(clip_info(CLIP_A, n=1199), make_det(n=1200, spans=reference[CLIP_A], work=()), "vjepa2")
+    assert {r["status"] for r in st.detection_eval(CLIP_A)} == {"not judged"}
+    for cid, n in ((CLIP_A, 430), (CLIP_B, 1199)):
+        st.replace_clip(clip_info(cid, n=n), make_det(n=1200, spans=reference[cid], work=()), "vjepa2")
     got = st.detection_eval()
     assert [(r["clip_id"], r["truth"], r["detected"], r["status"]) for r in got] == [
         (CLIP_A, "03:28-04:22", "03:29-04:24", "matched"),

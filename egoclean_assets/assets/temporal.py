@@ -123,6 +123,7 @@ def anomaly_segments(
     # imported here, not at module top: loading the definitions must stay free of heavy modules
     from egoclean import atomic
     from egoclean.detection import detect
+    from egoclean.segments import segments_document
     from egoclean.embeddings import Embeddings
 
     clip = clip_of(context)
@@ -133,16 +134,15 @@ def anomaly_segments(
     info = vjepa_embeddings.info
     video = info["video"]
     model = info["model"]
-    doc = {"clip_id": clip.key, "model": model, "random_weights": info["random_weights"],
-           "duration_sec": video["duration_sec"]} | det.to_dict(series=True)
+    doc = segments_document(clip.key, det, model, info["random_weights"], video["duration_sec"])
     path = storage.layout(clip).segments
     # The JSON gets its final name only once the rows are stored: a failed step leaves none.
     with atomic.atomic_path(path) as tmp, _store_errors(context):
         tmp.write_text(json.dumps(doc, indent=2) + "\n")
         db = store.store()
-        # Ground truth goes in first so the detection_eval view is complete for this clip.
-        for name, spans in ground_truth.sources():
-            db.replace_ground_truth(spans, name)
+        # The ground_truth table is loaded only when its configuration or files changed;
+        # replace_clip then judges this clip against it (the detection_eval view).
+        db.sync_ground_truth(ground_truth.fingerprint(), ground_truth.load)
         rows = db.replace_clip(clip_row(clip, video, storage, path, vjepa_embeddings.location("emb")), det, model,
                                random_weights=info["random_weights"])
     spans = [{"start_sec": s.start_sec, "end_sec": s.end_sec, "start": mmss(s.start_sec), "end": mmss(s.end_sec),
@@ -182,6 +182,7 @@ def diagnostics_plot(
     # imported here, not at module top: loading the definitions must stay free of heavy modules
     from egoclean.analysis import Analysis
     from egoclean.detection import Detection
+    from egoclean.ground_truth import judge
     from egoclean.plots import plot_detection, plot_diagnostics
 
     clip = clip_of(context)
@@ -192,8 +193,9 @@ def diagnostics_plot(
     diag = plot_diagnostics(analysis, out.diagnostics_plot, title)
     doc = json.loads(Path(anomaly_segments.layout.segments).read_text())
     det = Detection.from_dict(doc)
-    truth = ground_truth.spans_by_clip().get(clip.key)
-    detp = plot_detection(det, out.detection_plot, title, truth=truth)
+    # the spans the check judges against, drawn only when it judges them
+    verdict = judge(clip.key, det.spans, ground_truth.load().spans(clip.key), anomaly_segments.info["duration_sec"])
+    detp = plot_detection(det, out.detection_plot, title, truth=verdict.truth if verdict.judged else None)
     # On the materialization only: Output metadata would be stored a second time in the
     # STEP_OUTPUT event, doubling the pictures' bytes in the event log (docs/SCALE.md).
     context.add_asset_metadata({
@@ -205,5 +207,7 @@ def diagnostics_plot(
         metadata={
             "diagnostics_path": MetadataValue.path(storage.location(clip, diag)),
             "detection_path": MetadataValue.path(storage.location(clip, detp)),
+            "ground_truth": verdict.summary() if verdict.judged else f"not drawn: {verdict.reason}",
+            "ground_truth_spans_drawn": len(verdict.truth) if verdict.judged else 0,
         },
     )
