@@ -55,6 +55,7 @@ def launch_partition_runs(instance: DagsterInstance, keys: list[str], job_name: 
                           tags: Mapping[str, str] | None = None, run_config: Mapping | None = None,
                           poll_sec: float = 0.5) -> Iterator[tuple[str, RunOutcome]]:
     """Launch one run of `job_name` per partition key, one after another; yields (key, outcome)."""
+    # imported here, not at module top: Dagster's workspace machinery is needed only to launch
     from dagster._core.workspace.context import WorkspaceProcessContext
     from dagster._core.workspace.load_target import WorkspaceFileTarget
 
