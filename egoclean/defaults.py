@@ -52,6 +52,11 @@ SPAN_END_TOLERANCE_SEC = 5.0
 # The ground-truth source name of the packaged seed table (egoclean/data/ground_truth_seed.csv).
 SEED_SOURCE = "seed"
 
+# -- execution ------------------------------------------------------------------------
+
+EXECUTION = "local"  # or "ray" (egoclean_assets.cluster)
+CLIPS_PER_RUN = 16  # clips one Ray-mode run takes; local mode is one clip per run
+
 # -- bad-input limits -------------------------------------------------------------------
 
 # The largest frame (width x height) a video may declare: 8K UHD (egoclean.video).
@@ -99,6 +104,10 @@ ENVIRONMENT: tuple[EnvVar, ...] = (
     EnvVar("EGOCLEAN_SCOPE", SCOPE,
            "workers the discovery sensor and job scan: comma-separated fnmatch patterns such as `factory_00*/*`"),
     EnvVar("EGOCLEAN_EXPORT", EXPORT_DIR, "the LeRobot v3.0 dataset directory the `lerobot_dataset` asset writes"),
+    EnvVar("EGOCLEAN_EXECUTION", EXECUTION,
+           "`local` (one run per clip, no Ray) or `ray` (batched steps on a Ray cluster)"),
+    EnvVar("EGOCLEAN_CLIPS_PER_RUN", str(CLIPS_PER_RUN), "clips one Ray-mode run takes"),
+    EnvVar("EGOCLEAN_RAY_*", None, "the Ray cluster's settings, one variable per RayConfig field (deploy/cluster.env)"),
     EnvVar("EGOCLEAN_CACHE", CACHE_DIR, "shard-index cache (tar headers only), in its `index/` folder"),
     EnvVar("EGOCLEAN_MAX_PIXELS", str(MAX_PIXELS),
            "largest frame (width x height) a video may declare; larger ones are refused from the header"),

@@ -38,6 +38,7 @@ from dagster import (
 )
 from pydantic import Field
 
+from egoclean import defaults
 from egoclean.errors import InvalidInputError
 from egoclean.ids import ClipId
 from egoclean.timecode import mmss
@@ -64,13 +65,13 @@ from egoclean_assets.resources import (
 EXECUTION_ENV = "EGOCLEAN_EXECUTION"
 CLIPS_PER_RUN_ENV = "EGOCLEAN_CLIPS_PER_RUN"
 MODES = ("local", "ray")
-DEFAULT_CLIPS_PER_RUN = 16  # Ray mode; local mode is always one clip per run
+DEFAULT_CLIPS_PER_RUN = defaults.CLIPS_PER_RUN  # Ray mode; local mode is always one clip per run
 
 
 def execution_mode(env: Mapping[str, str] | None = None) -> str:
     """`local` (default: today's graph, no Ray) or `ray`, from EGOCLEAN_EXECUTION."""
     env = os.environ if env is None else env
-    mode = (env.get(EXECUTION_ENV) or "local").strip().lower()
+    mode = (env.get(EXECUTION_ENV) or defaults.EXECUTION).strip().lower()
     if mode not in MODES:
         raise InvalidInputError(f"{EXECUTION_ENV}={env.get(EXECUTION_ENV)!r}: use one of {', '.join(MODES)}")
     return mode

@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             env = {"EGOCLEAN_SOURCE": defaults.DATASET_URL, "EGOCLEAN_MODEL": defaults.MODEL_ID,
                    "EGOCLEAN_DEVICE": os.environ.get("EGOCLEAN_DEVICE", "auto"),
                    "EGOCLEAN_GROUND_TRUTH": "", "EGOCLEAN_GROUND_TRUTH_SEED": "1",
-                   "EGOCLEAN_SCOPE": "factory_001/worker_001"}  # the seed clips' worker, not the whole dataset
+                   "EGOCLEAN_SCOPE": defaults.SCOPE}  # the seed clips' worker, not the whole dataset
             keys = REAL_CLIPS
         else:
             env, keys = _synthetic(root, args.clips, args.duration)
