@@ -13,6 +13,7 @@ root moves every artifact. By factory / worker / clip::
         factory001_worker001_00001_segments.json      detection (egoclean.detection)
         factory001_worker001_00001_diagnostics.png    pictures (egoclean.plots)
         factory001_worker001_00001_detection.png
+        factory001_worker001_00001_episodes.json      training episodes (egoclean.export)
         _manifests/<asset>.json                       what each Dagster asset wrote, and when
 
 A type that writes several files (embeddings, analysis) is given a prefix and names its
@@ -130,6 +131,11 @@ class ClipLayout:
     def detection_plot(self) -> str:
         """The detection picture (score, thresholds, spans, ground truth)."""
         return self.path(f"{self.key}_detection.png")
+
+    @property
+    def episodes(self) -> str:
+        """The clip's training episodes (egoclean.export's plan table)."""
+        return self.path(f"{self.key}_episodes.json")
 
     def manifest(self, asset: str) -> str:
         """What the Dagster asset `asset` wrote for this clip."""

@@ -50,7 +50,8 @@ def test_roots_and_cli_naming():
 
 
 # The file names of a clip's artifacts, which only egoclean/layout.py may spell.
-NAMES = ("_intrinsics.json", "_rectified.mp4", "_segments.json", "_diagnostics.png", "_detection.png", "_manifests")
+NAMES = ("_intrinsics.json", "_rectified.mp4", "_segments.json", "_diagnostics.png", "_detection.png", "_manifests",
+         "_episodes.json")
 
 
 def _string_constants(path: Path) -> list[tuple[int, str]]:

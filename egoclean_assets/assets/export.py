@@ -11,11 +11,6 @@ from egoclean_assets.resources import ExportResource, StoreResource
 GROUP = "phase3_export"
 
 
-def _prefix(artifact: ClipArtifact, kind: str):
-    p = artifact.path(kind)
-    return p.with_name(p.name[: -len(f"_{kind}.npy")])
-
-
 @asset(partitions_def=clip_partitions, group_name=GROUP, kinds={"json"})
 def training_episodes(
     context: AssetExecutionContext,
@@ -34,10 +29,10 @@ def training_episodes(
 
     clip = clip_of(context)
     ci = clip_input_from_files(clip.key, rectified_clip.path("mp4"), anomaly_segments.path("json"),
-                               _prefix(similarity_matrix, "sim_mean"), intrinsics.path("json"),
+                               similarity_matrix.layout.analysis, intrinsics.path("json"),
                                vjepa_embeddings.path("emb"))
     table = plan_table(ci.plan(export.options().params), ci.fps)
-    path = atomic.write_json(storage.output_dir(clip, "training_episodes") / f"{clip.key}_episodes.json", table)
+    path = atomic.write_json(storage.layout(clip).episodes, table)
     rows = ["| # | start | end | cycle | cycles |", "|---|---|---|---|---|"] + [
         f"| {i} | {mmss(e['start_sec'])} ({e['start_sec']:.2f} s) | {mmss(e['end_sec'])} ({e['end_sec']:.2f} s) | "
         f"{e['cycle_index']} | {e['n_cycles']} |" for i, e in enumerate(table["episodes"])]
