@@ -56,8 +56,7 @@ def test_cluster_yaml_makes_a_postgres_instance(cluster, monkeypatch):
     with DagsterInstance.from_config(str(cluster["home"])) as inst:
         assert type(inst.run_storage).__name__ == "PostgresRunStorage"
         assert type(inst.event_log_storage).__name__ == "PostgresEventLogStorage"
-        # the same run monitoring and launcher as the embedded instance
-        assert inst.run_monitoring_enabled and type(inst.run_launcher).__name__ == "MonitoredRunLauncher"
+        assert inst.run_monitoring_enabled  # a dead run's slots are freed (docs/RELIABILITY.md)
         assert add_clip_partitions(inst, ["factory001_worker001_00001"]) == ["factory001_worker001_00001"]
     with DagsterInstance.from_config(str(cluster["home"])) as again:  # another process's view
         assert again.get_dynamic_partitions("clips") == ["factory001_worker001_00001"]
