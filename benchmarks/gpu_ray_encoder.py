@@ -92,7 +92,7 @@ def inside(args) -> dict:
     seconds = 4.0 if smoke else args.seconds
     print(f"clips: {max(decoders)} x {seconds:g} s {w}x{h} H.265 ...", flush=True)
     template = make_clip(work / "template.mp4", seconds, w, h)
-    ray.init(num_cpus=os.cpu_count(), num_gpus=0 if smoke else torch.cuda.device_count(),
+    ray.init(address="local", num_cpus=os.cpu_count(), num_gpus=0 if smoke else torch.cuda.device_count(),
              include_dashboard=False, log_to_driver=False, namespace="egoclean-bench")
     if smoke:
         from egoclean.tiny_model import save_tiny_model

@@ -362,9 +362,11 @@ def connect(cfg: RayConfig):
     import ray
 
     if not ray.is_initialized():
-        ray.init(address=cfg.address or None, namespace=cfg.namespace, ignore_reinit_error=True,
-                 log_to_driver=False, include_dashboard=False if not (cfg.address or os.environ.get("RAY_ADDRESS"))
-                 else None)
+        address = cfg.address or os.environ.get("RAY_ADDRESS") or None
+        # "local": a new Ray for this process. Left to itself, ray.init would join whatever
+        # cluster last wrote /tmp/ray/ray_current_cluster on this machine, even a dead one.
+        ray.init(address=address or "local", namespace=cfg.namespace, ignore_reinit_error=True,
+                 log_to_driver=False, **({} if address else {"include_dashboard": False}))
     return ray
 
 
