@@ -301,7 +301,10 @@ def contiguous_batches(order: list[str], keys: list[str], k: int) -> list[list[s
 
 
 def run_batches(job, instance, batches: list[list[str]], tags: dict, run_config: dict, out=print) -> int:
-    """Run `job` once per batch (a partition range) in this process; returns the failed runs."""
+    """Run `job`'s clip assets (`clip_batch`) once per batch (a partition range) in this process.
+
+    Assets of the job outside the batch (training_episodes: one clip per run) are left to
+    their own runs. Returns the failed runs."""
     # imported here: Dagster's private tag names, only needed when running batches
     from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
@@ -309,6 +312,7 @@ def run_batches(job, instance, batches: list[list[str]], tags: dict, run_config:
     for i, b in enumerate(batches, 1):
         run = job.execute_in_process(
             instance=instance, raise_on_error=False, run_config=run_config,
+            asset_selection=[AssetKey(a) for a in CLIP_ASSETS],
             tags=tags | {ASSET_PARTITION_RANGE_START_TAG: b[0], ASSET_PARTITION_RANGE_END_TAG: b[-1]})
         checks = run.get_asset_check_evaluations()
         bad = sorted({f"{c.check_name}[{c.partition}]" for c in checks if not c.passed})
