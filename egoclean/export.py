@@ -1013,10 +1013,14 @@ def verify_frames(root: str | os.PathLike, sources: dict[str, str | os.PathLike]
     rng = np.random.default_rng(seed)
     picks = rng.choice(len(eps), size=min(samples, len(eps)), replace=False) if len(eps) else []
     mismatches, checked, worst = [], 0, float("inf")
+    tmp = tempfile.TemporaryDirectory(prefix="egoclean-verify-")
+    fetched: dict[str, Path | None] = {}
     for e in sorted(int(x) for x in picks):
         row = eps.iloc[e]
         clip = str(row["egoclean/clip_id"])
         src = sources.get(clip)
+        if src is not None and _local(str(src)) is None:  # a remote data root: a local copy, once per clip
+            src = fetched.get(clip) or fetched.setdefault(clip, _fetch(str(src), Path(tmp.name)))
         if src is None or not Path(src).is_file():
             mismatches.append(f"episode {e}: source video of {clip} not available")
             continue
@@ -1059,7 +1063,20 @@ def verify_frames(root: str | os.PathLike, sources: dict[str, str | os.PathLike]
                 mismatches.append(f"episode {e} frame {k}: {psnr:.1f} dB against the scaled source (< {min_psnr})")
         elif not np.array_equal(got, want):
             mismatches.append(f"episode {e} frame {k}: differs from {clip} frame {want_i}")
+    tmp.cleanup()
     return {"checked": checked, "mismatches": mismatches, "min_psnr": None if worst == float("inf") else worst}
+
+
+def _fetch(url: str, into: Path) -> Path | None:
+    """A local copy of a file at an fsspec URL (None when it is not there)."""
+    import fsspec  # imported here: only remote data roots need it
+
+    fs, path = fsspec.core.url_to_fs(url)
+    if not fs.exists(path):
+        return None
+    dest = into / f"{len(list(into.iterdir()))}-{path.rsplit('/', 1)[-1]}"
+    fs.get_file(path, str(dest))
+    return dest
 
 
 def _swap(stage: Path, out: Path) -> None:

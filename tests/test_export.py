@@ -27,6 +27,7 @@ from egoclean.export import (
     export_dataset,
     export_from_store,
     select_clips,
+    verify_frames,
 )
 from egoclean.ids import ClipId
 from egoclean.store import Store
@@ -243,6 +244,11 @@ def test_frames_equal_the_rectified_clip_at_sampled_times(clips, dataset):
             assert np.array_equal(got, want)  # stream copy: bit-identical decoded frames
             checked += 1
     assert checked >= 4
+    # the library's check (what frames_match_rectified runs) agrees, and catches swapped sources
+    srcs = {k: clips["store"].clip(k)["paths"]["rectified"] for k in clips["keys"]}
+    assert verify_frames(root, srcs, samples=4)["mismatches"] == []
+    swapped = dict(zip(clips["keys"], reversed(list(srcs.values()))))
+    assert verify_frames(root, swapped, samples=4)["mismatches"]
 
 
 def test_cuts_land_on_one_phase_of_the_planted_cycle(clips, dataset):
@@ -449,6 +455,9 @@ def test_clips_in_a_remote_data_root_are_fetched_one_at_a_time(clips, dataset, t
     assert len(got["egoclean/embedding"].iloc[0]) == 64
     assert rep.episodes_added == len(want)
     assert not list(Path(tempfile.gettempdir()).glob("egoclean-export-*"))  # the downloads are gone
+    # the frame check reads the source from the remote root too
+    check = verify_frames(tmp_path / "remote", {key: f"{base}/{key}_rectified.mp4"}, samples=3)
+    assert check["checked"] == 3 and check["mismatches"] == []
     fs.rm("/bucket", recursive=True)
     missing = select_clips(clips["store"], clips=[key])[0]
     missing.video, missing.remote = None, _remote_files(key, f"{base}/{key}_rectified.mp4", None)
