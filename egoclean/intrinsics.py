@@ -44,6 +44,18 @@ PEAK_MARGIN = 0.999
 OUTSIDE = -64.0
 
 
+def read_json(path: Path, what: str, finite: bool = True, missing: str = "") -> Any:
+    """Parse an intrinsics JSON file (bounded, see egoclean.jsonin); every failure is one
+    IntrinsicsError naming `what` and the file (`missing` adds a hint when it is absent)."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise IntrinsicsError(f"{what} {path}: file not found{missing}") from None
+    except OSError as e:
+        raise IntrinsicsError(f"{what} {path}: cannot be read ({e})") from None
+    return jsonin.loads(raw, f"{what} {path}", IntrinsicsError, finite=finite)
+
+
 def _number(d: Mapping[str, Any], key: str, source: str) -> float:
     if key not in d:
         raise IntrinsicsError(f"intrinsics {source}: field {key!r} is missing")
@@ -120,14 +132,8 @@ class FisheyeIntrinsics:
     def load(cls, path: str | os.PathLike) -> "FisheyeIntrinsics":
         """Read and validate an `intrinsics.json` file."""
         path = Path(path)
-        try:
-            raw = path.read_bytes()
-        except FileNotFoundError:
-            raise IntrinsicsError(f"intrinsics {path}: file not found") from None
-        except OSError as e:
-            raise IntrinsicsError(f"intrinsics {path}: cannot be read ({e})") from None
         # NaN/Infinity pass the parser: from_dict names the field they are in.
-        d = jsonin.loads(raw, f"intrinsics {path}", IntrinsicsError, finite=False)
+        d = read_json(path, "intrinsics", finite=False)
         return cls.from_dict(d, source=str(path))
 
     @property
@@ -306,13 +312,7 @@ class RectifiedIntrinsics:
     def load(cls, path: str | os.PathLike) -> "RectifiedIntrinsics":
         """Read a file written by `save`."""
         p = Path(path)
-        try:
-            data = p.read_bytes()
-        except FileNotFoundError:
-            raise IntrinsicsError(f"rectified intrinsics {p}: file not found") from None
-        except OSError as e:
-            raise IntrinsicsError(f"rectified intrinsics {p}: cannot be read ({e})") from None
-        return cls.from_dict(jsonin.loads(data, f"rectified intrinsics {p}", IntrinsicsError), source=str(p))
+        return cls.from_dict(read_json(p, "rectified intrinsics"), source=str(p))
 
 
 def rectified_intrinsics(

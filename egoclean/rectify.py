@@ -22,10 +22,10 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from egoclean import atomic, jsonin, video
+from egoclean import atomic, video
 from egoclean.prefetch import read_ahead
 from egoclean.errors import IntrinsicsError, InvalidInputError, VideoError
-from egoclean.intrinsics import OUTSIDE, FisheyeIntrinsics, RectifiedIntrinsics, rectified_intrinsics
+from egoclean.intrinsics import OUTSIDE, FisheyeIntrinsics, RectifiedIntrinsics, read_json, rectified_intrinsics
 from egoclean.layout import intrinsics_beside
 
 # Encoding dominates the cost on CPU. These defaults come from benchmarks/bench_rectify.py
@@ -263,13 +263,7 @@ def load_rectified(video_path: str | os.PathLike) -> dict:
     video_path = Path(video_path)
     intr = intrinsics_path_for(video_path)
     with atomic.folder_lock(video_path.parent, shared=True):
-        try:
-            raw = intr.read_bytes()
-        except FileNotFoundError:
-            raise IntrinsicsError(f"intrinsics {intr}: file not found (none beside {video_path})") from None
-        except OSError as e:
-            raise IntrinsicsError(f"intrinsics {intr}: cannot be read ({e})") from None
-        d = jsonin.loads(raw, f"intrinsics {intr}", IntrinsicsError)
+        d = read_json(intr, "intrinsics", missing=f" (none beside {video_path})")
         rec = d.get("video") if isinstance(d, dict) else None
         if not isinstance(rec, dict):
             raise IntrinsicsError(f"intrinsics {intr}: records no video (not written by egoclean rectify)")

@@ -8,8 +8,6 @@ ephemeral Dagster instance (and a SQLite one for the two-process test).
 import json
 import os
 import re
-import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
@@ -17,6 +15,7 @@ from pathlib import Path
 import pytest
 from dagster import AssetSelection, DagsterInstance, materialize
 
+from dagster_helpers import run_scripts
 from egoclean.store import Store
 from egoclean_assets.assets import ALL_ASSETS
 from egoclean_assets.checks import ALL_CHECKS
@@ -408,16 +407,7 @@ def test_two_partitions_at_once_in_separate_processes(dataset, graph, tmp_path):
     with DagsterInstance.from_config(str(home)) as inst:
         add_clip_partitions(inst, dataset["keys"])
     env = {**os.environ, "DAGSTER_HOME": str(home), "PYTHONPATH": str(ROOT)}
-    procs = [subprocess.Popen([sys.executable, str(script), k], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True) for k in dataset["keys"]]
-    outs = []
-    for p in procs:
-        try:
-            out, _ = p.communicate(timeout=300)
-        finally:
-            if p.poll() is None:
-                p.kill()
-        outs.append((p.returncode, out))
+    outs = run_scripts(script, dataset["keys"], env, timeout=300)
     for rc, out in outs:
         assert rc == 0, out[-3000:]
         # a held lock is waited out by Store's retry, never surfaced as an error

@@ -3,8 +3,6 @@
 graph run on two synthetic clips from two processes at once."""
 
 import os
-import subprocess
-import sys
 import textwrap
 import uuid
 
@@ -13,6 +11,7 @@ import pytest
 import s3fs
 from dagster import AssetKey, DagsterInstance
 
+from dagster_helpers import run_scripts
 from egoclean.store import Store
 from egoclean_assets.partitions import add_clip_partitions
 from test_assets_graph import ROOT, dataset  # noqa: F401  (the synthetic clips and tiny model fixture)
@@ -71,16 +70,7 @@ def test_two_processes_run_the_graph_on_shared_storage(dataset, cluster):  # noq
     script.write_text(WORKER.format(tests=str(ROOT / "tests"), dataset=ds, root=cluster["root"], db=cluster["db"],
                                     data_path=cluster["data_path"]))
     env = {**os.environ, **cluster["env"], "PYTHONPATH": str(ROOT)}
-    procs = [subprocess.Popen([sys.executable, str(script), k], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True) for k in keys]
-    outs = []
-    for p in procs:
-        try:
-            out, _ = p.communicate(timeout=600)
-        finally:
-            if p.poll() is None:
-                p.kill()
-        outs.append((p.returncode, out))
+    outs = run_scripts(script, keys, env, timeout=600)
     for rc, out in outs:
         assert rc == 0, out[-3000:]
     # the instance in PostgreSQL saw both runs

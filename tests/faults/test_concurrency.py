@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 from dagster import DagsterInstance
 
+from dagster_helpers import run_scripts
 from egoclean.embeddings import Embeddings
 from egoclean.store import Store
 from egoclean.video import probe
@@ -55,16 +54,7 @@ def test_same_partition_twice_at_once(synth_dataset, tiny_model, tmp_path):
     with DagsterInstance.from_config(str(home)) as inst:
         add_clip_partitions(inst, [key])
     env = {**os.environ, "DAGSTER_HOME": str(home), "PYTHONPATH": str(ROOT)}
-    procs = [subprocess.Popen([sys.executable, str(script), key], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True) for _ in range(2)]
-    outs = []
-    for p in procs:
-        try:
-            out, _ = p.communicate(timeout=400)
-        finally:
-            if p.poll() is None:
-                p.kill()
-        outs.append(out)
+    outs = [out for _, out in run_scripts(script, [key, key], env, timeout=400)]
     # Both usually succeed: when run B deletes the raw clip (its consumers are done)
     # before run A's rectified_clip has read it, A fetches it again from the shard. Should
     # that fail too, A says so in one line. The run queue (dagster_home/dagster.yaml) keeps
