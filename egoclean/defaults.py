@@ -62,6 +62,13 @@ CLIPS_PER_RUN = 16  # clips one Ray-mode run takes; local mode is one clip per r
 # The largest frame (width x height) a video may declare: 8K UHD (egoclean.video).
 MAX_PIXELS = 7680 * 4320
 
+# -- video hardware ---------------------------------------------------------------------
+
+# Decoder/encoder choice (egoclean.video): `auto` tries NVDEC/NVENC and falls back to
+# the CPU codecs, `cpu` never tries them, `nvidia` requires them.
+HWACCEL = "auto"
+HWACCEL_CHOICES = ("auto", "cpu", "nvidia")
+
 # -- command line ---------------------------------------------------------------------
 
 # `egoclean sql`: seconds to wait while a writer holds the database.
@@ -111,4 +118,6 @@ ENVIRONMENT: tuple[EnvVar, ...] = (
     EnvVar("EGOCLEAN_CACHE", CACHE_DIR, "shard-index cache (tar headers only), in its `index/` folder"),
     EnvVar("EGOCLEAN_MAX_PIXELS", str(MAX_PIXELS),
            "largest frame (width x height) a video may declare; larger ones are refused from the header"),
+    EnvVar("EGOCLEAN_HWACCEL", HWACCEL,
+           "video decode/encode: `auto` (NVDEC/NVENC when they open, else CPU), `cpu`, or `nvidia` (required)"),
 )

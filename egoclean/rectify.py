@@ -165,6 +165,7 @@ def rectify_video(
     yuv = info.width % 2 == 0 and info.height % 2 == 0
     fmt = "yuv420p" if yuv else "bgr24"
     step = rectifier.remap_yuv420 if yuv else rectifier
+    decoder = video.decoder_for(info.codec)  # NVDEC where it opens ($EGOCLEAN_HWACCEL), probed once
     frames = video.iter_frames(in_path, fmt=fmt)
     if prefetch:
         frames = read_ahead(frames, depth=_QUEUE_FRAMES)
@@ -183,6 +184,7 @@ def rectify_video(
                 tmp, info.fps, rectifier.width, rectifier.height, codec=codec, crf=crf, preset=preset,
                 options={"x264-params": x264_params} if x264_params and codec == "libx264" else None,
             ) as writer:
+                encoder = writer.codec
                 for frame in frames:
                     writer.write(step(frame), fmt=fmt)
                     n += 1
@@ -222,6 +224,8 @@ def rectify_video(
         "throughput_fps": n / seconds if seconds > 0 else float("inf"),
         "size_bytes": out_path.stat().st_size,
         "codec": codec,
+        "decoder": decoder,
+        "encoder": encoder,
         "crf": crf,
         "preset": preset,
         "x264_params": x264_params if codec == "libx264" else None,

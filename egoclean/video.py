@@ -1,6 +1,12 @@
 """Streaming video I/O with PyAV: probe, frame iteration and an H.264/H.265 writer.
 
 Frames are yielded one at a time, so memory does not grow with clip length.
+
+Hardware codecs: PyAV's bundled FFmpeg has NVDEC decoders (`hevc_cuvid`, `h264_cuvid`)
+and NVENC encoders (`h264_nvenc`, `hevc_nvenc`); they exist everywhere but open only on
+a node with an NVIDIA GPU and driver. $EGOCLEAN_HWACCEL chooses (`hwaccel()`): `auto`
+uses them when they open and the CPU codecs otherwise, `cpu` never tries them, `nvidia`
+requires them. Each hardware codec is probed once per process (`hw_available`).
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import av
 import numpy as np
 
 from egoclean import defaults
-from egoclean.errors import VideoError
+from egoclean.errors import EgoCleanError, InvalidInputError, VideoError
 from egoclean.options import env_whole
 
 # The pipeline's video contract: Egocentric-10K clips are H.265 and the rectified clips
@@ -28,6 +34,20 @@ SUPPORTED_CODECS = ("h264", "hevc")
 # with the environment variable MAX_PIXELS_ENV (a positive integer).
 DEFAULT_MAX_PIXELS = defaults.MAX_PIXELS
 MAX_PIXELS_ENV = "EGOCLEAN_MAX_PIXELS"
+HWACCEL_ENV = "EGOCLEAN_HWACCEL"
+# The NVDEC decoder for each input codec, the NVENC encoder for each CPU encoder.
+NVDEC = {"hevc": "hevc_cuvid", "h264": "h264_cuvid"}
+NVENC = {"libx264": "h264_nvenc", "libx265": "hevc_nvenc"}
+# x264/x265 presets -> NVENC's p1 (fastest) .. p7 (best); rate control: constant quality
+# (-cq) at the CRF value, which NVENC reads on about the same 0-51 scale.
+_NVENC_PRESETS = {"ultrafast": "p1", "superfast": "p1", "veryfast": "p2", "faster": "p3", "fast": "p4",
+                  "medium": "p4", "slow": "p5", "slower": "p6", "veryslow": "p7"}
+# Hardware codec name -> None (it opens here) or why it does not; probed once per process.
+_HW_PROBED: dict[str, str | None] = {}
+
+
+class HardwareCodecError(EgoCleanError):
+    """EGOCLEAN_HWACCEL=nvidia, but an NVDEC/NVENC codec does not open on this node."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +73,91 @@ class VideoInfo:
 def max_pixels() -> int:
     """The frame-size limit: $EGOCLEAN_MAX_PIXELS, else DEFAULT_MAX_PIXELS."""
     return env_whole(os.environ, MAX_PIXELS_ENV, DEFAULT_MAX_PIXELS, 1, 10**12)
+
+
+def hwaccel(choice: str | None = None) -> str:
+    """The hardware choice: `choice` if given, else $EGOCLEAN_HWACCEL, else defaults.HWACCEL."""
+    raw = choice if choice is not None else os.environ.get(HWACCEL_ENV, "")
+    value = raw.strip().lower() or defaults.HWACCEL
+    if value not in defaults.HWACCEL_CHOICES:
+        raise InvalidInputError(
+            f"environment variable {HWACCEL_ENV}: expected one of {', '.join(defaults.HWACCEL_CHOICES)}, "
+            f"got {raw[:40]!r}"
+        )
+    return value
+
+
+def _probe_hw(name: str, mode: str) -> str | None:
+    """Open hardware codec `name` once; None if it opens, else the reason (cached per process)."""
+    if name not in _HW_PROBED:
+        try:
+            ctx = av.CodecContext.create(name, mode)
+            if mode == "w":
+                ctx.width, ctx.height, ctx.pix_fmt, ctx.time_base = 256, 256, "yuv420p", Fraction(1, 30)
+            ctx.open()
+            ctx.close()
+            _HW_PROBED[name] = None
+        except (av.FFmpegError, OSError, ValueError) as e:
+            _HW_PROBED[name] = str(e).splitlines()[0] if str(e) else type(e).__name__
+    return _HW_PROBED[name]
+
+
+def hw_available(name: str, mode: str = "r") -> bool:
+    """Whether hardware codec `name` (e.g. hevc_cuvid, mode "r"; h264_nvenc, mode "w") opens here."""
+    return _probe_hw(name, mode) is None
+
+
+def _hw_refused(name: str, reason: str) -> HardwareCodecError:
+    return HardwareCodecError(
+        f"{HWACCEL_ENV}=nvidia: {name} does not open on this node ({reason}); use auto or cpu without an NVIDIA GPU"
+    )
+
+
+def decoder_for(codec: str, choice: str | None = None) -> str:
+    """The decoder `iter_frames` uses for a stream of `codec` under the hardware choice."""
+    hw = hwaccel(choice)
+    name = NVDEC.get(codec)
+    if hw == "cpu" or name is None:
+        if hw == "nvidia":
+            raise _hw_refused(f"an NVDEC decoder for {codec}", "none exists")
+        return codec
+    reason = _probe_hw(name, "r")
+    if reason is None:
+        return name
+    if hw == "nvidia":
+        raise _hw_refused(name, reason)
+    return codec
+
+
+def encoder_for(codec: str, choice: str | None = None) -> str:
+    """The encoder `VideoWriter` uses for CPU encoder `codec` (libx264...) under the hardware choice."""
+    hw = hwaccel(choice)
+    name = NVENC.get(codec)
+    if hw == "cpu" or name is None:
+        if hw == "nvidia":
+            raise _hw_refused(f"an NVENC encoder for {codec}", "none exists")
+        return codec
+    reason = _probe_hw(name, "w")
+    if reason is None:
+        return name
+    if hw == "nvidia":
+        raise _hw_refused(name, reason)
+    return codec
+
+
+def _hw_frames(container, stream, name: str):
+    """Decode the stream's packets with NVDEC decoder `name`; frames come back as CPU frames."""
+    ctx = av.CodecContext.create(name, "r")
+    if stream.codec_context.extradata:
+        ctx.extradata = stream.codec_context.extradata
+    ctx.open()
+    try:
+        for packet in container.demux(stream):
+            if packet.size:
+                yield from ctx.decode(packet)
+        yield from ctx.decode(None)
+    finally:
+        ctx.close()
 
 
 def _open(path: str | os.PathLike):
@@ -122,8 +227,9 @@ def probe(path: str | os.PathLike, codecs: tuple[str, ...] | None = SUPPORTED_CO
         container.close()
 
 
-def iter_frames(path: str | os.PathLike, fmt: str = "bgr24") -> Iterator[np.ndarray]:
-    """Decode frames in order (threaded decoder) as HxWx3 uint8 arrays in `fmt`.
+def iter_frames(path: str | os.PathLike, fmt: str = "bgr24", hw: str | None = None) -> Iterator[np.ndarray]:
+    """Decode frames in order (NVDEC or the threaded CPU decoder, per `decoder_for` and the
+    hardware choice `hw`, default $EGOCLEAN_HWACCEL) as HxWx3 uint8 arrays in `fmt`.
 
     Frames must sit on a constant-rate grid: the pipeline counts time in frames (window
     stride, span times, the rectified output's rate), so a variable-frame-rate clip would
@@ -136,11 +242,14 @@ def iter_frames(path: str | os.PathLike, fmt: str = "bgr24") -> Iterator[np.ndar
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        decoder = decoder_for(stream.codec_context.name, hw)
         rate = stream.average_rate or stream.guessed_rate
         tick = float(1 / (rate * stream.time_base)) if rate and stream.time_base else None
         prev = None
         try:
-            for i, frame in enumerate(container.decode(stream)):
+            decoded = container.decode(stream) if decoder == stream.codec_context.name else (
+                _hw_frames(container, stream, decoder))
+            for i, frame in enumerate(decoded):
                 if tick and frame.pts is not None:
                     gap = None if prev is None else (frame.pts - prev) / tick
                     prev = frame.pts
@@ -159,7 +268,11 @@ def iter_frames(path: str | os.PathLike, fmt: str = "bgr24") -> Iterator[np.ndar
 
 
 class VideoWriter:
-    """Encode BGR frames to an MP4 (libx264 by default; libx265, h264_nvenc also work)."""
+    """Encode BGR frames to an MP4 (libx264 by default; libx265, h264_nvenc also work).
+
+    Under the hardware choice `hw` (default $EGOCLEAN_HWACCEL) libx264/libx265 become
+    h264_nvenc/hevc_nvenc where those open (`encoder_for`); `codec` says which is used.
+    """
 
     def __init__(
         self,
@@ -172,10 +285,13 @@ class VideoWriter:
         preset: str | None = "veryfast",
         pix_fmt: str = "yuv420p",
         options: dict[str, str] | None = None,
+        hw: str | None = None,
     ):
         if width % 2 or height % 2:
             raise VideoError(f"video {path}: {width}x{height} has an odd side; yuv420p needs even sizes")
         self.path = Path(path)
+        requested = codec
+        codec = self.codec = encoder_for(codec, hw)
         self.container = av.open(str(self.path), mode="w")
         self.stream = self.container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
         self.stream.width = width
@@ -184,11 +300,17 @@ class VideoWriter:
         opts: dict[str, str] = {}
         if crf is not None and codec in ("libx264", "libx265"):
             opts["crf"] = str(crf)
-        if preset is not None:
+        if codec in NVENC.values():
+            # Same quality bound as the CRF: constant-quality VBR at that value.
+            if crf is not None:
+                opts.update({"rc": "vbr", "cq": str(crf), "b": "0"})
+            opts["preset"] = _NVENC_PRESETS.get(preset or "medium", "p4")
+        elif preset is not None:
             opts["preset"] = preset
         if codec == "libx265":
             opts["x265-params"] = "log-level=error"
-        opts.update(options or {})
+        if codec == requested:  # CPU-encoder options (x264-params...) mean nothing to NVENC
+            opts.update(options or {})
         self.stream.options = opts
         self.stream.thread_type = "AUTO"
         self._time_base = Fraction(1, 1) / Fraction(fps).limit_denominator(1001)

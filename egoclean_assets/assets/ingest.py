@@ -134,6 +134,7 @@ def rectified_clip(
             "throughput_fps": MetadataValue.float(round(result["throughput_fps"], 2)),
             "crf": result["crf"],
             "preset": str(result["preset"]),
+            "codecs": f"{result['decoder']} -> {result['encoder']}",  # NVDEC/NVENC or CPU ($EGOCLEAN_HWACCEL)
             "valid_fraction": MetadataValue.float(round(result["valid_fraction"], 4)),
             "path": MetadataValue.path(storage.location(clip, out)),
             "raw_refetched": not raw_tar.files,
