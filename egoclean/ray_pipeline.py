@@ -103,16 +103,78 @@ class ClusterError(EgoCleanError):
 
 @dataclass
 class ClipJob:
-    """One clip's inputs and where its outputs go (local paths, visible to every node)."""
+    """One clip's inputs and where its outputs go.
+
+    With `store` unset, `clip_dir` is the clip's final folder and every node sees it (a
+    local root, or a shared mount). With `store` set (a remote data root: RemoteRoot's
+    keyword arguments), each task downloads its inputs from `store_dir` (the clip's folder
+    in the root), works in a folder of its own under `work_dir` (this node's disk), uploads
+    its outputs to `store_dir` and removes its folder; `clip_dir` is then only the name the
+    results' paths are given (the driver's local folder of the clip)."""
 
     clip_id: str
     clip_dir: str  # the clip's output folder; files named by egoclean.layout (the raw clip in its raw/)
     ground_truth: list = field(default_factory=list)  # GroundTruthSpan-like, for the detection picture
+    store: dict | None = None  # RemoteRoot(**store): the remote data root the tasks read and write
+    store_dir: str | None = None  # the clip's folder in that root (a URL)
+    work_dir: str | None = None  # local staging on the task's node; None: <system temp>/egoclean-work
 
     @property
     def layout(self):
         """The clip's files in `clip_dir` (egoclean.layout.ClipLayout)."""
         return ClipLayout(self.clip_id, self.clip_dir)
+
+
+class _Staging:
+    """Where one task works on a clip: `clip_dir` itself, or (remote root) a folder of its own, removed after."""
+
+    def __init__(self, job: ClipJob):
+        self.job = job
+        self.remote = None
+        if job.store is None:
+            self.layout = job.layout
+            self.dir = None
+            return
+        import tempfile
+
+        from egoclean.object_store import RemoteRoot
+
+        self.remote = RemoteRoot(**job.store)
+        self.fs = self.remote.fs()
+        base = Path(job.work_dir) if job.work_dir else Path(tempfile.gettempdir()) / "egoclean-work"
+        base = base / "ray"
+        base.mkdir(parents=True, exist_ok=True)
+        self.dir = Path(tempfile.mkdtemp(prefix=f"{job.clip_id}-", dir=base))
+        self.layout = ClipLayout(job.clip_id, str(self.dir))
+
+    def __enter__(self) -> "_Staging":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.dir is not None:
+            import shutil
+
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def fetch(self, names: list[str]) -> None:
+        """Download the clip's files `names` (relative to its folder) from the root into the staging folder."""
+        if self.remote is not None:
+            final = ClipLayout(self.job.clip_id, self.job.store_dir)
+            for n in names:
+                self.remote.get(final.path(n), self.layout.path(n), fs=self.fs)
+
+    def publish(self, paths: dict) -> dict:
+        """Upload the staged files (role -> path) to the root; their paths as named under `clip_dir`.
+
+        Only files go up here; the driver writes the manifests after, so no manifest
+        ever names a file that is not in the root yet."""
+        out = {}
+        for role, p in paths.items():
+            rel = self.layout.relative(p)
+            if self.remote is not None:
+                self.remote.put(p, ClipLayout(self.job.clip_id, self.job.store_dir).path(rel), fs=self.fs)
+            out[role] = self.job.layout.path(rel)
+        return out
 
 
 @dataclass
@@ -138,16 +200,22 @@ def fetch_rectify(job: ClipJob, source: dict, balance: float = 0.0, encode_kwarg
     `source` is `open_source`'s keyword arguments without the token (read on the node
     from HF_TOKEN, so it never travels in a task argument)."""
     from egoclean.ids import ClipId
-    from egoclean.intrinsics import FisheyeIntrinsics, rectified_intrinsics
-    from egoclean.rectify import rectify_video
     from egoclean.secrets import hf_token
     from egoclean.source import open_source
-    from egoclean.video import probe
 
     clip = ClipId.parse(job.clip_id)
     src = open_source(**source, token=hf_token())
+    with _Staging(job) as stage:
+        return _fetch_rectify(job, stage, clip, src, source, balance, encode_kwargs)
+
+
+def _fetch_rectify(job, stage, clip, src, source, balance, encode_kwargs) -> dict:
+    from egoclean.intrinsics import FisheyeIntrinsics, rectified_intrinsics
+    from egoclean.rectify import rectify_video
+    from egoclean.video import probe
+
     t0 = time.perf_counter()
-    lay = job.layout
+    lay = stage.layout
     fetched = src.fetch_clip(clip, lay.raw_dir, progress=False)
     fetch_s = time.perf_counter() - t0
     info = probe(fetched.mp4_path)
@@ -160,6 +228,8 @@ def fetch_rectify(job: ClipJob, source: dict, balance: float = 0.0, encode_kwarg
     raw_files = {"mp4": str(fetched.mp4_path), "sidecar": str(fetched.sidecar_path)}
     for p in raw_files.values():
         Path(p).unlink(missing_ok=True)
+    published = stage.publish({"json": str(intr_path), "mp4": str(out)})
+    raw_files = {k: job.layout.path(lay.relative(v)) for k, v in raw_files.items()}
     with_raw = Path(lay.raw_dir)
     if with_raw.is_dir() and not any(with_raw.iterdir()):
         with_raw.rmdir()
@@ -167,8 +237,8 @@ def fetch_rectify(job: ClipJob, source: dict, balance: float = 0.0, encode_kwarg
         "raw": {"files": raw_files, "video": info.as_dict(), "sidecar": dict(fetched.sidecar),
                 "shard": getattr(fetched.shard, "name", None) or str(fetched.shard),
                 "size_bytes": fetched.size_bytes, "fetch_seconds": fetch_s},
-        "intrinsics": {"json": str(intr_path), "rectified": rect.to_dict()},
-        "rectified": {"mp4": str(out), **{k: v for k, v in result.items()}},
+        "intrinsics": {"json": published["json"], "rectified": rect.to_dict()},
+        "rectified": {**{k: v for k, v in result.items()}, "mp4": published["mp4"]},
         "pid": os.getpid(),
     }
 
@@ -269,6 +339,12 @@ def embed_clip(actor, spec: dict, job: ClipJob, send_windows: int = 2, in_flight
 
     Same windows, preprocessing and meta as `egoclean.encoder.embed_video`; only the
     forward passes happen in the actor, batched with other clips' windows."""
+    with _Staging(job) as stage:
+        stage.fetch([job.layout.relative(job.layout.rectified)])
+        return _embed_clip(actor, spec, job, stage, send_windows, in_flight)
+
+
+def _embed_clip(actor, spec: dict, job: ClipJob, stage: _Staging, send_windows: int, in_flight: int) -> dict:
     import ray
 
     from egoclean.embeddings import Embeddings
@@ -278,7 +354,7 @@ def embed_clip(actor, spec: dict, job: ClipJob, send_windows: int = 2, in_flight
     from egoclean.video import probe
     from egoclean.windows import n_windows, window_stride
 
-    path = job.layout.rectified
+    path = stage.layout.rectified
     info = probe(path)
     F = int(spec["frames_per_window"])
     stride = window_stride(info.fps)
@@ -311,15 +387,25 @@ def embed_clip(actor, spec: dict, job: ClipJob, send_windows: int = 2, in_flight
     meta = embedding_meta(spec["describe"], spec["preprocess_source"], path, info, stream.n_decoded, stride,
                           len(starts))
     emb = Embeddings(emb=np.concatenate(embs), temb=np.concatenate(tembs), ts=ts, meta=meta)
-    files = emb.save(job.layout.embeddings)
-    return {"files": {k: str(v) for k, v in files.items()}, "windows": len(emb), "seconds": time.perf_counter() - t0,
+    files = stage.publish({k: str(v) for k, v in emb.save(stage.layout.embeddings).items()})
+    return {"files": files, "windows": len(emb), "seconds": time.perf_counter() - t0,
             "emb_shape": list(emb.emb.shape), "temb_shape": list(emb.temb.shape), "stride": stride,
             "n_frames": stream.n_decoded, "load_id": spec["load_id"], "model": spec["model"],
             "random_weights": spec["random_weights"], "device": spec["device"], "dtype": spec["dtype"]}
 
 
-def analyse_detect(job: ClipJob, params: dict, video: dict, model: str, random_weights: bool) -> dict:
-    """Similarity analysis, detection (segments JSON) and the two pictures of one clip."""
+def analyse_detect(job: ClipJob, params: dict, video: dict, model: str, random_weights: bool,
+                   embeddings: dict | None = None) -> dict:
+    """Similarity analysis, detection (segments JSON) and the two pictures of one clip.
+
+    `embeddings`: the embedding files (role -> path under `clip_dir`), fetched first from a remote root."""
+    with _Staging(job) as stage:
+        stage.fetch([job.layout.relative(p) for p in (embeddings or {}).values()])
+        return _analyse_detect(job, stage, params, video, model, random_weights)
+
+
+def _analyse_detect(job: ClipJob, stage: _Staging, params: dict, video: dict, model: str,
+                    random_weights: bool) -> dict:
     from egoclean import atomic
     from egoclean.analysis import analyse
     from egoclean.detection import DetectionParams, detect
@@ -328,7 +414,7 @@ def analyse_detect(job: ClipJob, params: dict, video: dict, model: str, random_w
     from egoclean.plots import plot_detection, plot_diagnostics
     from egoclean.segments import segments_document
 
-    lay = job.layout
+    lay = stage.layout
     emb = Embeddings.load(lay.embeddings, mmap=True)
     t0 = time.perf_counter()
     an = analyse(emb, matrices=True)
@@ -344,13 +430,16 @@ def analyse_detect(job: ClipJob, params: dict, video: dict, model: str, random_w
     # the spans the check judges against, drawn only when it judges them
     verdict = judge(job.clip_id, det.spans, job.ground_truth, video["duration_sec"])
     detp = plot_detection(det, lay.detection_plot, title, truth=verdict.truth if verdict.judged else None)
+    an_files = stage.publish({k: str(v) for k, v in an_files.items()})
+    pub = stage.publish({"json": str(seg), "diagnostics": str(diag), "detection": str(detp)})
+    del emb  # its memory map, before the staging folder goes
     return {
-        "similarity": {"files": {k: str(v) for k, v in an_files.items()}, "period_sec": an.period_sec,
+        "similarity": {"files": an_files, "period_sec": an.period_sec,
                        "step_sec": float(an.step_sec), "windows": int(len(an.ts)),
                        "matrix_size": int(an.sim_mean.shape[0]), "subsampled": bool(an.matrices_subsampled),
                        "seconds": analyse_s},
-        "segments": {"json": str(seg), "detection": det, "seconds": detect_s},
-        "plots": {"diagnostics": str(diag), "detection": str(detp)},
+        "segments": {"json": pub["json"], "detection": det, "seconds": detect_s},
+        "plots": {"diagnostics": pub["diagnostics"], "detection": pub["detection"]},
     }
 
 
@@ -443,7 +532,8 @@ def run_clips(
     by_id = {j.clip_id: j for j in jobs}
     waiting: dict = {}  # ObjectRef -> (clip id, stage)
     for i, j in enumerate(jobs):
-        Path(j.clip_dir).mkdir(parents=True, exist_ok=True)
+        if j.store is None:
+            Path(j.clip_dir).mkdir(parents=True, exist_ok=True)
         waiting[t_rect.remote(j, source, balance, encode_kwargs)] = (j.clip_id, "rectify", i % len(actors))
 
     def finish(r: ClipResult) -> None:
@@ -469,7 +559,8 @@ def run_clips(
                 clip_id, "embed", slot)
         elif stage == "embed":
             video = {k: out_v for k, out_v in r.stages["rectify"]["rectified"].items()}
-            waiting[t_analyse.remote(j, dict(detection or {}), video, out["model"], out["random_weights"])] = (
+            waiting[t_analyse.remote(j, dict(detection or {}), video, out["model"], out["random_weights"],
+                                     out["files"])] = (
                 clip_id, "analyse", slot)
         else:
             finish(r)

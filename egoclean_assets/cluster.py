@@ -21,7 +21,10 @@ stages a failed clip did finish are recorded too.
 
 import dataclasses
 import os
+import shutil
+import tempfile
 import time
+from pathlib import Path
 from typing import Mapping
 
 from dagster import (
@@ -146,17 +149,27 @@ def ray_graph(env: Mapping[str, str] | None = None) -> tuple[list, list, dict]:
 def _record(context, storage: ClipStorage, clip: ClipId, asset: str, files: dict, info: dict, metadata: dict,
             consumed: dict | None = None) -> tuple[ClipArtifact, dict]:
     """Manifest + materialization of one asset of one clip; returns (the artifact the checks read, the manifest)."""
-    rel = storage.publish(clip, files) if files else {}
+    if storage.is_local:
+        rel = storage.publish(clip, files) if files else {}
+    else:  # the Ray task uploaded them itself (its node need not share this one's disk)
+        base = storage.local_clip_dir(clip)
+        rel = {role: Path(p).relative_to(base).as_posix() for role, p in files.items()}
     manifest = new_manifest(clip, asset, context.run.run_id, rel, info, consumed)
     storage.write_manifest(clip, asset, manifest)
     context.log_event(AssetMaterialization(
         asset_key=AssetKey(asset), partition=clip.key,
         metadata={"location": MetadataValue.path(storage.clip_url(clip)), "execution": "ray", **metadata}))
-    # As the IO manager loads it (local files in the clip's folder; remote roots: fetched back there).
+    # As the IO manager loads it (local files in the clip's folder; remote roots: downloaded
+    # for the checks into a folder of their own, removed by art.release()).
     here = storage.local_clip_dir(clip)
-    art = ClipArtifact(clip.key, asset, files=storage.fetch(clip, rel, here) if rel else {}, info=info,
+    into = None
+    if rel and not storage.is_local:
+        runs = storage.step_download_dir(context.run.run_id, "clip_batch")
+        runs.mkdir(parents=True, exist_ok=True)
+        into = Path(tempfile.mkdtemp(dir=runs))
+    art = ClipArtifact(clip.key, asset, files=storage.fetch(clip, rel, into or here) if rel else {}, info=info,
                        locations={role: storage.final_layout(clip).path(r) for role, r in rel.items()},
-                       folder=str(here))
+                       download_dir=str(into) if into else None, folder=str(into or here))
     return art, manifest
 
 
@@ -165,6 +178,14 @@ def _check(context, clip: ClipId, asset: str, name: str, result) -> None:
     context.log_event(AssetCheckEvaluation(
         asset_key=AssetKey(asset), check_name=name, passed=bool(result.passed), metadata=result.metadata or {},
         description=result.description, severity=result.severity, partition=clip.key))
+
+
+def _checked(context, clip: ClipId, asset: str, name: str, art: ClipArtifact, check) -> None:
+    """Run one check on an artifact and log it; the artifact's downloaded copies go after."""
+    try:
+        _check(context, clip, asset, name, check(art))
+    finally:
+        art.release()
 
 
 def _record_clip(context, storage: ClipStorage, ground_truth: GroundTruthResource, db, r) -> None:
@@ -186,13 +207,13 @@ def _record_clip(context, storage: ClipStorage, ground_truth: GroundTruthResourc
         consumed = {"raw_tar": raw_m["generation"]}
         d = rr["intrinsics"]["rectified"]
         _record(context, storage, clip, "intrinsics", {"json": rr["intrinsics"]["json"]}, {"rectified": d},
-                {"rectified_size": f"{d['image_width']}x{d['image_height']}"}, consumed)
+                {"rectified_size": f"{d['image_width']}x{d['image_height']}"}, consumed)[0].release()
         res = rr["rectified"]
         info = {"video": {k: res[k] for k in ("frames", "fps", "duration_sec", "width", "height", "size_bytes")},
                 "raw_frames": int(raw["video"]["n_frames"]), "raw_fps": raw["video"]["fps"]}
         art, _ = _record(context, storage, clip, "rectified_clip", {"mp4": res["mp4"]}, info,
                          {"frames": res["frames"], "seconds": MetadataValue.float(round(res["seconds"], 3))}, consumed)
-        _check(context, clip, "rectified_clip", "same_frame_count", check_same_frame_count(art))
+        _checked(context, clip, "rectified_clip", "same_frame_count", art, check_same_frame_count)
     if "embed" in st:
         e = st["embed"]
         video = st["rectify"]["rectified"]
@@ -203,7 +224,7 @@ def _record_clip(context, storage: ClipStorage, ground_truth: GroundTruthResourc
             "model": e["model"] + (" (random weights)" if e["random_weights"] else ""),
             "random_weights": bool(e["random_weights"]), "device": e["device"],
             "encoder_load_id": e["load_id"], "seconds": MetadataValue.float(round(e["seconds"], 3))})
-        _check(context, clip, "vjepa_embeddings", "embeddings_valid", check_embeddings_valid(art))
+        _checked(context, clip, "vjepa_embeddings", "embeddings_valid", art, check_embeddings_valid)
     if "analyse" in st:
         a, e = st["analyse"], st["embed"]
         video = st["rectify"]["rectified"]
@@ -211,7 +232,7 @@ def _record_clip(context, storage: ClipStorage, ground_truth: GroundTruthResourc
         art, _ = _record(context, storage, clip, "similarity_matrix", sim["files"],
                          {k: sim[k] for k in ("period_sec", "step_sec", "windows", "matrix_size")},
                          {"windows": sim["windows"], "subsampled": sim["subsampled"]})
-        _check(context, clip, "similarity_matrix", "similarity_valid", check_similarity_valid(art))
+        _checked(context, clip, "similarity_matrix", "similarity_valid", art, check_similarity_valid)
         det = a["segments"]["detection"]
         spans = [{"start_sec": s.start_sec, "end_sec": s.end_sec, "start": mmss(s.start_sec),
                   "end": mmss(s.end_sec), "peak_score": s.peak_score} for s in det.spans]
@@ -222,9 +243,9 @@ def _record_clip(context, storage: ClipStorage, ground_truth: GroundTruthResourc
                          {"spans": spans, "duration_sec": video["duration_sec"], "model": e["model"],
                           "random_weights": bool(e["random_weights"])},
                          {"n_spans": len(det.spans), "db_rows": MetadataValue.json(rows)})
-        _check(context, clip, "anomaly_segments", "matches_ground_truth",
-               check_matches_ground_truth(clip, art, ground_truth))
-        _record(context, storage, clip, "diagnostics_plot", a["plots"], {}, {})
+        _checked(context, clip, "anomaly_segments", "matches_ground_truth", art,
+                 lambda art: check_matches_ground_truth(clip, art, ground_truth))
+        _record(context, storage, clip, "diagnostics_plot", a["plots"], {}, {})[0].release()
     if not r.ok:
         context.log.error(f"clip {r.clip_id} failed in {r.failed_stage}: {r.error}")
 
@@ -252,7 +273,12 @@ def build_clip_batch(k: int):
 
         clips = [ClipId.parse(k) for k in context.partition_keys]
         gt = ground_truth.load()
-        jobs = [ClipJob(c.key, storage.layout(c).dir, gt.spans(c.key)) for c in clips]
+        if storage.is_local:
+            jobs = [ClipJob(c.key, storage.layout(c).dir, gt.spans(c.key)) for c in clips]
+        else:  # each task reads its inputs from the root and puts its outputs there itself
+            store = {"root": storage.data_root, "retries": storage.retries, "timeout_sec": storage.timeout_sec}
+            jobs = [ClipJob(c.key, str(storage.local_clip_dir(c)), gt.spans(c.key), store=store,
+                            store_dir=storage.clip_url(c), work_dir=storage.work_dir) for c in clips]
         db = store.store()
         # loaded only when the configuration or its files changed (egoclean.ground_truth)
         db.sync_ground_truth(ground_truth.fingerprint(), lambda: gt)
@@ -262,9 +288,13 @@ def build_clip_batch(k: int):
         enc = {"model": encoder.model, "revision": encoder.revision, "device": encoder.device, "dtype": encoder.dtype}
         context.log.info(f"{len(clips)} clip(s) on Ray: {', '.join(c.key for c in clips)}")
         t0 = time.perf_counter()
-        results = run_clips(jobs, ray_cluster.config(), enc, src, detection=detection.params().to_dict(),
-                            balance=rectify.balance, encode_kwargs=rectify.encode_kwargs(),
-                            on_done=lambda r: _record_clip(context, storage, ground_truth, db, r))
+        try:
+            results = run_clips(jobs, ray_cluster.config(), enc, src, detection=detection.params().to_dict(),
+                                balance=rectify.balance, encode_kwargs=rectify.encode_kwargs(),
+                                on_done=lambda r: _record_clip(context, storage, ground_truth, db, r))
+        finally:
+            if not storage.is_local:  # the checks' downloads (each removed after its check already)
+                shutil.rmtree(storage.step_download_dir(context.run.run_id, "clip_batch").parent, ignore_errors=True)
         failed = [r for r in results if not r.ok]
         context.log.info(f"{len(results) - len(failed)} of {len(results)} clip(s) done in "
                          f"{time.perf_counter() - t0:.1f} s")

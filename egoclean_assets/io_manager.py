@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import fsspec
 from pydantic import PrivateAttr
 from dagster import (
     ConfigurableIOManager,
@@ -43,9 +42,10 @@ from dagster import (
 )
 
 from egoclean import atomic, defaults
-from egoclean.errors import InvalidInputError, ObjectStoreError
+from egoclean.errors import InvalidInputError
 from egoclean.ids import ClipId
 from egoclean.layout import RAW_DIR, ClipLayout, clip_folder, is_local, local_path
+from egoclean.object_store import RemoteRoot
 
 # intermediate asset -> the assets that consume it; it is deleted once all have succeeded.
 INTERMEDIATES: dict[str, tuple[str, ...]] = {"raw_tar": ("intrinsics", "rectified_clip")}
@@ -152,44 +152,17 @@ class ClipStorage(ConfigurableResource):
         rel = Path(local_path).absolute().relative_to(self.local_clip_dir(clip)).as_posix()
         return self.final_layout(clip).path(rel)
 
-    def fs(self):
-        """The fsspec filesystem of a remote root.
+    def remote(self):
+        """The remote root with this resource's retries and timeout (egoclean.object_store)."""
+        return RemoteRoot(self.data_root, retries=self.retries, timeout_sec=self.timeout_sec)
 
-        For S3 (s3fs) the listing cache is off, since other machines write the same
-        prefixes, and botocore's own retries and timeouts are bounded; `_remote` retries
-        whole operations on top."""
-        kwargs: dict[str, Any] = {}
-        if self.data_root.split("://", 1)[0] in ("s3", "s3a"):
-            # the endpoint (AWS_ENDPOINT_URL, read by botocore too) is passed on so fsspec's
-            # instance cache tells filesystems on different servers apart
-            endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-            kwargs = {"endpoint_url": endpoint or None, "use_listings_cache": False,
-                      "config_kwargs": {"connect_timeout": self.timeout_sec, "read_timeout": self.timeout_sec,
-                                        "retries": {"total_max_attempts": 1, "mode": "standard"}}}
-        fs, _ = fsspec.core.url_to_fs(self.data_root, **kwargs)
-        if kwargs:
-            fs.retries = 1  # s3fs's own retry loop (a class attribute, 5): `_remote` counts attempts
-        return fs
+    def fs(self):
+        """The fsspec filesystem of a remote root (egoclean.object_store.RemoteRoot.fs)."""
+        return self.remote().fs()
 
     def _remote(self, what: str, op):
-        """Run one remote operation with bounded retries; ObjectStoreError when they run out.
-
-        S3 makes an object visible only once its upload completed (a multipart upload
-        too), so a failed attempt leaves nothing under the final name to be seen."""
-        attempts = max(1, int(self.retries))
-        for attempt in range(1, attempts + 1):
-            try:
-                return op()
-            except (InvalidInputError, FileNotFoundError, TypeError, AttributeError):
-                raise  # not the store's fault: retrying cannot help
-            except Exception as e:  # s3fs/botocore/aiohttp errors have no common base
-                if attempt == attempts:
-                    msg = " ".join(str(e).split()) or type(e).__name__
-                    raise ObjectStoreError(
-                        f"object store {self.data_root}: {what} failed after {attempts} attempt(s): "
-                        f"{type(e).__name__}: {msg[:300]}"
-                    ) from None
-                time.sleep(min(5.0, 0.25 * 2 ** (attempt - 1)))
+        """Run one remote operation with bounded retries (egoclean.object_store.RemoteRoot.call)."""
+        return self.remote().call(what, op)
 
     # -- manifests ---------------------------------------------------------------------
     def _manifest_loc(self, clip: ClipId, asset: str) -> str:
@@ -240,8 +213,7 @@ class ClipStorage(ConfigurableResource):
             fs = self.fs()
             try:
                 for r in rel.values():
-                    src, dest = str(base / r), self.final_layout(clip).path(r)
-                    self._remote(f"uploading {dest}", lambda src=src, dest=dest: fs.put_file(src, dest))
+                    self.remote().put(base / r, self.final_layout(clip).path(r), fs=fs)
             finally:
                 # the local copies go either way: a failed step recomputes them, and the
                 # work folder holds only what running steps need
@@ -293,15 +265,8 @@ class ClipStorage(ConfigurableResource):
             for role, r in rel_paths.items():
                 dest = into / r
                 dest.parent.mkdir(parents=True, exist_ok=True)
-                src = self.final_layout(clip).path(r)
-
-                def get(src=src, dest=dest):
-                    # into a temporary name: a cut-off download never passes for the file
-                    with atomic.atomic_path(dest) as tmp:
-                        fs.get_file(src, str(tmp))
-
                 try:
-                    self._remote(f"downloading {src}", get)
+                    self.remote().get(self.final_layout(clip).path(r), dest, fs=fs)
                 except FileNotFoundError:
                     pass  # reported below with the other missing files
                 out[role] = str(dest)

@@ -9,6 +9,8 @@ so the cluster starts once:
 
 - library: `run_clips` on two clips; the embeddings against today's single-process
   `embed_video` on the same rectified clips; the actor's batches.
+- s3: the library clips again with the data root in S3 (a moto server started here, on
+  loopback): the tasks read and write the bucket themselves and leave no local files.
 - faults: a worker running `fetch_rectify` is SIGKILLed, then the encoder actor's
   process is SIGKILLed while clips still have windows queued; both runs must end complete.
 - dagster: the Ray-mode definitions backfill the demo-like clips in batches of K, then a
@@ -118,6 +120,61 @@ def part_library(work: Path, dataset: Path, model: str, clips: list[str]) -> dic
             "raw_left": [str(p) for p in (work / "lib").rglob("raw/*")]}
 
 
+def part_s3(work: Path, dataset: Path, model: str, clips: list[str]) -> dict:
+    """The library part's clips again, with the data root in S3 (moto, on this namespace's loopback).
+
+    The tasks fetch their inputs from the bucket and put their outputs there themselves,
+    staging in a work folder of their own: nothing may be left in it, nor in the clips'
+    local folders, and the bucket's files must match the local-root run's."""
+    import json as _json
+
+    from egoclean import ray_pipeline as rp
+    from egoclean.embeddings import Embeddings
+    from egoclean.ids import ClipId
+    from egoclean.layout import ClipLayout
+    from egoclean.object_store import RemoteRoot
+
+    server = _S3["server"]
+    server.start()
+    try:
+        server.create_bucket("egoclean")
+        root = "s3://egoclean/root"
+        cfg = rp.RayConfig(actor_resources={"GPU_STANDIN": 1}, batch_size=4, batch_wait_s=0.2, send_windows=1,
+                           in_flight=2, rectify_cpus=0.5, embed_cpus=0.5, analyse_cpus=0.5)
+        jobs = [rp.ClipJob(c, str(work / "s3local" / c), store={"root": root, "retries": 2},
+                           store_dir=ClipLayout.under(root, ClipId.parse(c)).dir, work_dir=str(work / "s3work"))
+                for c in clips]
+        results = rp.run_clips(jobs, cfg, {"model": model, "device": "cpu"}, {"url": str(dataset)})
+        remote = RemoteRoot(root)
+        fs = remote.fs()
+        out: dict = {"ok": [r.ok for r in results], "errors": [r.error for r in results], "clips": {}}
+        for j in jobs:
+            local = ClipLayout(j.clip_id, str(work / "lib" / j.clip_id))
+            final = ClipLayout(j.clip_id, j.store_dir)
+            in_bucket = sorted(final.relative("s3://" + k) for k in fs.find(j.store_dir))
+            in_local = sorted(str(p.relative_to(local.dir)) for p in Path(local.dir).rglob("*") if p.is_file())
+            stage = work / "s3cmp" / j.clip_id
+            for rel in in_bucket:
+                remote.get(final.path(rel), str(stage / rel), fs=fs)
+            got, ref = Embeddings.load(stage / j.clip_id), Embeddings.load(local.embeddings)
+            seg_got = _json.loads((stage / f"{j.clip_id}_segments.json").read_text())
+            seg_ref = _json.loads(Path(local.segments).read_text())
+            out["clips"][j.clip_id] = {
+                "bucket": in_bucket, "local_root": in_local,
+                "max_abs_emb": float(np.max(np.abs(got.emb - ref.emb))) if len(got) == len(ref) else None,
+                "segments_equal": seg_got == seg_ref,
+                "same_bytes": {rel: (stage / rel).read_bytes() == (Path(local.dir) / rel).read_bytes()
+                               for rel in in_bucket if rel.endswith((".json", ".mp4"))}}
+        out["work_left"] = [str(p) for p in (work / "s3work").rglob("*") if p.is_file()]
+        out["local_left"] = [str(p) for p in (work / "s3local").rglob("*")] if (work / "s3local").exists() else []
+        return out
+    finally:
+        server.stop()
+
+
+_S3: dict = {}
+
+
 def part_faults(work: Path, dataset: Path, model: str, clips: list[str]) -> dict:
     import ray
 
@@ -186,6 +243,11 @@ def main(out_dir: str, parts: list[str]) -> None:
     # Token authentication on, with a token made for this cluster (never written to ~/.ray).
     os.environ["RAY_AUTH_MODE"] = "token"
     os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(16)
+    # The s3 part's server: its address set now, so the Ray workers inherit it (s3fs reads AWS_*).
+    from servers import S3Server
+
+    _S3["server"] = S3Server()
+    os.environ.update(_S3["server"].env())
     env = dict(os.environ, RAY_ADDRESS="")
     head = subprocess.Popen(
         [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block", f"--port={port}",
@@ -207,7 +269,8 @@ def main(out_dir: str, parts: list[str]) -> None:
                     raise
                 time.sleep(1)
         # Two stand-in GPUs: the library/dagster parts' actor and the faults part's own.
-        for name, fn, args in (("library", part_library, clips[:2]), ("faults", part_faults, clips[2:4]),
+        for name, fn, args in (("library", part_library, clips[:2]), ("s3", part_s3, clips[:2]),
+                               ("faults", part_faults, clips[2:4]),
                                ("dagster", part_dagster, clips[:4])):
             if name in parts:
                 t0 = time.perf_counter()
@@ -322,4 +385,4 @@ def part_dagster(work: Path, dataset: Path, model: str, clips: list[str]) -> dic
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2].split(",") if len(sys.argv) > 2 else ["library", "faults", "dagster"])
+    main(sys.argv[1], sys.argv[2].split(",") if len(sys.argv) > 2 else ["library", "s3", "faults", "dagster"])

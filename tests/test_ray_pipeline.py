@@ -93,6 +93,18 @@ def test_run_clips_matches_the_single_process_path_and_mixes_clips_in_one_batch(
     assert lib["raw_left"] == []  # raw clips deleted once rectified
 
 
+def test_with_an_s3_root_the_tasks_read_and_write_the_bucket_and_leave_no_local_files(report):
+    s3 = report["s3"]
+    assert s3["ok"] == [True, True], s3["errors"]
+    for key, c in s3["clips"].items():
+        # every final artifact of the local-root run is in the bucket, and nothing else (no raw clip)
+        assert c["bucket"] == c["local_root"] and any(n.endswith("_emb.npy") for n in c["bucket"]), (key, c)
+        assert c["max_abs_emb"] is not None and c["max_abs_emb"] <= TOL, (key, c)
+        assert c["segments_equal"], key
+        assert all(v for k, v in c["same_bytes"].items() if k.endswith("_intrinsics.json")), (key, c)
+    assert s3["work_left"] == [] and s3["local_left"] == []
+
+
 def test_killed_rectify_worker_and_killed_encoder_actor_end_complete_and_correct(report):
     f = report["faults"]
     assert f["killed"]["rectify_worker"] is not None, "no fetch_rectify worker was caught running"
