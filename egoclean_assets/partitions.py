@@ -12,6 +12,7 @@ from dagster import DagsterInstance, DynamicPartitionsDefinition, Failure
 
 from egoclean.errors import ClipIdError
 from egoclean.ids import ClipId
+from egoclean_assets.pools import prepare_pools
 
 CLIPS = "clips"
 
@@ -42,8 +43,11 @@ def add_clip_partitions(instance: DagsterInstance, keys: Iterable[str]) -> list[
     """Register clip ids as `clips` partitions; returns the keys that were new.
 
     All keys are validated first: one bad key refuses the whole call (nothing added).
+    The instance's pools are set up too (egoclean_assets.pools), before any run of the
+    clips can claim them.
     """
     keys = validate_clip_keys(keys)
+    prepare_pools(instance)
     existing = set(instance.get_dynamic_partitions(CLIPS))
     new = [k for k in keys if k not in existing]
     if new:

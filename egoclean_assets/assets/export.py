@@ -3,6 +3,7 @@
 
 from dagster import AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, Output, asset
 
+from egoclean_assets import pools
 from egoclean_assets.io_manager import ClipArtifact, ClipStorage
 from egoclean_assets.metadata import mmss
 from egoclean_assets.partitions import clip_of, clip_partitions
@@ -50,7 +51,7 @@ def training_episodes(
     )
 
 
-@asset(group_name=GROUP, deps=[AssetKey("training_episodes")], pool="duckdb", kinds={"parquet"})
+@asset(group_name=GROUP, deps=[AssetKey("training_episodes")], pool=pools.DUCKDB, kinds={"parquet"})
 def lerobot_dataset(context: AssetExecutionContext, store: StoreResource, export: ExportResource) -> MaterializeResult:
     """The LeRobot v3.0 dataset of every materialized clip's episodes (new clips appended, re-materialized replaced)."""
     # imported here, not at module top: loading the definitions must stay free of heavy modules

@@ -10,6 +10,7 @@ import numpy as np
 from dagster import AssetExecutionContext, Backoff, Failure, Jitter, MetadataValue, Output, RetryPolicy, asset
 
 from egoclean.errors import EgoCleanError, StoreBusyError
+from egoclean_assets import pools
 from egoclean_assets.io_manager import ClipArtifact, ClipStorage
 from egoclean_assets.metadata import mmss, picture, rate, shown, spans_table
 from egoclean_assets.partitions import clip_of, clip_partitions
@@ -23,7 +24,7 @@ GROUP = "phase2_temporal"
 STORE_BUSY_RETRY = RetryPolicy(max_retries=3, delay=15, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
 
 
-@asset(partitions_def=clip_partitions, group_name=GROUP, pool="gpu", kinds={"pytorch"})
+@asset(partitions_def=clip_partitions, group_name=GROUP, pool=pools.GPU, kinds={"pytorch"})
 def vjepa_embeddings(
     context: AssetExecutionContext, rectified_clip: ClipArtifact, encoder: EncoderResource, storage: ClipStorage
 ) -> Output[ClipArtifact]:
@@ -110,7 +111,8 @@ def _store_errors(context):
         raise Failure(description=str(e), allow_retries=False) from None
 
 
-@asset(partitions_def=clip_partitions, group_name=GROUP, pool="duckdb", kinds={"duckdb"}, retry_policy=STORE_BUSY_RETRY)
+@asset(partitions_def=clip_partitions, group_name=GROUP, pool=pools.DUCKDB, kinds={"duckdb"},
+       retry_policy=STORE_BUSY_RETRY)
 def anomaly_segments(
     context: AssetExecutionContext,
     vjepa_embeddings: ClipArtifact,
