@@ -113,36 +113,31 @@ def _hw_refused(name: str, reason: str) -> HardwareCodecError:
     )
 
 
-def decoder_for(codec: str, choice: str | None = None) -> str:
-    """The decoder `iter_frames` uses for a stream of `codec` under the hardware choice."""
+def _choose(codec: str, table: dict[str, str], mode: str, kind: str, choice: str | None) -> str:
+    """The hardware codec for CPU codec `codec` from `table` when the choice allows and it
+    opens here, else `codec`; under `nvidia` a missing or unopenable one is an error."""
     hw = hwaccel(choice)
-    name = NVDEC.get(codec)
+    name = table.get(codec)
     if hw == "cpu" or name is None:
         if hw == "nvidia":
-            raise _hw_refused(f"an NVDEC decoder for {codec}", "none exists")
+            raise _hw_refused(f"an {kind} for {codec}", "none exists")
         return codec
-    reason = _probe_hw(name, "r")
+    reason = _probe_hw(name, mode)
     if reason is None:
         return name
     if hw == "nvidia":
         raise _hw_refused(name, reason)
     return codec
+
+
+def decoder_for(codec: str, choice: str | None = None) -> str:
+    """The decoder `iter_frames` uses for a stream of `codec` under the hardware choice."""
+    return _choose(codec, NVDEC, "r", "NVDEC decoder", choice)
 
 
 def encoder_for(codec: str, choice: str | None = None) -> str:
     """The encoder `VideoWriter` uses for CPU encoder `codec` (libx264...) under the hardware choice."""
-    hw = hwaccel(choice)
-    name = NVENC.get(codec)
-    if hw == "cpu" or name is None:
-        if hw == "nvidia":
-            raise _hw_refused(f"an NVENC encoder for {codec}", "none exists")
-        return codec
-    reason = _probe_hw(name, "w")
-    if reason is None:
-        return name
-    if hw == "nvidia":
-        raise _hw_refused(name, reason)
-    return codec
+    return _choose(codec, NVENC, "w", "NVENC encoder", choice)
 
 
 def _hw_frames(container, stream, name: str):
