@@ -1,4 +1,4 @@
-"""Benchmark and quality study of analysis + detection (egoclean.analysis / egoclean.detection).
+"""Benchmark and quality study of analysis + detection (egoclean.temporal.analysis / egoclean.temporal.detection).
 
 Speed (`--speed`): analysis and detection for N = 1,200 and N = 20,000 windows with
 temporal tokens (N, 32, 1024) float32 read from a memory-mapped .npy on disk (the
@@ -33,10 +33,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from egoclean.analysis import analyse  # noqa: E402
-from egoclean.detection import DetectionParams, detect  # noqa: E402
-from egoclean.embeddings import Embeddings  # noqa: E402
-from egoclean.evaluation import evaluate  # noqa: E402
+from egoclean.temporal.analysis import analyse  # noqa: E402
+from egoclean.temporal.detection import DetectionParams, detect  # noqa: E402
+from egoclean.embed.embeddings import Embeddings  # noqa: E402
+from egoclean.temporal.evaluation import evaluate  # noqa: E402
 
 T, D = 32, 1024
 

@@ -5,7 +5,7 @@ Both run in the same process on the same generated H.265 clip:
 - baseline: for each window, seek to its first frame, decode its 64 frames, preprocess
   the full-resolution frames (`preprocess_frames`, float32), one window per forward
   pass through the model's `get_vision_features`;
-- streaming: `egoclean.encoder.embed_video` (decode once, resize+crop each frame once
+- streaming: `egoclean.embed.encoder.embed_video` (decode once, resize+crop each frame once
   into a ring buffer, windows batched, decode thread) with and without the thread.
 
 The results are checked to agree before any speed is reported. Usage:
@@ -29,11 +29,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from egoclean.encoder import EncoderConfig, embed_video, load_encoder  # noqa: E402
-from egoclean.preprocess import preprocess_frames  # noqa: E402
-from egoclean.tiny_model import save_tiny_model  # noqa: E402
-from egoclean.video import VideoWriter, probe  # noqa: E402
-from egoclean.windows import window_starts  # noqa: E402
+from egoclean.embed.encoder import EncoderConfig, embed_video, load_encoder  # noqa: E402
+from egoclean.embed.preprocess import preprocess_frames  # noqa: E402
+from egoclean.embed.tiny_model import save_tiny_model  # noqa: E402
+from egoclean.media.video import VideoWriter, probe  # noqa: E402
+from egoclean.embed.windows import window_starts  # noqa: E402
 
 
 def make_clip(path: Path, seconds: float, width: int, height: int, fps: float = 30.0) -> Path:

@@ -1,13 +1,13 @@
 """Benchmark of the LeRobot export (egoclean.export): stream copy vs re-encoding every episode.
 
 Not a test. Writes `--clips` H.264 clips like rectified_clip's (libx264 with
-egoclean.rectify's preset, CRF and x264 parameters; synthetic work-bench frames rendered
+egoclean.media.rectify's preset, CRF and x264 parameters; synthetic work-bench frames rendered
 small and scaled up, so they compress like camera video, not like noise), each with a
 planted anomalous span, and exports their work spans as fixed-length episodes of
 `--episode` seconds twice, into fresh directories, in one run:
 
   - egoclean: the default path, episodes as time ranges of the source video copied
-    packet for packet (egoclean.remux), plus the decode of the sampled frames the
+    packet for packet (egoclean.media.remux), plus the decode of the sampled frames the
     image statistics need;
   - baseline: every episode's frames decoded and re-encoded (the same export with
     `resolution` = the clip's own height: the path `--resolution` takes).
@@ -37,11 +37,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from egoclean.episodes import EpisodeParams  # noqa: E402
+from egoclean.export.episodes import EpisodeParams  # noqa: E402
 from egoclean.export import ClipInput, ExportOptions, export_dataset  # noqa: E402
-from egoclean.rectify import DEFAULT_CRF, DEFAULT_PRESET, DEFAULT_X264_PARAMS  # noqa: E402
+from egoclean.media.rectify import DEFAULT_CRF, DEFAULT_PRESET, DEFAULT_X264_PARAMS  # noqa: E402
 from egoclean.synth import ClipRenderer, synth_intrinsics  # noqa: E402
-from egoclean.video import VideoWriter  # noqa: E402
+from egoclean.media.video import VideoWriter  # noqa: E402
 
 
 def write_clip(path: Path, width: int, height: int, duration: float, seed: int) -> None:

@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         pg = None
         try:
             if "postgres" in args.backends:
-                from servers import PostgresServer
+                from tests.support.servers import PostgresServer
 
                 pg = PostgresServer().start()  # its own temp folder, which the postgres user can enter
             for backend in args.backends.split(","):

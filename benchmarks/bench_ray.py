@@ -102,7 +102,7 @@ def backfill_mode(mode: str, work: Path, dataset: Path, model: str, n: int, k: i
 
 def inside(args) -> dict:
     from egoclean.synth import SynthConfig, write_dataset
-    from egoclean.tiny_model import save_tiny_model
+    from egoclean.embed.tiny_model import save_tiny_model
 
     work = Path(tempfile.mkdtemp(prefix="bench_ray_"))
     try:

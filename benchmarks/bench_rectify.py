@@ -6,7 +6,7 @@ then rectifies each with
     libx264 -preset medium -crf 28). There is no system ffmpeg here, so it is rebuilt
     with PyAV: decode to BGR, cv2.remap (same CV_16SC2 maps), PyAV libx264 medium crf 28
     from BGR frames, all in one thread of Python;
-  - egoclean: `egoclean.rectify.rectify_video` with its defaults (yuv420p planes,
+  - egoclean: `egoclean.media.rectify.rectify_video` with its defaults (yuv420p planes,
     decode thread, DEFAULT_PRESET / DEFAULT_CRF), plus the other candidates given;
   - h264_nvenc when a CUDA device and the encoder are present (skipped with a line
     otherwise).
@@ -36,9 +36,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from egoclean import video  # noqa: E402
-from egoclean.intrinsics import FisheyeIntrinsics, rectified_intrinsics  # noqa: E402
-from egoclean.rectify import DEFAULT_CRF, DEFAULT_PRESET, DEFAULT_X264_PARAMS, Rectifier, rectify_video  # noqa: E402
+from egoclean.media import video  # noqa: E402
+from egoclean.media.intrinsics import FisheyeIntrinsics, rectified_intrinsics  # noqa: E402
+from egoclean.media.rectify import DEFAULT_CRF, DEFAULT_PRESET, DEFAULT_X264_PARAMS, Rectifier, rectify_video  # noqa: E402
 
 W, H, FPS = 1920, 1080, 30
 CARD = ROOT.parent / "shared" / "data" / "egocentric10k" / "intrinsics_card_1920x1080.json"

@@ -76,7 +76,7 @@ def main(argv=None) -> int:
     p.add_argument("--duration", type=float, default=30.0, help="seconds of the synthetic clip")
     args = p.parse_args(argv)
     from egoclean.synth import SynthConfig, write_dataset
-    from egoclean.tiny_model import save_tiny_model
+    from egoclean.embed.tiny_model import save_tiny_model
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-run-"))
     try:

@@ -39,7 +39,7 @@ WINDOWS = 600  # a 10-minute clip at one window per second
 
 WRITER = textwrap.dedent("""
     import sys, time
-    sys.path[:0] = [{root!r}, {tests!r}]
+    sys.path.insert(0, {root!r})
     from egoclean.store import Store
     from test_store import clip_info, make_det
     url, data_path, first, k, n = sys.argv[1], sys.argv[2] or None, int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
@@ -56,7 +56,7 @@ WRITER = textwrap.dedent("""
 
 
 def run_writers(url: str, data_path: str | None, writers: int, clips: int) -> dict:
-    script = WRITER.format(root=str(ROOT), tests=str(ROOT / "tests"))
+    script = WRITER.format(root=str(ROOT))
     procs = [subprocess.Popen([sys.executable, "-c", script, url, data_path or "", str(1 + i * clips), str(clips),
                                str(WINDOWS)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
              for i in range(writers)]
@@ -106,7 +106,7 @@ def bench_rows(pg, s3, tmp: Path, writer_counts: list[int], clips: int) -> list[
 
 
 def bench_artifacts(s3, tmp: Path, mb: int, reps: int) -> list[dict]:
-    from egoclean.ids import ClipId
+    from egoclean.core.ids import ClipId
     from egoclean_assets.io_manager import ClipStorage
 
     clip = ClipId.parse("factory001_worker001_00001")
@@ -150,10 +150,10 @@ def bench_artifacts(s3, tmp: Path, mb: int, reps: int) -> list[dict]:
 def count_requests(s3, tmp: Path) -> dict:
     """S3 requests and bytes of one clip through the whole graph (a proxy counts them)."""
     from dagster import DagsterInstance
-    from servers import FaultProxy
+    from tests.support.servers import FaultProxy
 
     from egoclean.synth import SynthConfig, write_dataset
-    from egoclean.tiny_model import save_tiny_model
+    from egoclean.embed.tiny_model import save_tiny_model
     from egoclean_assets.definitions import build_definitions
     from egoclean_assets.io_manager import ClipIOManager, ClipStorage
     from egoclean_assets.partitions import add_clip_partitions
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     # SIGTERM (a timeout) unwinds like Ctrl-C, so the servers started below are stopped by pid
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    from servers import PostgresServer, S3Server
+    from tests.support.servers import PostgresServer, S3Server
 
     with tempfile.TemporaryDirectory(prefix="bench-shared-") as tmpd, PostgresServer() as pg, S3Server() as s3:
         os.environ.update(s3.env())

@@ -1,7 +1,7 @@
-"""Benchmark of clip fetching (egoclean.source) against downloading the whole shard.
+"""Benchmark of clip fetching (egoclean.ingest.source) against downloading the whole shard.
 
 Not a test. Serves a shard of `--clips` fake clips of `--mb` MB each from the stand-in
-hub (tests/hubstub.py, loopback HTTP, real huggingface_hub client) and times, for the
+hub (tests/support/hubstub.py, loopback HTTP, real huggingface_hub client) and times, for the
 last clip of the shard:
   - baseline: GET the whole shard to a file (what a plain `hf_hub_download` of the tar
     does), then extract the clip's two members with `tarfile`;
@@ -32,9 +32,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from hubstub import HubStub, make_worker  # noqa: E402
+from tests.support.hubstub import HubStub, make_worker  # noqa: E402
 
-from egoclean.source import open_source  # noqa: E402
+from egoclean.ingest.source import open_source  # noqa: E402
 
 
 def baseline(hub: HubStub, shard_rel: str, key: str, out: Path) -> None:

@@ -29,8 +29,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from egoclean.detection import Detection, Span, ema  # noqa: E402
-from egoclean.evaluation import GroundTruthSpan  # noqa: E402
+from egoclean.temporal.detection import Detection, Span, ema  # noqa: E402
+from egoclean.temporal.evaluation import GroundTruthSpan  # noqa: E402
 from egoclean.store import SCHEMA, Store  # noqa: E402
 
 N = 1200  # windows of a 20-min clip at one window per second

@@ -1,7 +1,7 @@
 """GPU benchmark: the resident Ray encoder actor (ViT-L bf16, random weights) fed by 1, 2, 4, 8 parallel clip decoders.
 
 What Ray mode does on a GPU node, measured end to end: one `EncoderActor`
-(egoclean.ray_pipeline, `num_gpus=1`) loads V-JEPA 2 ViT-L once; N `embed_clip` tasks
+(egoclean.cluster.ray_pipeline, `num_gpus=1`) loads V-JEPA 2 ViT-L once; N `embed_clip` tasks
 decode N generated 1080p H.265 clips at once (CPU, PyAV) and send their windows to it;
 the actor batches windows of all of them into each forward pass. For N = 1, 2, 4, 8 it
 reports windows/s, MFU (windows/s x 11.6 TFLOP / peak) and the actor's busy fraction
@@ -76,7 +76,7 @@ def inside(args) -> dict:
     import ray
     import torch
 
-    from egoclean import ray_pipeline as rp
+    from egoclean.cluster import ray_pipeline as rp
     from gpu_vitl import TINY, VITL, encoder_flops, make_clip
 
     smoke = args.cpu_smoke
@@ -95,7 +95,7 @@ def inside(args) -> dict:
     ray.init(address="local", num_cpus=os.cpu_count(), num_gpus=0 if smoke else torch.cuda.device_count(),
              include_dashboard=False, log_to_driver=False, namespace="egoclean-bench")
     if smoke:
-        from egoclean.tiny_model import save_tiny_model
+        from egoclean.embed.tiny_model import save_tiny_model
 
         encoder = {"model": str(save_tiny_model(work / "tiny")), "device": "cpu"}
     else:

@@ -293,7 +293,7 @@ def main() -> int:
         t = time.perf_counter()
         w, h = (1920, 1080) if not smoke else (320, 180)
         hd = make_clip(Path(tmp) / "hd.mp4", seconds, w, h, fps)
-        # The square rendition egoclean.preprocess.rendition_uint8 makes: identity resize,
+        # The square rendition egoclean.embed.preprocess.rendition_uint8 makes: identity resize,
         # then the 256 crop equals the hub processor's crop of the full frame.
         rw = short
         rend = make_clip(Path(tmp) / "rend.mp4", seconds, rw, short, fps)

@@ -13,9 +13,9 @@ import json
 import sys
 from pathlib import Path
 
-from egoclean import defaults, jsonin
-from egoclean.errors import EgoCleanError
-from egoclean.options import Parser, number, whole
+from egoclean.core import defaults, jsonin
+from egoclean.core.errors import EgoCleanError
+from egoclean.core.options import Parser, number, whole
 from egoclean.settings import Settings
 
 
@@ -70,7 +70,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
-    from egoclean.ids import ClipId
+    from egoclean.core.ids import ClipId
 
     src = args.settings.but(source=args.source, revision=args.revision).open_source()
     fetched = src.fetch_clip(ClipId.parse(args.clip_id), Path(args.out_dir))
@@ -79,7 +79,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_rectify(args: argparse.Namespace) -> int:
-    from egoclean.rectify import rectify_file
+    from egoclean.media.rectify import rectify_file
 
     result = rectify_file(
         args.input, args.intrinsics, args.output, balance=args.balance, crf=args.crf, preset=args.preset
@@ -89,7 +89,7 @@ def cmd_rectify(args: argparse.Namespace) -> int:
 
 
 def cmd_tiny_model(args: argparse.Namespace) -> int:
-    from egoclean.tiny_model import save_tiny_model
+    from egoclean.embed.tiny_model import save_tiny_model
 
     path = save_tiny_model(args.out_dir, seed=args.seed)
     print(f"tiny random-weight V-JEPA 2 saved to {path}")
@@ -97,8 +97,8 @@ def cmd_tiny_model(args: argparse.Namespace) -> int:
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
-    from egoclean.encoder import EncoderConfig, embed_video, load_encoder
-    from egoclean.video import probe
+    from egoclean.embed.encoder import EncoderConfig, embed_video, load_encoder
+    from egoclean.media.video import probe
 
     probe(args.input)  # a bad input fails here, before a model load that can take minutes
     enc = load_encoder(
@@ -111,9 +111,9 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
-    from egoclean.detection import DetectionParams
-    from egoclean.ground_truth import GroundTruth
-    from egoclean.segments import detect_clip
+    from egoclean.temporal.detection import DetectionParams
+    from egoclean.temporal.ground_truth import GroundTruth
+    from egoclean.temporal.segments import detect_clip
 
     # the ground truth the Dagster check uses (seed + EGOCLEAN_GROUND_TRUTH), or --ground-truth instead
     s = args.settings
@@ -138,7 +138,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from egoclean.episodes import EpisodeParams
+    from egoclean.export.episodes import EpisodeParams
     from egoclean.export import ExportOptions, export_from_store
     from egoclean.store import Store
 
@@ -285,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except EgoCleanError as e:
-        from egoclean.secrets import redact
+        from egoclean.core.secrets import redact
 
         print(f"egoclean {args.command}: error: {redact(str(e))}", file=sys.stderr)
         return 2
@@ -294,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         # what a rerun needs (outputs are atomic: nothing earlier was overwritten).
         import errno
 
-        from egoclean.secrets import redact
+        from egoclean.core.secrets import redact
 
         hint = "; free some space and rerun (earlier outputs are untouched)" if e.errno == errno.ENOSPC else ""
         print(f"egoclean {args.command}: error: {redact(str(e))}{hint}", file=sys.stderr)

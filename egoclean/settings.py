@@ -2,9 +2,9 @@
 
 One reader for the command line, the Dagster resources (egoclean_assets.resources.
 build_resources), the demo, the backfill and the tests: `Settings.from_env(mapping)`.
-Unset or empty variables take the defaults in egoclean.defaults; a bad value is a one-line
+Unset or empty variables take the defaults in egoclean.core.defaults; a bad value is a one-line
 `InvalidInputError` naming the variable. The Hugging Face token is never kept here: only
-whether HF_TOKEN is set (`has_token`); egoclean.secrets reads it where it is used.
+whether HF_TOKEN is set (`has_token`); egoclean.core.secrets reads it where it is used.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import os
 from dataclasses import dataclass, replace
 from typing import Mapping
 
-from egoclean import defaults
-from egoclean.errors import InvalidInputError
-from egoclean.options import env_whole
+from egoclean.core import defaults
+from egoclean.core.errors import InvalidInputError
+from egoclean.core.options import env_whole
 
 # The largest encoder batch that makes sense (windows per forward pass), as `egoclean embed --batch`.
 MAX_BATCH = 1024
@@ -57,7 +57,7 @@ class Settings:
     ground_truth_seed: bool = True
     scope: tuple[str, ...] = (defaults.SCOPE,)
     export_dir: str = defaults.EXPORT_DIR
-    cache: str | None = None  # None: egoclean.source's default (EGOCLEAN_CACHE of the process, else CACHE_DIR)
+    cache: str | None = None  # None: egoclean.ingest.source's default (EGOCLEAN_CACHE of the process, else CACHE_DIR)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -94,8 +94,8 @@ class Settings:
         return None if self.cache is None else os.path.join(os.path.expanduser(self.cache), "index")
 
     def open_source(self, **kwargs):
-        """An egoclean.source.Source over `source` (the token from egoclean.secrets at use)."""
-        from egoclean.source import open_source  # imported at use: listing needs no fsspec until then
+        """An egoclean.ingest.source.Source over `source` (the token from egoclean.core.secrets at use)."""
+        from egoclean.ingest.source import open_source  # imported at use: listing needs no fsspec until then
 
         if self.endpoint and "endpoint" not in kwargs:
             kwargs["endpoint"] = self.endpoint

@@ -25,9 +25,9 @@ from typing import Mapping
 
 from dagster import AssetKey, DagsterInstance
 
-from egoclean.errors import EgoCleanError
-from egoclean.options import whole
-from egoclean.secrets import redact
+from egoclean.core.errors import EgoCleanError
+from egoclean.core.options import whole
+from egoclean.core.secrets import redact
 from egoclean_assets.cluster import contiguous_batches, run_batches
 from egoclean_assets.discovery import discover
 from egoclean_assets.partitions import CLIPS, add_clip_partitions

@@ -5,7 +5,7 @@ import warnings
 import numpy as np
 from dagster import AssetCheckExecutionContext, AssetCheckResult, MetadataValue, PreviewWarning, asset_check
 
-from egoclean import defaults
+from egoclean.core import defaults
 
 from egoclean_assets.assets.export import lerobot_dataset
 from egoclean_assets.assets.ingest import rectified_clip
@@ -36,7 +36,7 @@ def check_matches_ground_truth(
 ) -> AssetCheckResult:
     """matches_ground_truth's result for one clip (also called per clip by batched Ray runs)."""
     # imported here, not at module top: loading the definitions must stay free of heavy modules
-    from egoclean.ground_truth import judge
+    from egoclean.temporal.ground_truth import judge
 
     anomaly_segments.release()  # spans and duration are in the manifest; no file needed
     duration = float(anomaly_segments.info["duration_sec"])
@@ -85,7 +85,7 @@ def same_frame_count(context: AssetCheckExecutionContext, rectified_clip: ClipAr
 def check_same_frame_count(rectified_clip: ClipArtifact) -> AssetCheckResult:
     """same_frame_count's result for one clip."""
     # imported here, not at module top: loading the definitions must stay free of heavy modules
-    from egoclean.video import probe
+    from egoclean.media.video import probe
 
     info = probe(rectified_clip.path("mp4"))
     raw_frames = int(rectified_clip.info["raw_frames"])
@@ -108,8 +108,8 @@ def embeddings_valid(context: AssetCheckExecutionContext, vjepa_embeddings: Clip
 def check_embeddings_valid(vjepa_embeddings: ClipArtifact) -> AssetCheckResult:
     """embeddings_valid's result for one clip."""
     # imported here, not at module top: loading the definitions must stay free of heavy modules
-    from egoclean.embeddings import Embeddings
-    from egoclean.windows import n_windows
+    from egoclean.embed.embeddings import Embeddings
+    from egoclean.embed.windows import n_windows
 
     emb = Embeddings.load(vjepa_embeddings.layout.embeddings, mmap=True)
     video = vjepa_embeddings.info["video"]
@@ -159,7 +159,7 @@ def check_similarity_valid(similarity_matrix: ClipArtifact) -> AssetCheckResult:
 def dataset_consistent(context: AssetCheckExecutionContext, export: ExportResource) -> AssetCheckResult:
     """The dataset's files agree: index ranges, frame counts, timestamps, video ranges in their files, stats."""
     # imported here, not at module top: loading the definitions must stay free of heavy modules
-    from egoclean.lerobot import validate
+    from egoclean.export.lerobot import validate
 
     problems = validate(export.out)
     return AssetCheckResult(passed=not problems, description="; ".join(problems[:5]) or None,

@@ -4,7 +4,7 @@ Chosen by configuration only (`EGOCLEAN_EXECUTION=ray`; default `local` is today
 one clip per run, no Ray). In Ray mode the definitions hold `clip_batch`, a multi-asset
 with the same asset keys, groups, lineage and checks as the local assets, and
 `BackfillPolicy.multi_run(K)` (`EGOCLEAN_CLIPS_PER_RUN`), so a backfill of N clips is
-about N/K runs. The step's body is the Ray driver (`egoclean.ray_pipeline.run_clips`):
+about N/K runs. The step's body is the Ray driver (`egoclean.cluster.ray_pipeline.run_clips`):
 each clip runs fetch+rectify -> embed (resident encoder actors) -> analyse+detect on the
 cluster, and as each clip finishes this step
 
@@ -41,10 +41,10 @@ from dagster import (
 )
 from pydantic import Field
 
-from egoclean import defaults
-from egoclean.errors import InvalidInputError
-from egoclean.ids import ClipId
-from egoclean.timecode import mmss
+from egoclean.core import defaults
+from egoclean.core.errors import InvalidInputError
+from egoclean.core.ids import ClipId
+from egoclean.core.timecode import mmss
 from egoclean_assets.assets import ALL_ASSETS
 from egoclean_assets.assets.temporal import clip_row
 from egoclean_assets.checks import (
@@ -94,7 +94,7 @@ def clips_per_run(env: Mapping[str, str] | None = None) -> int:
 
 
 class RayClusterResource(ConfigurableResource):
-    """Where the Ray stages run and with what resources (egoclean.ray_pipeline.RayConfig).
+    """Where the Ray stages run and with what resources (egoclean.cluster.ray_pipeline.RayConfig).
 
     Unset fields keep RayConfig's defaults; `ray_resource_from_env` fills them from
     EGOCLEAN_RAY_* variables, and Ray itself reads RAY_ADDRESS when `address` is unset."""
@@ -104,7 +104,7 @@ class RayClusterResource(ConfigurableResource):
 
     def config(self):
         # imported here, not at module top: the Ray stages are needed only in Ray mode
-        from egoclean.ray_pipeline import RayConfig
+        from egoclean.cluster.ray_pipeline import RayConfig
 
         fields = set(RayConfig.__dataclass_fields__)
         unknown = sorted(set(self.settings) - fields)
@@ -116,7 +116,7 @@ class RayClusterResource(ConfigurableResource):
 def ray_resource_from_env(env: Mapping[str, str] | None = None) -> RayClusterResource:
     """The Ray resource with its settings from EGOCLEAN_RAY_* (validated now, so bad values fail at load)."""
     # imported here, not at module top: the Ray stages are needed only in Ray mode
-    from egoclean.ray_pipeline import config_from_env
+    from egoclean.cluster.ray_pipeline import config_from_env
 
     cfg = config_from_env(os.environ if env is None else env)
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "address"}
@@ -269,7 +269,7 @@ def build_clip_batch(k: int):
     ):
         """Every clip asset of a range of clips, each clip's stages run on Ray (see egoclean_assets.cluster)."""
         # imported here, not at module top: the Ray stages are needed only in Ray mode
-        from egoclean.ray_pipeline import ClipJob, run_clips
+        from egoclean.cluster.ray_pipeline import ClipJob, run_clips
 
         clips = [ClipId.parse(k) for k in context.partition_keys]
         gt = ground_truth.load()
@@ -280,7 +280,7 @@ def build_clip_batch(k: int):
             jobs = [ClipJob(c.key, str(storage.local_clip_dir(c)), gt.spans(c.key), store=store,
                             store_dir=storage.clip_url(c), work_dir=storage.work_dir) for c in clips]
         db = store.store()
-        # loaded only when the configuration or its files changed (egoclean.ground_truth)
+        # loaded only when the configuration or its files changed (egoclean.temporal.ground_truth)
         db.sync_ground_truth(ground_truth.fingerprint(), lambda: gt)
         src = {"url": source.url, "revision": source.revision}
         src |= {k: getattr(source, k) for k in ("endpoint", "cache_dir", "retries", "timeout", "backoff")

@@ -7,7 +7,7 @@ Usage (from the repository root; `bash scripts/demo.sh` does the same)::
     HF_TOKEN=hf_... .venv/bin/python -m egoclean_assets.demo --real   # the seed's two real clips
 
 It writes the synthetic dataset (egoclean.synth) and a tiny random-weight V-JEPA 2
-(egoclean.tiny_model) under the data root (default data/demo), registers the clips as
+(egoclean.embed.tiny_model) under the data root (default data/demo), registers the clips as
 partitions in the persistent instance at dagster_home/ (or $DAGSTER_HOME), materializes
 every asset and check for them through Dagster (clip_pipeline runs launched from
 workspace.yaml's code location, as the UI launches them), exports their clean work
@@ -26,8 +26,8 @@ import sys
 import time
 from pathlib import Path
 
-from egoclean.errors import EgoCleanError
-from egoclean.secrets import redact
+from egoclean.core.errors import EgoCleanError
+from egoclean.core.secrets import redact
 
 DEMO_SCOPE = "*/*"  # every worker of the synthetic source
 DEMO_WORKERS = 2  # synthetic workers in the demo's source; it runs only the first one's clips
@@ -39,7 +39,7 @@ def _synthetic(root: Path, clips: int, duration: float) -> tuple[dict, list[str]
     """The synthetic dataset and tiny model under `root` (reused when already there)."""
     # imported here, not at module top: loading the definitions must stay free of heavy modules
     from egoclean.synth import SynthConfig, write_dataset
-    from egoclean.tiny_model import save_tiny_model
+    from egoclean.embed.tiny_model import save_tiny_model
 
     cfg = SynthConfig(clips=clips, duration_sec=duration, workers=DEMO_WORKERS)
     src = root / "source"
@@ -81,12 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     root.mkdir(parents=True, exist_ok=True)
     try:
         if args.real:
-            from egoclean.secrets import hf_token
+            from egoclean.core.secrets import hf_token
 
             if not hf_token():
                 raise EgoCleanError("--real needs HF_TOKEN (the dataset is gated): export HF_TOKEN=hf_... "
                                     "after accepting the licence on huggingface.co/datasets/builddotai/Egocentric-10K")
-            from egoclean import defaults
+            from egoclean.core import defaults
 
             # explicit, so settings left in the shell by a synthetic demo do not apply
             env = {"EGOCLEAN_SOURCE": defaults.DATASET_URL, "EGOCLEAN_MODEL": defaults.MODEL_ID,

@@ -10,7 +10,7 @@ import fnmatch
 import json
 from dataclasses import dataclass, field
 
-from egoclean.errors import EgoCleanError
+from egoclean.core.errors import EgoCleanError
 from egoclean_assets.partitions import validate_clip_keys
 
 

@@ -1,6 +1,6 @@
 """Clip outputs under the data root, and the IO manager that stores them and deletes intermediates.
 
-Where each file of a clip lives is `egoclean.layout.ClipLayout`'s to say (by factory /
+Where each file of a clip lives is `egoclean.core.layout.ClipLayout`'s to say (by factory /
 worker / clip under the data root: a local folder, `file://...`, or any fsspec URL such
 as `s3://bucket/prefix`). An asset writes its files at `ClipStorage.layout(clip)` (or
 into `ClipStorage.output_dir(clip, asset)`) and returns a `ClipArtifact` naming them.
@@ -41,11 +41,11 @@ from dagster import (
     ResourceDependency,
 )
 
-from egoclean import atomic, defaults
-from egoclean.errors import InvalidInputError
-from egoclean.ids import ClipId
-from egoclean.layout import RAW_DIR, ClipLayout, clip_folder, is_local, local_path
-from egoclean.object_store import RemoteRoot
+from egoclean.core import atomic, defaults
+from egoclean.core.errors import InvalidInputError
+from egoclean.core.ids import ClipId
+from egoclean.core.layout import RAW_DIR, ClipLayout, clip_folder, is_local, local_path
+from egoclean.core.object_store import RemoteRoot
 
 # intermediate asset -> the assets that consume it; it is deleted once all have succeeded.
 INTERMEDIATES: dict[str, tuple[str, ...]] = {"raw_tar": ("intrinsics", "rectified_clip")}
@@ -153,15 +153,15 @@ class ClipStorage(ConfigurableResource):
         return self.final_layout(clip).path(rel)
 
     def remote(self):
-        """The remote root with this resource's retries and timeout (egoclean.object_store)."""
+        """The remote root with this resource's retries and timeout (egoclean.core.object_store)."""
         return RemoteRoot(self.data_root, retries=self.retries, timeout_sec=self.timeout_sec)
 
     def fs(self):
-        """The fsspec filesystem of a remote root (egoclean.object_store.RemoteRoot.fs)."""
+        """The fsspec filesystem of a remote root (egoclean.core.object_store.RemoteRoot.fs)."""
         return self.remote().fs()
 
     def _remote(self, what: str, op):
-        """Run one remote operation with bounded retries (egoclean.object_store.RemoteRoot.call)."""
+        """Run one remote operation with bounded retries (egoclean.core.object_store.RemoteRoot.call)."""
         return self.remote().call(what, op)
 
     # -- manifests ---------------------------------------------------------------------

@@ -8,7 +8,7 @@ from typing import Any, Iterable
 
 from dagster import MetadataValue
 
-from egoclean.timecode import mmss
+from egoclean.core.timecode import mmss
 
 
 def spans_table(spans: Iterable[Any], extra: dict[str, list] | None = None) -> MetadataValue:
@@ -30,11 +30,11 @@ def spans_table(spans: Iterable[Any], extra: dict[str, list] | None = None) -> M
 def picture(path: str | Path, title: str, location: str | None = None) -> MetadataValue:
     """A small copy of the PNG inline (base64 in markdown, so the UI shows it), naming where the full one is.
 
-    Only the reduced copy (egoclean.plots.thumbnail, at most 40 KB) goes into the event
+    Only the reduced copy (egoclean.temporal.plots.thumbnail, at most 40 KB) goes into the event
     log; the full-size picture stays a file in the data root (`location`).
     """
     # imported here, not at module top: loading the definitions must not import matplotlib/PIL
-    from egoclean.plots import thumbnail
+    from egoclean.temporal.plots import thumbnail
 
     small, mime = thumbnail(path)
     data = base64.b64encode(small).decode("ascii")

@@ -10,8 +10,8 @@ from typing import Iterable
 
 from dagster import DagsterInstance, DynamicPartitionsDefinition, Failure
 
-from egoclean.errors import ClipIdError
-from egoclean.ids import ClipId
+from egoclean.core.errors import ClipIdError
+from egoclean.core.ids import ClipId
 from egoclean_assets.pools import prepare_pools
 
 CLIPS = "clips"

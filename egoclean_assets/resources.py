@@ -3,7 +3,7 @@
 Each resource is a thin, configurable handle on an `egoclean` library object.
 `build_resources(mapping)` builds all of them from a mapping of environment variables
 (`egoclean.settings.Settings.from_env`: the variables and defaults of
-`egoclean.defaults.ENVIRONMENT`, the README's configuration table). The definitions call
+`egoclean.core.defaults.ENVIRONMENT`, the README's configuration table). The definitions call
 it with this process's environment when they load, so the demo and `dagster dev` need no
 run config; the demo, the backfill and the tests call it with their own mapping.
 
@@ -24,13 +24,13 @@ from typing import Any, Mapping
 from dagster import ConfigurableResource, EnvVar
 from pydantic import Field
 
-from egoclean import defaults
+from egoclean.core import defaults
 
 
 class SourceResource(ConfigurableResource):
-    """The Egocentric-10K source (egoclean.source): Hugging Face, a local copy or fsspec URL.
+    """The Egocentric-10K source (egoclean.ingest.source): Hugging Face, a local copy or fsspec URL.
 
-    The token is read from HF_TOKEN (an EnvVar in the definitions, else `egoclean.secrets`
+    The token is read from HF_TOKEN (an EnvVar in the definitions, else `egoclean.core.secrets`
     at run time); it is never logged or written to metadata.
     """
 
@@ -46,10 +46,10 @@ class SourceResource(ConfigurableResource):
     backoff: float | None = Field(default=None, description="first wait between retries, doubling (default 0.5 s)")
 
     def open(self):
-        """An `egoclean.source.Source` over the configured URL."""
+        """An `egoclean.ingest.source.Source` over the configured URL."""
         # imported here, not at module top: loading the definitions must stay free of heavy modules
-        from egoclean.secrets import hf_token
-        from egoclean.source import open_source
+        from egoclean.core.secrets import hf_token
+        from egoclean.ingest.source import open_source
 
         kwargs: dict[str, Any] = {}
         if self.endpoint:
@@ -67,7 +67,7 @@ class SourceResource(ConfigurableResource):
 
 
 class EncoderResource(ConfigurableResource):
-    """The V-JEPA 2 encoder (egoclean.encoder): model id or folder, device, dtype, batch size."""
+    """The V-JEPA 2 encoder (egoclean.embed.encoder): model id or folder, device, dtype, batch size."""
 
     model: str = defaults.MODEL_ID
     revision: str | None = None
@@ -78,7 +78,7 @@ class EncoderResource(ConfigurableResource):
     def load(self):
         """Load the encoder (from the local HF cache or folder when offline)."""
         # imported here, not at module top: loading the definitions must stay free of heavy modules
-        from egoclean.encoder import EncoderConfig, load_encoder
+        from egoclean.embed.encoder import EncoderConfig, load_encoder
 
         return load_encoder(
             EncoderConfig(model=self.model, revision=self.revision, device=self.device, dtype=self.dtype)
@@ -86,7 +86,7 @@ class EncoderResource(ConfigurableResource):
 
 
 class RectifyResource(ConfigurableResource):
-    """Rectification settings (egoclean.rectify): balance, and the libx264 crf/preset
+    """Rectification settings (egoclean.media.rectify): balance, and the libx264 crf/preset
     (None: the library's defaults, see docs/PERFORMANCE.md)."""
 
     balance: float = 0.0
@@ -99,7 +99,7 @@ class RectifyResource(ConfigurableResource):
 
 
 class DetectionResource(ConfigurableResource):
-    """Anomaly detection parameters (egoclean.detection.DetectionParams); unset fields keep
+    """Anomaly detection parameters (egoclean.temporal.detection.DetectionParams); unset fields keep
     the library's defaults (EMA 0.15, Otsu on 256 bins, theta_off at half-way from the
     median, 3 windows on/off, spans >= 3.0 s, no separation guard)."""
 
@@ -114,7 +114,7 @@ class DetectionResource(ConfigurableResource):
     def params(self):
         """The DetectionParams these settings give (InvalidInputError for bad values)."""
         # imported here, not at module top: loading the definitions must stay free of heavy modules
-        from egoclean.detection import DetectionParams
+        from egoclean.temporal.detection import DetectionParams
 
         names = [f.name for f in dataclasses.fields(DetectionParams)]
         given = {k: getattr(self, k) for k in names if getattr(self, k, None) is not None}
@@ -152,7 +152,7 @@ class ExportResource(ConfigurableResource):
 
     def options(self):
         # imported here, not at module top: loading the definitions must stay free of heavy modules
-        from egoclean.episodes import EpisodeParams
+        from egoclean.export.episodes import EpisodeParams
         from egoclean.export import ExportOptions
 
         names = ("min_episode_sec", "max_episode_sec", "margin_sec", "cycles_per_episode")
@@ -162,26 +162,26 @@ class ExportResource(ConfigurableResource):
 
 
 class GroundTruthResource(ConfigurableResource):
-    """Ground truth (egoclean.ground_truth): the packaged seed plus configured CSVs.
+    """Ground truth (egoclean.temporal.ground_truth): the packaged seed plus configured CSVs.
 
     The rules (a configured file replaces the seed's spans for its clips, one source per
-    file, the judging rule) are egoclean.ground_truth's; this only says which files.
+    file, the judging rule) are egoclean.temporal.ground_truth's; this only says which files.
     """
 
     include_seed: bool = True
     paths: list[str] = []
 
     def load(self):
-        """The GroundTruth in effect (egoclean.ground_truth.GroundTruth)."""
+        """The GroundTruth in effect (egoclean.temporal.ground_truth.GroundTruth)."""
         # imported here, not at module top: loading the definitions must stay free of heavy modules
-        from egoclean.ground_truth import GroundTruth
+        from egoclean.temporal.ground_truth import GroundTruth
 
         return GroundTruth.load(self.include_seed, self.paths)
 
     def fingerprint(self) -> str:
         """Changes when the configuration or one of its files changes (no parsing)."""
         # imported here, not at module top: loading the definitions must stay free of heavy modules
-        from egoclean.ground_truth import fingerprint
+        from egoclean.temporal.ground_truth import fingerprint
 
         return fingerprint(self.include_seed, self.paths)
 

@@ -24,8 +24,8 @@ import os
 from dagster import DagsterEventType, DefaultRunLauncher
 from dagster._core.launcher.base import CheckRunHealthResult, LaunchRunContext, WorkerStatus
 
-from egoclean.errors import ClipIdError
-from egoclean.ids import ClipId
+from egoclean.core.errors import ClipIdError
+from egoclean.core.ids import ClipId
 
 PARTITION_TAG = "dagster/partition"
 

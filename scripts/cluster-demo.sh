@@ -26,7 +26,7 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
 fi
 
 echo "== starting PostgreSQL and the S3 API server (127.0.0.1 only) in $WORK"
-"$PY" tests/servers.py > "$WORK/servers.env" &
+"$PY" -m tests.support.servers > "$WORK/servers.env" &
 SERVERS_PID=$!
 for _ in $(seq 1800); do
   grep -q '^# ready' "$WORK/servers.env" 2>/dev/null && break
@@ -40,7 +40,7 @@ echo "   PostgreSQL pid $EGOCLEAN_PG_PID, S3 server pid $EGOCLEAN_S3_PID at $AWS
 
 echo "== synthetic dataset: 1 factory, 2 workers, 1 clip of 45 s each; tiny random-weight model"
 "$VENV/bin/egoclean" synth "$WORK/source" --workers 2 --clips 1 --duration 45 > "$WORK/synth.json"
-"$PY" -c "import sys; from egoclean.tiny_model import save_tiny_model; save_tiny_model(sys.argv[1])" "$WORK/model"
+"$PY" -c "import sys; from egoclean.embed.tiny_model import save_tiny_model; save_tiny_model(sys.argv[1])" "$WORK/model"
 GT="$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['ground_truth'])" "$WORK/synth.json")"
 
 # One setting: the instance yaml plus this environment switch every piece to shared storage.

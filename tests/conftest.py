@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hubstub import hub  # noqa: F401  (the stand-in Hugging Face hub fixture)
+from tests.support.hubstub import hub  # noqa: F401  (the stand-in Hugging Face hub fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -22,8 +22,8 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def postgres():
-    """A throwaway PostgreSQL cluster on 127.0.0.1 for the session (tests/servers.py)."""
-    from servers import PostgresServer
+    """A throwaway PostgreSQL cluster on 127.0.0.1 for the session (tests/support/servers.py)."""
+    from tests.support.servers import PostgresServer
 
     with PostgresServer() as pg:
         yield pg
@@ -31,8 +31,8 @@ def postgres():
 
 @pytest.fixture(scope="session")
 def s3_server():
-    """moto's S3 API server on 127.0.0.1 for the session (tests/servers.py)."""
-    from servers import S3Server
+    """moto's S3 API server on 127.0.0.1 for the session (tests/support/servers.py)."""
+    from tests.support.servers import S3Server
 
     with S3Server() as s3:
         yield s3

@@ -25,7 +25,7 @@ def training_episodes(
 ) -> Output[ClipArtifact]:
     """The clip's training episodes: clean work spans cut at work-cycle boundaries (what the export writes)."""
     # imported here, not at module top: loading the definitions must stay free of heavy modules
-    from egoclean import atomic
+    from egoclean.core import atomic
     from egoclean.export import clip_input_from_files, plan_table
 
     clip = clip_of(context)

@@ -7,7 +7,7 @@ import time
 
 from dagster import AssetExecutionContext, Failure, MetadataValue, Output, asset
 
-from egoclean.errors import EgoCleanError
+from egoclean.core.errors import EgoCleanError
 from egoclean_assets.io_manager import ClipArtifact, ClipStorage
 from egoclean_assets.metadata import rate
 from egoclean_assets.partitions import clip_of, clip_partitions
@@ -23,7 +23,7 @@ def raw_tar(context: AssetExecutionContext, source: SourceResource, storage: Cli
     An intermediate: deleted once intrinsics and rectified_clip have both succeeded.
     """
     # imported here, not at module top: loading the definitions must stay free of heavy modules
-    from egoclean.video import probe
+    from egoclean.media.video import probe
 
     clip = clip_of(context)
     t0 = time.perf_counter()
@@ -66,7 +66,7 @@ def intrinsics(
 ) -> Output[ClipArtifact]:
     """The worker's fisheye intrinsics validated, scaled to the clip, with the rectified pinhole matrix."""
     # imported here, not at module top: loading the definitions must stay free of heavy modules
-    from egoclean.intrinsics import FisheyeIntrinsics, rectified_intrinsics
+    from egoclean.media.intrinsics import FisheyeIntrinsics, rectified_intrinsics
 
     clip = clip_of(context)
     where = f"{source.url}/{clip.worker_path}/intrinsics.json"
@@ -103,8 +103,8 @@ def rectified_clip(
 ) -> Output[ClipArtifact]:
     """The clip rectified to a pinhole camera (same frames and frame rate), H.264 MP4."""
     # imported here, not at module top: loading the definitions must stay free of heavy modules
-    from egoclean.intrinsics import RectifiedIntrinsics
-    from egoclean.rectify import rectify_video
+    from egoclean.media.intrinsics import RectifiedIntrinsics
+    from egoclean.media.rectify import rectify_video
 
     clip = clip_of(context)
     # The camera the intrinsics asset saved, read back as saved (K_new, balance, fov_scale).

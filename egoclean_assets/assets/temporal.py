@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from dagster import AssetExecutionContext, Backoff, Failure, Jitter, MetadataValue, Output, RetryPolicy, asset
 
-from egoclean.errors import EgoCleanError, StoreBusyError
+from egoclean.core.errors import EgoCleanError, StoreBusyError
 from egoclean_assets import pools
 from egoclean_assets.io_manager import ClipArtifact, ClipStorage
 from egoclean_assets.metadata import mmss, picture, rate, shown, spans_table
@@ -30,7 +30,7 @@ def vjepa_embeddings(
 ) -> Output[ClipArtifact]:
     """V-JEPA 2 embeddings of 64-frame windows every second: mean (N, 1024), temporal (N, 32, 1024), times."""
     # imported here, not at module top: loading the definitions must stay free of heavy modules
-    from egoclean.encoder import embed_video
+    from egoclean.embed.encoder import embed_video
 
     clip = clip_of(context)
     enc = encoder.load()
@@ -65,8 +65,8 @@ def similarity_matrix(
 ) -> Output[ClipArtifact]:
     """Cosine self-similarity of the mean and temporal-token embeddings, change signal, autocorrelation, period."""
     # imported here, not at module top: loading the definitions must stay free of heavy modules
-    from egoclean.analysis import analyse
-    from egoclean.embeddings import Embeddings
+    from egoclean.temporal.analysis import analyse
+    from egoclean.embed.embeddings import Embeddings
 
     clip = clip_of(context)
     t0 = time.perf_counter()
@@ -123,10 +123,10 @@ def anomaly_segments(
 ) -> Output[ClipArtifact]:
     """Anomalous (and work) spans from temporal-token typicality, as JSON and rows in DuckDB."""
     # imported here, not at module top: loading the definitions must stay free of heavy modules
-    from egoclean import atomic
-    from egoclean.detection import detect
-    from egoclean.segments import segments_document
-    from egoclean.embeddings import Embeddings
+    from egoclean.core import atomic
+    from egoclean.temporal.detection import detect
+    from egoclean.temporal.segments import segments_document
+    from egoclean.embed.embeddings import Embeddings
 
     clip = clip_of(context)
     params = detection.params()
@@ -182,10 +182,10 @@ def diagnostics_plot(
 ) -> Output[ClipArtifact]:
     """The diagnostics picture (change, both similarity matrices, autocorrelation) and the detection picture."""
     # imported here, not at module top: loading the definitions must stay free of heavy modules
-    from egoclean.analysis import Analysis
-    from egoclean.detection import Detection
-    from egoclean.ground_truth import judge
-    from egoclean.plots import plot_detection, plot_diagnostics
+    from egoclean.temporal.analysis import Analysis
+    from egoclean.temporal.detection import Detection
+    from egoclean.temporal.ground_truth import judge
+    from egoclean.temporal.plots import plot_detection, plot_diagnostics
 
     clip = clip_of(context)
     title = f"{clip.key} - {anomaly_segments.info['model']}" + (

@@ -55,7 +55,7 @@ def write_clip(path: Path, n: int, w: int = 64, h: int = 48, fps: int = 30, code
 
 def decoded(path: Path) -> np.ndarray:
     """All frames of a (tiny) clip, for equality checks."""
-    from egoclean.video import iter_frames
+    from egoclean.media.video import iter_frames
 
     return np.stack(list(iter_frames(path)))
 
@@ -76,14 +76,14 @@ def popen_cli(args: list[str], log: Path, env: dict | None = None) -> subprocess
 
 def part_files(folder: Path) -> list[Path]:
     """Temporary (not yet renamed) outputs under `folder`."""
-    from egoclean.atomic import is_temp_name
+    from egoclean.core.atomic import is_temp_name
 
     return [p for p in Path(folder).rglob("*") if is_temp_name(p)]
 
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> str:
-    from egoclean.tiny_model import save_tiny_model
+    from egoclean.embed.tiny_model import save_tiny_model
 
     return str(save_tiny_model(tmp_path_factory.mktemp("tiny-vjepa2")))
 

@@ -2,8 +2,8 @@
 naming the input and the problem, and leaves no output and no temporary file behind.
 
 Single-module cases already proven elsewhere are cited in docs/RELIABILITY.md, not
-repeated here (tar: tests/test_source.py, tests/test_tarindex.py; intrinsics fields:
-tests/test_intrinsics.py; ground truth: tests/test_evaluation.py; SQL: tests/test_store.py).
+repeated here (tar: tests/ingest/test_source.py, tests/ingest/test_tarindex.py; intrinsics fields:
+tests/media/test_intrinsics.py; ground truth: tests/temporal/test_evaluation.py; SQL: tests/store/test_store.py).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from egoclean.cli import main
-from egoclean.errors import VideoError
-from egoclean.video import probe
+from egoclean.core.errors import VideoError
+from egoclean.media.video import probe
 
 from .conftest import decoded, part_files, write_clip
 
@@ -96,7 +96,7 @@ def test_embed_refuses_bad_video(kind, tmp_path, capsys, tiny_model):
 
 def test_vfr_refused_where_frames_are_read_not_only_at_probe(tmp_path):
     """VFR is found from the frame timestamps, so a caller that skips probe is protected too."""
-    from egoclean.video import iter_frames
+    from egoclean.media.video import iter_frames
 
     clip = bad_clip("vfr", tmp_path)
     assert probe(clip).n_frames == 80  # the header looks fine

@@ -1,8 +1,8 @@
 """Two runs of the same partition at once, in separate processes sharing one Dagster
 instance (SQLite, DAGSTER_HOME), data root and DuckDB file: both finish without lock
 errors, the tables hold one copy of the clip's rows, and every output is whole.
-(Many partitions at once: tests/test_assets_graph.py::test_two_partitions_at_once_in_separate_processes
-and tests/test_store.py::test_two_writer_processes_both_succeed_without_duplicates.)
+(Many partitions at once: tests/orchestration/test_assets_graph.py::test_two_partitions_at_once_in_separate_processes
+and tests/store/test_store.py::test_two_writer_processes_both_succeed_without_duplicates.)
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import textwrap
 import numpy as np
 from dagster import DagsterInstance
 
-from dagster_helpers import run_scripts
-from egoclean.embeddings import Embeddings
+from tests.support.dagster_helpers import run_scripts
+from egoclean.embed.embeddings import Embeddings
 from egoclean.store import Store
-from egoclean.video import probe
+from egoclean.media.video import probe
 from egoclean_assets.partitions import add_clip_partitions
 
 from .conftest import ROOT, decoded, part_files
@@ -25,7 +25,7 @@ from .conftest import ROOT, decoded, part_files
 WORKER = textwrap.dedent(
     """
     import sys
-    sys.path.insert(0, {tests!r})
+    sys.path.insert(0, {repo!r})
     from dagster import DagsterInstance
     from faults.conftest import graph_resources
     from egoclean_assets.definitions import build_definitions
@@ -48,7 +48,7 @@ def test_same_partition_twice_at_once(synth_dataset, tiny_model, tmp_path):
     root, db = tmp_path / "data", tmp_path / "shared.duckdb"
     key = synth_dataset["keys"][0]
     script = tmp_path / "worker.py"
-    script.write_text(WORKER.format(tests=str(ROOT / "tests"), source=str(synth_dataset["source"]), root=str(root),
+    script.write_text(WORKER.format(repo=str(ROOT), source=str(synth_dataset["source"]), root=str(root),
                                     db=str(db), model=tiny_model, gt=synth_dataset["summary"]["ground_truth"],
                                     cache=str(tmp_path / "cache")))
     with DagsterInstance.from_config(str(home)) as inst:

@@ -19,7 +19,7 @@ import pytest
 from dagster import AssetSelection, DagsterInstance, materialize
 
 from egoclean.cli import main
-from egoclean.embeddings import Embeddings
+from egoclean.embed.embeddings import Embeddings
 from egoclean_assets.assets import ALL_ASSETS
 from egoclean_assets.partitions import add_clip_partitions
 
@@ -68,7 +68,7 @@ def test_real_full_disk_while_rectifying(small_fs, tmp_path, capsys):
 
 
 def test_full_disk_while_rectifying_injected(tmp_path, capsys, monkeypatch):
-    from egoclean import video
+    from egoclean.media import video
 
     clip = write_clip(tmp_path / "in.mp4", 60, w=160, h=96, codec="libx265")
     intr = tmp_path / "intrinsics.json"
@@ -91,7 +91,7 @@ def test_full_disk_while_rectifying_injected(tmp_path, capsys, monkeypatch):
 
 
 def test_full_disk_at_fsync_while_fetching(synth_dataset, tmp_path, capsys, monkeypatch):
-    from egoclean import atomic
+    from egoclean.core import atomic
 
     key = synth_dataset["keys"][0]
     out = tmp_path / "out"
@@ -135,7 +135,7 @@ def test_full_disk_while_saving_embeddings_keeps_the_earlier_set(tmp_path, monke
 def test_full_disk_inside_the_graph_keeps_the_earlier_rectified_clip(synth_dataset, tmp_path, monkeypatch):
     """Rematerializing rectified_clip on a full disk: the step fails saying so, the earlier
     rectified clip and its manifest are untouched, and the raw clip stays for the retry."""
-    from egoclean import video
+    from egoclean.media import video
 
     key = synth_dataset["keys"][0]
     instance = DagsterInstance.ephemeral()

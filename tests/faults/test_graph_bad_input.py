@@ -2,7 +2,7 @@
 with a message naming the clip and the problem, nothing downstream runs, and what was
 materialized before the failure stays.
 
-The dataset is a local folder in the real layout (tests/hubstub.py make_tar) holding
+The dataset is a local folder in the real layout (tests/support/hubstub.py make_tar) holding
 real clips written with PyAV: an mpeg4 clip, a variable-frame-rate clip, a clip shorter
 than one 64-frame window, a clip whose sidecar disagrees with its size, and a worker
 whose intrinsics put the principal point outside the image.
@@ -15,11 +15,11 @@ import json
 import pytest
 from dagster import DagsterInstance
 
-from egoclean.ids import ClipId
+from egoclean.core.ids import ClipId
 from egoclean.synth import synth_intrinsics
 from egoclean_assets.definitions import build_definitions
 from egoclean_assets.partitions import add_clip_partitions
-from hubstub import make_tar, sidecar
+from tests.support.hubstub import make_tar, sidecar
 
 from .conftest import graph_resources, part_files, write_clip
 

@@ -16,7 +16,7 @@ import time
 import numpy as np
 import pytest
 
-from egoclean.video import probe
+from egoclean.media.video import probe
 
 from .conftest import cli, decoded, part_files, popen_cli, write_clip
 
@@ -39,7 +39,7 @@ def kill_when(proc, ready, what: str, limit: float = 120.0) -> None:
 
 
 def test_kill_mid_fetch_then_rerun(hub, synth_dataset, tmp_path):
-    from hubstub import HubStub
+    from tests.support.hubstub import HubStub
 
     key = synth_dataset["keys"][1]
     out, cache = tmp_path / "out", tmp_path / "cache"
@@ -90,8 +90,8 @@ def test_kill_mid_rectify_then_rerun(tmp_path):
 
 
 def test_kill_mid_embed_then_rerun(tmp_path, tiny_model):
-    from egoclean.embeddings import Embeddings
-    from egoclean.encoder import EncoderConfig, embed_video, load_encoder
+    from egoclean.embed.embeddings import Embeddings
+    from egoclean.embed.encoder import EncoderConfig, embed_video, load_encoder
 
     clip = write_clip(tmp_path / "in.mp4", 1200, w=64, h=48, codec="libx265")
     prefix = tmp_path / "out" / "clip"

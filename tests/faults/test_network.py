@@ -1,11 +1,11 @@
 """Network faults inside the Dagster graph: raw_tar materialized through Dagster against the
-stand-in hub (tests/hubstub.py) serving a synthetic dataset of real H.265 clips.
+stand-in hub (tests/support/hubstub.py) serving a synthetic dataset of real H.265 clips.
 
 Each fault ends in success (with the exact bytes) or in a step failure whose message says
 what went wrong and what to do, within a bounded time; after a failure nothing sits under
 the final names, so no later step can take a partial clip. The library-level versions
 of these cases (and a server that stops answering, which needs a short timeout) are in
-tests/test_source.py.
+tests/ingest/test_source.py.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from dagster import AssetSelection, DagsterInstance, materialize
 
-from egoclean.ids import ClipId
+from egoclean.core.ids import ClipId
 from egoclean_assets.assets import ALL_ASSETS
 from egoclean_assets.partitions import add_clip_partitions
-from hubstub import HubStub
+from tests.support.hubstub import HubStub
 
 from .conftest import MARKED_TOKEN, graph_resources, part_files
 

@@ -1,7 +1,7 @@
 """Hostile structure in every parsed input: a one-line error naming the input, never a
 traceback, a hang or a silently wrong value. Example cases, then a property-based test
 per parser (sidecar, intrinsics, ground truth, tar index); clip ids and CLI options have
-theirs in tests/test_ids.py and tests/test_options.py.
+theirs in tests/core/test_ids.py and tests/core/test_options.py.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from egoclean.errors import GroundTruthError, IntrinsicsError, TarError
-from egoclean.defaults import SPAN_END_TOLERANCE_SEC as DURATION_TOLERANCE_SEC
-from egoclean.evaluation import COLUMNS, load_ground_truth
-from egoclean.ids import ClipId, is_clip_id
-from egoclean.intrinsics import FisheyeIntrinsics
-from egoclean.source import _parse_sidecar
-from egoclean.tarindex import TarMember, scan_headers
+from egoclean.core.errors import GroundTruthError, IntrinsicsError, TarError
+from egoclean.core.defaults import SPAN_END_TOLERANCE_SEC as DURATION_TOLERANCE_SEC
+from egoclean.temporal.evaluation import COLUMNS, load_ground_truth
+from egoclean.core.ids import ClipId, is_clip_id
+from egoclean.media.intrinsics import FisheyeIntrinsics
+from egoclean.ingest.source import _parse_sidecar
+from egoclean.ingest.tarindex import TarMember, scan_headers
 
 CLIP = ClipId.parse("factory001_worker001_00001")
 VIDEO = TarMember("factory001_worker001_00001.mp4", 512, 1000, 0)
@@ -206,7 +206,7 @@ def test_tar_index_of_damaged_shards_is_members_or_one_error(data):
 
 # ---------------------------------------------------------------- the dataset layout
 def _worker(root, shards: dict[str, list[str]]):
-    from hubstub import fake_video, make_tar, sidecar
+    from tests.support.hubstub import fake_video, make_tar, sidecar
 
     wdir = root / "factory_001" / "workers" / "worker_001"
     for shard, keys in shards.items():
@@ -220,7 +220,7 @@ def _worker(root, shards: dict[str, list[str]]):
 
 
 def test_the_same_clip_in_two_shards_is_refused(tmp_path):
-    from egoclean.source import open_source
+    from egoclean.ingest.source import open_source
 
     _worker(tmp_path / "src", {"factory001_worker001_part00.tar": ["factory001_worker001_00000",
                                                                    "factory001_worker001_00001"],
@@ -238,8 +238,8 @@ def test_the_same_clip_in_two_shards_is_refused(tmp_path):
 def test_local_permanent_errors_are_not_retried_as_network_faults(tmp_path):
     import time
 
-    from egoclean.errors import SourceError
-    from egoclean.source import open_source
+    from egoclean.core.errors import SourceError
+    from egoclean.ingest.source import open_source
 
     wdir = _worker(tmp_path / "src", {"factory001_worker001_part00.tar": ["factory001_worker001_00000"]})
     (wdir / "intrinsics.json").unlink()
@@ -255,7 +255,7 @@ def test_local_permanent_errors_are_not_retried_as_network_faults(tmp_path):
 
 def test_cli_fetch_prints_standard_json(tmp_path):
     """A sidecar holding NaN is refused; what fetch prints is always standard JSON."""
-    from hubstub import fake_video, make_tar, sidecar
+    from tests.support.hubstub import fake_video, make_tar, sidecar
 
     from .conftest import cli
 
@@ -289,8 +289,8 @@ PRE = {"do_resize": True, "do_center_crop": True, "do_normalize": True, "do_resc
     (json.dumps(PRE | {"crop_size": {"height": True, "width": True}}), "crop"),
 ])
 def test_hostile_preprocessor_configs(text, problem, tmp_path):
-    from egoclean.errors import InvalidInputError
-    from egoclean.preprocess import PreprocessConfig
+    from egoclean.core.errors import InvalidInputError
+    from egoclean.embed.preprocess import PreprocessConfig
 
     p = tmp_path / "video_preprocessor_config.json"
     p.write_text(text)

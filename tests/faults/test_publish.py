@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from dagster import Failure, build_asset_context
 
-from egoclean.embeddings import Embeddings
+from egoclean.embed.embeddings import Embeddings
 from egoclean_assets.assets.temporal import anomaly_segments
 from egoclean_assets.io_manager import ClipArtifact, ClipStorage
 from egoclean_assets.resources import DetectionResource, GroundTruthResource, StoreResource

@@ -15,7 +15,7 @@ from dagster._serdes import serialize_value
 
 from egoclean_assets.definitions import build_definitions
 from egoclean_assets.partitions import add_clip_partitions
-from hubstub import HubStub
+from tests.support.hubstub import HubStub
 
 from .conftest import MARKED_TOKEN, ROOT, graph_resources
 

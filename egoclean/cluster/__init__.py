@@ -1,0 +1,1 @@
+"""The clip stages on Ray: tasks and the resident encoder actor."""

@@ -1,0 +1,1 @@
+"""Foundations every stage uses: errors, ids, defaults, file layout, atomic writes, remote roots."""

@@ -1,0 +1,83 @@
+"""A remote data root (any fsspec URL, e.g. `s3://bucket/prefix`): its filesystem and put/get with bounded retries.
+
+Used by the Dagster IO manager's storage and by the Ray stages (which run on other
+machines and publish their outputs to the root themselves), so both talk to the store
+the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from egoclean.core import atomic
+from egoclean.core.errors import InvalidInputError, ObjectStoreError
+
+
+@dataclass
+class RemoteRoot:
+    """A remote data root and how hard to try each operation on it."""
+
+    root: str
+    retries: int = 4  # attempts per remote operation (>= 1), with backoff between them
+    timeout_sec: float = 60.0  # per remote request (connect and each read)
+
+    def fs(self):
+        """The fsspec filesystem of the root.
+
+        For S3 (s3fs) the listing cache is off, since other machines write the same
+        prefixes, and botocore's own retries and timeouts are bounded; `call` retries
+        whole operations on top."""
+        import fsspec
+
+        kwargs: dict[str, Any] = {}
+        if self.root.split("://", 1)[0] in ("s3", "s3a"):
+            # the endpoint (AWS_ENDPOINT_URL, read by botocore too) is passed on so fsspec's
+            # instance cache tells filesystems on different servers apart
+            endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+            kwargs = {"endpoint_url": endpoint or None, "use_listings_cache": False,
+                      "config_kwargs": {"connect_timeout": self.timeout_sec, "read_timeout": self.timeout_sec,
+                                        "retries": {"total_max_attempts": 1, "mode": "standard"}}}
+        fs, _ = fsspec.core.url_to_fs(self.root, **kwargs)
+        if kwargs:
+            fs.retries = 1  # s3fs's own retry loop (a class attribute, 5): `call` counts attempts
+        return fs
+
+    def call(self, what: str, op):
+        """Run one remote operation with bounded retries; ObjectStoreError when they run out.
+
+        S3 makes an object visible only once its upload completed (a multipart upload
+        too), so a failed attempt leaves nothing under the final name to be seen."""
+        attempts = max(1, int(self.retries))
+        for attempt in range(1, attempts + 1):
+            try:
+                return op()
+            except (InvalidInputError, FileNotFoundError, TypeError, AttributeError):
+                raise  # not the store's fault: retrying cannot help
+            except Exception as e:  # s3fs/botocore/aiohttp errors have no common base
+                if attempt == attempts:
+                    msg = " ".join(str(e).split()) or type(e).__name__
+                    raise ObjectStoreError(
+                        f"object store {self.root}: {what} failed after {attempts} attempt(s): "
+                        f"{type(e).__name__}: {msg[:300]}"
+                    ) from None
+                time.sleep(min(5.0, 0.25 * 2 ** (attempt - 1)))
+
+    def put(self, local: str | os.PathLike, url: str, fs=None) -> None:
+        """Upload one local file to `url` (visible only once complete)."""
+        fs = fs or self.fs()
+        self.call(f"uploading {url}", lambda: fs.put_file(str(local), url))
+
+    def get(self, url: str, local: str | os.PathLike, fs=None) -> Path:
+        """Download `url` to `local` through a temporary name (a cut-off download never passes for the file)."""
+        fs = fs or self.fs()
+
+        def get():
+            with atomic.atomic_path(local) as tmp:
+                fs.get_file(url, str(tmp))
+
+        self.call(f"downloading {url}", get)
+        return Path(local)

@@ -1,0 +1,1 @@
+"""Getting clips from the dataset: sources (hub, local, fsspec) and tar shard indexes."""

@@ -1,0 +1,1 @@
+"""Video in and out: probing, streaming decode/encode, fisheye rectification, stream copy."""

@@ -1,0 +1,1 @@
+"""A clip's temporal structure: analysis, detection, segments, ground truth, pictures."""

@@ -1,0 +1,1 @@
+"""EgoClean tests; tests.support holds what the tests, benchmarks and scripts share."""

@@ -1,0 +1,172 @@
+"""egoclean.cluster.ray_pipeline and Ray-mode Dagster (egoclean_assets.cluster) on a real local Ray cluster.
+
+The cluster runs in a loopback-only network namespace (Ray binds every interface and
+probes an outside address at start-up): tests/support/ray_scenario.py starts one head with 2
+CPUs and a GPU_STANDIN resource in place of a GPU, runs every part against it, stops it
+by pid and prints a JSON report. It starts once per session (module fixture); each test
+asserts on its part of the report.
+"""
+
+import contextlib
+import json
+import os
+import signal
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CLIPS = [f"factory001_worker001_{i:05d}" for i in range(5)]
+CLIP_ASSETS = ("raw_tar", "intrinsics", "rectified_clip", "vjepa_embeddings", "similarity_matrix", "anomaly_segments",
+               "diagnostics_plot")
+CHECKS = ("same_frame_count", "embeddings_valid", "similarity_valid", "matches_ground_truth")
+TOL = 1e-4  # float32 forward passes batched differently may differ in the last bits
+
+
+def _namespace_cmd(script_args: list[str]) -> list[str]:
+    inner = " ".join(["ip link set lo up && exec", sys.executable, *script_args])
+    return ["unshare", "--net", "--", "bash", "-c", inner]
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("ip"):
+        pytest.fail("the Ray tests need root with `unshare` and `ip` (a loopback-only network namespace); "
+                    "Ray must never start on the host network")
+    work = tmp_path_factory.mktemp("ray")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
+    for k in [k for k in env if k.startswith(("EGOCLEAN_", "RAY_"))] + ["DAGSTER_HOME", "HF_TOKEN"]:
+        env.pop(k, None)
+    proc = subprocess.Popen(_namespace_cmd(["-m", "tests.support.ray_scenario", str(work)]), env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ns = None
+    try:
+        for _ in range(100):  # the namespace exists once unshare has exec'd
+            time.sleep(0.05)
+            with contextlib.suppress(OSError):
+                if os.readlink(f"/proc/{proc.pid}/ns/net") != os.readlink("/proc/self/ns/net"):
+                    ns = os.readlink(f"/proc/{proc.pid}/ns/net")
+                    break
+        out, err = proc.communicate(timeout=1200)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if ns is not None:
+            _kill_namespace(ns)  # whatever the scenario could not stop (it stops everything itself)
+    last = out.strip().splitlines()[-1] if out.strip() else ""
+    assert proc.returncode == 0 and last.startswith("{"), f"scenario failed ({proc.returncode}):\n{err[-4000:]}"
+    return json.loads(last)
+
+
+def _kill_namespace(ns: str) -> None:
+    """SIGKILL every process in network namespace `ns` (only the scenario's processes live there)."""
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            with contextlib.suppress(OSError):
+                if os.readlink(d / "ns" / "net") == ns:
+                    os.kill(int(d.name), signal.SIGKILL)
+
+
+def _check_compare(compare: dict, clips: list[str]) -> None:
+    assert sorted(compare) == sorted(clips)
+    for key, c in compare.items():
+        assert c["windows"] == c["ref_windows"] > 0, key
+        assert c["max_abs_emb"] <= TOL and c["max_abs_temb"] <= TOL, (key, c)
+        assert c["ts_equal"] and all(c["meta_equal"].values()), (key, c)
+
+
+def test_run_clips_matches_the_single_process_path_and_mixes_clips_in_one_batch(report):
+    lib = report["library"]
+    assert lib["ok"] == [True, True], lib["errors"]
+    _check_compare(lib["compare"], CLIPS[:2])
+    actor = lib["actor"]
+    assert actor["windows"] == sum(c["windows"] for c in lib["compare"].values())
+    # some forward pass held windows of both clips
+    mixed = [b for b in actor["recent_batches"] if len({c for c, _ in b}) > 1]
+    assert actor["mixed_batches"] >= 1 and mixed
+    assert all(sum(n for _, n in b) <= 4 for b in actor["recent_batches"])  # batch_size 4
+    assert lib["raw_left"] == []  # raw clips deleted once rectified
+
+
+def test_with_an_s3_root_the_tasks_read_and_write_the_bucket_and_leave_no_local_files(report):
+    s3 = report["s3"]
+    assert s3["ok"] == [True, True], s3["errors"]
+    for key, c in s3["clips"].items():
+        # every final artifact of the local-root run is in the bucket, and nothing else (no raw clip)
+        assert c["bucket"] == c["local_root"] and any(n.endswith("_emb.npy") for n in c["bucket"]), (key, c)
+        assert c["max_abs_emb"] is not None and c["max_abs_emb"] <= TOL, (key, c)
+        assert c["segments_equal"], key
+        assert all(v for k, v in c["same_bytes"].items() if k.endswith("_intrinsics.json")), (key, c)
+    assert s3["work_left"] == [] and s3["local_left"] == []
+
+
+def test_killed_rectify_worker_and_killed_encoder_actor_end_complete_and_correct(report):
+    f = report["faults"]
+    assert f["killed"]["rectify_worker"] is not None, "no fetch_rectify worker was caught running"
+    assert f["killed"]["actor"] == f["pid_before"]
+    assert f["ok"] == [True, True], f["errors"]
+    # the actor was restarted (a new process, a new load) and the lost calls retried
+    assert f["pid_after"] != f["pid_before"] and f["load_id_after"] != f["load_id_before"]
+    _check_compare(f["compare"], CLIPS[2:4])
+
+
+def test_ray_mode_backfill_runs_k_clips_per_run_with_one_encoder_load(report):
+    d = report["dagster"]
+    assert "clip_batch" not in d["assets"] and set(CLIP_ASSETS) <= set(d["assets"])
+    assert d["backfill_failed_runs"] == 0, d["lines"]
+    backfill_runs = [r for r in d["runs"] if "egoclean/backfill" in r["tags"]]
+    assert len(backfill_runs) == 2  # 4 clips, K = 2
+    ranges = sorted((r["tags"]["dagster/asset_partition_range_start"], r["tags"]["dagster/asset_partition_range_end"])
+                    for r in backfill_runs)
+    assert ranges == [(CLIPS[0], CLIPS[1]), (CLIPS[2], CLIPS[3])]
+    # every clip's embeddings came from the same resident actor: loaded once across the runs
+    assert set(d["encoder_load_ids"]) == set(CLIPS)
+    assert len(set(d["encoder_load_ids"].values())) == 1
+    assert d["actor"]["load_id"] in d["encoder_load_ids"].values()
+    assert d["actor"]["mixed_batches"] >= 1
+    for key, diff in d["embeddings_max_abs"].items():
+        assert diff is not None and diff <= TOL, key
+    assert d["raw_left"] == []
+
+
+def test_ray_mode_records_every_clip_exactly_once(report):
+    d = report["dagster"]
+    good = CLIPS  # 4 from the backfill + the good clip of the failing batch
+    for asset in CLIP_ASSETS:
+        assert d["materializations"][asset] == {k: 1 for k in good}, asset
+    for name in CHECKS:
+        done = [(p, s) for p, s in d["checks"][name] if s != "PLANNED"]
+        assert sorted(done) == sorted((k, "SUCCEEDED") for k in good), (name, d["checks"][name])
+    assert d["clip_rows"] == {k: 1 for k in good}
+    assert set(d["window_rows"]) == set(good) and all(n > 0 for n in d["window_rows"].values())
+
+
+def test_a_failing_clip_in_a_batch_is_named_and_the_others_are_recorded(report):
+    d = report["dagster"]
+    bad = "factory001_worker001_00099"
+    assert d["bad_batch_failed_runs"] == 1
+    line = d["lines"][-1]
+    assert "FAILED" in line and bad in line and "1 of 2 clip(s) failed" in line, line
+    for asset in CLIP_ASSETS:
+        assert bad not in d["materializations"][asset]
+    assert CLIPS[4] in d["materializations"]["diagnostics_plot"]
+
+
+def test_config_from_env_reads_the_settings_and_names_a_bad_one():
+    from egoclean.core.errors import InvalidInputError
+    from egoclean.cluster.ray_pipeline import RayConfig, config_from_env
+
+    assert config_from_env({}) == RayConfig()
+    cfg = config_from_env({"EGOCLEAN_RAY_NUM_ACTORS": "8", "EGOCLEAN_RAY_ACTOR_NUM_GPUS": "1",
+                           "EGOCLEAN_RAY_ACTOR_RESOURCES": '{"GPU_STANDIN": 1}', "EGOCLEAN_RAY_ADDRESS": "auto"})
+    got = (cfg.num_actors, cfg.actor_num_gpus, cfg.actor_resources, cfg.address)
+    assert got == (8, 1.0, {"GPU_STANDIN": 1}, "auto")
+    for name, value in (("EGOCLEAN_RAY_NUM_ACTORS", "0"), ("EGOCLEAN_RAY_BATCH_SIZE", "x"),
+                        ("EGOCLEAN_RAY_ACTOR_RESOURCES", "[1]"), ("EGOCLEAN_RAY_EMBED_CPUS", "-1")):
+        with pytest.raises(InvalidInputError, match=name.removeprefix("EGOCLEAN_RAY_").lower() + "|" + name):
+            config_from_env({name: value})

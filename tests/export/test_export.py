@@ -1,0 +1,466 @@
+"""Export to LeRobot v3.0: synthetic clips through the library, read back with pyarrow + PyAV only.
+
+The format's required fields are checked against lerobot's own definitions (cited per
+check; see egoclean/export/lerobot.py for the files at huggingface/lerobot). No lerobot import.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import av
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from egoclean.export import lerobot
+from egoclean.core.errors import InvalidInputError
+from egoclean.export import (
+    META_PATH,
+    SCORE_KEY,
+    VIDEO_KEY,
+    ExportOptions,
+    export_dataset,
+    export_from_store,
+    select_clips,
+    verify_frames,
+)
+from egoclean.core.ids import ClipId
+from egoclean.store import Store
+
+# 60 s at 160x96: room for a planted off-task span and several work cycles on both sides,
+# small enough that two clips go through rectify + tiny-model embedding in seconds.
+DURATION, WIDTH, HEIGHT, SEED = 60.0, 160, 96, 0
+
+
+def planted_cycle(clip_id: str, seed: int = SEED) -> tuple[float, float]:
+    """(period, phase0) of a synthetic clip's work cycle, drawn as egoclean.synth draws them."""
+    c = ClipId.parse(clip_id)
+    rng = np.random.default_rng([seed, int(c.factory), int(c.worker), int(c.index), 2])
+    return float(rng.uniform(4.5, 5.5)), float(rng.uniform(0, 1))
+
+
+def _materialize(base: Path, summary: dict, model: Path, db: Path) -> Path:
+    """Each clip through fetch, rectify, embed, analyse, detect and the store (the graph's steps, no Dagster)."""
+    from egoclean.temporal.analysis import analyse
+    from egoclean.temporal.detection import detect
+    from egoclean.embed.encoder import EncoderConfig, embed_video, load_encoder
+    from egoclean.media.rectify import rectify_file
+    from egoclean.ingest.source import open_source
+
+    enc = load_encoder(EncoderConfig(model=str(model), device="cpu"))
+    src = open_source(str(base / "source"))
+    store = Store(db)
+    root = base / "data"
+    done = {}
+    for c in summary["clips"]:
+        cid = ClipId.parse(c["clip_id"])
+        fetched = src.fetch_clip(cid, base / "raw", progress=False)
+        d = root / cid.factory_dir / cid.worker_dir / cid.key
+        out = d / f"{cid.key}_rectified.mp4"
+        info = rectify_file(fetched.mp4_path, base / "source" / cid.worker_path / "intrinsics.json", out,
+                            progress=False)
+        emb = embed_video(out, enc, progress=False)
+        emb.save(d / cid.key)
+        analyse(emb).save(d / cid.key)
+        det = detect(emb)
+        row = {"clip_id": cid.key, "n_frames": info["frames"], "fps": info["fps"], "width": info["width"],
+               "height": info["height"], "duration_sec": info["duration_sec"],
+               "paths": {"rectified": str(out), "embeddings": str(d / f"{cid.key}_emb.npy")}}
+        done[cid.key] = (row, det, enc.model_id, enc.random_weights)
+        store.replace_clip(row, det, enc.model_id, random_weights=enc.random_weights)
+    return done
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    from egoclean.synth import SynthConfig, write_dataset
+    from egoclean.embed.tiny_model import save_tiny_model
+
+    base = tmp_path_factory.mktemp("export")
+    summary = write_dataset(base / "source", SynthConfig(clips=2, duration_sec=DURATION, width=WIDTH,
+                                                         height=HEIGHT, seed=SEED))
+    model = save_tiny_model(base / "tiny")
+    db = base / "egoclean.duckdb"
+    done = _materialize(base, summary, model, db)
+    return {"base": base, "summary": summary, "db": db, "store": Store(db), "done": done,
+            "keys": [c["clip_id"] for c in summary["clips"]]}
+
+
+@pytest.fixture(scope="module")
+def dataset(clips):
+    out = clips["base"] / "lerobot"
+    report = export_from_store(clips["store"], out)
+    return {"out": out, "report": report}
+
+
+def _episodes(root: Path) -> pd.DataFrame:
+    return pd.concat([pq.read_table(p).to_pandas() for p in sorted((root / "meta/episodes").glob("*/*.parquet"))],
+                     ignore_index=True)
+
+
+def _data(root: Path) -> pd.DataFrame:
+    return pd.concat([pq.read_table(p).to_pandas() for p in sorted((root / "data").glob("*/*.parquet"))],
+                     ignore_index=True)
+
+
+def _frame_at(path: Path, t: float) -> np.ndarray:
+    """The decoded frame presented at time t (seconds) in a video, by seeking (as a reader would)."""
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        c.seek(int(t / s.time_base), stream=s, backward=True)
+        for f in c.decode(s):
+            if abs(float(f.pts * s.time_base) - t) < lerobot.TOLERANCE_S:
+                return f.to_ndarray(format="rgb24")
+            if float(f.pts * s.time_base) > t + lerobot.TOLERANCE_S:
+                break
+    raise AssertionError(f"{path}: no frame at {t:.4f} s")
+
+
+def _source_frame(path: Path, i: int) -> np.ndarray:
+    with av.open(str(path)) as c:
+        for k, f in enumerate(c.decode(c.streams.video[0])):
+            if k == i:
+                return f.to_ndarray(format="rgb24")
+    raise AssertionError(f"{path}: no frame {i}")
+
+
+# ----------------------------------------------------------------------------- format
+
+
+def test_info_json_has_every_required_key(dataset):
+    root = dataset["out"]
+    info = json.loads((root / "meta/info.json").read_text())
+    # lerobot/datasets/utils.py DatasetInfo: the keys of meta/info.json, fps an int.
+    for key in ("codebase_version", "fps", "features", "total_episodes", "total_frames", "total_tasks",
+                "chunks_size", "data_files_size_in_mb", "video_files_size_in_mb", "data_path", "video_path",
+                "robot_type", "splits"):
+        assert key in info, key
+    assert info["codebase_version"] == "v3.0"
+    assert isinstance(info["fps"], int) and info["fps"] == 30
+    # utils.py DEFAULT_DATA_PATH / DEFAULT_VIDEO_PATH templates.
+    assert info["data_path"] == "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
+    assert info["video_path"] == "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"
+    # utils/constants.py DEFAULT_FEATURES.
+    feats = info["features"]
+    for key, dtype in (("timestamp", "float32"), ("frame_index", "int64"), ("episode_index", "int64"),
+                       ("index", "int64"), ("task_index", "int64")):
+        assert feats[key]["dtype"] == dtype and feats[key]["shape"] == [1]
+    video = feats[VIDEO_KEY]
+    # video_utils.get_video_info's keys.
+    assert video["dtype"] == "video" and video["shape"] == [HEIGHT, WIDTH, 3]
+    for key in ("video.height", "video.width", "video.codec", "video.pix_fmt", "video.fps", "video.channels",
+                "has_audio"):
+        assert key in video["info"], key
+    assert video["info"]["video.codec"] == "h264" and video["info"]["video.fps"] == 30
+    assert info["splits"] == {"train": f"0:{info['total_episodes']}"}
+
+
+def test_episode_table_and_data_agree(dataset):
+    root = dataset["out"]
+    info = json.loads((root / "meta/info.json").read_text())
+    eps, data = _episodes(root), _data(root)
+    # dataset_writer.py / dataset_metadata.py: the episode columns.
+    for col in ("episode_index", "tasks", "length", "data/chunk_index", "data/file_index", "dataset_from_index",
+                "dataset_to_index", f"videos/{VIDEO_KEY}/chunk_index", f"videos/{VIDEO_KEY}/file_index",
+                f"videos/{VIDEO_KEY}/from_timestamp", f"videos/{VIDEO_KEY}/to_timestamp",
+                "meta/episodes/chunk_index", "meta/episodes/file_index"):
+        assert col in eps.columns, col
+    assert len(eps) == info["total_episodes"] > 0 and len(data) == info["total_frames"]
+    assert eps["episode_index"].tolist() == list(range(len(eps)))
+    assert data["index"].tolist() == list(range(len(data)))
+    for row in eps.to_dict("records"):
+        rows = data.iloc[row["dataset_from_index"]:row["dataset_to_index"]]
+        assert len(rows) == row["length"]
+        assert (rows["episode_index"] == row["episode_index"]).all()
+        assert rows["frame_index"].tolist() == list(range(row["length"]))
+        np.testing.assert_allclose(rows["timestamp"], np.arange(row["length"]) / 30, atol=1e-4)
+        assert row[f"videos/{VIDEO_KEY}/to_timestamp"] - row[f"videos/{VIDEO_KEY}/from_timestamp"] == \
+            pytest.approx(row["length"] / 30)
+        # per episode: where it came from and its camera
+        assert row["egoclean/clip_id"] in {"factory001_worker001_00000", "factory001_worker001_00001"}
+        assert row["egoclean/factory"] == "factory_001" and row["egoclean/worker"] == "worker_001"
+        assert 0 <= row["egoclean/start_sec"] < row["egoclean/end_sec"] <= DURATION
+        k = np.asarray(row["egoclean/camera_matrix"]).reshape(3, 3)
+        assert k[0, 0] > 0 and k[2, 2] == 1 and 0 < k[0, 2] < WIDTH
+        assert (row["egoclean/image_width"], row["egoclean/image_height"]) == (WIDTH, HEIGHT)
+        assert bool(row["egoclean/random_weights"]) is True  # the tiny model
+        assert len(row["egoclean/embedding"]) == 64  # the tiny model's hidden size
+    assert np.isfinite(data[SCORE_KEY]).all()
+    tasks = pd.read_parquet(root / "meta/tasks.parquet")
+    # io_utils.write_tasks: indexed by task, with task_index.
+    assert tasks.index.name == "task" and tasks["task_index"].tolist() == [0]
+    assert set(data["task_index"]) == {0}
+
+
+def test_stats_cover_every_feature_as_the_format_defines(dataset):
+    root = dataset["out"]
+    info = json.loads((root / "meta/info.json").read_text())
+    stats = json.loads((root / "meta/stats.json").read_text())
+    data = _data(root)
+    for feat in info["features"]:
+        # compute_stats.py: min, max, mean, std, count and the DEFAULT_QUANTILES.
+        assert set(stats[feat]) >= {"min", "max", "mean", "std", "count", "q01", "q10", "q50", "q90", "q99"}, feat
+    img = stats[VIDEO_KEY]
+    assert np.asarray(img["mean"]).shape == (3, 1, 1)  # per channel, (3, 1, 1)
+    assert 0 <= np.min(img["min"]) <= np.max(img["max"]) <= 1  # scaled to [0, 1]
+    # numeric features: the stats are those of the data columns
+    for feat in ("frame_index", "index", SCORE_KEY):
+        col = data[feat].to_numpy(dtype=np.float64)
+        assert stats[feat]["min"] == pytest.approx([col.min()], rel=1e-5)
+        assert stats[feat]["max"] == pytest.approx([col.max()], rel=1e-5)
+        assert stats[feat]["mean"] == pytest.approx([col.mean()], rel=1e-5)
+        assert stats[feat]["std"] == pytest.approx([col.std()], rel=1e-4)
+        assert stats[feat]["count"] == [len(col)]
+
+
+def test_validator_finds_nothing_and_catches_a_broken_copy(dataset, tmp_path):
+    assert lerobot.validate(dataset["out"]) == []
+    broken = tmp_path / "broken"
+    shutil.copytree(dataset["out"], broken)
+    info = json.loads((broken / "meta/info.json").read_text())
+    info["total_frames"] += 1
+    (broken / "meta/info.json").write_text(json.dumps(info))
+    assert any("total_frames" in p or "info.json says" in p for p in lerobot.validate(broken))
+
+
+def test_frames_equal_the_rectified_clip_at_sampled_times(clips, dataset):
+    root = dataset["out"]
+    eps = _episodes(root)
+    rng = np.random.default_rng(0)
+    checked = 0
+    for row in eps.sample(n=min(4, len(eps)), random_state=0).to_dict("records"):
+        video = root / lerobot.VIDEO_PATH.format(video_key=VIDEO_KEY,
+                                                 chunk_index=row[f"videos/{VIDEO_KEY}/chunk_index"],
+                                                 file_index=row[f"videos/{VIDEO_KEY}/file_index"])
+        src = Path(clips["store"].clip(row["egoclean/clip_id"])["paths"]["rectified"])
+        for k in sorted(rng.choice(row["length"], size=2, replace=False).tolist()):
+            got = _frame_at(video, row[f"videos/{VIDEO_KEY}/from_timestamp"] + k / 30)
+            want = _source_frame(src, row["egoclean/start_frame"] + k)
+            assert np.array_equal(got, want)  # stream copy: bit-identical decoded frames
+            checked += 1
+    assert checked >= 4
+    # the library's check (what frames_match_rectified runs) agrees, and catches swapped sources
+    srcs = {k: clips["store"].clip(k)["paths"]["rectified"] for k in clips["keys"]}
+    assert verify_frames(root, srcs, samples=4)["mismatches"] == []
+    swapped = dict(zip(clips["keys"], reversed(list(srcs.values()))))
+    assert verify_frames(root, swapped, samples=4)["mismatches"]
+
+
+def test_cuts_land_on_one_phase_of_the_planted_cycle(clips, dataset):
+    eps = _episodes(dataset["out"])
+    for key in clips["keys"]:
+        period, phase0 = planted_cycle(key)
+        rows = eps[eps["egoclean/clip_id"] == key]
+        cyc = rows[rows["egoclean/cycle_index"] >= 0]
+        assert len(cyc) >= 3, f"{key}: {len(cyc)} cycle episodes"
+        assert cyc["egoclean/period_sec"].iloc[0] == pytest.approx(period, abs=0.1)
+        # where each cut falls within the planted cycle (seconds after its phase 0)
+        cuts = np.concatenate([cyc["egoclean/start_sec"], cyc["egoclean/end_sec"]])
+        phase = ((cuts / period + phase0) % 1.0) * period
+        ref = phase[0]
+        dev = np.abs(((phase - ref) + period / 2) % period - period / 2)  # circular distance
+        assert dev.max() <= 1.0, f"{key}: cut phases {np.round(phase, 2)} (period {period:.3f} s)"
+        # whole cycles: every episode is n_cycles periods long
+        lengths = (cyc["egoclean/end_sec"] - cyc["egoclean/start_sec"]) / cyc["egoclean/n_cycles"]
+        np.testing.assert_allclose(lengths, period, atol=0.15)
+
+
+def test_no_episode_overlaps_a_planted_anomaly(clips, dataset):
+    eps = _episodes(dataset["out"])
+    planted = {c["clip_id"]: c["planted"] for c in clips["summary"]["clips"]}
+    for row in eps.to_dict("records"):
+        for sp in planted[row["egoclean/clip_id"]]:
+            overlap = min(row["egoclean/end_sec"], sp["end_sec"]) - max(row["egoclean/start_sec"], sp["start_sec"])
+            assert overlap <= 0, (row["egoclean/clip_id"], row["egoclean/start_sec"], row["egoclean/end_sec"], sp)
+
+
+def test_dataset_card_states_source_licence_counts(dataset):
+    card = (dataset["out"] / "README.md").read_text()
+    assert "builddotai/Egocentric-10K" in card and "Apache-2.0" in card
+    assert "no language labels" in card and "random weights" in card
+    info = json.loads((dataset["out"] / "meta/info.json").read_text())
+    assert f"| 2 | {info['total_episodes']} | {info['total_frames']} |" in card
+
+
+# ----------------------------------------------------------------------------- append, replace, atomic, bad input
+
+
+def test_append_keeps_files_and_replace_does_not_duplicate(clips, tmp_path):
+    out = tmp_path / "ds"
+    store = clips["store"]
+    first, second = clips["keys"]
+    export_from_store(store, out, clips=[first])
+    before = {p.relative_to(out): p.stat().st_ino for p in out.rglob("*") if p.is_file()}
+    rep = export_from_store(store, out, clips=[second])
+    assert rep.episodes_removed == 0 and rep.episodes_added > 0
+    after = {p.relative_to(out): p.stat().st_ino for p in out.rglob("*") if p.is_file()}
+    # data, episode and video files of the first export are the same files (hard links, untouched)
+    for rel, ino in before.items():
+        if rel.parts[0] in ("data", "videos") or rel.parts[:2] == ("meta", "episodes"):
+            assert after.get(rel) == ino, rel
+    n_before = len(_episodes(out))
+    same = export_from_store(store, out, clips=[first])  # the same materialization: left alone
+    assert same.unchanged == [first] and same.episodes_added == same.episodes_removed == 0
+    assert {p.relative_to(out): p.stat().st_ino for p in out.rglob("*") if p.is_file()
+            and p.parts[len(out.parts)] in ("data", "videos")} == {
+        r: i for r, i in after.items() if r.parts[0] in ("data", "videos")}
+    row, det, model, rw = clips["done"][first]
+    store.replace_clip(row, det, model, random_weights=rw)  # re-materialized
+    rep2 = export_from_store(store, out, clips=[first])  # replaces, never duplicates
+    eps = _episodes(out)
+    assert len(eps) == n_before and rep2.episodes_removed == rep2.episodes_added
+    assert eps["episode_index"].tolist() == list(range(len(eps)))
+    assert sorted(eps["egoclean/clip_id"].unique()) == sorted(clips["keys"])
+    assert lerobot.validate(out) == []
+
+
+def test_failed_export_leaves_previous_dataset_readable(clips, tmp_path, monkeypatch):
+    out = tmp_path / "ds"
+    store = clips["store"]
+    export_from_store(store, out, clips=[clips["keys"][0]])
+    snapshot = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def boom(*a, **k):
+        raise OSError("disk full (simulated)")
+
+    import egoclean.export as ex
+
+    monkeypatch.setattr(ex, "_swap", boom)
+    with pytest.raises(OSError, match="disk full"):
+        export_from_store(store, out, clips=[clips["keys"][1]])
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == snapshot
+    assert lerobot.validate(out) == []
+    assert not list(tmp_path.glob(".ds.export-*"))  # the staging directory is gone
+
+
+def test_output_holding_another_dataset_is_refused(clips, tmp_path):
+    other = tmp_path / "other"
+    (other / "meta").mkdir(parents=True)
+    (other / "meta/info.json").write_text(json.dumps({"codebase_version": "v3.0"}))
+    with pytest.raises(InvalidInputError, match="another LeRobot dataset"):
+        export_from_store(clips["store"], other)
+    (tmp_path / "files").mkdir()
+    (tmp_path / "files" / "notes.txt").write_text("mine")
+    with pytest.raises(InvalidInputError, match="not an EgoClean export"):
+        export_from_store(clips["store"], tmp_path / "files")
+    assert (tmp_path / "files" / "notes.txt").read_text() == "mine"
+
+
+def test_sql_selection_of_unknown_clips_is_an_error(clips, tmp_path):
+    with pytest.raises(InvalidInputError, match="not in the database.*factory009_worker009_00009"):
+        export_from_store(clips["store"], tmp_path / "ds", sql="SELECT 'factory009_worker009_00009' AS clip_id")
+    assert not (tmp_path / "ds").exists()
+
+
+def test_sql_selects_spans_and_bad_clips_are_skipped_with_a_reason(clips, tmp_path):
+    store = clips["store"]
+    first, second = clips["keys"]
+    # only long work spans (the README's example), as a one-line export
+    sql = "SELECT clip_id, start_sec, end_sec FROM segments WHERE kind = 'work' AND duration_sec > 20"
+    rep = export_from_store(store, tmp_path / "long", sql=sql)
+    eps = _episodes(tmp_path / "long")
+    work = {k: [(s["start_sec"], s["end_sec"]) for s in store.segments(k, "work") if s["duration_sec"] > 20]
+            for k in clips["keys"]}
+    for row in eps.to_dict("records"):
+        assert any(a - 1e-6 <= row["egoclean/start_sec"] < b for a, b in work[row["egoclean/clip_id"]])
+    assert rep.episodes_added == len(eps) > 0
+    # a clip whose video is missing and a clip whose spans are all too short: skipped, reasons recorded
+    ins = select_clips(store, clips=[first, second])
+    ins[0].video = tmp_path / "gone.mp4"
+    ins[0].problem = f"rectified video missing from storage: {ins[0].video}"
+    ins[1].work = [(10.0, 10.5)]
+    ins[1].anomalies = []
+    with pytest.raises(InvalidInputError, match="no episodes to write"):
+        export_dataset(tmp_path / "bad", ins)
+    assert not (tmp_path / "bad").exists()
+    good = select_clips(store, clips=[second])
+    export_dataset(tmp_path / "mixed", [ins[0]] + good)
+    meta = json.loads((tmp_path / "mixed" / META_PATH).read_text())
+    assert "missing from storage" in meta["skipped"][first]
+    assert second in meta["clips"]
+
+
+def test_reencode_scales_frames_and_camera_matrix(clips, dataset, tmp_path):
+    out = tmp_path / "small"
+    export_from_store(clips["store"], out, clips=[clips["keys"][1]], options=ExportOptions(resolution=48))
+    info = json.loads((out / "meta/info.json").read_text())
+    assert info["features"][VIDEO_KEY]["shape"] == [48, 80, 3]
+    assert lerobot.validate(out) == []
+    small = _episodes(out)
+    full = _episodes(dataset["out"])
+    full = full[full["egoclean/clip_id"] == clips["keys"][1]]
+    assert small["egoclean/start_sec"].tolist() == full["egoclean/start_sec"].tolist()
+    k_small = np.asarray(small["egoclean/camera_matrix"].iloc[0]).reshape(3, 3)
+    k_full = np.asarray(full["egoclean/camera_matrix"].iloc[0]).reshape(3, 3)
+    np.testing.assert_allclose(k_small[0, [0, 2]], k_full[0, [0, 2]] * 80 / WIDTH)
+    np.testing.assert_allclose(k_small[1, [1, 2]], k_full[1, [1, 2]] * 48 / HEIGHT)
+    # a re-encoded frame looks like the scaled source frame
+    import cv2
+
+    row = small.iloc[0]
+    video = out / lerobot.VIDEO_PATH.format(video_key=VIDEO_KEY, chunk_index=0, file_index=0)
+    got = _frame_at(video, row[f"videos/{VIDEO_KEY}/from_timestamp"] + 5 / 30).astype(np.float64)
+    src = Path(clips["store"].clip(clips["keys"][1])["paths"]["rectified"])
+    want = cv2.resize(_source_frame(src, int(row["egoclean/start_frame"]) + 5), (80, 48),
+                      interpolation=cv2.INTER_AREA).astype(np.float64)
+    psnr = 10 * np.log10(255**2 / np.mean((got - want) ** 2))
+    assert psnr > 28, psnr
+    with pytest.raises(InvalidInputError, match="resolution"):
+        export_from_store(clips["store"], out, clips=[clips["keys"][0]])  # same dir, other setting
+
+
+def test_cli_export_one_line_and_bad_input_exit_2(clips, tmp_path, capsys):
+    from egoclean.cli import main
+
+    out = tmp_path / "cli"
+    sql = "SELECT clip_id, start_sec, end_sec FROM segments WHERE kind = 'work' AND duration_sec > 20"
+    assert main(["export", "--db", str(clips["db"]), "--out", str(out), "--sql", sql, "-q"]) == 0
+    said = capsys.readouterr().out
+    assert str(out) in said and "episode(s) from 2 clip(s)" in said
+    assert lerobot.validate(out) == []
+    assert main(["export", "--db", str(clips["db"]), "--out", str(tmp_path / "x"), "-q",
+                 "--clip", "factory009_worker009_00009"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "factory009_worker009_00009" in err[0] and "not in the database" in err[0]
+
+
+def test_clips_in_a_remote_data_root_are_fetched_one_at_a_time(clips, dataset, tmp_path):
+    import fsspec
+
+    from egoclean.export import _remote_files
+
+    fs = fsspec.filesystem("memory")
+    ins = select_clips(clips["store"], clips=[clips["keys"][1]])
+    ci = ins[0]
+    key = ci.clip_id
+    base = f"memory://bucket/{key}"
+    local_dir = ci.video.parent
+    for p in local_dir.iterdir():
+        if p.name.startswith(key) and p.suffix in (".mp4", ".json", ".npy", ".npz"):
+            fs.pipe(f"/bucket/{key}/{p.name}", p.read_bytes())
+    ci.video, ci.sim, ci.emb_path, ci.camera_matrix = None, None, None, None
+    ci.remote = _remote_files(key, f"{base}/{key}_rectified.mp4", f"{base}/{key}_emb.npy")
+    rep = export_dataset(tmp_path / "remote", [ci])
+    assert lerobot.validate(tmp_path / "remote") == []
+    got = _episodes(tmp_path / "remote")
+    want = _episodes(dataset["out"])
+    want = want[want["egoclean/clip_id"] == key]
+    assert got["egoclean/start_sec"].tolist() == want["egoclean/start_sec"].tolist()  # same plan: sim fetched too
+    assert got["egoclean/camera_matrix"].iloc[0].tolist() == want["egoclean/camera_matrix"].iloc[0].tolist()
+    assert len(got["egoclean/embedding"].iloc[0]) == 64
+    assert rep.episodes_added == len(want)
+    assert not list(Path(tempfile.gettempdir()).glob("egoclean-export-*"))  # the downloads are gone
+    # the frame check reads the source from the remote root too
+    check = verify_frames(tmp_path / "remote", {key: f"{base}/{key}_rectified.mp4"}, samples=3)
+    assert check["checked"] == 3 and check["mismatches"] == []
+    fs.rm("/bucket", recursive=True)
+    missing = select_clips(clips["store"], clips=[key])[0]
+    missing.video, missing.remote = None, _remote_files(key, f"{base}/{key}_rectified.mp4", None)
+    export_dataset(tmp_path / "mixed", [missing] + select_clips(clips["store"], clips=[clips["keys"][0]]))
+    meta = json.loads((tmp_path / "mixed" / META_PATH).read_text())
+    assert "missing from storage" in meta["skipped"][key]

@@ -1,0 +1,71 @@
+"""Runs launched from the workspace's code location are ordinary runs of the job the UI shows.
+
+A real run worker (code server started from workspace.yaml) runs a clip; then a real
+`dagster dev` on the same DAGSTER_HOME is asked over GraphQL what its UI asks: the
+job's runs (its page, filtered by repository), the Overview's runs of the repository,
+and the run's snapshot and origin against the job's (the "may be a different version"
+warning on Re-execute compares them).
+"""
+
+import shutil
+from pathlib import Path
+
+import pytest
+from dagster import DagsterInstance
+
+from tests.support.dagster_dev import DagsterDev
+from egoclean_assets.launch import LOCATION, REPOSITORY, launch_partition_runs
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    from egoclean.synth import SynthConfig, write_dataset
+    from egoclean.embed.tiny_model import save_tiny_model
+
+    base = tmp_path_factory.mktemp("launch")
+    summary = write_dataset(base / "source", SynthConfig(clips=1, duration_sec=20.0, width=160, height=96))
+    model = save_tiny_model(base / "tiny-vjepa2")
+    return {"base": base, "summary": summary, "model": str(model), "keys": [c["clip_id"] for c in summary["clips"]]}
+
+
+def test_launched_run_shows_on_the_job_page_and_the_timeline_as_the_same_job_version(dataset, tmp_path,
+                                                                                       monkeypatch):
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
+    env = {"EGOCLEAN_SOURCE": str(dataset["base"] / "source"), "EGOCLEAN_MODEL": dataset["model"],
+           "EGOCLEAN_DEVICE": "cpu", "EGOCLEAN_DATA_ROOT": str(tmp_path / "data"),
+           "EGOCLEAN_DB": str(tmp_path / "e.duckdb"), "EGOCLEAN_GROUND_TRUTH_SEED": "0",
+           "EGOCLEAN_GROUND_TRUTH": str(dataset["summary"]["ground_truth"]), "EGOCLEAN_CACHE": str(tmp_path / "c"),
+           "DAGSTER_HOME": str(home), "PYTHONPATH": str(ROOT)}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)  # the code server and run worker inherit them
+    key = dataset["keys"][0]
+    with DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions("clips", [key])
+        ((got_key, outcome),) = list(launch_partition_runs(instance, [key], tags={"egoclean/demo": "1"}))
+    assert got_key == key and outcome.success, outcome.step_failures
+    passed = {c.check_name: c.passed for c in outcome.checks}
+    assert passed["same_frame_count"] and passed["embeddings_valid"] and passed["similarity_valid"], passed
+
+    with DagsterDev(home, env, tmp_path / "dev.log") as dev:
+        job = dev.graphql(
+            "query($p: PipelineSelector!) { pipelineOrError(params: $p) { __typename ... on Pipeline { "
+            "pipelineSnapshotId runs { runId status pipelineSnapshotId "
+            "repositoryOrigin { repositoryLocationName repositoryName } tags { key value } } } } }",
+            {"p": {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY,
+                   "pipelineName": "clip_pipeline"}})["pipelineOrError"]
+        assert job["__typename"] == "Pipeline"
+        (run,) = [r for r in job["runs"] if r["runId"] == outcome.run_id]  # the job page lists it
+        assert run["status"] == "SUCCESS"
+        # same snapshot and origin as the loaded job: no "may be a different version" on Re-execute
+        assert run["pipelineSnapshotId"] == job["pipelineSnapshotId"]
+        assert run["repositoryOrigin"] == {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY}
+        assert {"key": "dagster/partition", "value": key} in run["tags"]
+        # the Overview timeline shows a repository's runs (filtered by its label tag)
+        feed = dev.graphql(
+            "query($f: RunsFilter) { runsOrError(filter: $f) { ... on Runs { results { runId } } } }",
+            {"f": {"tags": [{"key": ".dagster/repository", "value": f"{REPOSITORY}@{LOCATION}"}]}})
+        assert outcome.run_id in [r["runId"] for r in feed["runsOrError"]["results"]]

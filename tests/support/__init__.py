@@ -1,0 +1,1 @@
+"""Test support shared by the tests, the benchmarks and the scripts: stand-in servers and scenarios."""

@@ -1,0 +1,388 @@
+"""A real local Ray cluster, run by tests/cluster/test_ray_pipeline.py inside a loopback-only network namespace.
+
+Never run this on the host network: Ray binds every interface and probes an outside
+address at start-up. The test starts it as
+`unshare --net -- bash -c 'ip link set lo up && exec python -m tests.support.ray_scenario OUT_DIR'`.
+
+One Ray head (2 CPUs, a GPU_STANDIN resource standing in for a GPU) serves every part,
+so the cluster starts once:
+
+- library: `run_clips` on two clips; the embeddings against today's single-process
+  `embed_video` on the same rectified clips; the actor's batches.
+- s3: the library clips again with the data root in S3 (a moto server started here, on
+  loopback): the tasks read and write the bucket themselves and leave no local files.
+- faults: a worker running `fetch_rectify` is SIGKILLed, then the encoder actor's
+  process is SIGKILLed while clips still have windows queued; both runs must end complete.
+- dagster: the Ray-mode definitions backfill the demo-like clips in batches of K, then a
+  batch with a clip that cannot be fetched.
+
+It prints one JSON document (the last stdout line) that the test asserts on, and stops
+the head by pid.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def proc_pids(marker: str) -> list[int]:
+    """Pids whose command line (Ray sets `ray::<task>` as a busy worker's title) contains marker."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if marker in cmd:
+                out.append(int(d.name))
+    return out
+
+
+def kill_namespace_but_me() -> list[int]:
+    """SIGKILL every other process in this network namespace (all started by this scenario)."""
+    mine = os.readlink("/proc/self/ns/net")
+    killed = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit() and int(d.name) != os.getpid():
+            try:
+                if os.readlink(d / "ns" / "net") != mine:
+                    continue
+                os.kill(int(d.name), signal.SIGKILL)
+                killed.append(int(d.name))
+            except OSError:
+                continue
+    return killed
+
+
+def reference_embeddings(rectified: list[str], model_dir: str) -> dict:
+    """Today's single-process path (embed_video, batch 4) on the same rectified clips."""
+    from egoclean.embed.encoder import EncoderConfig, embed_video, load_encoder
+
+    enc = load_encoder(EncoderConfig(model=model_dir, device="cpu"))
+    return {Path(p).name.removesuffix("_rectified.mp4"): embed_video(p, enc, batch_size=4, progress=False)
+            for p in rectified}
+
+
+def compare(results, refs) -> dict:
+    from egoclean.embed.embeddings import Embeddings
+
+    out = {}
+    for r in results:
+        got = Embeddings.load(r.stages["embed"]["files"]["emb"].removesuffix("_emb.npy"))
+        ref = refs[r.clip_id]
+        out[r.clip_id] = {
+            "windows": len(got), "ref_windows": len(ref),
+            "max_abs_emb": float(np.max(np.abs(got.emb - ref.emb))) if len(got) == len(ref) else None,
+            "max_abs_temb": float(np.max(np.abs(got.temb - ref.temb))) if len(got) == len(ref) else None,
+            "ts_equal": bool(len(got) == len(ref) and np.array_equal(got.ts, ref.ts)),
+            "meta_equal": {k: got.meta.get(k) == ref.meta.get(k) for k in ("model", "stride", "n_windows", "fps")},
+        }
+    return out
+
+
+def part_library(work: Path, dataset: Path, model: str, clips: list[str]) -> dict:
+    from egoclean.cluster import ray_pipeline as rp
+
+    # A batch waits up to 1 s for windows: the two clips' rectifications end at slightly
+    # different times on a loaded machine, and the test wants a batch holding both.
+    cfg = rp.RayConfig(actor_resources={"GPU_STANDIN": 1}, batch_size=4, batch_wait_s=1.0, send_windows=1,
+                       in_flight=2, rectify_cpus=0.5, embed_cpus=0.5, analyse_cpus=0.5)
+    encoder = {"model": model, "device": "cpu"}
+    jobs = [rp.ClipJob(c, str(work / "lib" / c)) for c in clips]
+    done_order = []
+    t0 = time.perf_counter()
+    results = rp.run_clips(jobs, cfg, encoder, {"url": str(dataset)}, on_done=lambda r: done_order.append(r.clip_id))
+    seconds = time.perf_counter() - t0
+    stats = rp.actor_stats(cfg, encoder)[0]
+    refs = reference_embeddings([r.stages["rectify"]["rectified"]["mp4"] for r in results], model)
+    return {"ok": [r.ok for r in results], "errors": [r.error for r in results], "done_order": done_order,
+            "seconds": seconds, "actor": stats, "compare": compare(results, refs),
+            "raw_left": [str(p) for p in (work / "lib").rglob("raw/*")]}
+
+
+def part_s3(work: Path, dataset: Path, model: str, clips: list[str]) -> dict:
+    """The library part's clips again, with the data root in S3 (moto, on this namespace's loopback).
+
+    The tasks fetch their inputs from the bucket and put their outputs there themselves,
+    staging in a work folder of their own: nothing may be left in it, nor in the clips'
+    local folders, and the bucket's files must match the local-root run's."""
+    import json as _json
+
+    from egoclean.cluster import ray_pipeline as rp
+    from egoclean.embed.embeddings import Embeddings
+    from egoclean.core.ids import ClipId
+    from egoclean.core.layout import ClipLayout
+    from egoclean.core.object_store import RemoteRoot
+
+    server = _S3["server"]
+    server.start()
+    try:
+        server.create_bucket("egoclean")
+        root = "s3://egoclean/root"
+        cfg = rp.RayConfig(actor_resources={"GPU_STANDIN": 1}, batch_size=4, batch_wait_s=0.2, send_windows=1,
+                           in_flight=2, rectify_cpus=0.5, embed_cpus=0.5, analyse_cpus=0.5)
+        jobs = [rp.ClipJob(c, str(work / "s3local" / c), store={"root": root, "retries": 2},
+                           store_dir=ClipLayout.under(root, ClipId.parse(c)).dir, work_dir=str(work / "s3work"))
+                for c in clips]
+        results = rp.run_clips(jobs, cfg, {"model": model, "device": "cpu"}, {"url": str(dataset)})
+        remote = RemoteRoot(root)
+        fs = remote.fs()
+        out: dict = {"ok": [r.ok for r in results], "errors": [r.error for r in results], "clips": {}}
+        for j in jobs:
+            local = ClipLayout(j.clip_id, str(work / "lib" / j.clip_id))
+            final = ClipLayout(j.clip_id, j.store_dir)
+            in_bucket = sorted(final.relative("s3://" + k) for k in fs.find(j.store_dir))
+            in_local = sorted(str(p.relative_to(local.dir)) for p in Path(local.dir).rglob("*") if p.is_file())
+            stage = work / "s3cmp" / j.clip_id
+            for rel in in_bucket:
+                remote.get(final.path(rel), str(stage / rel), fs=fs)
+            got, ref = Embeddings.load(stage / j.clip_id), Embeddings.load(local.embeddings)
+            seg_got = _json.loads((stage / f"{j.clip_id}_segments.json").read_text())
+            seg_ref = _json.loads(Path(local.segments).read_text())
+            out["clips"][j.clip_id] = {
+                "bucket": in_bucket, "local_root": in_local,
+                "max_abs_emb": float(np.max(np.abs(got.emb - ref.emb))) if len(got) == len(ref) else None,
+                "segments_equal": seg_got == seg_ref,
+                "same_bytes": {rel: (stage / rel).read_bytes() == (Path(local.dir) / rel).read_bytes()
+                               for rel in in_bucket if rel.endswith((".json", ".mp4"))}}
+        out["work_left"] = [str(p) for p in (work / "s3work").rglob("*") if p.is_file()]
+        out["local_left"] = [str(p) for p in (work / "s3local").rglob("*")] if (work / "s3local").exists() else []
+        return out
+    finally:
+        server.stop()
+
+
+_S3: dict = {}
+
+
+def part_faults(work: Path, dataset: Path, model: str, clips: list[str]) -> dict:
+    import ray
+
+    from egoclean.cluster import ray_pipeline as rp
+
+    # Its own actor name: batches wait long (1 s) for windows, so the kill finds calls queued.
+    cfg = rp.RayConfig(actor_name="egoclean-encoder-faults", actor_resources={"GPU_STANDIN": 1}, batch_size=16,
+                       batch_wait_s=1.0, send_windows=1, in_flight=2, rectify_cpus=0.5, embed_cpus=0.5,
+                       analyse_cpus=0.5, task_retries=2, actor_max_restarts=2, actor_max_task_retries=3)
+    encoder = {"model": model, "device": "cpu"}
+    rp.connect(cfg)
+    actor = rp.encoder_actors(cfg, encoder)[0]
+    before = ray.get(actor.stats.remote())
+    killed: dict = {"rectify_worker": None, "actor": None, "actor_batches_at_kill": None}
+
+    def kill_rectify():
+        deadline = time.time() + 120
+        while time.time() < deadline and killed["rectify_worker"] is None:
+            pids = proc_pids("ray::fetch_rectify")
+            if pids:
+                os.kill(pids[0], signal.SIGKILL)
+                killed["rectify_worker"] = pids[0]
+                return
+            time.sleep(0.01)
+
+    def kill_actor():
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            try:
+                s = ray.get(actor.stats.remote(), timeout=10)
+            except Exception:
+                time.sleep(0.05)
+                continue
+            if s["batches"] > before["batches"]:
+                os.kill(s["pid"], signal.SIGKILL)
+                killed["actor"], killed["actor_batches_at_kill"] = s["pid"], s["batches"]
+                return
+            time.sleep(0.02)
+
+    killers = [threading.Thread(target=kill_rectify, daemon=True), threading.Thread(target=kill_actor, daemon=True)]
+    for k in killers:
+        k.start()
+    jobs = [rp.ClipJob(c, str(work / "faults" / c)) for c in clips]
+    results = rp.run_clips(jobs, cfg, encoder, {"url": str(dataset)})
+    for k in killers:
+        k.join(timeout=5)
+    after = ray.get(actor.stats.remote())
+    ray.kill(actor, no_restart=True)  # frees its stand-in GPU for the dagster part's actor
+    refs = reference_embeddings([r.stages["rectify"]["rectified"]["mp4"] for r in results if r.ok], model)
+    return {"ok": [r.ok for r in results], "errors": [r.error for r in results], "killed": killed,
+            "load_id_before": before["load_id"], "load_id_after": after["load_id"],
+            "pid_before": before["pid"], "pid_after": after["pid"],
+            "compare": compare([r for r in results if r.ok], refs)}
+
+
+def main(out_dir: str, parts: list[str]) -> None:
+    from egoclean.synth import SynthConfig, write_dataset
+    from egoclean.embed.tiny_model import save_tiny_model
+
+    work = Path(out_dir)
+    dataset = work / "source"
+    write_dataset(dataset, SynthConfig(workers=1, clips=5, duration_sec=6.0, width=96, height=72, anomalies=False))
+    model = str(save_tiny_model(work / "tiny"))
+    clips = [f"factory001_worker001_{i:05d}" for i in range(5)]
+    port = free_port()
+    # Token authentication on, with a token made for this cluster (never written to ~/.ray).
+    os.environ["RAY_AUTH_MODE"] = "token"
+    os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(16)
+    # The s3 part's server: its address set now, so the Ray workers inherit it (s3fs reads AWS_*).
+    from tests.support.servers import S3Server
+
+    _S3["server"] = S3Server()
+    os.environ.update(_S3["server"].env())
+    env = dict(os.environ, RAY_ADDRESS="")
+    head = subprocess.Popen(
+        [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block", f"--port={port}",
+         "--node-ip-address=127.0.0.1", "--num-cpus=2", "--num-gpus=0", '--resources={"GPU_STANDIN": 2}',
+         "--include-dashboard=false", "--disable-usage-stats"],
+        env=env, stdout=open(work / "ray_head.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    report: dict = {"head_pid": head.pid}
+    try:
+        os.environ["RAY_ADDRESS"] = f"127.0.0.1:{port}"
+        import ray
+
+        deadline = time.time() + 60
+        while True:
+            try:
+                ray.init(address=os.environ["RAY_ADDRESS"], namespace="egoclean", log_to_driver=False)
+                break
+            except Exception:
+                if time.time() > deadline or head.poll() is not None:
+                    raise
+                time.sleep(1)
+        # Two stand-in GPUs: the library/dagster parts' actor and the faults part's own.
+        for name, fn, args in (("library", part_library, clips[:2]), ("s3", part_s3, clips[:2]),
+                               ("faults", part_faults, clips[2:4]),
+                               ("dagster", part_dagster, clips[:4])):
+            if name in parts:
+                t0 = time.perf_counter()
+                print(f"scenario: {name} ...", file=sys.stderr, flush=True)
+                report[name] = fn(work, dataset, model, args)
+                print(f"scenario: {name} done in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+    finally:
+        try:
+            import ray
+
+            ray.shutdown()
+        except Exception:
+            pass
+        # The head's process group: the GCS, raylet and every worker it started.
+        try:
+            os.killpg(head.pid, signal.SIGTERM)
+            head.wait(timeout=30)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(head.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        # Detached actors and workers live in their own sessions: none may outlive the scenario.
+        kill_namespace_but_me()
+    print(json.dumps(report, default=str))
+
+
+def part_dagster(work: Path, dataset: Path, model: str, clips: list[str]) -> dict:
+    """Ray-mode definitions: a backfill of 4 clips with K=2, then a batch with a clip the source lacks."""
+    import shutil
+
+    import duckdb
+    from dagster import AssetKey, DagsterInstance
+    from dagster._core.definitions.asset_checks.asset_check_spec import AssetCheckKey
+
+    home = work / "dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
+    os.environ.update({
+        "DAGSTER_HOME": str(home), "EGOCLEAN_EXECUTION": "ray", "EGOCLEAN_CLIPS_PER_RUN": "2",
+        "EGOCLEAN_RAY_ACTOR_RESOURCES": '{"GPU_STANDIN": 1}', "EGOCLEAN_RAY_BATCH_WAIT_S": "0.5",
+        "EGOCLEAN_RAY_SEND_WINDOWS": "1", "EGOCLEAN_RAY_RECTIFY_CPUS": "0.5", "EGOCLEAN_RAY_EMBED_CPUS": "0.5",
+        "EGOCLEAN_RAY_ANALYSE_CPUS": "0.5", "EGOCLEAN_SOURCE": str(dataset), "EGOCLEAN_MODEL": model,
+        "EGOCLEAN_DEVICE": "cpu", "EGOCLEAN_DATA_ROOT": str(work / "data"),
+        "EGOCLEAN_DB": str(work / "egoclean.duckdb"),
+        "EGOCLEAN_GROUND_TRUTH": str(dataset / "ground_truth.csv"), "EGOCLEAN_GROUND_TRUTH_SEED": "0",
+        "EGOCLEAN_CACHE": str(work / "cache"),
+    })
+    from egoclean.cluster import ray_pipeline as rp
+    from egoclean_assets import backfill, cluster
+    from egoclean_assets.definitions import build_definitions
+
+    lines: list[str] = []
+    defs = build_definitions()
+    report: dict = {"assets": sorted(k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys())}
+    with DagsterInstance.get() as inst:
+        t0 = time.perf_counter()
+        report["backfill_failed_runs"] = backfill.backfill(["factory_001/worker_001"], inst, limit=len(clips),
+                                                           out=lines.append)
+        report["backfill_seconds"] = time.perf_counter() - t0
+        # A batch whose second clip is registered but not in the source.
+        bad = "factory001_worker001_00099"
+        extra = f"factory001_worker001_{len(clips):05d}"
+        inst.add_dynamic_partitions("clips", [extra, bad])
+        job = defs.resolve_job_def("clip_pipeline")
+        report["bad_batch_failed_runs"] = cluster.run_batches(job, inst, [[extra, bad]], {"egoclean/test": "bad"},
+                                                              backfill.QUIET, lines.append)
+        report["lines"] = lines
+        runs = inst.get_runs()
+        keep = ("dagster/asset_partition", "egoclean")
+        report["runs"] = [{"status": r.status.value, "tags": {k: v for k, v in r.tags.items() if k.startswith(keep)}}
+                          for r in runs]
+        mats: dict = {}
+        load_ids: dict = {}
+        for a in cluster.CLIP_ASSETS:
+            recs = inst.fetch_materializations(AssetKey(a), limit=1000).records
+            per: dict = {}
+            for rec in recs:
+                m = rec.asset_materialization
+                per[m.partition] = per.get(m.partition, 0) + 1
+                if a == "vjepa_embeddings":
+                    load_ids[m.partition] = m.metadata["encoder_load_id"].value
+            mats[a] = per
+        report["materializations"] = mats
+        report["encoder_load_ids"] = load_ids
+        checks: dict = {}
+        for asset, name in (("rectified_clip", "same_frame_count"), ("vjepa_embeddings", "embeddings_valid"),
+                            ("similarity_matrix", "similarity_valid"), ("anomaly_segments", "matches_ground_truth")):
+            hist = inst.event_log_storage.get_asset_check_execution_history(AssetCheckKey(AssetKey(asset), name),
+                                                                            limit=1000)
+            checks[name] = [[h.partition, h.status.value] for h in hist]
+        report["checks"] = checks
+    con = duckdb.connect(str(work / "egoclean.duckdb"), read_only=True)
+    report["clip_rows"] = dict(con.execute("SELECT clip_id, count(*) FROM clips GROUP BY 1").fetchall())
+    report["window_rows"] = dict(con.execute("SELECT clip_id, count(*) FROM window_scores GROUP BY 1").fetchall())
+    con.close()
+    cfg = defs.resources["ray_cluster"].config()
+    enc = {"model": model, "revision": None, "device": "cpu", "dtype": "auto"}
+    report["actor"] = rp.actor_stats(cfg, enc)[0]
+    data = work / "data" / "factory_001" / "worker_001"
+    rect = sorted(str(p) for p in data.glob("*/*_rectified.mp4"))
+    refs = reference_embeddings(rect, model)
+    from egoclean.embed.embeddings import Embeddings
+
+    cmp = {}
+    for key, ref in refs.items():
+        got = Embeddings.load(data / key / key)
+        cmp[key] = float(np.max(np.abs(got.emb - ref.emb))) if len(got) == len(ref) else None
+    report["embeddings_max_abs"] = cmp
+    report["raw_left"] = [str(p) for p in data.rglob("raw/*")]
+    return report
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2].split(",") if len(sys.argv) > 2 else ["library", "s3", "faults", "dagster"])
