@@ -69,6 +69,13 @@ MAX_PIXELS = 7680 * 4320
 HWACCEL = "auto"
 HWACCEL_CHOICES = ("auto", "cpu", "nvidia")
 
+# -- camera motion (egoclean.motion) ------------------------------------------------------
+
+# Monocular scale: the height of the camera above the floor (a standing worker's head).
+CAMERA_HEIGHT_M = 1.6
+# Visual odometry tracks frames resized so that their long side is this many pixels.
+VO_LONG_SIDE = 640
+
 # -- command line ---------------------------------------------------------------------
 
 # `egoclean sql`: seconds to wait while a writer holds the database.

@@ -56,7 +56,8 @@ def read_json(path: Path, what: str, finite: bool = True, missing: str = "") -> 
     return jsonin.loads(raw, f"{what} {path}", IntrinsicsError, finite=finite)
 
 
-def _number(d: Mapping[str, Any], key: str, source: str) -> float:
+def number_field(d: Mapping[str, Any], key: str, source: str) -> float:
+    """Field `key` of a calibration object as a finite float; an IntrinsicsError naming `source` otherwise."""
     if key not in d:
         raise IntrinsicsError(f"intrinsics {source}: field {key!r} is missing")
     v = d[key]
@@ -118,7 +119,7 @@ class FisheyeIntrinsics:
                 f"intrinsics {source}: field 'model' is {d['model']!r}; "
                 "only 'fisheye' (OpenCV Kannala-Brandt) is supported"
             )
-        values = {k: _number(d, k, source) for k in FIELDS}
+        values = {k: number_field(d, k, source) for k in FIELDS}
         for key in ("image_width", "image_height"):
             if not values[key].is_integer():
                 raise IntrinsicsError(f"intrinsics {source}: field {key!r} must be an integer, got {d[key]!r}")
