@@ -41,10 +41,10 @@ from dagster import (
 )
 from pydantic import Field
 
-from egoclean.core import defaults
 from egoclean.core.errors import InvalidInputError
 from egoclean.core.ids import ClipId
 from egoclean.core.timecode import mmss
+from egoclean.settings import Settings
 from egoclean_assets.assets import ALL_ASSETS
 from egoclean_assets.assets.temporal import clip_row
 from egoclean_assets.checks import (
@@ -64,33 +64,6 @@ from egoclean_assets.resources import (
     SourceResource,
     StoreResource,
 )
-
-EXECUTION_ENV = "EGOCLEAN_EXECUTION"
-CLIPS_PER_RUN_ENV = "EGOCLEAN_CLIPS_PER_RUN"
-MODES = ("local", "ray")
-DEFAULT_CLIPS_PER_RUN = defaults.CLIPS_PER_RUN  # Ray mode; local mode is always one clip per run
-
-
-def execution_mode(env: Mapping[str, str] | None = None) -> str:
-    """`local` (default: today's graph, no Ray) or `ray`, from EGOCLEAN_EXECUTION."""
-    env = os.environ if env is None else env
-    mode = (env.get(EXECUTION_ENV) or defaults.EXECUTION).strip().lower()
-    if mode not in MODES:
-        raise InvalidInputError(f"{EXECUTION_ENV}={env.get(EXECUTION_ENV)!r}: use one of {', '.join(MODES)}")
-    return mode
-
-
-def clips_per_run(env: Mapping[str, str] | None = None) -> int:
-    """K, the clips one Ray-mode run takes (EGOCLEAN_CLIPS_PER_RUN, default 16)."""
-    env = os.environ if env is None else env
-    raw = env.get(CLIPS_PER_RUN_ENV) or str(DEFAULT_CLIPS_PER_RUN)
-    try:
-        k = int(raw)
-    except ValueError:
-        k = 0
-    if k < 1:
-        raise InvalidInputError(f"{CLIPS_PER_RUN_ENV}={raw!r}: must be a whole number >= 1")
-    return k
 
 
 class RayClusterResource(ConfigurableResource):
@@ -115,10 +88,7 @@ class RayClusterResource(ConfigurableResource):
 
 def ray_resource_from_env(env: Mapping[str, str] | None = None) -> RayClusterResource:
     """The Ray resource with its settings from EGOCLEAN_RAY_* (validated now, so bad values fail at load)."""
-    # imported here, not at module top: the Ray stages are needed only in Ray mode
-    from egoclean.cluster.ray_pipeline import config_from_env
-
-    cfg = config_from_env(os.environ if env is None else env)
+    cfg = Settings.from_env(env).ray_config()
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "address"}
     return RayClusterResource(address=cfg.address, settings=settings)
 
@@ -141,7 +111,8 @@ def _specs():
 
 def ray_graph(env: Mapping[str, str] | None = None) -> tuple[list, list, dict]:
     """(assets, checks, extra resources) of Ray mode: clip_batch in place of the clip assets and their checks."""
-    assets = [build_clip_batch(clips_per_run(env))] + [a for a in ALL_ASSETS if not _is_clip_asset(a)]
+    assets = [build_clip_batch(Settings.from_env(env).clips_per_run)] + [a for a in ALL_ASSETS
+                                                                          if not _is_clip_asset(a)]
     checks = [c for c in ALL_CHECKS if not any(s.asset_key.path[-1] in CLIP_ASSETS for s in c.check_specs)]
     return assets, checks, {"ray_cluster": ray_resource_from_env(env)}
 

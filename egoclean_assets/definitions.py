@@ -6,7 +6,8 @@ from dagster import Definitions
 
 from egoclean_assets.assets import ALL_ASSETS
 from egoclean_assets.checks import ALL_CHECKS
-from egoclean_assets.cluster import execution_mode, ray_graph
+from egoclean.settings import Settings
+from egoclean_assets.cluster import ray_graph
 from egoclean_assets.jobs import clip_pipeline_job, discover_clips_job, export_dataset_job
 from egoclean_assets.resources import build_resources
 from egoclean_assets.sensors import clip_discovery_sensor
@@ -18,7 +19,7 @@ def build_definitions(resources: dict | None = None) -> Definitions:
     EGOCLEAN_EXECUTION=ray swaps the per-clip assets for the batched Ray step (same keys,
     lineage and checks; see egoclean_assets.cluster); the default is the local graph."""
     assets, checks, extra = ALL_ASSETS, ALL_CHECKS, {}
-    if execution_mode() == "ray":
+    if Settings.from_env().execution == "ray":
         assets, checks, extra = ray_graph()
     return Definitions(
         assets=assets,

@@ -24,7 +24,6 @@ Nothing here imports Ray at module load: `import ray` happens where it is used.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
@@ -38,7 +37,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
@@ -575,29 +574,3 @@ def actor_stats(cfg: RayConfig, encoder: dict) -> list[dict]:
     return ray.get([h.stats.remote() for h in handles])
 
 
-def config_from_env(env: dict | None = None) -> RayConfig:
-    """RayConfig from EGOCLEAN_RAY_* variables (see deploy/cluster.env); RAY_ADDRESS is Ray's own."""
-    from egoclean.core.errors import InvalidInputError
-
-    env = os.environ if env is None else env
-    cfg = RayConfig()
-    for f in dataclasses.fields(RayConfig):
-        name = "EGOCLEAN_RAY_" + f.name.upper()
-        raw = env.get(name)
-        if raw in (None, ""):
-            continue
-        try:
-            if f.name == "actor_resources":
-                value: Any = json.loads(raw)
-                if not isinstance(value, dict):
-                    raise ValueError("not a JSON object")
-            elif f.name in ("address", "namespace", "actor_name"):
-                value = raw
-            elif isinstance(getattr(cfg, f.name), int) and not isinstance(getattr(cfg, f.name), bool):
-                value = int(raw)
-            else:
-                value = float(raw)
-        except ValueError as e:
-            raise InvalidInputError(f"{name}={raw!r}: {e}") from None
-        setattr(cfg, f.name, value)
-    return cfg.validate()

@@ -55,6 +55,7 @@ SEED_SOURCE = "seed"
 # -- execution ------------------------------------------------------------------------
 
 EXECUTION = "local"  # or "ray" (egoclean_assets.cluster)
+EXECUTION_CHOICES = ("local", "ray")
 CLIPS_PER_RUN = 16  # clips one Ray-mode run takes; local mode is one clip per run
 
 # -- bad-input limits -------------------------------------------------------------------
@@ -121,7 +122,7 @@ ENVIRONMENT: tuple[EnvVar, ...] = (
     EnvVar("EGOCLEAN_EXECUTION", EXECUTION,
            "`local` (one run per clip, no Ray) or `ray` (batched steps on a Ray cluster)"),
     EnvVar("EGOCLEAN_CLIPS_PER_RUN", str(CLIPS_PER_RUN), "clips one Ray-mode run takes"),
-    EnvVar("EGOCLEAN_RAY_*", None, "the Ray cluster's settings, one variable per RayConfig field (deploy/cluster.env)"),
+    EnvVar("EGOCLEAN_RAY_*", None, "the Ray cluster's settings, one variable per RayConfig field (deploy/ray.env)"),
     EnvVar("EGOCLEAN_CACHE", CACHE_DIR, "shard-index cache (tar headers only), in its `index/` folder"),
     EnvVar("EGOCLEAN_MAX_PIXELS", str(MAX_PIXELS),
            "largest frame (width x height) a video may declare; larger ones are refused from the header"),

@@ -595,8 +595,10 @@ def _parse_sidecar(raw: bytes, clip: ClipId, video: TarMember, label: str) -> di
 
 
 def default_cache_dir() -> Path:
-    """Where shard indexes are cached: $EGOCLEAN_CACHE/index, else ~/.cache/egoclean/index."""
-    return Path(os.environ.get("EGOCLEAN_CACHE") or defaults.CACHE_DIR).expanduser() / "index"
+    """Where shard indexes are cached: $EGOCLEAN_CACHE/index, else ~/.cache/egoclean/index (egoclean.settings)."""
+    from egoclean.settings import current  # at use: egoclean.settings opens sources through this module
+
+    return Path(current().index_cache)
 
 
 # ---------------------------------------------------------------------------- Source

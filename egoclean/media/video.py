@@ -23,7 +23,7 @@ import numpy as np
 
 from egoclean.core import defaults
 from egoclean.core.errors import EgoCleanError, InvalidInputError, VideoError
-from egoclean.core.options import env_whole
+from egoclean.settings import current as current_settings
 
 # The pipeline's video contract: Egocentric-10K clips are H.265 and the rectified clips
 # H.264; anything else (mpeg4, mjpeg, ...) is refused by `probe` unless a caller opts out.
@@ -71,19 +71,19 @@ class VideoInfo:
 
 
 def max_pixels() -> int:
-    """The frame-size limit: $EGOCLEAN_MAX_PIXELS, else DEFAULT_MAX_PIXELS."""
-    return env_whole(os.environ, MAX_PIXELS_ENV, DEFAULT_MAX_PIXELS, 1, 10**12)
+    """The frame-size limit: $EGOCLEAN_MAX_PIXELS, else DEFAULT_MAX_PIXELS (egoclean.settings reads it)."""
+    return current_settings().max_pixels
 
 
 def hwaccel(choice: str | None = None) -> str:
-    """The hardware choice: `choice` if given, else $EGOCLEAN_HWACCEL, else defaults.HWACCEL."""
-    raw = choice if choice is not None else os.environ.get(HWACCEL_ENV, "")
-    value = raw.strip().lower() or defaults.HWACCEL
+    """The hardware choice: `choice` if given, else $EGOCLEAN_HWACCEL (egoclean.settings reads it), else
+    defaults.HWACCEL."""
+    if choice is None:
+        return current_settings().hwaccel
+    value = choice.strip().lower() or defaults.HWACCEL
     if value not in defaults.HWACCEL_CHOICES:
         raise InvalidInputError(
-            f"environment variable {HWACCEL_ENV}: expected one of {', '.join(defaults.HWACCEL_CHOICES)}, "
-            f"got {raw[:40]!r}"
-        )
+            f"hardware choice {choice[:40]!r}: expected one of {', '.join(defaults.HWACCEL_CHOICES)}")
     return value
 
 

@@ -155,18 +155,3 @@ def test_a_failing_clip_in_a_batch_is_named_and_the_others_are_recorded(report):
     for asset in CLIP_ASSETS:
         assert bad not in d["materializations"][asset]
     assert CLIPS[4] in d["materializations"]["diagnostics_plot"]
-
-
-def test_config_from_env_reads_the_settings_and_names_a_bad_one():
-    from egoclean.core.errors import InvalidInputError
-    from egoclean.cluster.ray_pipeline import RayConfig, config_from_env
-
-    assert config_from_env({}) == RayConfig()
-    cfg = config_from_env({"EGOCLEAN_RAY_NUM_ACTORS": "8", "EGOCLEAN_RAY_ACTOR_NUM_GPUS": "1",
-                           "EGOCLEAN_RAY_ACTOR_RESOURCES": '{"GPU_STANDIN": 1}', "EGOCLEAN_RAY_ADDRESS": "auto"})
-    got = (cfg.num_actors, cfg.actor_num_gpus, cfg.actor_resources, cfg.address)
-    assert got == (8, 1.0, {"GPU_STANDIN": 1}, "auto")
-    for name, value in (("EGOCLEAN_RAY_NUM_ACTORS", "0"), ("EGOCLEAN_RAY_BATCH_SIZE", "x"),
-                        ("EGOCLEAN_RAY_ACTOR_RESOURCES", "[1]"), ("EGOCLEAN_RAY_EMBED_CPUS", "-1")):
-        with pytest.raises(InvalidInputError, match=name.removeprefix("EGOCLEAN_RAY_").lower() + "|" + name):
-            config_from_env({name: value})

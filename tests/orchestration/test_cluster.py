@@ -1,4 +1,4 @@
-"""egoclean_assets.cluster without Ray: mode and K from the environment, batching of keys, the local graph untouched.
+"""egoclean_assets.cluster without Ray: batching of keys, the local graph untouched (mode, K: tests/test_settings.py).
 
 The Ray runs themselves are in tests/cluster/test_ray_pipeline.py (a real cluster in a network namespace)."""
 
@@ -8,18 +8,6 @@ from egoclean.core.errors import InvalidInputError
 from egoclean_assets import cluster
 
 CLIP_ASSETS = cluster.CLIP_ASSETS
-
-
-def test_mode_and_clips_per_run_come_from_the_environment():
-    assert cluster.execution_mode({}) == "local"
-    assert cluster.execution_mode({"EGOCLEAN_EXECUTION": "Ray"}) == "ray"
-    with pytest.raises(InvalidInputError, match="EGOCLEAN_EXECUTION='spark'"):
-        cluster.execution_mode({"EGOCLEAN_EXECUTION": "spark"})
-    assert cluster.clips_per_run({}) == cluster.DEFAULT_CLIPS_PER_RUN
-    assert cluster.clips_per_run({"EGOCLEAN_CLIPS_PER_RUN": "100"}) == 100
-    for bad in ("0", "-3", "ten"):
-        with pytest.raises(InvalidInputError, match="EGOCLEAN_CLIPS_PER_RUN"):
-            cluster.clips_per_run({"EGOCLEAN_CLIPS_PER_RUN": bad})
 
 
 def test_contiguous_batches_split_at_k_and_at_gaps():
