@@ -286,7 +286,7 @@ def test_hub_id_through_stand_in_hub(tmp_path, clip, tiny_dir):
     """The real huggingface_hub client downloads a gated model repo (weights, config,
     video processor config, random-weights marker) from the stand-in hub and embeds;
     without the token it is refused with a hint; the token never leaks."""
-    from tests.hubstub import HubStub
+    from tests.support.hubstub import HubStub
 
     root = tmp_path / "repo"
     root.mkdir()
