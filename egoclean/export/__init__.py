@@ -434,11 +434,18 @@ class ExportReport:
     seconds: float
     files_written: list[str]
     unchanged: list[str] = field(default_factory=list)  # clips left as they were (same materialization)
+    episodes_new: int = 0  # of episodes_added, those of clips the dataset did not hold before
+
+    @property
+    def episodes_rewritten(self) -> int:
+        """Episodes written for clips the dataset already held (re-exported: their old ones removed)."""
+        return self.episodes_added - self.episodes_new
 
     def summary(self) -> str:
-        return (f"{self.out}: {self.episodes_added} episode(s) from {len(self.clips)} clip(s) "
-                f"({self.kept_sec:.1f} s kept, {self.dropped_sec:.1f} s dropped), "
-                f"{self.episodes_removed} replaced; dataset now {self.total_episodes} episodes, "
+        return (f"{self.out}: {self.episodes_added} episode(s) written from {len(self.clips)} clip(s) "
+                f"({self.kept_sec:.1f} s kept, {self.dropped_sec:.1f} s dropped): {self.episodes_new} new, "
+                f"{self.episodes_rewritten} re-exported in place of {self.episodes_removed} removed; "
+                f"dataset now {self.total_episodes} episodes, "
                 f"{self.total_frames} frames" + (f"; skipped {len(self.skipped)}" if self.skipped else "")
                 + (f"; {len(self.unchanged)} unchanged clip(s) left as they were" if self.unchanged else ""))
 
@@ -537,6 +544,25 @@ class _PartWriter:
                 self.writer.abort()
 
 
+def loading_code(root: str | os.PathLike) -> str:
+    """The Python lines that load the dataset at `root` with lerobot (the card, the demo and the UI show them)."""
+    return ("from lerobot.datasets.lerobot_dataset import LeRobotDataset\n"
+            f"ds = LeRobotDataset('local/egoclean', root={str(root)!r})\n"
+            f"frame = ds[0]  # frame[{VIDEO_KEY!r}]: (3, H, W) float in [0, 1]")
+
+
+def dataset_card(root: str | os.PathLike) -> str:
+    """The dataset card of the export at `root` without its YAML front matter (for display), "" when absent."""
+    try:
+        text = (Path(root) / CARD_PATH).read_text()
+    except FileNotFoundError:
+        return ""
+    if text.startswith("---\n"):
+        end = text.find("\n---\n", 4)
+        text = text[end + 5:] if end >= 0 else text
+    return text.strip() + "\n"
+
+
 def _card(meta: dict, info: dict) -> str:
     clips = meta.get("clips", {})
     kept = sum(c.get("kept_sec", 0) for c in clips.values())
@@ -606,9 +632,7 @@ def _card(meta: dict, info: dict) -> str:
         "## Loading",
         "",
         "```python",
-        "from lerobot.datasets.lerobot_dataset import LeRobotDataset",
-        "ds = LeRobotDataset('local/egoclean', root='<this directory>')",
-        "frame = ds[0]  # frame['observation.images.egocentric']: (3, H, W) float in [0, 1]",
+        loading_code("<this directory>"),
         "```",
         "",
         "Without lerobot: `pandas.read_parquet('meta/episodes/chunk-000/file-000.parquet')` lists the "
@@ -638,6 +662,8 @@ class _Export:
             shape = existing.info["features"][VIDEO_KEY]["shape"]
             self.size, self.fps = (shape[1], shape[0]), int(existing.info["fps"])
         self.removing = set(clip_ids)
+        # clips the dataset holds before this export: their episodes written now are not new ones
+        self.held_before = set(self.old["egoclean/clip_id"]) if len(self.old) else set()
         for k in self.removing:
             self.meta["clips"].pop(k, None)
             self.meta["skipped"].pop(k, None)
@@ -992,6 +1018,7 @@ def export_dataset(out: str | os.PathLike, clips: Sequence[ClipInput], options: 
         total_frames=info["total_frames"], kept_sec=run.kept_sec, dropped_sec=run.dropped_sec,
         skipped={k: v for k, v in run.meta["skipped"].items() if k in run.removing}, bytes_video=run.bytes_video,
         seconds=time.perf_counter() - t_start, files_written=run.written, unchanged=unchanged,
+        episodes_new=sum(r["egoclean/clip_id"] not in run.held_before for r in run.new_rows),
     )
 
 

@@ -5,7 +5,7 @@ from dagster import AssetExecutionContext, AssetKey, MaterializeResult, Metadata
 
 from egoclean_assets import pools
 from egoclean_assets.io_manager import ClipArtifact, ClipStorage
-from egoclean_assets.metadata import mmss
+from egoclean_assets.metadata import mmss, shown
 from egoclean_assets.partitions import clip_of, clip_partitions
 from egoclean_assets.resources import ExportResource, StoreResource
 
@@ -43,9 +43,11 @@ def training_episodes(
         metadata={
             "episodes": len(table["episodes"]),
             "kept_sec": MetadataValue.float(round(table["kept_sec"], 3)),
-            "period_sec": MetadataValue.float(table["cycle"]["period_sec"]) if table["cycle"] else "no clear period",
+            "period_sec": shown(table["cycle"]["period_sec"]) if table["cycle"] else "no clear period",
             "table": MetadataValue.md("\n".join(rows)),
-            "skipped": MetadataValue.json(table["skipped"]),
+            # seconds to the millisecond for display; the JSON file keeps full precision
+            "skipped": MetadataValue.json([{k: round(v, 3) if isinstance(v, float) else v for k, v in s.items()}
+                                           for s in table["skipped"]]),
             "path": MetadataValue.path(storage.location(clip, path)),
         },
     )
@@ -55,20 +57,24 @@ def training_episodes(
 def lerobot_dataset(context: AssetExecutionContext, store: StoreResource, export: ExportResource) -> MaterializeResult:
     """The LeRobot v3.0 dataset of every materialized clip's episodes (new clips appended, re-materialized replaced)."""
     # imported here, not at module top: loading the definitions must stay free of heavy modules
-    from egoclean.export import export_from_store
+    from egoclean.export import dataset_card, export_from_store, loading_code
 
     report = export_from_store(store.store(), export.out, options=export.options())
     context.log.info(report.summary())
     return MaterializeResult(metadata={
+        # first: how to use what this asset made (the UI lists entries in this order)
+        "load_with_lerobot": MetadataValue.md(f"```python\n{loading_code(report.out)}\n```"),
         "path": MetadataValue.path(str(report.out)),
         "episodes": report.total_episodes,
         "frames": report.total_frames,
-        "episodes_added": report.episodes_added,
+        "episodes_added": report.episodes_new,  # of clips the dataset did not hold before
+        "episodes_rewritten": report.episodes_rewritten,  # of re-exported clips, replacing...
+        "episodes_replaced": report.episodes_removed,  # ...their episodes removed
         "clips_unchanged": len(report.unchanged),
-        "episodes_replaced": report.episodes_removed,
         "kept_sec": MetadataValue.float(round(report.kept_sec, 3)),
         "dropped_sec": MetadataValue.float(round(report.dropped_sec, 3)),
         "skipped": MetadataValue.json(report.skipped),
         "video_mb": MetadataValue.float(round(report.bytes_video / 1e6, 3)),
         "seconds": MetadataValue.float(round(report.seconds, 3)),
+        "dataset_card": MetadataValue.md(dataset_card(report.out)),
     })

@@ -319,6 +319,26 @@ def test_append_keeps_files_and_replace_does_not_duplicate(clips, tmp_path):
     assert lerobot.validate(out) == []
 
 
+def test_counters_of_an_export_that_both_replaces_a_clip_and_adds_one(clips, tmp_path):
+    """episodes_new counts only the episodes of clips the dataset did not hold (issue 18: a re-export
+    of one clip plus a new one reported every written episode as added)."""
+    out = tmp_path / "ds"
+    store = clips["store"]
+    first, second = clips["keys"]
+    export_from_store(store, out, clips=[first])
+    n_first = len(_episodes(out))
+    row, det, model, rw = clips["done"][first]
+    store.replace_clip(row, det, model, random_weights=rw)  # re-materialized: re-exported below
+    rep = export_from_store(store, out, clips=[first, second])
+    eps = _episodes(out)
+    n_second = int((eps["egoclean/clip_id"] == second).sum())
+    assert n_first > 0 and n_second > 0
+    assert rep.episodes_added == n_first + n_second and rep.episodes_removed == n_first
+    assert rep.episodes_new == n_second and rep.episodes_rewritten == n_first
+    assert rep.total_episodes == len(eps) == n_first + n_second
+    assert f": {n_second} new, {n_first} re-exported in place of {n_first} removed;" in rep.summary()
+
+
 def test_failed_export_leaves_previous_dataset_readable(clips, tmp_path, monkeypatch):
     out = tmp_path / "ds"
     store = clips["store"]

@@ -122,6 +122,11 @@ def test_export_job_builds_the_dataset_from_materialized_clips(dataset, graph, t
     for result in graph["results"].values():
         eps = materialization(result, "training_episodes")
         assert eps["episodes"].value >= 1 and "| 0 |" in eps["table"].value
+        # floats for display: 4 significant digits, skipped spans to the millisecond (issue 18)
+        period = eps["period_sec"].value
+        assert isinstance(period, str) or period == float(f"{period:.4g}"), period
+        for span in eps["skipped"].value:
+            assert all(v == round(v, 3) for v in span.values() if isinstance(v, float)), span
     res = graph["res"] | {"export": ExportResource(out=str(tmp_path / "lerobot"))}
     job = build_definitions(res).resolve_job_def("export_dataset")
     for attempt in range(2):  # the second run finds every clip unchanged: nothing rewritten
@@ -136,6 +141,12 @@ def test_export_job_builds_the_dataset_from_materialized_clips(dataset, graph, t
         assert meta["episodes"].value == total
         assert meta["episodes_replaced"].value == 0
         assert meta["episodes_added"].value == (total if attempt == 0 else 0)
+        # the recipe in the UI: how to load it, and the dataset card (issue 18)
+        assert f"LeRobotDataset('local/egoclean', root={str(tmp_path / 'lerobot')!r})" in \
+            meta["load_with_lerobot"].value
+        assert list(meta)[0] == "load_with_lerobot"
+        card = meta["dataset_card"].value
+        assert card.startswith("# EgoClean export") and "## Loading" in card and f"| {total} |" in card
     assert (tmp_path / "lerobot" / "meta" / "info.json").is_file()
 
 
