@@ -43,21 +43,55 @@ class DiscoveryResult:
         return f"skipped {len(self.failed)} unreadable worker(s): " + "; ".join(f"{w}: {why}" for w, why in self.failed)
 
 
-def workers_in_scope(source, patterns: list[str]) -> list[str]:
-    """`factory_XXX/worker_YYY` paths matching any fnmatch pattern, sorted."""
+def workers_in_scope(source, patterns: list[str], failed: list[tuple[str, str]] | None = None) -> list[str]:
+    """`factory_XXX/worker_YYY` paths matching any fnmatch pattern, sorted.
+
+    With `failed`, a factory that cannot be listed (a literal name not in the source) and
+    a literal pattern that matches no worker are appended there as (name, why) and the
+    rest of the scope is still returned; without it, the first such error raises."""
     patterns = [p.strip().strip("/") for p in patterns if p.strip()]
     factory_patterns = {p.split("/")[0] for p in patterns}
     # A literal factory name needs no listing of all factories.
-    if all(not any(c in fp for c in "*?[") for fp in factory_patterns):
+    if all(not _is_pattern(fp) for fp in factory_patterns):
         factories = sorted(factory_patterns)
     else:
         factories = [f for f in source.list_factories() if any(fnmatch.fnmatchcase(f, fp) for fp in factory_patterns)]
     out = []
     for f in factories:
-        for w in source.list_workers(f):
+        try:
+            workers = source.list_workers(f)
+        except EgoCleanError as e:
+            if failed is None:
+                raise
+            failed.append((f, str(e)))
+            continue
+        for w in workers:
             if any(fnmatch.fnmatchcase(f"{f}/{w}", p) for p in patterns):
                 out.append(f"{f}/{w}")
+        for p in patterns:  # a worker named outright that is not there is a mistake to report, not silence
+            pf, _, pw = p.partition("/")
+            if failed is not None and pf == f and pw and not _is_pattern(pw) and f"{f}/{pw}" not in out:
+                known = ", ".join(workers) or "none"
+                failed.append((p, f"worker {pw} not found in {f} of {source.url} (workers: {known})"))
     return sorted(out)
+
+
+def _is_pattern(text: str) -> bool:
+    return any(c in text for c in "*?[")
+
+
+def _cursor_after(cursor: str | None) -> tuple[str | None, str | None]:
+    """The worker a cursor names (None: start at the beginning), and why it was ignored if damaged."""
+    if not cursor:
+        return None, None
+    try:
+        after = json.loads(cursor).get("after")
+    except (ValueError, AttributeError):
+        after = 0
+    if after is None or isinstance(after, str):
+        return after, None
+    # Starting again from the first worker loses nothing: known clips are not registered twice.
+    return None, f"ignored a damaged sensor cursor {cursor[:80]!r}; scanning from the first worker"
 
 
 def discover(source, settings, existing: set[str], cursor: str | None, whole_scope: bool = False) -> DiscoveryResult:
@@ -68,24 +102,35 @@ def discover(source, settings, existing: set[str], cursor: str | None, whole_sco
     scanned again first next time, so nothing is skipped. A worker whose shards cannot be
     listed or indexed is recorded in `failed` and passed over; the others proceed.
     """
-    workers = workers_in_scope(source, list(settings.scope))
-    after = json.loads(cursor).get("after") if cursor else None
+    failed: list[tuple[str, str]] = []
+    workers = workers_in_scope(source, list(settings.scope), failed)
+    after, cursor_note = _cursor_after(cursor)
     start = next((i for i, w in enumerate(workers) if after is None or w > after), 0)
     order = workers[start:] + workers[:start]
     max_workers = len(order) if whole_scope else settings.max_workers_per_tick
     budget = None if whole_scope else settings.max_new_partitions_per_tick
-    result = DiscoveryResult(workers_in_scope=len(workers), scope=[p.strip() for p in settings.scope])
+    result = DiscoveryResult(workers_in_scope=len(workers), scope=[p.strip() for p in settings.scope], failed=failed)
+    if cursor_note:
+        result.failed.append(("cursor", cursor_note))
+        cursor = None
     last_done = after
     seen = set(existing)
     for w in order[:max_workers]:
         factory, worker = w.split("/")
+        damaged: list = []
         try:
-            clips = [c.key for c in source.list_clips(factory, worker)]
+            clips = [c.key for c in source.list_clips(factory, worker, damaged=damaged)]
         except EgoCleanError as e:
-            # One bad shard (empty, damaged, unreadable) must not stop the rest of the
+            # One bad worker (unlistable, unreadable) must not stop the rest of the
             # scope: report the worker and move on. It is scanned again when the cursor
             # comes round to it, so a fixed shard is picked up then.
             result.failed.append((w, str(e)))
+            last_done = w
+            continue
+        # A damaged shard is reported; the clips of the worker's readable shards are
+        # registered (none of them can be in the damaged one, see Source.locate_clip).
+        result.failed += [(w, str(err)) for _, err in damaged]
+        if not clips and damaged:
             last_done = w
             continue
         new = [k for k in clips if k not in seen]

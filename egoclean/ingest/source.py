@@ -664,18 +664,52 @@ class Source:
         for e in entries:
             m = _SHARD_RE.fullmatch(e["name"])
             if e["type"] == "file" and m and m.group(1) == prefix:
-                shards.append((int(m.group(2)), ShardRef(f"{rel}/{e['name']}", e["name"], e["size"], e["etag"])))
-        return [s for _, s in sorted(shards)]
+                ref = ShardRef(f"{rel}/{e['name']}", e["name"], e["size"], e["etag"])
+                shards.append((int(m.group(2)), e["name"], ref))
+        # Sorted by part number, then name: `_part0.tar` beside `_part00.tar` is the same
+        # number (ShardRef itself has no order).
+        return [s for _, _, s in sorted(shards, key=lambda t: t[:2])]
 
-    def list_clips(self, factory: str | int, worker: str | int) -> list[ClipId]:
-        """A worker's clips, from its shard indexes (sorted, each once)."""
-        shards = self.list_shards(factory, worker)
-        if self.parallel > 1 and len(shards) > 1:
+    def _index_all(self, shards: list[ShardRef], parallel: bool = True) -> list[ShardIndex | TarError]:
+        """Each shard's index, or the TarError that says why it is damaged (other errors raise).
+
+        In order, one at a time unless `parallel` (then `self.parallel` at once)."""
+
+        def one(shard: ShardRef) -> ShardIndex | TarError:
+            try:
+                return self.index_shard(shard)
+            except TarError as e:  # damaged: truncated, not a tar, unsafe names...
+                return e
+
+        if parallel and self.parallel > 1 and len(shards) > 1:
             with ThreadPoolExecutor(min(self.parallel, len(shards)), thread_name_prefix="egoclean-index") as pool:
-                indexes = list(pool.map(self.index_shard, shards))
-        else:
-            indexes = [self.index_shard(s) for s in shards]
-        return sorted({c for idx in indexes for c in idx.clip_ids()})
+                return list(pool.map(one, shards))
+        return [one(s) for s in shards]
+
+    def list_clips(
+        self, factory: str | int, worker: str | int, damaged: list[tuple[ShardRef, TarError]] | None = None
+    ) -> list[ClipId]:
+        """A worker's clips, from its shard indexes (sorted, each once).
+
+        A damaged shard raises its TarError, unless `damaged` is given: then it is appended
+        there and the clips of the readable shards are returned. Members named for another
+        worker are left out (logged): such a clip could never be fetched from here."""
+        fdir, wdir = _factory_dir(factory), _worker_dir(worker)
+        shards = self.list_shards(fdir, wdir)
+        clips: set[ClipId] = set()
+        for shard, idx in zip(shards, self._index_all(shards)):
+            if isinstance(idx, TarError):
+                if damaged is None:
+                    raise idx
+                damaged.append((shard, idx))
+                continue
+            for c in idx.clip_ids():
+                if (c.factory, c.worker) == (int(fdir[-3:]), int(wdir[-3:])):
+                    clips.add(c)
+                else:
+                    log.warning("%s: member %s belongs to another worker; it is not a clip of %s/%s",
+                                self._t.display(shard.path), c.key, fdir, wdir)
+        return sorted(clips)
 
     def read_intrinsics(self, factory: str | int, worker: str | int) -> dict:
         """The worker's intrinsics.json, parsed."""
@@ -750,9 +784,12 @@ class Source:
             raise NotFoundError(f"clip {clip.key} not found: {self._t.display(clip.worker_path)} has no shards")
         # Every shard is indexed (headers only, cached): a member in two shards is two
         # candidate clips, and taking the first silently could be the wrong one.
+        indexes = self._index_all(shards, parallel=False)  # a failing source fails on the first shard
+        self._check_not_in_damaged(clip, shards, indexes)
         hits: dict[str, list[tuple[ShardRef, TarMember]]] = {"mp4": [], "json": []}
-        for shard in shards:
-            idx = self.index_shard(shard)
+        for shard, idx in zip(shards, indexes):
+            if isinstance(idx, TarError):
+                continue  # the clip cannot be in it (else _check_not_in_damaged raised)
             for ext in ("mp4", "json"):
                 m = idx.member(f"{clip.key}.{ext}")
                 if m is not None:
@@ -777,6 +814,28 @@ class Source:
                 f"{found['json'][0].name}: clip {clip.key} has a sidecar but no {clip.key}.mp4 video in shards {names}"
             )
         return found["mp4"], found["json"]
+
+    def _check_not_in_damaged(self, clip: ClipId, shards: list[ShardRef], indexes: list) -> None:
+        """Raise a damaged shard's TarError if `clip` could be in it.
+
+        A worker's clips continue across its shards in part order (SPEC), so a damaged
+        shard can hold only clips numbered between the last clip of the readable shards
+        before it and the first clip of those after it; every other clip is fetched from
+        the readable shards, with the duplicate check over all of them."""
+        numbers = [
+            [c.index for c in idx.clip_ids()] if not isinstance(idx, TarError) else None for idx in indexes
+        ]
+        for i, idx in enumerate(indexes):
+            if not isinstance(idx, TarError):
+                continue
+            before = [n for ns in numbers[:i] if ns for n in ns]
+            after = [n for ns in numbers[i + 1:] if ns for n in ns]
+            low, high = max(before, default=-1), min(after, default=float("inf"))
+            if low < clip.index < high:
+                raise TarError(
+                    f"clip {clip.key} could be in the damaged shard {shards[i].name} "
+                    f"(between clips {low} and {high if high != float('inf') else 'the end'}): {idx}"
+                )
 
     # -- fetching
     def fetch_clip(self, clip_id: ClipId | str, out_dir: str | os.PathLike, progress: bool = True) -> FetchedClip:

@@ -41,7 +41,9 @@ NVENC = {"libx264": "h264_nvenc", "libx265": "hevc_nvenc"}
 # x264/x265 presets -> NVENC's p1 (fastest) .. p7 (best); rate control: constant quality
 # (-cq) at the CRF value, which NVENC reads on about the same 0-51 scale.
 _NVENC_PRESETS = {"ultrafast": "p1", "superfast": "p1", "veryfast": "p2", "faster": "p3", "fast": "p4",
-                  "medium": "p4", "slow": "p5", "slower": "p6", "veryslow": "p7"}
+                  "medium": "p4", "slow": "p5", "slower": "p6", "veryslow": "p7", "placebo": "p7"}
+# The preset names libx264/libx265 know (NVENC takes them too, through the map above).
+X264_PRESETS = tuple(_NVENC_PRESETS)
 # Hardware codec name -> None (it opens here) or why it does not; probed once per process.
 _HW_PROBED: dict[str, str | None] = {}
 
@@ -284,6 +286,9 @@ class VideoWriter:
     ):
         if width % 2 or height % 2:
             raise VideoError(f"video {path}: {width}x{height} has an odd side; yuv420p needs even sizes")
+        if preset is not None and codec in ("libx264", "libx265") and preset not in X264_PRESETS:
+            # A misspelt preset would otherwise fail inside the encoder (or run as NVENC's p4).
+            raise InvalidInputError(f"encoder preset {preset!r} for {path}: must be one of {', '.join(X264_PRESETS)}")
         self.path = Path(path)
         requested = codec
         codec = self.codec = encoder_for(codec, hw)

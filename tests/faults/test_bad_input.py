@@ -306,3 +306,18 @@ def test_the_frame_size_limit_is_configurable(tmp_path, capsys, monkeypatch):
         monkeypatch.setenv("EGOCLEAN_MAX_PIXELS", bad)
         rc, err = run(args, capsys)
         assert rc == 2 and "EGOCLEAN_MAX_PIXELS" in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("preset", ["bogus", "VeryFast", "fast; rm -rf /", ""])
+def test_rectify_refuses_an_unknown_preset_and_keeps_old_output(preset, tmp_path, capsys):
+    """`--preset` is checked against the encoder's preset names before anything is written."""
+    clip = write_clip(tmp_path / "clip.mp4", 8)
+    intr = tmp_path / "intrinsics.json"
+    intr.write_text(json.dumps(INTR))
+    out = tmp_path / "rect.mp4"
+    out.write_bytes(b"an earlier output")
+    rc, err = run(["rectify", str(clip), "--intrinsics", str(intr), "-o", str(out), "--preset", preset], capsys)
+    assert rc == 2, err
+    assert f"encoder preset {preset!r}" in err and "must be one of ultrafast, " in err and "\n" not in err.strip()
+    assert out.read_bytes() == b"an earlier output"
+    assert part_files(tmp_path) == []

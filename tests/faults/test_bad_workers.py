@@ -89,3 +89,40 @@ def test_backfill_registers_the_healthy_workers_and_reports_the_bad_ones(source_
     assert "factory_001/worker_002" in out.err and "factory_001/worker_003" in out.err
     with DagsterInstance.get() as inst:
         assert sorted(inst.get_dynamic_partitions(CLIPS)) == GOOD
+
+
+def test_a_missing_factory_or_worker_in_the_scope_is_named_and_the_rest_discovered(source_dir, tmp_path):
+    """`factory_009/*` and `factory_001/worker_009` are reported; the sensor tick does not raise."""
+    scope = ["factory_009/*", "factory_001/worker_009", "factory_001/worker_001", "factory_001/worker_004"]
+    res = _resources(source_dir, tmp_path, scope=scope)
+    result = discover(res["source"].open(), res["discovery"], set(), None, whole_scope=True)
+    assert result.new_keys == GOOD
+    why = dict(result.failed)
+    assert why["factory_009"].startswith("factory factory_009 not found in ") and "factories: factory_001" in why[
+        "factory_009"]
+    assert why["factory_001/worker_009"].startswith("worker worker_009 not found in factory_001 of ")
+    instance = DagsterInstance.ephemeral()
+    tick = clip_discovery_sensor(build_sensor_context(instance=instance, cursor=None, resources=res))
+    assert sorted(r.partition_key for r in tick.run_requests) == GOOD
+
+
+def test_a_damaged_sensor_cursor_restarts_from_the_first_worker(source_dir, tmp_path):
+    res = _resources(source_dir, tmp_path, scope=["factory_001/worker_001"])
+    for damaged in ("{not json", '{"after": 5}', "[1, 2]", '"text"'):
+        instance = DagsterInstance.ephemeral()
+        tick = clip_discovery_sensor(build_sensor_context(instance=instance, cursor=damaged, resources=res))
+        assert sorted(r.partition_key for r in tick.run_requests) == GOOD[:2], damaged
+        assert json.loads(tick.cursor) == {"after": "factory_001/worker_001"}
+
+
+def test_a_worker_with_one_damaged_shard_registers_its_readable_clips(tmp_path):
+    """Worker 1 has two shards and the second is damaged: the first shard's clips are registered, the shard named."""
+    from tests.support.hubstub import make_worker
+
+    root = tmp_path / "source"
+    make_worker(root, 1, 1, shards=(2, 2))
+    (root / "factory_001/workers/worker_001/factory001_worker001_part01.tar").write_bytes(b"\x17" * 3000)
+    res = _resources(root, tmp_path, scope=["factory_001/*"])
+    result = discover(res["source"].open(), res["discovery"], set(), None, whole_scope=True)
+    assert result.new_keys == ["factory001_worker001_00000", "factory001_worker001_00001"]
+    assert [(w, "part01.tar: not a tar file" in why) for w, why in result.failed] == [("factory_001/worker_001", True)]

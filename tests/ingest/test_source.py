@@ -501,3 +501,58 @@ def test_cli_against_the_hub_via_hf_endpoint(hub, data, tmp_path):
     assert "accept its conditions" in done.stderr and "HF_TOKEN" in done.stderr
     assert bad not in done.stderr + done.stdout
     assert_empty(tmp_path / "o")
+
+
+# ---------------------------------------------------------------------------- damaged or odd shards
+
+
+def test_part0_beside_part00_lists_and_fetches(tmp_path, capsys):
+    """Two shards with the same part number (`_part0.tar`, `_part00.tar`): listed in name order, no traceback."""
+    root = tmp_path / "ds"
+    make_worker(root, 1, 1, shards=(2,))
+    wdir = root / WORKER
+    key = "factory001_worker001_00002"
+    make_tar(wdir / "factory001_worker001_part0.tar", clip_members(key))
+    src = open_source(str(root), cache_dir=tmp_path / "cache")
+    assert [s.name for s in src.list_shards(1, 1)] == ["factory001_worker001_part0.tar",
+                                                      "factory001_worker001_part00.tar"]
+    assert cli.main(["ls", "factory_001/worker_001", "--clips", "--source", str(root)]) == 0
+    assert key in capsys.readouterr().out
+    assert cli.main(["fetch", key, "-o", str(tmp_path / "o"), "--source", str(root)]) == 0
+    assert (tmp_path / "o" / f"{key}.mp4").read_bytes() == fake_video(key, 5000)
+
+
+def test_one_damaged_shard_blocks_only_the_clips_that_could_be_in_it(hub, tmp_path):
+    """part00 (0-1), part01 (2-3) damaged, part02 (4-5): clips 0, 1, 4, 5 fetch; 2 and 3 name the damaged shard."""
+    make_worker(hub.root, 1, 1, shards=(2, 2, 2))
+    damaged = hub.root / WORKER / "factory001_worker001_part01.tar"
+    damaged.write_bytes(damaged.read_bytes()[:3000])  # cut inside its first video
+    src = src_for(hub, tmp_path)
+    out = tmp_path / "out"
+    for i in (0, 1, 4, 5):
+        key = f"factory001_worker001_{i:05d}"
+        assert src.fetch_clip(key, out, progress=False).mp4_path.read_bytes() == fake_video(key, 50_000 + 7 * i)
+    for i in (2, 3):
+        with pytest.raises(TarError, match=f"_{i:05d} could be in the damaged shard factory001_worker001_part01.tar "
+                                           r"\(between clips 1 and 4\): .*part01.tar: truncated tar"):
+            src.fetch_clip(f"factory001_worker001_{i:05d}", out, progress=False)
+    with pytest.raises(NotFoundError, match="_00009 not found in shards"):
+        src.fetch_clip("factory001_worker001_00009", out, progress=False)
+    # A damaged last shard could hold any later clip.
+    last = hub.root / WORKER / "factory001_worker001_part02.tar"
+    last.write_bytes(b"\x17" * 2048)
+    fresh = src_for(hub, tmp_path, cache_dir=tmp_path / "c2")
+    with pytest.raises(TarError, match=r"_00009 could be in the damaged shard \S+01.tar \(between clips 1 and the end"):
+        fresh.fetch_clip("factory001_worker001_00009", out, progress=False)
+    # Listing is strict unless the caller collects the damaged shards.
+    with pytest.raises(TarError, match="part01.tar"):
+        src.list_clips(1, 1)
+    bad: list = []
+    assert [c.index for c in src_for(hub, tmp_path, cache_dir=tmp_path / "c3").list_clips(1, 1, damaged=bad)] == [0, 1]
+    assert [s.name for s, _ in bad] == ["factory001_worker001_part01.tar", "factory001_worker001_part02.tar"]
+
+
+def test_member_of_another_worker_is_not_listed_as_a_clip(hub, tmp_path):
+    """A shard member named for worker 2 inside worker 1's shard would be a partition that can never run."""
+    write_shard(hub, clip_members("factory001_worker001_00000") + clip_members("factory001_worker002_00001"))
+    assert [c.key for c in src_for(hub, tmp_path).list_clips(1, 1)] == ["factory001_worker001_00000"]
