@@ -76,3 +76,10 @@ def test_dg_launch_runs_a_job_on_the_instance(env, tmp_path):
             os.environ.pop("DAGSTER_HOME")
         else:
             os.environ["DAGSTER_HOME"] = old
+
+
+def test_dg_from_the_venv_without_activating_it_does_not_warn(env):
+    """`.venv/bin/dg ...` as the README shows it: no venv-mismatch warning (dg dev printed it twice, issue 18)."""
+    res = dg({k: v for k, v in env.items() if k != "VIRTUAL_ENV"}, "check", "defs")
+    assert res.returncode == 0, res.stderr
+    assert "does not match the virtual environment" not in res.stdout + res.stderr, res.stdout + res.stderr
