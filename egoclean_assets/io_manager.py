@@ -109,8 +109,8 @@ class ClipStorage(ConfigurableResource):
 
     data_root: str = defaults.DATA_ROOT
     work_dir: str | None = None
-    retries: int = 4  # attempts per remote operation (>= 1), with backoff between them
-    timeout_sec: float = 60.0  # per remote request (connect and each read)
+    retries: int = defaults.OBJECT_STORE_ATTEMPTS  # attempts per remote operation (>= 1), with backoff between them
+    timeout_sec: float = defaults.OBJECT_STORE_TIMEOUT_SEC  # per remote request (connect and each read)
 
     @property
     def is_local(self) -> bool:

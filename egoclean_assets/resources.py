@@ -39,11 +39,14 @@ class SourceResource(ConfigurableResource):
     token: str | None = Field(default=None, description="HF token; set it as EnvVar('HF_TOKEN'), never a literal")
     endpoint: str | None = Field(default=None, description="Hugging Face endpoint (tests: a stand-in hub)")
     cache_dir: str | None = Field(default=None, description="shard-index cache (default: $EGOCLEAN_CACHE/index)")
-    retries: int | None = Field(default=None, description="retries per read after the first try (default 4)")
+    retries: int | None = Field(
+        default=None, description=f"retries per read after the first try (default {defaults.SOURCE_RETRIES})")
     timeout: float | None = Field(
-        default=None, description="seconds per request before it counts as failed (default 30)"
+        default=None,
+        description=f"seconds per request before it counts as failed (default {defaults.SOURCE_TIMEOUT_SEC:g})"
     )
-    backoff: float | None = Field(default=None, description="first wait between retries, doubling (default 0.5 s)")
+    backoff: float | None = Field(
+        default=None, description=f"first wait between retries, doubling (default {defaults.SOURCE_BACKOFF_SEC:g} s)")
 
     def open(self):
         """An `egoclean.ingest.source.Source` over the configured URL."""

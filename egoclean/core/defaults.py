@@ -77,6 +77,32 @@ CAMERA_HEIGHT_M = 1.6
 # Visual odometry tracks frames resized so that their long side is this many pixels.
 VO_LONG_SIDE = 640
 
+# -- retries and timeouts --------------------------------------------------------------
+
+# Every retried operation (egoclean.core.retry) waits base * 2**(n-1) s after its n-th failure,
+# at most its cap, each wait drawn from [(1 - RETRY_JITTER) * w, w] so that clients that
+# failed together (parallel reads, writers queued on one lock) do not retry in lockstep.
+RETRY_JITTER = 0.5
+# Dataset reads and listings (egoclean.ingest.source): retries after the first try, the first
+# wait, the longest wait, and each request's timeout.
+SOURCE_RETRIES = 4
+SOURCE_BACKOFF_SEC = 0.5
+SOURCE_BACKOFF_CAP_SEC = 8.0
+SOURCE_TIMEOUT_SEC = 30.0
+# A remote data root (egoclean.core.object_store.RemoteRoot): attempts per operation (the
+# first included), the first and longest waits, each request's timeout.
+OBJECT_STORE_ATTEMPTS = 4
+OBJECT_STORE_BACKOFF_SEC = 0.25
+OBJECT_STORE_BACKOFF_CAP_SEC = 5.0
+OBJECT_STORE_TIMEOUT_SEC = 60.0
+# The segment store (egoclean.store) while another process holds the DuckDB file, or a
+# DuckLake commit conflicted with another writer: attempts in all, seconds in all, the
+# first and longest waits.
+STORE_ATTEMPTS = 60
+STORE_TIMEOUT_SEC = 30.0
+STORE_BACKOFF_SEC = 0.05
+STORE_BACKOFF_CAP_SEC = 1.0
+
 # -- command line ---------------------------------------------------------------------
 
 # `egoclean sql`: seconds to wait while a writer holds the database.

@@ -8,13 +8,15 @@ the same way.
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from egoclean.core import atomic
+from egoclean.core import atomic, defaults, retry
 from egoclean.core.errors import InvalidInputError, ObjectStoreError
+
+# Failures that are not the store's: another try cannot help.
+_PERMANENT = (InvalidInputError, FileNotFoundError, TypeError, AttributeError)
 
 
 @dataclass
@@ -22,8 +24,8 @@ class RemoteRoot:
     """A remote data root and how hard to try each operation on it."""
 
     root: str
-    retries: int = 4  # attempts per remote operation (>= 1), with backoff between them
-    timeout_sec: float = 60.0  # per remote request (connect and each read)
+    retries: int = defaults.OBJECT_STORE_ATTEMPTS  # attempts per remote operation (>= 1), with backoff between them
+    timeout_sec: float = defaults.OBJECT_STORE_TIMEOUT_SEC  # per remote request (connect and each read)
 
     def fs(self):
         """The fsspec filesystem of the root.
@@ -51,20 +53,18 @@ class RemoteRoot:
 
         S3 makes an object visible only once its upload completed (a multipart upload
         too), so a failed attempt leaves nothing under the final name to be seen."""
-        attempts = max(1, int(self.retries))
-        for attempt in range(1, attempts + 1):
-            try:
-                return op()
-            except (InvalidInputError, FileNotFoundError, TypeError, AttributeError):
-                raise  # not the store's fault: retrying cannot help
-            except Exception as e:  # s3fs/botocore/aiohttp errors have no common base
-                if attempt == attempts:
-                    msg = " ".join(str(e).split()) or type(e).__name__
-                    raise ObjectStoreError(
-                        f"object store {self.root}: {what} failed after {attempts} attempt(s): "
-                        f"{type(e).__name__}: {msg[:300]}"
-                    ) from None
-                time.sleep(min(5.0, 0.25 * 2 ** (attempt - 1)))
+        policy = retry.Backoff(attempts=max(1, int(self.retries)), base_sec=defaults.OBJECT_STORE_BACKOFF_SEC,
+                               cap_sec=defaults.OBJECT_STORE_BACKOFF_CAP_SEC)
+        try:
+            # s3fs/botocore/aiohttp errors have no common base: all but the permanent ones are retried
+            return retry.call(op, policy, retry_if=lambda e: not isinstance(e, _PERMANENT))
+        except retry.GaveUp as g:
+            e = g.error
+            msg = " ".join(str(e).split()) or type(e).__name__
+            raise ObjectStoreError(
+                f"object store {self.root}: {what} failed after {g.attempts} attempt(s): "
+                f"{type(e).__name__}: {msg[:300]}"
+            ) from None
 
     def put(self, local: str | os.PathLike, url: str, fs=None) -> None:
         """Upload one local file to `url` (visible only once complete)."""

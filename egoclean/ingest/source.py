@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
-from egoclean.core import defaults, jsonin
+from egoclean.core import defaults, jsonin, retry
 from egoclean.core.atomic import atomic_path, write_json
 from egoclean.core.errors import (
     AuthError,
@@ -51,10 +51,6 @@ from egoclean.ingest.tarindex import DEFAULT_READAHEAD, TarMember, check_member_
 
 log = logging.getLogger(__name__)
 
-DEFAULT_RETRIES = 4
-DEFAULT_BACKOFF = 0.5
-MAX_BACKOFF = 8.0
-DEFAULT_TIMEOUT = 30.0
 CHUNK = 1 << 20  # streamed download chunk: memory stays at one chunk whatever the clip size
 # Shards indexed at once by list_clips: a header scan is ~one round trip per clip, so on
 # a real network latency, not bandwidth, sets its pace.
@@ -165,21 +161,23 @@ class _Retryable(Exception):
     """A transient failure (network, timeout, 408/429/5xx, short body) worth another try."""
 
 
+def _backoff(retries: int, backoff: float) -> retry.Backoff:
+    """The retry policy of a source's reads: `retries` after the first try, waits from `backoff` doubling."""
+    return retry.Backoff(attempts=retries + 1, base_sec=backoff, cap_sec=max(backoff, defaults.SOURCE_BACKOFF_CAP_SEC))
+
+
 def _with_retries(fn: Callable[[], T], what: str, retries: int, backoff: float) -> T:
-    """Call `fn`, retrying _Retryable failures with exponential backoff, then SourceError."""
-    delay = backoff
-    for attempt in range(retries + 1):
-        try:
-            return fn()
-        except _Retryable as e:
-            if attempt >= retries:
-                raise SourceError(
-                    redact(f"{what}: {e} (gave up after {attempt + 1} attempts){GAVE_UP_HINT}")
-                ) from None
-            log.warning("%s: %s; retrying in %.2f s", what, redact(str(e)), delay)
-            time.sleep(delay)
-            delay = min(MAX_BACKOFF, delay * 2)
-    raise AssertionError("unreachable")
+    """Call `fn`, retrying _Retryable failures (egoclean.core.retry), then SourceError."""
+
+    def note(e: BaseException, failures: int, delay: float) -> None:
+        log.warning("%s: %s; retrying in %.2f s", what, redact(str(e)), delay)
+
+    try:
+        return retry.call(fn, _backoff(retries, backoff), _Retryable, on_retry=note)
+    except retry.GaveUp as g:
+        raise SourceError(
+            redact(f"{what}: {g.error} (gave up after {g.attempts} attempts){GAVE_UP_HINT}")
+        ) from None
 
 
 # ---------------------------------------------------------------------------- transports
@@ -426,9 +424,16 @@ class _HfTransport(_Transport):
         import httpx2  # huggingface_hub's HTTP library
 
         pos, end = start, start + length
-        failures = 0
-        delay = self.backoff
+        tries = _backoff(self.retries, self.backoff).start()
         url = self.http_url(rel)
+
+        def reason(e: BaseException) -> str:
+            return str(e) if isinstance(e, _Retryable) else f"{type(e).__name__}: {e}"
+
+        def note(e: BaseException, failures: int, delay: float) -> None:
+            # `pos` is read when called: the retry resumes from the first byte not yet received
+            log.warning("%s: %s; retrying from byte %d in %.2f s", url, redact(reason(e)), pos, delay)
+
         while pos < end:
             try:
                 with self._open(url, pos, end - pos) as r:
@@ -456,16 +461,13 @@ class _HfTransport(_Transport):
                     "it is misconfigured, and retrying will not help"
                 ) from None
             except (_Retryable, httpx2.TransportError) as e:
-                failures += 1
-                reason = str(e) if isinstance(e, _Retryable) else f"{type(e).__name__}: {e}"
-                if failures > self.retries:
+                try:
+                    tries.failed(e, on_retry=note)
+                except retry.GaveUp as g:
                     raise SourceError(
-                        redact(f"reading {url} (bytes {start}..{end}): {reason} (gave up after {failures} attempts)"
-                               f"{GAVE_UP_HINT}")
+                        redact(f"reading {url} (bytes {start}..{end}): {reason(e)} (gave up after {g.attempts} "
+                               f"attempts){GAVE_UP_HINT}")
                     ) from None
-                log.warning("%s: %s; retrying from byte %d in %.2f s", url, redact(reason), pos, delay)
-                time.sleep(delay)
-                delay = min(MAX_BACKOFF, delay * 2)
 
 
 class _FsspecTransport(_Transport):
@@ -916,9 +918,9 @@ def open_source(
     revision: str | None = None,
     token: str | bool | None = None,
     cache_dir: str | os.PathLike | None = None,
-    retries: int = DEFAULT_RETRIES,
-    timeout: float = DEFAULT_TIMEOUT,
-    backoff: float = DEFAULT_BACKOFF,
+    retries: int = defaults.SOURCE_RETRIES,
+    timeout: float = defaults.SOURCE_TIMEOUT_SEC,
+    backoff: float = defaults.SOURCE_BACKOFF_SEC,
     endpoint: str | None = None,
     storage_options: dict | None = None,
     readahead: int = DEFAULT_READAHEAD,
@@ -929,9 +931,10 @@ def open_source(
     hf://: `token` defaults to egoclean.core.secrets.hf_token() (HF_TOKEN or .env), then to
     huggingface_hub's saved login (False: no token); `endpoint` defaults to HF_ENDPOINT / huggingface.co;
     `revision` pins a branch, tag or commit. `retries` (after the first try) and
-    `backoff` (first wait, doubling, at most 8 s) apply to every read; `timeout` (s) to
-    each request. `cache_dir` holds shard indexes (default: see default_cache_dir);
-    `parallel` shards are indexed at once by list_clips."""
+    `backoff` (the first wait, doubling up to defaults.SOURCE_BACKOFF_CAP_SEC, jittered as in
+    egoclean.core.retry) apply to every read; `timeout` (s) to each request. `cache_dir`
+    holds shard indexes (default: see default_cache_dir); `parallel` shards are indexed at
+    once by list_clips."""
     if not isinstance(url, str) or not url.strip():
         raise InvalidInputError(f"invalid source URL {url!r}: expected hf://..., a directory or an fsspec URL")
     if retries < 0 or timeout <= 0 or backoff < 0:
