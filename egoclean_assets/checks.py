@@ -7,6 +7,7 @@ from dagster import AssetCheckExecutionContext, AssetCheckResult, MetadataValue,
 
 from egoclean.core import defaults
 
+from egoclean_assets.failures import reports_failures
 from egoclean_assets.assets.export import lerobot_dataset
 from egoclean_assets.assets.ingest import rectified_clip
 from egoclean_assets.assets.temporal import anomaly_segments, similarity_matrix, vjepa_embeddings
@@ -24,6 +25,7 @@ DIAGONAL_ATOL = 1e-3
 
 
 @asset_check(asset=anomaly_segments, partitions_def=clip_partitions, blocking=False)
+@reports_failures
 def matches_ground_truth(
     context: AssetCheckExecutionContext, anomaly_segments: ClipArtifact, ground_truth: GroundTruthResource
 ) -> AssetCheckResult:
@@ -77,6 +79,7 @@ def check_matches_ground_truth(
 
 
 @asset_check(asset=rectified_clip, partitions_def=clip_partitions)
+@reports_failures
 def same_frame_count(context: AssetCheckExecutionContext, rectified_clip: ClipArtifact) -> AssetCheckResult:
     """The rectified clip has as many frames as the raw clip, at the same frame rate."""
     return check_same_frame_count(rectified_clip)
@@ -100,6 +103,7 @@ def check_same_frame_count(rectified_clip: ClipArtifact) -> AssetCheckResult:
 
 
 @asset_check(asset=vjepa_embeddings, partitions_def=clip_partitions)
+@reports_failures
 def embeddings_valid(context: AssetCheckExecutionContext, vjepa_embeddings: ClipArtifact) -> AssetCheckResult:
     """Embeddings are finite, one per window ((frames - 64) // stride + 1), with matching shapes."""
     return check_embeddings_valid(vjepa_embeddings)
@@ -132,6 +136,7 @@ def check_embeddings_valid(vjepa_embeddings: ClipArtifact) -> AssetCheckResult:
 
 
 @asset_check(asset=similarity_matrix, partitions_def=clip_partitions)
+@reports_failures
 def similarity_valid(context: AssetCheckExecutionContext, similarity_matrix: ClipArtifact) -> AssetCheckResult:
     """Both similarity matrices are square, symmetric, finite, with a unit diagonal."""
     return check_similarity_valid(similarity_matrix)
@@ -156,6 +161,7 @@ def check_similarity_valid(similarity_matrix: ClipArtifact) -> AssetCheckResult:
 
 
 @asset_check(asset=lerobot_dataset, blocking=False)
+@reports_failures
 def dataset_consistent(context: AssetCheckExecutionContext, export: ExportResource) -> AssetCheckResult:
     """The dataset's files agree: index ranges, frame counts, timestamps, video ranges in their files, stats."""
     # imported here, not at module top: loading the definitions must stay free of heavy modules
@@ -168,6 +174,7 @@ def dataset_consistent(context: AssetCheckExecutionContext, export: ExportResour
 
 
 @asset_check(asset=lerobot_dataset, blocking=False)
+@reports_failures
 def frames_match_rectified(context: AssetCheckExecutionContext, export: ExportResource,
                            store: StoreResource) -> AssetCheckResult:
     """Sampled episode frames equal the rectified clip's frames at those times (bit-exact without re-encode)."""

@@ -54,6 +54,7 @@ from egoclean_assets.checks import (
     check_same_frame_count,
     check_similarity_valid,
 )
+from egoclean_assets.failures import reports_failures
 from egoclean_assets.io_manager import ClipArtifact, ClipStorage, new_manifest
 from egoclean_assets.partitions import clip_partitions
 from egoclean_assets.resources import (
@@ -227,6 +228,7 @@ def build_clip_batch(k: int):
 
     @multi_asset(name="clip_batch", specs=specs, check_specs=check_specs, partitions_def=clip_partitions,
                  backfill_policy=BackfillPolicy.multi_run(k), can_subset=False)
+    @reports_failures
     def clip_batch(
         context: AssetExecutionContext,
         source: SourceResource,

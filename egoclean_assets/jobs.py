@@ -7,6 +7,7 @@ from egoclean_assets.assets.export import training_episodes
 from egoclean_assets.assets.ingest import GROUP as INGEST
 from egoclean_assets.assets.temporal import GROUP as TEMPORAL
 from egoclean_assets.discovery import discover
+from egoclean_assets.failures import reports_failures
 from egoclean_assets.partitions import CLIPS, clip_partitions
 from egoclean_assets.resources import DiscoveryResource, SourceResource
 
@@ -34,6 +35,7 @@ export_dataset_job = define_asset_job(
 
 
 @op(out=Out(Nothing))
+@reports_failures
 def register_clips_in_scope(context: OpExecutionContext, source: SourceResource, discovery: DiscoveryResource):
     """Register every clip of the workers in the discovery scope as a `clips` partition."""
     existing = set(context.instance.get_dynamic_partitions(CLIPS))

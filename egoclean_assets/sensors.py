@@ -11,6 +11,7 @@ clip_pipeline run per new clip (run_key = clip id, so a clip is never requested 
 from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, SensorResult, sensor
 
 from egoclean_assets.discovery import SCOPE_HINT, discover
+from egoclean_assets.failures import tick_failures
 from egoclean_assets.jobs import clip_pipeline_job
 from egoclean_assets.partitions import CLIPS, clip_partitions
 from egoclean_assets.resources import DiscoveryResource, SourceResource, scope_from_env
@@ -28,7 +29,8 @@ def clip_discovery_sensor(
     context: SensorEvaluationContext, source: SourceResource, discovery: DiscoveryResource
 ) -> SensorResult:
     existing = set(context.instance.get_dynamic_partitions(CLIPS))
-    result = discover(source.open(), discovery, existing, context.cursor)
+    with tick_failures():
+        result = discover(source.open(), discovery, existing, context.cursor)
     if result.failed:
         context.log.warning(result.failed_summary())
     if not result.new_keys:

@@ -4,6 +4,7 @@
 from dagster import AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, Output, asset
 
 from egoclean_assets import pools
+from egoclean_assets.failures import reports_failures
 from egoclean_assets.io_manager import ClipArtifact, ClipStorage
 from egoclean_assets.metadata import mmss, shown
 from egoclean_assets.partitions import clip_of, clip_partitions
@@ -13,6 +14,7 @@ GROUP = "phase3_export"
 
 
 @asset(partitions_def=clip_partitions, group_name=GROUP, kinds={"json"})
+@reports_failures
 def training_episodes(
     context: AssetExecutionContext,
     rectified_clip: ClipArtifact,
@@ -54,6 +56,7 @@ def training_episodes(
 
 
 @asset(group_name=GROUP, deps=[AssetKey("training_episodes")], pool=pools.DUCKDB, kinds={"parquet"})
+@reports_failures
 def lerobot_dataset(context: AssetExecutionContext, store: StoreResource, export: ExportResource) -> MaterializeResult:
     """The LeRobot v3.0 dataset of every materialized clip's episodes (new clips appended, re-materialized replaced)."""
     # imported here, not at module top: loading the definitions must stay free of heavy modules

@@ -8,6 +8,7 @@ import time
 from dagster import AssetExecutionContext, Failure, MetadataValue, Output, asset
 
 from egoclean.core.errors import EgoCleanError
+from egoclean_assets.failures import reports_failures
 from egoclean_assets.io_manager import ClipArtifact, ClipStorage
 from egoclean_assets.metadata import rate
 from egoclean_assets.partitions import clip_of, clip_partitions
@@ -17,6 +18,7 @@ GROUP = "phase1_ingest"
 
 
 @asset(partitions_def=clip_partitions, group_name=GROUP, kinds={"video"}, tags={"egoclean/intermediate": "true"})
+@reports_failures
 def raw_tar(context: AssetExecutionContext, source: SourceResource, storage: ClipStorage) -> Output[ClipArtifact]:
     """The clip's raw fisheye MP4 and sidecar, taken from its worker's shard by ranged read.
 
@@ -57,6 +59,7 @@ def raw_tar(context: AssetExecutionContext, source: SourceResource, storage: Cli
 
 
 @asset(partitions_def=clip_partitions, group_name=GROUP, kinds={"json"})
+@reports_failures
 def intrinsics(
     context: AssetExecutionContext,
     raw_tar: ClipArtifact,
@@ -93,6 +96,7 @@ def intrinsics(
 
 
 @asset(partitions_def=clip_partitions, group_name=GROUP, kinds={"video"})
+@reports_failures
 def rectified_clip(
     context: AssetExecutionContext,
     raw_tar: ClipArtifact,

@@ -7,10 +7,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from dagster import AssetExecutionContext, Backoff, Failure, Jitter, MetadataValue, Output, RetryPolicy, asset
+from dagster import AssetExecutionContext, Backoff, Jitter, MetadataValue, Output, RetryPolicy, asset
 
-from egoclean.core.errors import EgoCleanError, StoreBusyError
+from egoclean.core.errors import StoreBusyError
 from egoclean_assets import pools
+from egoclean_assets.failures import reports_failures
 from egoclean_assets.io_manager import ClipArtifact, ClipStorage
 from egoclean_assets.metadata import mmss, picture, rate, shown, spans_table
 from egoclean_assets.partitions import clip_of, clip_partitions
@@ -25,6 +26,7 @@ STORE_BUSY_RETRY = RetryPolicy(max_retries=3, delay=15, backoff=Backoff.EXPONENT
 
 
 @asset(partitions_def=clip_partitions, group_name=GROUP, pool=pools.GPU, kinds={"pytorch"})
+@reports_failures
 def vjepa_embeddings(
     context: AssetExecutionContext, rectified_clip: ClipArtifact, encoder: EncoderResource, storage: ClipStorage
 ) -> Output[ClipArtifact]:
@@ -60,6 +62,7 @@ def vjepa_embeddings(
 
 
 @asset(partitions_def=clip_partitions, group_name=GROUP, kinds={"numpy"})
+@reports_failures
 def similarity_matrix(
     context: AssetExecutionContext, vjepa_embeddings: ClipArtifact, storage: ClipStorage
 ) -> Output[ClipArtifact]:
@@ -100,19 +103,18 @@ def clip_row(clip, video: dict, storage: ClipStorage, segments_path, emb_locatio
 
 @contextlib.contextmanager
 def _store_errors(context):
-    """A busy database goes on to STORE_BUSY_RETRY (logged, naming the holder); other EgoClean
-    errors fail the step once, as a one-line dagster.Failure (a retry cannot fix bad input)."""
+    """A busy database is logged (naming the holder) and goes on to STORE_BUSY_RETRY; reports_failures
+    turns it and any other EgoClean error into the step's one-line failure."""
     try:
         yield
     except StoreBusyError as e:
         context.log.warning(f"{e} (attempt {context.retry_number + 1}; Dagster retries the step)")
         raise
-    except EgoCleanError as e:
-        raise Failure(description=str(e), allow_retries=False) from None
 
 
 @asset(partitions_def=clip_partitions, group_name=GROUP, pool=pools.DUCKDB, kinds={"duckdb"},
        retry_policy=STORE_BUSY_RETRY)
+@reports_failures
 def anomaly_segments(
     context: AssetExecutionContext,
     vjepa_embeddings: ClipArtifact,
@@ -173,6 +175,7 @@ def anomaly_segments(
 
 
 @asset(partitions_def=clip_partitions, group_name=GROUP, kinds={"matplotlib"})
+@reports_failures
 def diagnostics_plot(
     context: AssetExecutionContext,
     similarity_matrix: ClipArtifact,

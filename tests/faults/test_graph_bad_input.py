@@ -93,3 +93,19 @@ def test_bad_input_fails_at_the_owning_asset(bad_dataset, key, step, needles, do
     manifests = {p.stem for p in (clip_dir / "_manifests").glob("*.json")} if clip_dir.exists() else set()
     assert manifests == done  # only completed assets are recorded; nothing downstream is
     assert part_files(bad_dataset["root"]) == []
+
+
+@pytest.mark.parametrize("key", ["factory001_worker001_00000", "factory001_worker001_00001",
+                                 "factory001_worker001_00002", "factory001_worker002_00000"])
+def test_the_failure_dagster_shows_first_is_egocleans_one_line(bad_dataset, key):
+    """The STEP_FAILURE and RUN_FAILURE errors start with EgoClean's line (was the third line, after
+    Dagster's "Error occurred while executing op"); its traceback stays as the cause (issue 18)."""
+    result = bad_dataset["results"][key]
+    (step,) = [e for e in result.all_events if e.is_step_failure]
+    (run,) = [e for e in result.all_events if e.event_type_value == "PIPELINE_FAILURE"]
+    line = step.event_specific_data.user_failure_data.description
+    names_input = key in line or ClipId.parse(key).worker_path in line
+    assert "\n" not in line and line.split(":")[0].endswith("Error") and names_input, line
+    for error in (step.event_specific_data.error, run.event_specific_data.error):
+        assert error.message.splitlines()[0] == f"dagster._core.definitions.events.Failure: {line}", error.message
+        assert error.cause is not None and error.cause.cls_name == line.split(":")[0] and error.cause.stack

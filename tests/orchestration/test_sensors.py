@@ -143,3 +143,21 @@ def test_demo_scope_covers_every_worker_of_its_source(source_dir):
     result = build_definitions(res).resolve_job_def("discover_clips_job").execute_in_process(instance=instance)
     assert result.success
     assert len(instance.get_dynamic_partitions(CLIPS)) == 8  # 2 factories x 2 workers x 2 clips
+
+
+def test_a_failed_tick_shows_egocleans_one_line_first(tmp_path):
+    """What the code server returns for a tick whose source cannot be read: EgoClean's line first,
+    not Dagster's "Error occurred during the execution of evaluation_fn" (issue 18)."""
+    from dagster._grpc.impl import get_external_sensor_execution
+
+    missing = tmp_path / "no-such-source"
+    defs = build_definitions(_resources(missing, scope=["*/*"]))
+    (tmp_path / "home").mkdir()
+    with DagsterInstance.local_temp(str(tmp_path / "home")) as instance:
+        snap = get_external_sensor_execution(
+            defs.get_repository_def(), None, instance.get_ref(), "clip_discovery_sensor", None, None, None, None,
+            None)
+    first = snap.error.message.splitlines()[0]
+    assert first.startswith("egoclean_assets.failures.TickFailure: NotFoundError: ") and str(missing) in first, \
+        snap.error.to_string()
+    assert snap.error.cause is not None and snap.error.cause.cls_name == "NotFoundError"  # the traceback, expandable
