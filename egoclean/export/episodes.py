@@ -342,3 +342,17 @@ def plan_episodes(
             else:
                 episodes.append(ep)
     return EpisodePlan(episodes, skipped, kept, cycle, params)
+
+
+def plan_table(plan: EpisodePlan, fps: float) -> dict:
+    """A clip's episode plan as JSON-ready rows (what training_episodes stores and shows)."""
+    return {
+        "cycle": None if plan.cycle is None else {"period_sec": plan.cycle.period_sec,
+                                                  "phase_sec": plan.cycle.phase_sec,
+                                                  "strength": plan.cycle.strength},
+        "params": plan.params.to_dict(),
+        "episodes": [{"start_sec": e.start_sec, "end_sec": e.end_sec, "frames": list(e.frames(fps)),
+                      "cycle_index": e.cycle_index, "n_cycles": e.n_cycles} for e in plan.episodes],
+        "skipped": [{"start_sec": s.start_sec, "end_sec": s.end_sec, "reason": s.reason} for s in plan.skipped],
+        "kept_sec": plan.kept_sec,
+    }

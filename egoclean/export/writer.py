@@ -1,23 +1,20 @@
-"""Export clean work spans from the DuckDB store as a LeRobot v3.0 dataset.
+"""Write clips' episodes into a LeRobot v3.0 dataset directory and publish it atomically.
 
-`select_clips` turns the store (all clips, a list of clip ids, or a SQL query returning
-`clip_id` and optionally `start_sec`/`end_sec` spans) into `ClipInput`s: everything an
-episode needs about one clip (rectified video, camera matrix, spans, window scores,
-similarity matrix, embeddings). `export_dataset` plans each clip's episodes
-(`egoclean.export.episodes`), writes them into the dataset directory and publishes it
-atomically:
+`export_dataset` plans each clip's episodes (`egoclean.export.episodes`), writes them
+into a staging copy of the dataset directory (`egoclean.export.directory`) and publishes
+it:
 
 - **No re-encode by default.** Episodes are time ranges of video files: the rectified
   H.264 is copied packet for packet (`egoclean.media.remux`), one run of whole groups of
   pictures per clean work span, many spans per file. `resolution=N` re-encodes instead
   (frames scaled to height N, width keeping the aspect ratio, camera matrix scaled with
   them) and writes only the episodes' own frames.
-- **Append, replace.** A dataset directory is ours when it holds `meta/egoclean.json`.
-  Exporting clips that are not in it appends new files; nothing already there is
-  rewritten. Exporting a clip that is already there replaces its episodes: its old rows
-  go, the episode and frame indices after them are renumbered (only those parquet files
-  are rewritten; video files are kept, ranges no episode uses any more stay as unused
-  bytes until a file loses all its episodes and is deleted).
+- **Append, replace.** Exporting clips that are not in the dataset appends new files;
+  nothing already there is rewritten. Exporting a clip that is already there replaces
+  its episodes: its old rows go, the episode and frame indices after them are
+  renumbered (only those parquet files are rewritten; video files are kept, ranges no
+  episode uses any more stay as unused bytes until a file loses all its episodes and
+  is deleted).
 - **Atomic.** The new version is assembled in a hidden sibling directory (unchanged
   files hard-linked, not copied), validated with `egoclean.export.lerobot.validate`, then
   swapped in by two renames; a failure before the swap leaves the previous dataset as it
@@ -32,376 +29,33 @@ atomically:
 from __future__ import annotations
 
 import contextlib
-import json
-import math
 import os
 import shutil
-import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from egoclean.core import atomic, defaults
-
-from egoclean.export import lerobot
-from egoclean.temporal.analysis import FILE_SUFFIXES as ANALYSIS_SUFFIXES
-from egoclean.export.episodes import EpisodeParams, EpisodePlan, plan_episodes
+from egoclean.core import atomic
 from egoclean.core.errors import InvalidInputError
-from egoclean.core.ids import ClipId
-from egoclean.core.layout import INTRINSICS_SUFFIX, ClipLayout, intrinsics_beside
-from egoclean.embed.windows import DEFAULT_WINDOW as WINDOW_FRAMES
+from egoclean.export import directory, lerobot
+from egoclean.export.card import card
+from egoclean.export.directory import CARD_PATH, FORMAT_VERSION, META_PATH, SCORE_KEY, VIDEO_KEY, Existing
+from egoclean.export.episodes import EpisodeParams, EpisodePlan
+from egoclean.export.selection import ClipInput, localized, select_clips
 
-VIDEO_KEY = "observation.images.egocentric"
-SCORE_KEY = "observation.anomaly_score"
-META_PATH = "meta/egoclean.json"
-CARD_PATH = "README.md"
-FORMAT_VERSION = 1
 DEFAULT_REENCODE_CRF = 23
 DEFAULT_REENCODE_PRESET = "veryfast"
-SOURCE_DATASET = defaults.DATASET_REPO
-SOURCE_LICENCE = "Apache-2.0 (gated: accept the dataset's conditions on Hugging Face)"
-PREVIOUS_SUFFIX = ".previous"
 
 
 def task_for(factory: str) -> str:
     """The task string of a factory's work (the source has no language labels)."""
     return f"repetitive manual work at a {factory} workstation"
 
-
-@dataclass
-class ClipInput:
-    """What the export needs about one clip, read from the store and the clip's files."""
-
-    clip_id: str
-    video: Path | None  # rectified MP4 (None: missing)
-    fps: float
-    width: int
-    height: int
-    duration_sec: float
-    model: str | None
-    random_weights: bool | None
-    work: list[tuple[float, float]]
-    anomalies: list[tuple[float, float]]
-    window_ts: np.ndarray  # (N,) window start times
-    window_scores: np.ndarray  # (N,) anomaly score per window
-    sim: np.ndarray | None = None  # temporal-token similarity of the windows at sim_ts
-    sim_ts: np.ndarray | None = None
-    emb_path: Path | None = None  # <prefix>_emb.npy
-    camera_matrix: list[list[float]] | None = None  # rectified pinhole K
-    remote: dict[str, str] | None = None  # role -> URL of files in a remote data root (fetched when exported)
-    materialized_at: str | None = None  # when the store last wrote the clip (unchanged clips are not re-exported)
-    problem: str | None = None  # why the clip cannot be exported (recorded, not raised)
-
-    @property
-    def cid(self) -> ClipId:
-        return ClipId.parse(self.clip_id)
-
-    @property
-    def window_sec(self) -> float:
-        return WINDOW_FRAMES / self.fps if self.fps > 0 else 0.0
-
-    def plan(self, params: EpisodeParams) -> EpisodePlan:
-        return plan_episodes(self.work, self.anomalies, self.duration_sec, sim=self.sim, ts=self.sim_ts,
-                             window_sec=self.window_sec, params=params)
-
-
-# ----------------------------------------------------------------------------- selection
-
-
-def _clip_files(video: str) -> dict[str, Path]:
-    """The files beside a clip's rectified video that the export reads (egoclean.core.layout names them)."""
-    p = Path(video)
-    here = ClipLayout(p.name.split("_rectified")[0], str(p.parent))
-    return {
-        "intrinsics": Path(here.intrinsics),
-        "intrinsics_cli": intrinsics_beside(p),  # what `egoclean rectify OUT.mp4` writes
-        "analysis": Path(here.analysis),  # Analysis.load prefix
-    }
-
-
-def _local(url: str | None) -> Path | None:
-    """A local path for a stored path or file:// URL (None for a remote URL)."""
-    if not url:
-        return None
-    url = url.removeprefix("file://")
-    if "://" in url:
-        return None
-    return Path(url)
-
-
-def _remote_files(key: str, video_url: str, emb_url: str | None) -> dict[str, str]:
-    """The URLs of a clip's files in a remote data root (egoclean.core.layout names them)."""
-    here = ClipLayout(key, video_url.rsplit("/", 1)[0])
-    # the CLI names a rectified video's intrinsics after the video (layout.intrinsics_beside)
-    beside = video_url.rsplit(".", 1)[0] + INTRINSICS_SUFFIX
-    files = {"video": video_url, "intrinsics": here.intrinsics, "intrinsics_cli": beside}
-    files |= {f"analysis{s}": here.analysis + s for s in ANALYSIS_SUFFIXES}
-    if emb_url:
-        files["emb"] = emb_url
-    return files
-
-
-@contextlib.contextmanager
-def _localized(ci: ClipInput) -> Iterator[ClipInput]:
-    """The clip with its remote files downloaded into a temporary folder, removed afterwards.
-
-    One clip at a time, so local disk holds one clip's files whatever the selection's size.
-    """
-    if not ci.remote:
-        yield ci
-        return
-    import fsspec  # imported here: only exports from a remote data root need it
-
-    from egoclean.temporal.analysis import Analysis
-
-    with tempfile.TemporaryDirectory(prefix="egoclean-export-") as tmp:
-        got: dict[str, Path] = {}
-        for role, url in ci.remote.items():
-            fs, path = fsspec.core.url_to_fs(url)
-            if not fs.exists(path):
-                continue
-            dest = Path(tmp) / path.rsplit("/", 1)[-1]
-            fs.get_file(path, str(dest))
-            got[role] = dest
-        if "video" not in got:
-            ci.problem = f"rectified video missing from storage: {ci.remote['video']}"
-            yield ci
-            return
-        ci.video = got["video"]
-        for role in ("intrinsics", "intrinsics_cli"):
-            if role in got:
-                ci.camera_matrix = json.loads(got[role].read_text()).get("K")
-                break
-        if all(f"analysis{s}" in got for s in ANALYSIS_SUFFIXES):
-            an = Analysis.load(Path(tmp) / ci.clip_id)
-            ci.sim, ci.sim_ts = an.sim_temporal, (an.matrix_ts if an.matrix_ts is not None else an.ts)
-        ci.emb_path = got.get("emb")
-        try:
-            yield ci
-        finally:
-            ci.video, ci.sim, ci.emb_path = None, None, None
-
-
-def select_clips(store, sql: str | None = None, clips: Sequence[str] | None = None) -> list[ClipInput]:
-    """The clips (and spans) to export: all stored clips, the given ids, or a SQL selection.
-
-    `sql` runs read-only on the store and must return a `clip_id` column; with
-    `start_sec` and `end_sec` columns too, those rows are the spans exported (instead of
-    every work span of the clip). Clip ids the store does not hold are an error naming them.
-    """
-    from egoclean.temporal.analysis import Analysis
-
-    spans: dict[str, list[tuple[float, float]]] | None = None
-    if sql is not None:
-        cols, rows = store.query(sql)
-        if "clip_id" not in cols:
-            raise InvalidInputError(f"export selection: the query must return a clip_id column, got {cols}")
-        ci = cols.index("clip_id")
-        keys = []
-        for r in rows:
-            k = ClipId.parse(str(r[ci])).key
-            if k not in keys:
-                keys.append(k)
-        if "start_sec" in cols and "end_sec" in cols:
-            si, ei = cols.index("start_sec"), cols.index("end_sec")
-            spans = {}
-            for r in rows:
-                spans.setdefault(ClipId.parse(str(r[ci])).key, []).append((float(r[si]), float(r[ei])))
-    elif clips:
-        keys = [ClipId.parse(c).key for c in clips]
-    else:
-        _, rows = store.query("SELECT clip_id FROM clips ORDER BY clip_id")
-        keys = [r[0] for r in rows]
-    known = {r[0] for r in store.query("SELECT clip_id FROM clips")[1]} if keys else set()
-    unknown = [k for k in keys if k not in known]
-    if unknown:
-        raise InvalidInputError(
-            f"export selection names {len(unknown)} clip(s) not in the database {store.path}: "
-            f"{', '.join(unknown[:5])}{' ...' if len(unknown) > 5 else ''} (materialize them first)"
-        )
-    out = []
-    for key in keys:
-        row = store.clip(key)
-        segs = store.segments(key)
-        ws = store.window_scores(key)
-        paths = row.get("paths") or {}
-        video = _local(paths.get("rectified"))
-        ci = ClipInput(
-            clip_id=key, video=video, fps=float(row.get("fps") or 0), width=int(row.get("width") or 0),
-            height=int(row.get("height") or 0), duration_sec=float(row.get("duration_sec") or 0),
-            model=row.get("model"), random_weights=row.get("random_weights"),
-            materialized_at=None if row.get("materialized_at") is None else str(row["materialized_at"]),
-            work=[(s["start_sec"], s["end_sec"]) for s in segs if s["kind"] == "work"],
-            anomalies=[(s["start_sec"], s["end_sec"]) for s in segs if s["kind"] == "anomaly"],
-            window_ts=np.asarray([w["t_sec"] for w in ws], dtype=np.float64),
-            window_scores=np.asarray([np.nan if w["score"] is None else w["score"] for w in ws], dtype=np.float64),
-        )
-        if spans is not None:
-            ci.work = sorted(spans.get(key, []))
-        if video is None and paths.get("rectified"):
-            ci.remote = _remote_files(key, paths["rectified"], paths.get("embeddings"))
-        elif video is None:
-            ci.problem = "no rectified video recorded for the clip"
-        elif not video.is_file():
-            ci.problem = f"rectified video missing from storage: {video}"
-        else:
-            files = _clip_files(str(video))
-            for name in ("intrinsics", "intrinsics_cli"):
-                if files[name].is_file():
-                    ci.camera_matrix = json.loads(files[name].read_text()).get("K")
-                    break
-            with contextlib.suppress(OSError, KeyError, ValueError):
-                an = Analysis.load(files["analysis"])
-                ci.sim = an.sim_temporal
-                ci.sim_ts = an.matrix_ts if an.matrix_ts is not None else an.ts
-            emb = _local(paths.get("embeddings"))
-            if emb is not None and emb.is_file():
-                ci.emb_path = emb
-        out.append(ci)
-    return out
-
-
-def clip_input_from_files(
-    clip_id: str, video: str | os.PathLike, segments_json: str | os.PathLike, analysis_prefix: str | os.PathLike | None,
-    intrinsics_json: str | os.PathLike | None = None, emb_path: str | os.PathLike | None = None,
-) -> ClipInput:
-    """A `ClipInput` from a clip's own files (the Dagster assets' outputs) instead of the store.
-
-    `segments_json` is what anomaly_segments writes (Detection.to_dict(series=True) plus
-    clip_id, model, random_weights, duration_sec).
-    """
-    from egoclean.temporal.analysis import Analysis
-    from egoclean.media.video import probe
-
-    doc = json.loads(Path(segments_json).read_text())
-    info = probe(video)
-    ci = ClipInput(
-        clip_id=ClipId.parse(clip_id).key, video=Path(video), fps=info.fps, width=info.width, height=info.height,
-        duration_sec=float(doc.get("duration_sec") or info.duration_sec), model=doc.get("model"),
-        random_weights=doc.get("random_weights"),
-        work=[(s["start_sec"], s["end_sec"]) for s in doc.get("work_spans", [])],
-        anomalies=[(s["start_sec"], s["end_sec"]) for s in doc.get("spans", [])],
-        window_ts=np.asarray(doc.get("ts", []), dtype=np.float64),
-        window_scores=np.asarray([np.nan if v is None else v for v in doc.get("score", [])], dtype=np.float64),
-        emb_path=Path(emb_path) if emb_path else None,
-    )
-    if intrinsics_json and Path(intrinsics_json).is_file():
-        ci.camera_matrix = json.loads(Path(intrinsics_json).read_text()).get("K")
-    if analysis_prefix is not None:
-        an = Analysis.load(analysis_prefix)
-        ci.sim, ci.sim_ts = an.sim_temporal, (an.matrix_ts if an.matrix_ts is not None else an.ts)
-    return ci
-
-
-def plan_table(plan: EpisodePlan, fps: float) -> dict:
-    """A clip's episode plan as JSON-ready rows (what training_episodes stores and shows)."""
-    return {
-        "cycle": None if plan.cycle is None else {"period_sec": plan.cycle.period_sec,
-                                                  "phase_sec": plan.cycle.phase_sec,
-                                                  "strength": plan.cycle.strength},
-        "params": plan.params.to_dict(),
-        "episodes": [{"start_sec": e.start_sec, "end_sec": e.end_sec, "frames": list(e.frames(fps)),
-                      "cycle_index": e.cycle_index, "n_cycles": e.n_cycles} for e in plan.episodes],
-        "skipped": [{"start_sec": s.start_sec, "end_sec": s.end_sec, "reason": s.reason} for s in plan.skipped],
-        "kept_sec": plan.kept_sec,
-    }
-
-
-# ----------------------------------------------------------------------------- the dataset on disk
-
-
-@dataclass
-class Existing:
-    """The dataset already in the output directory (empty when there is none)."""
-
-    info: dict | None = None
-    episodes: Any = None  # pandas DataFrame
-    tasks: dict[str, int] = field(default_factory=dict)
-    meta: dict = field(default_factory=dict)
-
-
-def _recover(out: Path) -> None:
-    """Finish a swap that crashed between its two renames (the previous version is put back)."""
-    prev = out.with_name(f".{out.name}{PREVIOUS_SUFFIX}")
-    if prev.is_dir():
-        if not out.exists():
-            os.rename(prev, out)
-        else:
-            shutil.rmtree(prev, ignore_errors=True)
-
-
-def open_existing(out: Path) -> Existing:
-    """Read the dataset at `out`; a directory holding anything but an EgoClean export is an error."""
-    import pandas as pd
-
-    _recover(out)
-    if out.exists() and not out.is_dir():
-        raise InvalidInputError(f"export output {out}: exists and is not a directory")
-    if not out.exists() or not any(out.iterdir()):
-        return Existing()
-    if not (out / META_PATH).is_file() or not (out / lerobot.INFO_PATH).is_file():
-        what = "another LeRobot dataset" if (out / lerobot.INFO_PATH).is_file() else "other files"
-        raise InvalidInputError(
-            f"export output {out}: holds {what}, not an EgoClean export (no {META_PATH}); "
-            "choose an empty or new directory"
-        )
-    info = lerobot.read_info(out)
-    if info.get("codebase_version") != lerobot.CODEBASE_VERSION:
-        raise InvalidInputError(f"export output {out}: dataset version {info.get('codebase_version')}, "
-                                f"this exporter writes {lerobot.CODEBASE_VERSION}")
-    tasks = pd.read_parquet(out / lerobot.TASKS_PATH)
-    return Existing(
-        info=info,
-        episodes=lerobot.read_table(out, "meta/episodes"),
-        tasks={str(t): int(i) for t, i in zip(tasks.index, tasks["task_index"])},
-        meta=json.loads((out / META_PATH).read_text()),
-    )
-
-
-def _write_parquet(path: Path, table) -> None:
-    import pyarrow.parquet as pq
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()  # a hard link to the previous version's file: never write through it
-    with atomic.atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression="snappy")
-
-
-def _episodes_table(df):
-    """The episode rows as an Arrow table with the list columns' types fixed (every file the same schema)."""
-    import pyarrow as pa
-
-    t = pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False)
-    fixed = {"egoclean/embedding": pa.list_(pa.float32()), "egoclean/camera_matrix": pa.list_(pa.float64()),
-             "tasks": pa.list_(pa.string())}
-    for name, typ in fixed.items():
-        if name in t.column_names:
-            t = t.set_column(t.column_names.index(name), name, t.column(name).cast(typ))
-    return t
-
-
-def _link_tree(src: Path, dst: Path) -> None:
-    """Mirror `src` into `dst` with hard links (copies where links are impossible)."""
-    for p in src.rglob("*"):
-        q = dst / p.relative_to(src)
-        if p.is_dir():
-            q.mkdir(parents=True, exist_ok=True)
-        else:
-            q.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.link(p, q)
-            except OSError:
-                shutil.copy2(p, q)
-
-
-# ----------------------------------------------------------------------------- writing episodes
 
 
 @dataclass
@@ -468,24 +122,6 @@ def _scaled_k(k: list[list[float]] | None, sx: float, sy: float) -> list[float] 
     return m.reshape(-1).tolist()
 
 
-def _decode(path: Path, index, first: int, end: int) -> Iterator[tuple[int, np.ndarray]]:
-    """(source frame index, RGB frame) for frames [first, end), decoding from the keyframe before `first`."""
-    import av
-
-    g0, _ = index.gop_range(first, end)
-    with av.open(str(path)) as c:
-        s = c.streams.video[0]
-        s.thread_type = "AUTO"
-        c.seek(int(index.pts[g0]), stream=s, backward=True)
-        for frame in c.decode(s):
-            if frame.pts is None:
-                continue
-            i = int(np.searchsorted(index.pts, frame.pts))
-            if i >= end:
-                return
-            if i >= first:
-                yield i, frame.to_ndarray(format="rgb24")
-
 
 def _window_for(times: np.ndarray, ts: np.ndarray, window_sec: float) -> np.ndarray:
     """Index of the window whose centre is nearest each time."""
@@ -495,6 +131,21 @@ def _window_for(times: np.ndarray, ts: np.ndarray, window_sec: float) -> np.ndar
     i = np.clip(np.searchsorted(centres, times), 0, len(ts) - 1)
     j = np.clip(i - 1, 0, len(ts) - 1)
     return np.where(np.abs(centres[j] - times) <= np.abs(centres[i] - times), j, i)
+
+
+
+def _episodes_table(df):
+    """The episode rows as an Arrow table with the list columns' types fixed (every file the same schema)."""
+    import pyarrow as pa
+
+    t = pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False)
+    fixed = {"egoclean/embedding": pa.list_(pa.float32()), "egoclean/camera_matrix": pa.list_(pa.float64()),
+             "tasks": pa.list_(pa.string())}
+    for name, typ in fixed.items():
+        if name in t.column_names:
+            t = t.set_column(t.column_names.index(name), name, t.column(name).cast(typ))
+    return t
+
 
 
 class _PartWriter:
@@ -544,104 +195,6 @@ class _PartWriter:
                 self.writer.abort()
 
 
-def loading_code(root: str | os.PathLike) -> str:
-    """The Python lines that load the dataset at `root` with lerobot (the card, the demo and the UI show them)."""
-    return ("from lerobot.datasets.lerobot_dataset import LeRobotDataset\n"
-            f"ds = LeRobotDataset('local/egoclean', root={str(root)!r})\n"
-            f"frame = ds[0]  # frame[{VIDEO_KEY!r}]: (3, H, W) float in [0, 1]")
-
-
-def dataset_card(root: str | os.PathLike) -> str:
-    """The dataset card of the export at `root` without its YAML front matter (for display), "" when absent."""
-    try:
-        text = (Path(root) / CARD_PATH).read_text()
-    except FileNotFoundError:
-        return ""
-    if text.startswith("---\n"):
-        end = text.find("\n---\n", 4)
-        text = text[end + 5:] if end >= 0 else text
-    return text.strip() + "\n"
-
-
-def _card(meta: dict, info: dict) -> str:
-    clips = meta.get("clips", {})
-    kept = sum(c.get("kept_sec", 0) for c in clips.values())
-    dropped = sum(c.get("dropped_sec", 0) for c in clips.values())
-    random = any(c.get("random_weights") for c in clips.values())
-    models = sorted({str(c.get("model")) for c in clips.values() if c.get("model")})
-    skipped = meta.get("skipped", {})
-    p = meta.get("params", {})
-    lines = [
-        "---",
-        "license: apache-2.0",
-        "task_categories:",
-        "- robotics",
-        "tags:",
-        "- LeRobot",
-        "- egocentric",
-        "- Egocentric-10K",
-        "configs:",
-        "- config_name: default",
-        "  data_files: data/*/*.parquet",
-        "---",
-        "",
-        "# EgoClean export of Egocentric-10K work cycles",
-        "",
-        f"A [LeRobot](https://github.com/huggingface/lerobot) dataset, format {lerobot.CODEBASE_VERSION}, written by "
-        "EgoClean. Each episode is a stretch of clean work from a head-mounted camera in a factory, "
-        "cut at work-cycle boundaries.",
-        "",
-        "## Source and licence",
-        "",
-        f"Video from [{SOURCE_DATASET}](https://huggingface.co/datasets/{SOURCE_DATASET}), licence "
-        f"{SOURCE_LICENCE}. The fisheye clips were rectified to a pinhole camera; each episode carries "
-        "its camera matrix (`egoclean/camera_matrix`, row-major 3x3, for the exported image size).",
-        "",
-        "## What was removed and why",
-        "",
-        "- Anomalous / off-task spans found by EgoClean's V-JEPA 2 typicality detector, with a safety "
-        f"margin of {p.get('margin_sec', '?')} s on each side.",
-        f"- Pieces shorter than {p.get('min_episode_sec', '?')} s, and partial cycles at span ends "
-        "(when a clip has a clear work-cycle period).",
-        "- Clips that could not be exported: " + (", ".join(f"{k} ({v})" for k, v in sorted(skipped.items()))
-                                                  if skipped else "none") + ".",
-        "",
-        "## Counts",
-        "",
-        "| clips | episodes | frames | hours kept | hours dropped |",
-        "|---|---|---|---|---|",
-        f"| {len(clips)} | {info['total_episodes']} | {info['total_frames']} | {kept / 3600:.3f} "
-        f"| {dropped / 3600:.3f} |",
-        "",
-        "## Tasks",
-        "",
-        "The source has no language labels. The task strings are generated, one per factory "
-        "(`meta/tasks.parquet`), and say only where the work happened, not what it is.",
-        "",
-        "## Features",
-        "",
-        f"- `{VIDEO_KEY}`: rectified RGB video at {info['fps']} fps.",
-        f"- `{SCORE_KEY}`: the anomaly score (1 - typicality) of the embedding window nearest the frame.",
-        "- episode columns `egoclean/*` in `meta/episodes/`: clip id, factory, worker, start/end in the source "
-        "clip, cycle index and period, camera matrix and image size, model, `egoclean/random_weights`, and "
-        "`egoclean/embedding`: the mean V-JEPA 2 embedding of the windows inside the episode.",
-        "",
-        "Model(s): " + (", ".join(models) or "unknown") + (
-            " — **computed with random weights (a test model): the spans are not meaningful**" if random else ""),
-        "",
-        "## Loading",
-        "",
-        "```python",
-        loading_code("<this directory>"),
-        "```",
-        "",
-        "Without lerobot: `pandas.read_parquet('meta/episodes/chunk-000/file-000.parquet')` lists the "
-        "episodes; an episode's frames are those of its video file between `videos/<key>/from_timestamp` and "
-        "`to_timestamp`.",
-        "",
-    ]
-    return "\n".join(lines)
-
 
 class _Export:
     """One export run: the staging directory, the renumbered old episodes and the new parts."""
@@ -667,7 +220,7 @@ class _Export:
         for k in self.removing:
             self.meta["clips"].pop(k, None)
             self.meta["skipped"].pop(k, None)
-        self.stage = out.with_name(f".{out.name}.export-{uuid.uuid4().hex[:8]}")
+        self.stage = directory.staging_dir(out, uuid.uuid4().hex[:8])
         self.kept = self.old
         self.removed = 0
         self.written: list[str] = []
@@ -698,11 +251,11 @@ class _Export:
         old_from = dict(zip(kept["episode_index"].astype(int), kept["dataset_from_index"].astype(int)))
         changed = {p for p, (e, f) in zip(kept_part, renumber.items()) if (e, old_from[e]) != f}
         for p in sorted(set(part) - set(kept_part)):  # parts left without episodes go entirely
-            for rel in self._part_files(p):
+            for rel in directory.part_files(p):
                 with contextlib.suppress(FileNotFoundError):
                     (self.stage / rel).unlink()
         for p in sorted(changed):
-            rel = self._part_files(p)[0]
+            rel = directory.part_files(p)[0]
             df = pd.read_parquet(self.out / rel)
             df = df[df["episode_index"].isin(list(renumber))].copy()
             e_old = df["episode_index"].astype(int)
@@ -714,20 +267,13 @@ class _Export:
         kept["dataset_to_index"] = new_from[1:]
         for p in sorted(changed):
             rows = kept[[q == p for q in kept_part]]
-            self._parquet(self._part_files(p)[1], _episodes_table(rows))
+            self._parquet(directory.part_files(p)[1], _episodes_table(rows))
         self.kept = kept
         self.next_part = max(part) + 1
         self.base_episode, self.base_frame = len(kept), int(new_from[-1])
 
-    @staticmethod
-    def _part_files(part: int) -> tuple[str, str, str]:
-        c, f = lerobot.chunk_file(part)
-        return (lerobot.DATA_PATH.format(chunk_index=c, file_index=f),
-                lerobot.EPISODES_PATH.format(chunk_index=c, file_index=f),
-                lerobot.VIDEO_PATH.format(video_key=VIDEO_KEY, chunk_index=c, file_index=f))
-
     def _parquet(self, rel: str, table) -> None:
-        _write_parquet(self.stage / rel, table)
+        directory.write_parquet(self.stage / rel, table)
         self.written.append(rel)
 
     # -- new episodes
@@ -811,6 +357,8 @@ class _Export:
     def _write_span(self, part: _PartWriter, ci: ClipInput, index, eps: list) -> tuple[list[list], list[int]]:
         """Write one clean span's episodes into the part's video; returns their sampled
         images (for the statistics) and the file frame index of each episode's first frame."""
+        from egoclean.media.remux import decode_range
+
         samples = {a + s: j for j, (_, (a, b)) in enumerate(eps) for s in lerobot.sample_indices(b - a)}
         images: list[list] = [[] for _ in eps]
         a0, b0 = eps[0][1][0], eps[-1][1][1]
@@ -819,7 +367,7 @@ class _Export:
 
             starts = {a: j for j, (_, (a, _b)) in enumerate(eps)}
             file_first = [0] * len(eps)
-            for i, rgb in _decode(ci.video, index, a0, b0):
+            for i, rgb in decode_range(ci.video, index, a0, b0):
                 if not any(a <= i < b for _, (a, b) in eps):
                     continue
                 if i in starts:
@@ -831,7 +379,7 @@ class _Export:
                     images[samples[i]].append(lerobot.downsample(rgb.transpose(2, 0, 1)))
             return images, file_first
         first, _ = part.writer.add(ci.video, index, a0, b0)
-        for i, rgb in _decode(ci.video, index, min(samples), max(samples) + 1):
+        for i, rgb in decode_range(ci.video, index, min(samples), max(samples) + 1):
             if i in samples:
                 images[samples[i]].append(lerobot.downsample(rgb.transpose(2, 0, 1)))
         return images, [first + (a - a0) for _, (a, _b) in eps]
@@ -897,7 +445,7 @@ class _Export:
                     f"videos/{VIDEO_KEY}/to_timestamp": t0 + row["length"] / pw.fps,
                     "meta/episodes/chunk_index": c, "meta/episodes/file_index": f,
                 }
-            data_rel, eps_rel, video_rel = self._part_files(pw.part)
+            data_rel, eps_rel, video_rel = directory.part_files(pw.part)
             self._parquet(data_rel, _table({k: np.concatenate([fr[k] for fr in pw.frames]) for k in pw.frames[0]}))
             self._parquet(eps_rel, _episodes_table(pd.DataFrame(pw.episodes)))
             self.written.append(video_rel)
@@ -931,7 +479,7 @@ class _Export:
             tasks.to_parquet(tmp)
         self.meta["updated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
         atomic.write_json(self.stage / META_PATH, self.meta)
-        atomic.write_bytes(self.stage / CARD_PATH, _card(self.meta, info).encode())
+        atomic.write_bytes(self.stage / CARD_PATH, card(self.meta, info).encode())
         return info
 
 
@@ -973,7 +521,7 @@ def export_dataset(out: str | os.PathLike, clips: Sequence[ClipInput], options: 
     clip_ids = [c.clip_id for c in clips]
     if len(set(clip_ids)) != len(clip_ids):
         raise InvalidInputError("export: a clip is selected twice")
-    existing = open_existing(out)
+    existing = directory.open_existing(out)
     if existing.meta and existing.meta.get("resolution") != options.resolution:
         raise InvalidInputError(
             f"export output {out}: was exported with resolution {existing.meta.get('resolution')}, "
@@ -992,12 +540,12 @@ def export_dataset(out: str | os.PathLike, clips: Sequence[ClipInput], options: 
     run.stage.mkdir(parents=True)
     try:
         if existing.info is not None:
-            _link_tree(out, run.stage)
+            directory.link_tree(out, run.stage)
         run.renumber_old()
         with tqdm(total=len(clips), unit="clip", desc="export", disable=not progress) as bar:
             for ci in clips:
                 bar.set_postfix_str(ci.clip_id)
-                with _localized(ci) as local:
+                with localized(ci) as local:
                     run.add_clip(local)
                 bar.update(1)
         run.finish_parts()
@@ -1006,7 +554,7 @@ def export_dataset(out: str | os.PathLike, clips: Sequence[ClipInput], options: 
             problems = lerobot.validate(run.stage)
             if problems:
                 raise InvalidInputError(f"export: the assembled dataset is inconsistent, not published: {problems[:3]}")
-        _swap(run.stage, out)
+        directory.swap(run.stage, out)
     except BaseException:
         for pw in run.parts:
             pw.abort()
@@ -1021,102 +569,6 @@ def export_dataset(out: str | os.PathLike, clips: Sequence[ClipInput], options: 
         episodes_new=sum(r["egoclean/clip_id"] not in run.held_before for r in run.new_rows),
     )
 
-
-def verify_frames(root: str | os.PathLike, sources: dict[str, str | os.PathLike], samples: int = 8,
-                  seed: int = 0, min_psnr: float = 30.0) -> dict:
-    """Compare sampled episode frames with the rectified clips they came from.
-
-    `sources` maps clip id -> rectified video. Frames are read from the dataset at
-    from_timestamp + k / fps (as a LeRobot reader does) and from the source at the
-    episode's start_frame + k. A stream-copied dataset must match bit for bit; a
-    re-encoded one (another size) must reach `min_psnr` dB against the source frame
-    scaled the same way. Returns {"checked", "mismatches": [...], "min_psnr"}.
-    """
-    import av
-    import cv2
-
-    root = Path(root)
-    info = lerobot.read_info(root)
-    fps = int(info["fps"])
-    eps = lerobot.read_table(root, "meta/episodes")
-    rng = np.random.default_rng(seed)
-    picks = rng.choice(len(eps), size=min(samples, len(eps)), replace=False) if len(eps) else []
-    mismatches, checked, worst = [], 0, float("inf")
-    tmp = tempfile.TemporaryDirectory(prefix="egoclean-verify-")
-    fetched: dict[str, Path | None] = {}
-    for e in sorted(int(x) for x in picks):
-        row = eps.iloc[e]
-        clip = str(row["egoclean/clip_id"])
-        src = sources.get(clip)
-        if src is not None and _local(str(src)) is None:  # a remote data root: a local copy, once per clip
-            src = fetched.get(clip) or fetched.setdefault(clip, _fetch(str(src), Path(tmp.name)))
-        if src is None or not Path(src).is_file():
-            mismatches.append(f"episode {e}: source video of {clip} not available")
-            continue
-        k = int(rng.integers(0, int(row["length"])))
-        video = root / lerobot.VIDEO_PATH.format(video_key=VIDEO_KEY,
-                                                 chunk_index=int(row[f"videos/{VIDEO_KEY}/chunk_index"]),
-                                                 file_index=int(row[f"videos/{VIDEO_KEY}/file_index"]))
-        t = float(row[f"videos/{VIDEO_KEY}/from_timestamp"]) + k / fps
-        got = None
-        with av.open(str(video)) as c:
-            s = c.streams.video[0]
-            c.seek(int(t / s.time_base), stream=s, backward=True)
-            for f in c.decode(s):
-                ft = float(f.pts * s.time_base)
-                if abs(ft - t) < lerobot.TOLERANCE_S:
-                    got = f.to_ndarray(format="rgb24")
-                    break
-                if ft > t:
-                    break
-        if got is None:
-            mismatches.append(f"episode {e}: no frame at {t:.4f} s in {video.name}")
-            continue
-        want_i = int(row["egoclean/start_frame"]) + k
-        want = None
-        from egoclean.media.remux import index_packets
-
-        idx = index_packets(src)
-        for _, rgb in _decode(Path(src), idx, want_i, want_i + 1):
-            want = rgb
-        if want is None:
-            mismatches.append(f"episode {e}: source {clip} has no frame {want_i}")
-            continue
-        checked += 1
-        if got.shape != want.shape:
-            want = cv2.resize(want, (got.shape[1], got.shape[0]), interpolation=cv2.INTER_AREA)
-            mse = float(np.mean((got.astype(np.float64) - want.astype(np.float64)) ** 2))
-            psnr = float("inf") if mse == 0 else 10 * math.log10(255**2 / mse)
-            worst = min(worst, psnr)
-            if psnr < min_psnr:
-                mismatches.append(f"episode {e} frame {k}: {psnr:.1f} dB against the scaled source (< {min_psnr})")
-        elif not np.array_equal(got, want):
-            mismatches.append(f"episode {e} frame {k}: differs from {clip} frame {want_i}")
-    tmp.cleanup()
-    return {"checked": checked, "mismatches": mismatches, "min_psnr": None if worst == float("inf") else worst}
-
-
-def _fetch(url: str, into: Path) -> Path | None:
-    """A local copy of a file at an fsspec URL (None when it is not there)."""
-    import fsspec  # imported here: only remote data roots need it
-
-    fs, path = fsspec.core.url_to_fs(url)
-    if not fs.exists(path):
-        return None
-    dest = into / f"{len(list(into.iterdir()))}-{path.rsplit('/', 1)[-1]}"
-    fs.get_file(path, str(dest))
-    return dest
-
-
-def _swap(stage: Path, out: Path) -> None:
-    """Publish `stage` as `out`: two renames; the previous version is removed afterwards."""
-    prev = out.with_name(f".{out.name}{PREVIOUS_SUFFIX}")
-    if prev.exists():
-        shutil.rmtree(prev)
-    if out.exists():
-        os.rename(out, prev)
-    os.rename(stage, out)
-    shutil.rmtree(prev, ignore_errors=True)
 
 
 def export_from_store(store, out: str | os.PathLike, *, sql: str | None = None, clips: Sequence[str] | None = None,

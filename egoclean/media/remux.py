@@ -17,6 +17,7 @@ streams packet by packet.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -204,3 +205,20 @@ def frame_times(path: str | os.PathLike) -> np.ndarray:
     """Presentation time (seconds, float64) of every frame of a video, in order, from its packets."""
     idx = index_packets(path)
     return idx.pts.astype(np.float64) * float(idx.time_base)
+
+
+def decode_range(path: str | os.PathLike, index: PacketIndex, first: int, end: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(source frame index, RGB frame) for frames [first, end) of `path`, decoding from the keyframe before `first`."""
+    g0, _ = index.gop_range(first, end)
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        s.thread_type = "AUTO"
+        c.seek(int(index.pts[g0]), stream=s, backward=True)
+        for frame in c.decode(s):
+            if frame.pts is None:
+                continue
+            i = int(np.searchsorted(index.pts, frame.pts))
+            if i >= end:
+                return
+            if i >= first:
+                yield i, frame.to_ndarray(format="rgb24")

@@ -348,9 +348,9 @@ def test_failed_export_leaves_previous_dataset_readable(clips, tmp_path, monkeyp
     def boom(*a, **k):
         raise OSError("disk full (simulated)")
 
-    import egoclean.export as ex
+    import egoclean.export.directory as ex
 
-    monkeypatch.setattr(ex, "_swap", boom)
+    monkeypatch.setattr(ex, "swap", boom)
     with pytest.raises(OSError, match="disk full"):
         export_from_store(store, out, clips=[clips["keys"][1]])
     assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == snapshot
@@ -452,7 +452,7 @@ def test_cli_export_one_line_and_bad_input_exit_2(clips, tmp_path, capsys):
 def test_clips_in_a_remote_data_root_are_fetched_one_at_a_time(clips, dataset, tmp_path):
     import fsspec
 
-    from egoclean.export import _remote_files
+    from egoclean.export.selection import _remote_files
 
     fs = fsspec.filesystem("memory")
     ins = select_clips(clips["store"], clips=[clips["keys"][1]])
@@ -484,3 +484,44 @@ def test_clips_in_a_remote_data_root_are_fetched_one_at_a_time(clips, dataset, t
     export_dataset(tmp_path / "mixed", [missing] + select_clips(clips["store"], clips=[clips["keys"][0]]))
     meta = json.loads((tmp_path / "mixed" / META_PATH).read_text())
     assert "missing from storage" in meta["skipped"][key]
+
+
+def test_clips_in_an_s3_root_are_read_with_retries_and_the_callers_input_is_kept(clips, dataset, tmp_path, s3_env,
+                                                                                  s3_server, monkeypatch):
+    import boto3
+
+    from egoclean.export.selection import _remote_files
+    from tests.support.servers import FaultProxy
+
+    ci = select_clips(clips["store"], clips=[clips["keys"][1]])[0]
+    key = ci.clip_id
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="export-remote")
+    for p in ci.video.parent.iterdir():
+        if p.name.startswith(key) and p.suffix in (".mp4", ".json", ".npy", ".npz"):
+            s3.upload_file(str(p), "export-remote", f"{key}/{p.name}")
+    base = f"s3://export-remote/{key}"
+    ci.video, ci.sim, ci.sim_ts, ci.emb_path, ci.camera_matrix = None, None, None, None, None
+    ci.remote = _remote_files(key, f"{base}/{key}_rectified.mp4", f"{base}/{key}_emb.npy")
+    remote = dict(ci.remote)
+    with FaultProxy(s3_server.port) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.endpoint)
+        proxy.fail_gets = 2  # two reads answered with 500: retried by RemoteRoot, the export goes through
+        rep = export_dataset(tmp_path / "s3", [ci])
+        assert proxy.fail_gets == 0
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server.endpoint)
+    want = _episodes(dataset["out"])
+    want = want[want["egoclean/clip_id"] == key]
+    got = _episodes(tmp_path / "s3")
+    assert rep.episodes_added == len(want) and lerobot.validate(tmp_path / "s3") == []
+    assert got["egoclean/start_sec"].tolist() == want["egoclean/start_sec"].tolist()
+    assert got["egoclean/camera_matrix"].iloc[0].tolist() == want["egoclean/camera_matrix"].iloc[0].tolist()
+    # the downloads were the export's own copy: the caller's ClipInput is as it was
+    assert (ci.video, ci.sim, ci.sim_ts, ci.emb_path, ci.camera_matrix, ci.problem) == (None,) * 6
+    assert ci.remote == remote
+    # a clip whose files are gone is skipped with the reason; the caller's input still carries no problem
+    s3.delete_object(Bucket="export-remote", Key=f"{key}/{key}_rectified.mp4")
+    export_dataset(tmp_path / "gone", [ci] + select_clips(clips["store"], clips=[clips["keys"][0]]))
+    meta = json.loads((tmp_path / "gone" / META_PATH).read_text())
+    assert meta["skipped"][key] == f"rectified video missing from storage: {base}/{key}_rectified.mp4"
+    assert ci.problem is None
