@@ -441,7 +441,7 @@ def test_cli_export_one_line_and_bad_input_exit_2(clips, tmp_path, capsys):
     sql = "SELECT clip_id, start_sec, end_sec FROM segments WHERE kind = 'work' AND duration_sec > 20"
     assert main(["export", "--db", str(clips["db"]), "--out", str(out), "--sql", sql, "-q"]) == 0
     said = capsys.readouterr().out
-    assert str(out) in said and "episode(s) from 2 clip(s)" in said
+    assert str(out) in said and "episode(s) written from 2 clip(s)" in said
     assert lerobot.validate(out) == []
     assert main(["export", "--db", str(clips["db"]), "--out", str(tmp_path / "x"), "-q",
                  "--clip", "factory009_worker009_00009"]) == 2
