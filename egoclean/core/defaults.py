@@ -76,6 +76,8 @@ HWACCEL_CHOICES = ("auto", "cpu", "nvidia")
 CAMERA_HEIGHT_M = 1.6
 # Visual odometry tracks frames resized so that their long side is this many pixels.
 VO_LONG_SIDE = 640
+# A clip shorter than this cannot initialise (two views with parallax): a one-line error.
+VO_MIN_FRAMES = 10
 
 # -- retries and timeouts --------------------------------------------------------------
 
