@@ -10,7 +10,8 @@ Usage (from the repository root)::
 Clips are registered in the Dagster instance at $DAGSTER_HOME (default: ./dagster_home),
 so the runs appear in `dagster dev` on the same instance. Without --register-only, each
 clip that has not been fully materialized yet (or every clip with --all) is run through
-the `clip_pipeline` job in this process, one clip after another; resources come from
+the `clip_pipeline` job, one clip after another, launched from workspace.yaml's code
+location like a UI run (so the runs show on the job's page); resources come from
 the EGOCLEAN_* environment variables (see egoclean_assets/resources.py), and --source
 overrides EGOCLEAN_SOURCE. Exit status: 0 when every run succeeded, 1 when a run failed or a worker was skipped
 because its shards could not be read (each such worker is named on stderr),
@@ -30,6 +31,7 @@ from egoclean.core.options import whole
 from egoclean.core.secrets import redact
 from egoclean_assets.cluster import contiguous_batches, run_batches
 from egoclean_assets.discovery import discover
+from egoclean_assets.launch import launch_partition_runs
 from egoclean_assets.partitions import CLIPS, add_clip_partitions
 from egoclean_assets.resources import DiscoveryResource
 
@@ -97,17 +99,20 @@ def backfill(scope: list[str], instance: DagsterInstance, env: Mapping[str, str]
         batches = contiguous_batches(instance.get_dynamic_partitions(CLIPS), todo, policy.max_partitions_per_run)
         tags = {"egoclean/backfill": ",".join(scope)}
         return run_batches(job, instance, batches, tags, QUIET, out) + len(result.failed)
+    # Launched from workspace.yaml's code location as the UI launches them, so each run has a
+    # row on clip_pipeline's page and the timeline (execute_in_process runs had none). The
+    # code server reads its settings from the environment: this command's are put there.
+    if env is not None:
+        os.environ.update({k: v for k, v in env.items() if k.startswith("EGOCLEAN_")})
     failed = 0
-    for i, key in enumerate(todo, 1):
-        run = job.execute_in_process(partition_key=key, instance=instance, raise_on_error=False,
-                                     tags={"egoclean/backfill": ",".join(scope)}, run_config=QUIET)
-        checks = run.get_asset_check_evaluations()
-        bad = [c.check_name for c in checks if not c.passed]
-        status = "ok" if run.success else "FAILED"
+    runs = launch_partition_runs(instance, todo, tags={"egoclean/backfill": ",".join(scope)}, run_config=QUIET)
+    for i, (key, run) in enumerate(runs, 1):
+        bad = [c.check_name for c in run.checks if not c.passed]
         failed += not run.success
-        out(f"[{i}/{len(todo)}] {key}: {status} "
-            f"(run {run.run_id[:8]}; checks {len(checks) - len(bad)}/{len(checks)} passed"
-            + (f"; failed: {', '.join(bad)}" if bad else "") + ")")
+        out(f"[{i}/{len(todo)}] {key}: {'ok' if run.success else 'FAILED'} "
+            f"(run {run.run_id[:8]}; checks {len(run.checks) - len(bad)}/{len(run.checks)} passed"
+            + (f"; failed: {', '.join(bad)}" if bad else "")
+            + "".join(f"; {step}: {redact(message)}" for step, message in run.step_failures) + ")")
     return failed + len(result.failed)
 
 

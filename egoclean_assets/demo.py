@@ -104,24 +104,27 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def _export(defs, instance) -> bool:
-    """Assemble the LeRobot v3.0 dataset from the clips just materialized (the export_dataset job)."""
+def _export(instance) -> bool:
+    """Assemble the LeRobot v3.0 dataset from the clips just materialized (the export_dataset job).
+
+    Launched from the code location like the clip runs, so it has a row on the job's page and
+    the timeline (execute_in_process left it off both)."""
     # imported here, as in _run: the demo module itself stays light to import
     from egoclean_assets.backfill import QUIET
+    from egoclean_assets.launch import launch_partition_runs
 
     t0 = time.perf_counter()
-    run = defs.resolve_job_def("export_dataset").execute_in_process(
-        instance=instance, raise_on_error=False, tags={"egoclean/demo": "1"}, run_config=QUIET)
+    ((_, run),) = launch_partition_runs(instance, [None], job_name="export_dataset", tags={"egoclean/demo": "1"},
+                                        run_config=QUIET)
     print(f"\nlerobot_dataset: run {run.run_id[:8]} {'succeeded' if run.success else 'FAILED'} "
           f"in {time.perf_counter() - t0:.1f} s", flush=True)
     ok = run.success
-    for ev in sorted(run.get_asset_check_evaluations(), key=lambda e: e.check_name):
+    for ev in sorted(run.checks, key=lambda e: e.check_name):
         print(f"  check lerobot_dataset.{ev.check_name}: {'passed' if ev.passed else 'FAILED'}"
               f"{' - ' + ev.description if ev.description else ''}")
         ok &= ev.passed
-    for e in run.all_events:
-        if e.is_step_failure:
-            print(f"  step {e.step_key} failed: {redact(e.event_specific_data.error.message.strip())}")
+    for step, message in run.step_failures:
+        print(f"  step {step} failed: {redact(message)}")
     return ok
 
 
@@ -138,7 +141,8 @@ def _run(root: Path, env: dict, keys: list[str]) -> int:
     # the code server and run workers launched below read them from the environment, as
     # `dagster dev` does after `source demo.env`
     os.environ.update(env)
-    defs = build_definitions(build_resources(dict(os.environ)))
+    # built here once so a bad setting fails in one line before any run starts
+    build_definitions(build_resources(dict(os.environ)))
     ok = True
     with instance_from_env() as instance:
         add_clip_partitions(instance, keys)
@@ -160,7 +164,7 @@ def _run(root: Path, env: dict, keys: list[str]) -> int:
                 ok &= ev.passed
             for step, message in run.step_failures:
                 print(f"  step {step} failed: {redact(message)}")
-        ok &= _export(defs, instance)
+        ok &= _export(instance)
     store = Store(env["EGOCLEAN_DB"])
     print("\nAnomalous spans (DuckDB segments table):")
     print(store.format_query(

@@ -3,7 +3,8 @@
 `job.execute_in_process` runs a job without a code location, so its runs carry no
 repository and a snapshot of their own: the UI leaves them off the job's page and the
 Overview timeline, and warns on "Re-execute" that the job "may be a different
-version". Runs launched here are ordinary runs: created from the workspace's code
+version". The demo's clip and export runs and the backfill command's runs are launched
+here instead. Runs launched here are ordinary runs: created from the workspace's code
 location (a code server started for the purpose, as `dagster dev` does), launched by the
 instance's run launcher into a run worker, with the location's job snapshot and origin.
 They bypass the run queue (nothing dequeues it without the daemon) and are launched one
@@ -51,10 +52,12 @@ def _outcome(instance: DagsterInstance, run_id: str) -> RunOutcome:
     return RunOutcome(run_id, run.status.value, checks, failures)
 
 
-def launch_partition_runs(instance: DagsterInstance, keys: list[str], job_name: str = "clip_pipeline",
+def launch_partition_runs(instance: DagsterInstance, keys: list[str | None], job_name: str = "clip_pipeline",
                           tags: Mapping[str, str] | None = None, run_config: Mapping | None = None,
-                          poll_sec: float = 0.5) -> Iterator[tuple[str, RunOutcome]]:
-    """Launch one run of `job_name` per partition key, one after another; yields (key, outcome)."""
+                          poll_sec: float = 0.5) -> Iterator[tuple[str | None, RunOutcome]]:
+    """Launch one run of `job_name` per partition key, one after another; yields (key, outcome).
+
+    A key of None launches a run of an unpartitioned job (export_dataset)."""
     # imported here, not at module top: Dagster's workspace machinery is needed only to launch
     from dagster._core.workspace.context import WorkspaceProcessContext
     from dagster._core.workspace.load_target import WorkspaceFileTarget
@@ -70,7 +73,7 @@ def launch_partition_runs(instance: DagsterInstance, keys: list[str], job_name: 
         remote_job = repo.get_full_job(job_name)
         for key in keys:
             run = _create_run(instance, location, repo, remote_job, dict(run_config or {}),
-                              {**(tags or {}), "dagster/partition": key})
+                              {**(tags or {}), **({"dagster/partition": key} if key is not None else {})})
             instance.launch_run(run.run_id, workspace)
             while not instance.get_run_by_id(run.run_id).is_finished:
                 time.sleep(poll_sec)

@@ -69,3 +69,50 @@ def test_launched_run_shows_on_the_job_page_and_the_timeline_as_the_same_job_ver
             "query($f: RunsFilter) { runsOrError(filter: $f) { ... on Runs { results { runId } } } }",
             {"f": {"tags": [{"key": ".dagster/repository", "value": f"{REPOSITORY}@{LOCATION}"}]}})
         assert outcome.run_id in [r["runId"] for r in feed["runsOrError"]["results"]]
+
+
+def test_backfill_and_demo_export_runs_have_rows_on_their_job_pages(dataset, tmp_path, monkeypatch):
+    """`python -m egoclean_assets.backfill` and the demo's export launch through the instance like the
+    clip runs: each run is on its job's page (they had no row there, issue 18), and the export's
+    materialization carries how to load the dataset and its counters."""
+    from egoclean_assets import backfill, demo
+
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
+    out = tmp_path / "lerobot"
+    env = {"EGOCLEAN_SOURCE": str(dataset["base"] / "source"), "EGOCLEAN_MODEL": dataset["model"],
+           "EGOCLEAN_DEVICE": "cpu", "EGOCLEAN_DATA_ROOT": str(tmp_path / "data"),
+           "EGOCLEAN_DB": str(tmp_path / "e.duckdb"), "EGOCLEAN_GROUND_TRUTH_SEED": "0",
+           "EGOCLEAN_GROUND_TRUTH": str(dataset["summary"]["ground_truth"]), "EGOCLEAN_CACHE": str(tmp_path / "c"),
+           "EGOCLEAN_EXPORT": str(out), "DAGSTER_HOME": str(home), "PYTHONPATH": str(ROOT)}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)  # the code server and run workers inherit them
+    lines = []
+    with DagsterInstance.get() as instance:
+        assert backfill.backfill(["factory_001/worker_001"], instance, env, out=lines.append) == 0, lines
+        assert demo._export(instance)
+        runs = {r.job_name: r for r in instance.get_runs()}
+    assert set(runs) == {"clip_pipeline", "export_dataset"}, lines
+
+    with DagsterDev(home, env, tmp_path / "dev.log") as dev:
+        for job_name, run in runs.items():
+            job = dev.graphql(
+                "query($p: PipelineSelector!) { pipelineOrError(params: $p) { ... on Pipeline { "
+                "pipelineSnapshotId runs { runId status pipelineSnapshotId } } } }",
+                {"p": {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY,
+                       "pipelineName": job_name}})["pipelineOrError"]
+            (listed,) = [r for r in job["runs"] if r["runId"] == run.run_id]  # its row on the job page
+            assert listed["status"] == "SUCCESS" and listed["pipelineSnapshotId"] == job["pipelineSnapshotId"]
+        asset = dev.graphql(
+            "{ assetOrError(assetKey: {path: [\"lerobot_dataset\"]}) { ... on Asset { assetMaterializations(limit: 1)"
+            " { runId metadataEntries { label ... on MarkdownMetadataEntry { mdStr } ... on IntMetadataEntry "
+            "{ intValue } } } } } }")["assetOrError"]
+        (mat,) = asset["assetMaterializations"]
+        assert mat["runId"] == runs["export_dataset"].run_id
+        entries = {e["label"]: e for e in mat["metadataEntries"]}
+        assert mat["metadataEntries"][0]["label"] == "load_with_lerobot"
+        assert f"LeRobotDataset('local/egoclean', root={str(out)!r})" in entries["load_with_lerobot"]["mdStr"]
+        assert "## Loading" in entries["dataset_card"]["mdStr"]
+        assert entries["episodes_added"]["intValue"] == entries["episodes"]["intValue"] > 0
+        assert entries["episodes_replaced"]["intValue"] == entries["episodes_rewritten"]["intValue"] == 0
