@@ -1,4 +1,4 @@
-"""The `egoclean` command line: synth, ls, fetch, rectify, tiny-model, embed, detect, sql, export.
+"""The `egoclean` command line: synth, ls, fetch, rectify, trajectory, tiny-model, embed, detect, sql, export.
 
 Each subcommand is a thin shell over a library function; errors EgoClean raises on
 purpose are printed as one line (no traceback) with exit status 2. Option defaults come
@@ -85,6 +85,37 @@ def cmd_rectify(args: argparse.Namespace) -> int:
         args.input, args.intrinsics, args.output, balance=args.balance, crf=args.crf, preset=args.preset
     )
     print(jsonin.dumps(result, indent=2, default=str))
+    return 0
+
+
+def cmd_trajectory(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from egoclean.core.errors import InvalidInputError
+    from egoclean.media.video import probe
+    from egoclean.motion.odometry import VOConfig, check_input, track_video
+    from egoclean.motion.trajectory import PinholeCamera
+
+    out = Path(args.output)
+    if out.suffix not in (".txt", ".parquet"):
+        raise InvalidInputError(f"-o {out}: must end in .txt (TUM: timestamp tx ty tz qx qy qz qw) or .parquet")
+    info = probe(args.input)
+    if args.intrinsics:
+        camera = PinholeCamera.load(args.intrinsics)
+    else:
+        camera = PinholeCamera.parse(args.camera, info.width, info.height)
+    check_input(args.input, camera)  # bad input fails before the progress bar starts
+    config = VOConfig(camera_height_m=args.camera_height)
+    with tqdm(total=info.n_frames, unit="frame", desc="trajectory", disable=args.quiet) as bar:
+        traj = track_video(args.input, camera, config, progress=lambda i, n: bar.update(1))
+    if out.suffix == ".txt":
+        traj.save_tum(out)
+    else:
+        traj.save_parquet(out)
+    s = traj.summary()
+    scale = "metric (floor)" if s["metric"] else "clip units (no floor found)" if traj.segments else "none"
+    print(f"{out}: {s['tracked_frames']}/{s['frames']} frame(s) tracked in {s['segments']} segment(s), "
+          f"path {s['path_length']:.3f}, scale {scale}")
     return 0
 
 
@@ -209,6 +240,18 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
     s.add_argument("--crf", type=number(0, 51), default=None, help="libx264 CRF (default: see docs/PERFORMANCE.md)")
     s.add_argument("--preset", default=None, help="libx264 preset")
     s.set_defaults(func=cmd_rectify)
+
+    s = sub.add_parser("trajectory", help="the camera's 6DoF path through a rectified clip (monocular visual odometry)")
+    s.add_argument("input", help="a rectified (pinhole) video")
+    cam = s.add_mutually_exclusive_group(required=True)
+    cam.add_argument("--intrinsics", help="pinhole JSON: what `egoclean rectify` writes, or "
+                     '{"model": "pinhole", "image_width", "image_height", "fx", "fy", "cx", "cy"}')
+    cam.add_argument("--camera", metavar="FX,FY,CX,CY", help="the camera matrix in pixels of the video")
+    s.add_argument("-o", "--output", required=True, help="OUT.txt (TUM, tracked frames) or OUT.parquet (every frame)")
+    s.add_argument("--camera-height", type=number(0.1, 10), default=defaults.CAMERA_HEIGHT_M,
+                   help="camera height above the floor in metres: sets the scale where the floor is seen")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_trajectory)
 
     s = sub.add_parser("tiny-model", help="save a tiny randomly initialised V-JEPA 2 for tests/demo")
     s.add_argument("out_dir")

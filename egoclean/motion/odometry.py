@@ -880,9 +880,9 @@ def track_frames(frames: Iterable[np.ndarray], camera: PinholeCamera, fps: float
     return Odometry(camera, fps, config).feed(frames, progress).result(meta)
 
 
-def track_video(path: str | os.PathLike, camera: PinholeCamera, config: VOConfig = VOConfig(),
-                progress: Callable[[int, int], None] | None = None) -> Trajectory:
-    """The trajectory of a rectified video file (streamed); bad input is a one-line error."""
+def check_input(path: str | os.PathLike, camera: PinholeCamera):
+    """The video's VideoInfo once it is known to suit the camera and to be long enough to
+    initialise; a one-line error (VideoError, IntrinsicsError) otherwise."""
     from egoclean.media import video
 
     info = video.probe(path)
@@ -890,6 +890,15 @@ def track_video(path: str | os.PathLike, camera: PinholeCamera, config: VOConfig
     if info.n_frames < defaults.VO_MIN_FRAMES:
         raise VideoError(f"video {path}: {info.n_frames} frame(s); visual odometry needs at least "
                          f"{defaults.VO_MIN_FRAMES} to initialise")
+    return info
+
+
+def track_video(path: str | os.PathLike, camera: PinholeCamera, config: VOConfig = VOConfig(),
+                progress: Callable[[int, int], None] | None = None) -> Trajectory:
+    """The trajectory of a rectified video file (streamed); bad input is a one-line error."""
+    from egoclean.media import video
+
+    info = check_input(path, camera)
     frames = video.iter_frames(path)
     cb = (lambda i: progress(i + 1, info.n_frames)) if progress else None
     return track_frames(frames, camera, info.fps, config, cb, meta={"video": os.fspath(path)})
