@@ -186,7 +186,7 @@ def rectify_video(
                 tmp, info.fps, rectifier.width, rectifier.height, codec=codec, crf=crf, preset=preset,
                 options={"x264-params": x264_params} if x264_params and codec == "libx264" else None,
             ) as writer:
-                encoder = writer.codec
+                encoder, params_used = writer.codec, writer.x264_params
                 for frame in frames:
                     writer.write(step(frame), fmt=fmt)
                     n += 1
@@ -230,7 +230,7 @@ def rectify_video(
         "encoder": encoder,
         "crf": crf,
         "preset": preset,
-        "x264_params": x264_params if codec == "libx264" else None,
+        "x264_params": params_used,
         "valid_fraction": float(rectifier.valid_mask.mean()),
     }
 

@@ -46,6 +46,25 @@ _NVENC_PRESETS = {"ultrafast": "p1", "superfast": "p1", "veryfast": "p2", "faste
 X264_PRESETS = tuple(_NVENC_PRESETS)
 # Hardware codec name -> None (it opens here) or why it does not; probed once per process.
 _HW_PROBED: dict[str, str | None] = {}
+# x264's AVX-512 MB-tree propagation (mbtree_propagate_list) works on 8 macroblocks at a
+# time and, when a row's macroblock count is not a multiple of 8, also propagates the
+# uninitialised scratch entries past the row's end: the output then depends on what was
+# in memory, and the same frames give a different file run after run (measured on the
+# bundled x264: 480, 448, 496, 960 and 1904 px wide change with MALLOC_PERTURB_; 384,
+# 512, 1024 and 1920 never do; without AVX-512, or with MB-tree off, all are stable).
+_X264_MBTREE_GROUP = 8
+
+
+def x264_params(width: int, params: str | None) -> str | None:
+    """The x264-params `VideoWriter` gives libx264 for frames `width` pixels wide: `params`,
+    plus `mbtree=0` where x264's MB-tree would make the output depend on memory contents
+    (a macroblock row that is not a multiple of 8 macroblocks; see _X264_MBTREE_GROUP)."""
+    if ((width + 15) // 16) % _X264_MBTREE_GROUP == 0:
+        return params
+    keys = {kv.split("=", 1)[0].strip() for kv in (params or "").split(":") if kv}
+    if "mbtree" in keys or "no-mbtree" in keys:
+        return params
+    return f"{params}:mbtree=0" if params else "mbtree=0"
 
 
 class HardwareCodecError(EgoCleanError):
@@ -269,6 +288,9 @@ class VideoWriter:
 
     Under the hardware choice `hw` (default $EGOCLEAN_HWACCEL) libx264/libx265 become
     h264_nvenc/hevc_nvenc where those open (`encoder_for`); `codec` says which is used.
+    libx264 gets `x264_params(width, ...)` (MB-tree off where x264 would make the output
+    depend on memory contents), so the same frames always give the same bytes;
+    `x264_params` says what it was given.
     """
 
     def __init__(
@@ -311,6 +333,11 @@ class VideoWriter:
             opts["x265-params"] = "log-level=error"
         if codec == requested:  # CPU-encoder options (x264-params...) mean nothing to NVENC
             opts.update(options or {})
+        if codec == "libx264":
+            params = x264_params(width, opts.get("x264-params"))
+            if params:
+                opts["x264-params"] = params
+        self.x264_params = opts.get("x264-params") if codec == "libx264" else None
         self.stream.options = opts
         self.stream.thread_type = "AUTO"
         self._time_base = Fraction(1, 1) / Fraction(fps).limit_denominator(1001)

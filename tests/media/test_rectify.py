@@ -365,3 +365,51 @@ def test_the_pair_is_published_together_and_checked_on_load(clip, card_json, tmp
     assert out.read_bytes() == old_video
     with pytest.raises(IntrinsicsError, match="rect_intrinsics.json.*do not describe.*rect.mp4"):
         load_rectified(out)
+
+
+# ------------------------------------------------------------------ reproducibility
+
+_SHA_SCRIPT = """
+import hashlib, json, os, sys
+from egoclean.media.rectify import rectify_file
+clip, card, out_dir, runs = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+sums = []
+for i in range(runs):
+    out = f"{out_dir}/run{i}/clip_rectified.mp4"  # one name: the intrinsics record it
+    os.makedirs(os.path.dirname(out))
+    r = rectify_file(clip, card, out, progress=False)
+    sums.append([hashlib.sha256(open(p, "rb").read()).hexdigest() for p in (out, r["intrinsics"])] + [r["x264_params"]])
+print(json.dumps(sums))
+"""
+
+
+def test_x264_params_turn_mbtree_off_only_where_its_rows_are_not_whole_groups():
+    # 1920 px = 120 macroblocks (a multiple of 8): the measured defaults stay as they are
+    assert video.x264_params(1920, "trellis=1") == "trellis=1"
+    assert video.x264_params(1024, None) is None
+    assert video.x264_params(480, "trellis=1:rc-lookahead=20") == "trellis=1:rc-lookahead=20:mbtree=0"
+    assert video.x264_params(1904, None) == "mbtree=0"
+    assert video.x264_params(480, "mbtree=1") == "mbtree=1"  # an explicit choice is the caller's
+
+
+def test_the_same_clip_gives_the_same_bytes_run_after_run(card_json, tmp_path):
+    """Three runs in one process and one run in each of three processes whose heaps start
+    filled differently (MALLOC_PERTURB_): x264's AVX-512 MB-tree read memory it had not
+    written at this width (20 macroblocks), and gave two or three different files."""
+    import subprocess
+    import sys
+
+    src = write_h265(tmp_path / "factory001_worker001_00000.mp4", n=48)  # B-frames and a full lookahead
+    root = Path(__file__).resolve().parents[2]
+    sums = []
+    for perturb, runs in (("0", 3), ("85", 1), ("170", 1)):
+        out_dir = tmp_path / f"p{perturb}"
+        out_dir.mkdir()
+        env = {**__import__("os").environ, "MALLOC_PERTURB_": perturb, "PYTHONPATH": str(root)}
+        proc = subprocess.run([sys.executable, "-c", _SHA_SCRIPT, str(src), str(card_json), str(out_dir), str(runs)],
+                              env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        sums += json.loads(proc.stdout.strip().splitlines()[-1])
+    assert len(sums) == 5
+    assert all(s == sums[0] for s in sums), sums
+    assert "mbtree=0" in sums[0][2]
