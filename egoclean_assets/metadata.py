@@ -27,16 +27,19 @@ def spans_table(spans: Iterable[Any], extra: dict[str, list] | None = None) -> M
     return MetadataValue.md("\n".join(lines))
 
 
-def picture(path: str | Path, title: str, location: str | None = None) -> MetadataValue:
+def picture(path: str | Path, title: str, location: str | None = None, width: int | None = None) -> MetadataValue:
     """A small copy of the PNG inline (base64 in markdown, so the UI shows it), naming where the full one is.
 
-    Only the reduced copy (egoclean.temporal.plots.thumbnail, at most 40 KB) goes into the event
-    log; the full-size picture stays a file in the data root (`location`).
+    The one helper every picture in metadata goes through. Only the reduced copy
+    (egoclean.temporal.plots.thumbnail, at most 40 KB, `width` px wide: default THUMBNAIL_WIDTH)
+    goes into the event log; the full-size picture stays a file in the data root (`location`).
+    Dagster 1.13 has no image metadata type and shows a markdown entry inline only under
+    1,000 characters, so a picture is one "[Show Markdown]" click away (docs/ARCHITECTURE.md).
     """
     # imported here, not at module top: loading the definitions must not import matplotlib/PIL
-    from egoclean.temporal.plots import thumbnail
+    from egoclean.temporal.plots import THUMBNAIL_WIDTH, thumbnail
 
-    small, mime = thumbnail(path)
+    small, mime = thumbnail(path, width=width or THUMBNAIL_WIDTH)
     data = base64.b64encode(small).decode("ascii")
     where = f" (full size: `{location}`)" if location else ""
     return MetadataValue.md(f"**{title}**{where}\n\n![{title}](data:{mime};base64,{data})")

@@ -135,7 +135,8 @@ def plot_detection(detection: Any, path: str | os.PathLike, title: str, truth: S
     extra = " - suppressed by the separation guard" if getattr(det, "suppressed", False) else ""
     ax.set_title(f"{title}: {len(det.spans)} anomalous span(s){extra}")
     # Below the axes: inside, it would hide spans near the start of the clip.
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), fontsize=8, ncol=7, frameon=False)
+    # 11 pt: still ~10 px high in the 1,000 px copy the UI shows (DETECTION_THUMBNAIL_WIDTH)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), fontsize=11, ncol=7, frameon=False)
     fig.tight_layout()
     return _save(fig, path, title)
 
@@ -144,6 +145,9 @@ def plot_detection(detection: Any, path: str | os.PathLike, title: str, truth: S
 # small, because it is stored in the event log of every run (docs/SCALE.md); the full
 # picture stays a file in the data root.
 THUMBNAIL_WIDTH = 640
+# The detection picture is a wide strip (14 x 4.5 in): at 640 px its legend was ~5 px high,
+# unreadable; at 1,000 px a 64-colour PNG of it is still ~35 KB.
+DETECTION_THUMBNAIL_WIDTH = 1000
 THUMBNAIL_COLORS = 64
 THUMBNAIL_MAX_BYTES = 40_000
 

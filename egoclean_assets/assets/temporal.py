@@ -188,7 +188,7 @@ def diagnostics_plot(
     from egoclean.temporal.analysis import Analysis
     from egoclean.temporal.detection import Detection
     from egoclean.temporal.ground_truth import judge
-    from egoclean.temporal.plots import plot_detection, plot_diagnostics
+    from egoclean.temporal.plots import DETECTION_THUMBNAIL_WIDTH, plot_detection, plot_diagnostics
 
     clip = clip_of(context)
     title = f"{clip.key} - {anomaly_segments.info['model']}" + (
@@ -202,17 +202,15 @@ def diagnostics_plot(
     verdict = judge(clip.key, det.spans, ground_truth.load().spans(clip.key), anomaly_segments.info["duration_sec"])
     detp = plot_detection(det, out.detection_plot, title, truth=verdict.truth if verdict.judged else None)
     # On the materialization only: Output metadata would be stored a second time in the
-    # STEP_OUTPUT event, doubling the pictures' bytes in the event log (docs/SCALE.md).
+    # STEP_OUTPUT event, doubling the pictures' bytes in the event log (docs/SCALE.md). All of
+    # it here, pictures first: Dagster lists output metadata before this, in this order.
     context.add_asset_metadata({
+        "detection": picture(detp, "detection", storage.location(clip, detp), width=DETECTION_THUMBNAIL_WIDTH),
         "diagnostics": picture(diag, "diagnostics", storage.location(clip, diag)),
-        "detection": picture(detp, "detection", storage.location(clip, detp)),
+        "ground_truth": verdict.summary() if verdict.judged else f"not drawn: {verdict.reason}",
+        "ground_truth_spans_drawn": len(verdict.truth) if verdict.judged else 0,
+        "detection_path": MetadataValue.path(storage.location(clip, detp)),
+        "diagnostics_path": MetadataValue.path(storage.location(clip, diag)),
     })
     return Output(
-        ClipArtifact(clip.key, "diagnostics_plot", files={"diagnostics": str(diag), "detection": str(detp)}),
-        metadata={
-            "diagnostics_path": MetadataValue.path(storage.location(clip, diag)),
-            "detection_path": MetadataValue.path(storage.location(clip, detp)),
-            "ground_truth": verdict.summary() if verdict.judged else f"not drawn: {verdict.reason}",
-            "ground_truth_spans_drawn": len(verdict.truth) if verdict.judged else 0,
-        },
-    )
+        ClipArtifact(clip.key, "diagnostics_plot", files={"diagnostics": str(diag), "detection": str(detp)}))

@@ -5,6 +5,8 @@ x264 encoding, the tiny V-JEPA 2 (random weights) on the CPU, a real DuckDB file
 ephemeral Dagster instance (and a SQLite one for the two-process test).
 """
 
+import base64
+import io
 import json
 import os
 import re
@@ -116,6 +118,13 @@ def test_whole_graph_finds_planted_anomalies_and_all_checks_pass(dataset, graph)
             assert re.search(r"data:image/(png|jpeg);base64,", pics[name].value)
             assert f"full size: `{full}`" in pics[name].value
             assert len(pics[name].value) < 60_000 < full.stat().st_size * 4 / 3
+        # the pictures are the first entries, the detection strip wide enough for its legend (issue 18)
+        # (after the IO manager's `location`, which Dagster lists before the asset's own entries)
+        assert list(pics)[:3] == ["location", "detection", "diagnostics"]
+        from PIL import Image
+
+        data = re.search(r"base64,([A-Za-z0-9+/=]+)", pics["detection"].value).group(1)
+        assert Image.open(io.BytesIO(base64.b64decode(data))).width == 1000
 
 
 def test_export_job_builds_the_dataset_from_materialized_clips(dataset, graph, tmp_path):
