@@ -30,6 +30,7 @@ EXPORT_DATASET = "export_dataset"
 export_dataset_job = define_asset_job(
     EXPORT_DATASET,
     selection=AssetSelection.assets("lerobot_dataset"),
+    executor_def=in_process_executor,  # one step and its two checks: no step process each
     description="Assemble (or extend) the LeRobot v3.0 dataset from every materialized clip, with its checks.",
 )
 

@@ -166,5 +166,5 @@ def test_every_job_runs_its_steps_in_the_run_process():
     multiprocess default (issue 18)."""
     from dagster import in_process_executor
 
-    for name in ("clip_pipeline", "discover_clips_job"):
+    for name in ("clip_pipeline", "discover_clips_job", "export_dataset"):
         assert defs.resolve_job_def(name).executor_def is in_process_executor, name
