@@ -28,6 +28,7 @@ PROCESSOR_FILES = ("video_preprocessor_config.json", "preprocessor_config.json")
 # The largest resize or crop side a processor config may ask for (V-JEPA 2 uses 256-384):
 # every window holds 64 frames of this size, so a huge value would exhaust memory.
 MAX_SIDE = 4096
+_WHAT = "preprocessing"  # how PreprocessConfig's own errors name it
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ class PreprocessConfig:
             rescale = real(d.get("rescale_factor", 1 / 255), "rescale_factor")
             if rescale <= 0:
                 raise InvalidInputError(f"{where}: rescale_factor must be positive, got {rescale:g}")
-            cfg = cls(
+            values = dict(
                 shortest_edge=shortest,
                 crop=whole(crop, "crop_size"),
                 mean=tuple(real(v, "image_mean") for v in mean),
@@ -104,16 +105,16 @@ class PreprocessConfig:
             )
         except (KeyError, TypeError) as e:
             raise InvalidInputError(f"{where}: missing or malformed field ({e!r})") from None
-        cfg.validate(str(path))
-        return cfg
+        try:
+            return cls(**values)
+        except InvalidInputError as e:  # a bad combination (__post_init__): named against the file
+            raise InvalidInputError(f"{where}: {str(e).removeprefix(_WHAT + ': ')}") from None
 
-    def validate(self, where: str = "preprocessing") -> None:
+    def __post_init__(self) -> None:
         if self.crop < 1 or self.shortest_edge < self.crop:
-            raise InvalidInputError(
-                f"{where}: shortest_edge {self.shortest_edge} must be >= crop {self.crop} >= 1"
-            )
+            raise InvalidInputError(f"{_WHAT}: shortest_edge {self.shortest_edge} must be >= crop {self.crop} >= 1")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
-            raise InvalidInputError(f"{where}: mean/std must have 3 values, std > 0 (got {self.mean}, {self.std})")
+            raise InvalidInputError(f"{_WHAT}: mean/std must have 3 values, std > 0 (got {self.mean}, {self.std})")
 
 
 def resized_size(height: int, width: int, shortest_edge: int) -> tuple[int, int]:

@@ -96,7 +96,7 @@ class SynthConfig:
     def n_frames(self) -> int:
         return int(round(self.duration_sec * self.fps))
 
-    def validate(self) -> None:
+    def __post_init__(self) -> None:
         """Raise InvalidInputError naming the first bad option."""
 
         def _int(name: str, lo: int, hi: int) -> None:
@@ -698,7 +698,6 @@ def write_dataset(out_dir: str | os.PathLike, cfg: SynthConfig | None = None) ->
     cfg = cfg or SynthConfig()
     if not isinstance(cfg, SynthConfig):
         raise InvalidInputError(f"synth config: expected SynthConfig, got {type(cfg).__name__}")
-    cfg.validate()
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise InvalidInputError(f"synth output {out}: exists and is not a directory")
