@@ -11,8 +11,8 @@ Quality (`--quality`): what the detector flags on synthetic clips without any pl
 anomaly (stationary noise, periodic work, periodic work with slow drift) and on
 clips with planted spans, with the separation guard off (the SPEC's method) and on.
 
-    .venv/bin/python benchmarks/bench_detect.py            # both, prints Markdown tables
-    .venv/bin/python benchmarks/bench_detect.py --quality --seeds 30
+    .venv/bin/python -m benchmarks.bench_detect            # both, prints Markdown tables
+    .venv/bin/python -m benchmarks.bench_detect --quality --seeds 30
 """
 
 from __future__ import annotations
@@ -20,8 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,13 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from egoclean.temporal.analysis import analyse  # noqa: E402
-from egoclean.temporal.detection import DetectionParams, detect  # noqa: E402
-from egoclean.embed.embeddings import Embeddings  # noqa: E402
-from egoclean.temporal.evaluation import evaluate  # noqa: E402
+from benchmarks.common import machine_line, run_module
+from egoclean.temporal.analysis import analyse
+from egoclean.temporal.detection import DetectionParams, detect
+from egoclean.embed.embeddings import Embeddings
+from egoclean.temporal.evaluation import evaluate
 
 T, D = 32, 1024
 
@@ -204,9 +200,7 @@ def speed(sizes: list[int], workdir: Path) -> str:
         if n <= 2000:  # the N x N baseline: 20,000^2 would be 1.6 GB float32 and 26 TFLOP
             cases.insert(0, "explicit N x N typicality (baseline)")
         for case in cases:
-            res = subprocess.run(
-                [sys.executable, __file__, "--one", case, prefix], capture_output=True, text=True, check=True
-            )
+            res = run_module(__spec__.name, "--one", case, prefix, capture_output=True, text=True, check=True)
             rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
         for suffix in ("_emb.npy", "_temb.npy", "_ts.npy"):
             os.unlink(prefix + suffix)
@@ -240,7 +234,7 @@ def main() -> int:
         print(json.dumps(run_case(*args.one)))
         return 0
     both = not (args.speed or args.quality)
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, numpy {np.__version__}")
+    print(machine_line(f"numpy {np.__version__}"))
     if args.quality or both:
         print(quality(args.seeds, args.guard))
         print()

@@ -10,15 +10,13 @@ Both run in the same process on the same generated H.265 clip:
 
 The results are checked to agree before any speed is reported. Usage:
 
-    .venv/bin/python benchmarks/bench_embed.py [--seconds 15] [--width 1920 --height 1080]
+    .venv/bin/python -m benchmarks.bench_embed [--seconds 15] [--width 1920 --height 1080]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,13 +25,12 @@ import av
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from egoclean.embed.encoder import EncoderConfig, embed_video, load_encoder  # noqa: E402
-from egoclean.embed.preprocess import preprocess_frames  # noqa: E402
-from egoclean.embed.tiny_model import save_tiny_model  # noqa: E402
-from egoclean.media.video import VideoWriter, probe  # noqa: E402
-from egoclean.embed.windows import window_starts  # noqa: E402
+from benchmarks.common import machine, machine_line, median, ratio
+from egoclean.embed.encoder import EncoderConfig, embed_video, load_encoder
+from egoclean.embed.preprocess import preprocess_frames
+from egoclean.embed.tiny_model import save_tiny_model
+from egoclean.media.video import VideoWriter, probe
+from egoclean.embed.windows import window_starts
 
 
 def make_clip(path: Path, seconds: float, width: int, height: int, fps: float = 30.0) -> Path:
@@ -110,7 +107,7 @@ def main() -> None:
                 out = embed_video(clip, enc, batch_size=args.batch, progress=False, prefetch=pre)
                 times[key].append(time.perf_counter() - t)
                 outs[key] = out
-        t_base, t_seq, t_thr = (float(np.median(times[k])) for k in ("base", "seq", "thr"))
+        t_base, t_seq, t_thr = (median(times[k]) for k in ("base", "seq", "thr"))
         seq, thr = outs["seq"], outs["thr"]
 
         n = len(ref)
@@ -122,7 +119,7 @@ def main() -> None:
 
     res = {
         "clip": f"{info.width}x{info.height} H.265 {info.fps:g} fps, {info.n_frames} frames, {n} windows",
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
+        "machine": f"{machine()}, {torch.get_num_threads()} torch threads",
         "repeats": args.repeats,
         "baseline_win_s": n / t_base,
         "stream_no_thread_win_s": n / t_seq,
@@ -138,9 +135,10 @@ def main() -> None:
     print("| baseline: seek + decode 64 frames per window, full-res preprocess, batch 1 | "
           f"{res['baseline_win_s']:.2f} | 1.00x |")
     print(f"| embed_video, no decode thread, batch {args.batch} | {res['stream_no_thread_win_s']:.2f} | "
-          f"{res['speedup_no_thread']:.2f}x |")
+          f"{ratio(t_base, t_seq)} |")
     print(f"| embed_video, decode thread, batch {args.batch} | {res['stream_thread_win_s']:.2f} | "
-          f"{res['speedup_thread']:.2f}x |")
+          f"{ratio(t_base, t_thr)} |")
+    print(machine_line(f"{torch.get_num_threads()} torch threads"))
 
 
 if __name__ == "__main__":

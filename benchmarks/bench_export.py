@@ -16,32 +16,27 @@ It prints episodes/s, source-video MB/s (the MB of source video the kept spans c
 per second of export), output size, and the ratios egoclean / baseline; medians of
 `--repeat` runs.
 
-    .venv/bin/python benchmarks/bench_export.py [--width 1280 --height 720 --duration 30 --clips 2]
+    .venv/bin/python -m benchmarks.bench_export [--width 1280 --height 720 --duration 30 --clips 2]
 """
 
 from __future__ import annotations
 
 import argparse
-import platform
 import shutil
-import statistics
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from egoclean.export.episodes import EpisodeParams  # noqa: E402
-from egoclean.export import ClipInput, ExportOptions, export_dataset  # noqa: E402
-from egoclean.media.rectify import DEFAULT_CRF, DEFAULT_PRESET, DEFAULT_X264_PARAMS  # noqa: E402
-from egoclean.synth import ClipRenderer, synth_intrinsics  # noqa: E402
-from egoclean.media.video import VideoWriter  # noqa: E402
+from benchmarks.common import machine_line, median, ratio
+from egoclean.export.episodes import EpisodeParams
+from egoclean.export import ClipInput, ExportOptions, export_dataset
+from egoclean.media.rectify import DEFAULT_CRF, DEFAULT_PRESET, DEFAULT_X264_PARAMS
+from egoclean.synth import ClipRenderer, synth_intrinsics
+from egoclean.media.video import VideoWriter
 
 
 def write_clip(path: Path, width: int, height: int, duration: float, seed: int) -> None:
@@ -94,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
                 t = time.perf_counter()
                 rep = export_dataset(out, clips, ExportOptions(params=params, resolution=resolution, check=False))
                 times.append(time.perf_counter() - t)
-            sec = statistics.median(times)
+            sec = median(times)
             covered_mb = rep.kept_sec / (args.duration * args.clips) * src_mb
             results[name] = {"sec": sec, "episodes": rep.episodes_added, "eps_per_s": rep.episodes_added / sec,
                              "mb_per_s": covered_mb / sec, "out_mb": rep.bytes_video / 1e6, "kept_sec": rep.kept_sec}
@@ -102,10 +97,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"{rep.episodes_added / sec:6.2f} episodes/s  {covered_mb / sec:6.2f} source MB/s  "
                   f"output {rep.bytes_video / 1e6:.1f} MB", flush=True)
         e, b = results["egoclean (stream copy)"], results["baseline (re-encode)"]
-        print(f"\nratio egoclean / baseline: {e['eps_per_s'] / b['eps_per_s']:.2f}x episodes/s, "
-              f"{e['mb_per_s'] / b['mb_per_s']:.2f}x MB/s; output size {e['out_mb'] / b['out_mb']:.2f}x")
-        print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
-              f"python {platform.python_version()}; {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}")
+        print(f"\nratio egoclean / baseline: {ratio(e['eps_per_s'], b['eps_per_s'])} episodes/s, "
+              f"{ratio(e['mb_per_s'], b['mb_per_s'])} MB/s; output size {ratio(e['out_mb'], b['out_mb'])}")
+        print(machine_line())
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -13,8 +13,8 @@ cost per run is what a backfill over all clips pays in the daemon.
 The ids are synthetic, in the real naming and shape: 85 factories, 2,144 workers,
 192,903 clips (`factoryXXX_workerYYY_NNNNN`, numbered from 00001 per worker).
 
-    python benchmarks/bench_partitions.py                        # both instances, all sizes
-    python benchmarks/bench_partitions.py --backends sqlite --sizes 1000,100000
+    python -m benchmarks.bench_partitions                        # both instances, all sizes
+    python -m benchmarks.bench_partitions --backends sqlite --sizes 1000,100000
 
 Prints one JSON line per measurement and a table at the end. Not part of the test suite:
 the full run takes minutes (PostgreSQL is started and stopped by the benchmark).
@@ -26,17 +26,15 @@ import argparse
 import json
 import logging
 import os
-import platform
 import signal
 import sys
 import tempfile
 import time
 import uuid
-from datetime import datetime, timezone
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+from benchmarks.common import ROOT, machine_line
+from benchmarks.common import meta as run_meta
 
 FACTORIES, WORKERS, CLIPS = 85, 2144, 192_903
 ASSET = "anomaly_segments"
@@ -234,9 +232,9 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             if pg is not None:
                 pg.stop()
-    meta = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": platform.platform(),
-            "cpus": os.cpu_count()}
+    meta = run_meta()
     print(json.dumps(meta))
+    print(machine_line())
     cols = ["backend", "partitions", "register_s", "list_s", "gql_stats_warm_s", "gql_status_warm_s",
             "gql_status_bytes", "backfill_launch_s", "daemon_first_iteration_s", "submit_workers", "runs_queued",
             "instance_bytes"]

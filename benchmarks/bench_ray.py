@@ -18,7 +18,7 @@ Ray binds every interface and probes an outside address at start-up, so the scri
 re-runs itself inside a loopback-only network namespace (root: `unshare --net`).
 Usage:
 
-    sudo .venv/bin/python benchmarks/bench_ray.py [--clips 6] [--seconds 8] [--k 3] [--json out.json]
+    sudo .venv/bin/python -m benchmarks.bench_ray [--clips 6] [--seconds 8] [--k 3] [--json out.json]
 """
 
 from __future__ import annotations
@@ -26,25 +26,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import secrets
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from benchmarks.common import ROOT, machine, machine_line, utc_now
+from tests.support.ray_head import local_ray_head, rerun_in_loopback_namespace
 
 
 def run_stats(instance, run_ids: list[str]) -> dict:
@@ -111,46 +101,12 @@ def inside(args) -> dict:
                                            height=args.height, anomalies=False))
         model = str(save_tiny_model(work / "tiny"))
         results = {"local": backfill_mode("local", work, dataset, model, args.clips, 1)}
-        port = free_port()
-        os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16))
         t0 = time.perf_counter()
-        head = subprocess.Popen(
-            [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block", f"--port={port}",
-             "--node-ip-address=127.0.0.1", f"--num-cpus={os.cpu_count()}", "--num-gpus=0",
-             '--resources={"GPU_STANDIN": 1}', "--include-dashboard=false", "--disable-usage-stats"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        try:
-            import ray
-
-            os.environ["RAY_ADDRESS"] = f"127.0.0.1:{port}"
-            deadline = time.time() + 120
-            while True:
-                try:
-                    ray.init(address=os.environ["RAY_ADDRESS"], namespace="egoclean", log_to_driver=False)
-                    break
-                except Exception:
-                    if time.time() > deadline:
-                        raise
-                    time.sleep(1)
+        # the head takes all CPUs; the GPU_STANDIN resource stands in for the encoder's GPU
+        with local_ray_head(num_cpus=os.cpu_count() or 1, resources={"GPU_STANDIN": 1}, timeout_s=120):
             cluster_start = time.perf_counter() - t0
             results["ray"] = backfill_mode("ray", work, dataset, model, args.clips, args.k)
             results["ray"]["cluster_start_s"] = cluster_start
-            ray.shutdown()
-        finally:
-            os.killpg(head.pid, signal.SIGTERM)
-            try:
-                head.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(head.pid, signal.SIGKILL)
-            # detached actors and workers run in their own sessions; all of this namespace is ours
-            me, ns = os.getpid(), os.readlink("/proc/self/ns/net")
-            for d in Path("/proc").iterdir():
-                if d.name.isdigit() and int(d.name) != me:
-                    try:
-                        if os.readlink(d / "ns" / "net") == ns:
-                            os.kill(int(d.name), signal.SIGKILL)
-                    except OSError:
-                        pass
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return results
@@ -167,16 +123,15 @@ def main() -> None:
     p.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if not args.inside:
-        cmd = " ".join(["ip link set lo up && exec", sys.executable, *map(str, sys.argv), "--inside"])
-        env = dict(os.environ, PYTHONPATH=str(ROOT))
-        sys.exit(subprocess.run(["unshare", "--net", "--", "bash", "-c", cmd], env=env).returncode)
+        # token authentication with a token made for this run (nothing written to ~/.ray)
+        env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16))
+        sys.exit(rerun_in_loopback_namespace(__spec__.name, [*sys.argv[1:], "--inside"], env=env))
     import torch
 
     res = inside(args)
     loc, ray_ = res["local"], res["ray"]
-    out = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                       "python": platform.python_version(), "torch_threads": torch.get_num_threads()},
-           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    out = {"machine": {"machine": machine(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads()},
+           "date": utc_now(),
            "clips": args.clips, "seconds": args.seconds, "size": f"{args.width}x{args.height}", **res,
            "ratios": {"wall": loc["wall_s"] / ray_["wall_s"],
                       "overhead_per_run": loc["overhead_per_run_s"] / max(1e-9, ray_["overhead_per_run_s"]),
@@ -188,6 +143,7 @@ def main() -> None:
               f"{r['windows_per_s']:.2f} windows/s" + (f", cluster start {r['cluster_start_s']:.1f} s" if m == "ray"
                                                         else ""))
     print("ratios (local / ray for time, ray / local for rate):", {k: round(v, 2) for k, v in out["ratios"].items()})
+    print(machine_line(f"{torch.get_num_threads()} torch threads"))
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
 

@@ -14,7 +14,7 @@ Each run is its own subprocess, so its peak RSS (resource.getrusage) is its own.
 Quality: PSNR of the decoded output against a float reference (float32 maps,
 INTER_LINEAR, on the decoded input frames), over every frame of the short clip.
 
-    .venv/bin/python benchmarks/bench_rectify.py [--seconds 10] [--workdir /tmp/egoclean_bench]
+    .venv/bin/python -m benchmarks.bench_rectify [--seconds 10] [--workdir /tmp/egoclean_bench]
         [--candidates veryfast:26,faster:27]
 """
 
@@ -23,9 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -33,12 +31,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from egoclean.media import video  # noqa: E402
-from egoclean.media.intrinsics import FisheyeIntrinsics, rectified_intrinsics  # noqa: E402
-from egoclean.media.rectify import DEFAULT_CRF, DEFAULT_PRESET, DEFAULT_X264_PARAMS, Rectifier, rectify_video  # noqa: E402
+from benchmarks.common import ROOT, machine_line, median, run_module
+from egoclean.media import video
+from egoclean.media.intrinsics import FisheyeIntrinsics, rectified_intrinsics
+from egoclean.media.rectify import DEFAULT_CRF, DEFAULT_PRESET, DEFAULT_X264_PARAMS, Rectifier, rectify_video
 
 W, H, FPS = 1920, 1080, 30
 CARD = ROOT.parent / "shared" / "data" / "egocentric10k" / "intrinsics_card_1920x1080.json"
@@ -180,8 +176,8 @@ def nvenc_available() -> str | None:
 
 
 def subprocess_run(method: str, in_path: Path, out_path: Path) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--worker", method, str(in_path), str(out_path)],
-                         check=True, capture_output=True, text=True)
+    out = run_module(__spec__.name, "--worker", method, str(in_path), str(out_path), check=True,
+                     capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -201,8 +197,8 @@ def rounds(clip: Path, wd: Path, ours: str, n: int) -> int:
     print("|---|---|---|---|")
     for m in methods:
         ratios = [a / b for a, b in zip(fps[m], fps["baseline"])]
-        print(f"| {m} | {', '.join(f'{v:.1f}' for v in fps[m])} | {np.median(ratios):.2f} "
-              f"({', '.join(f'{v:.2f}' for v in ratios)}) | {np.median(cpu[m]):.1f} |")
+        print(f"| {m} | {', '.join(f'{v:.1f}' for v in fps[m])} | {median(ratios):.2f} "
+              f"({', '.join(f'{v:.2f}' for v in ratios)}) | {median(cpu[m]):.1f} |")
     return 0
 
 
@@ -225,9 +221,7 @@ def main(argv: list[str] | None = None) -> int:
 
     wd = Path(args.workdir)
     wd.mkdir(parents=True, exist_ok=True)
-    print(f"# bench_rectify  {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}  "
-          f"{platform.processor() or platform.machine()}  cpus={__import__('os').cpu_count()}  "
-          f"opencv {cv2.__version__}")
+    print(f"# bench_rectify; {machine_line(f'opencv {cv2.__version__}')}")
     t0 = time.perf_counter()
     short = make_clip(wd / f"clip_{args.seconds:g}s.mp4", args.seconds)
     clips = [("short", short)]

@@ -10,26 +10,21 @@ SQLite instance in a temp DAGSTER_HOME with the shipped dagster.yaml (pools incl
 For each run: wall time, and the sum of the step durations (the work). Medians of
 `--repeat` runs; ratios against the multiprocess baseline of this run.
 
-    .venv/bin/python benchmarks/bench_run_overhead.py [--repeat 2] [--duration 30]
+    .venv/bin/python -m benchmarks.bench_run_overhead [--repeat 2] [--duration 30]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
-import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from dagster import (  # noqa: E402
+from benchmarks.common import ROOT, machine_line, median, ratio
+from dagster import (
     DagsterInstance,
     execute_job,
     in_process_executor,
@@ -90,6 +85,7 @@ def main(argv=None) -> int:
             "DAGSTER_HOME": str(home), "EGOCLEAN_SOURCE": str(tmp / "source"), "EGOCLEAN_MODEL": str(model),
             "EGOCLEAN_DEVICE": "cpu", "EGOCLEAN_DATA_ROOT": str(tmp / "data"), "EGOCLEAN_DB": str(tmp / "e.duckdb"),
             "EGOCLEAN_GROUND_TRUTH_SEED": "0", "EGOCLEAN_GROUND_TRUTH": str(summary["ground_truth"]),
+            # the multiprocess executor's step processes import this module and benchmarks.common
             "EGOCLEAN_CACHE": str(tmp / "cache"), "PYTHONPATH": str(ROOT),
         })
         rows: dict[str, list] = {"multiprocess (Dagster default, before)": [], "in_process (clip_pipeline now)": []}
@@ -101,17 +97,15 @@ def main(argv=None) -> int:
                     wall, work, ok = one_run(fn, instance, key)
                     print(f"  {name}: {wall:.1f} s wall, {work:.1f} s in steps, {'ok' if ok else 'FAILED'}", flush=True)
                     rows[name].append((wall, work, ok))
-        print(f"\nclip_pipeline run overhead, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, "
-              f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-              f"Python {platform.python_version()}")
+        print(f"\nclip_pipeline run overhead; {machine_line()}")
         print(f"one synthetic clip, {args.duration:g} s at 320x180, tiny V-JEPA 2 on the CPU, medians of {args.repeat}")
-        base = statistics.median(w for w, _, _ in rows["multiprocess (Dagster default, before)"])
+        base = median(w for w, _, _ in rows["multiprocess (Dagster default, before)"])
         print("| executor | run wall s | sum of step durations s | wall / baseline |")
         print("|---|---|---|---|")
         for name, rs in rows.items():
-            wall = statistics.median(w for w, _, _ in rs)
-            work = statistics.median(x for _, x, _ in rs)
-            print(f"| {name} | {wall:.1f} | {work:.1f} | {wall / base:.2f} |")
+            wall = median(w for w, _, _ in rs)
+            work = median(x for _, x, _ in rs)
+            print(f"| {name} | {wall:.1f} | {work:.1f} | {ratio(wall, base)} |")
         return 0 if all(ok for rs in rows.values() for _, _, ok in rs) else 1
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

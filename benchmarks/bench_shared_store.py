@@ -8,8 +8,8 @@ Artifacts: ClipStorage.publish / fetch of one file to and from an `s3://` root o
 against the same calls on a local root (publish leaves the file in place there, so the
 local figure is a plain copy of the file into the root and back, through the page cache).
 
-    python benchmarks/bench_shared_store.py                 # writers 1,2,4; 8 clips each
-    python benchmarks/bench_shared_store.py --clips 4 --mb 32
+    python -m benchmarks.bench_shared_store                 # writers 1,2,4; 8 clips each
+    python -m benchmarks.bench_shared_store --clips 4 --mb 32
 
 Every server is on 127.0.0.1 and stopped by pid. moto is an in-memory Python server: its
 MB/s bound what this measures, not what S3 or MinIO would do.
@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import signal
 import shutil
 import subprocess
@@ -29,19 +28,17 @@ import tempfile
 import textwrap
 import time
 import uuid
-from datetime import datetime, timezone
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+from benchmarks.common import ROOT, machine_line, ratio
+from benchmarks.common import meta as run_meta
 
 WINDOWS = 600  # a 10-minute clip at one window per second
 
 WRITER = textwrap.dedent("""
     import sys, time
-    sys.path.insert(0, {root!r})
     from egoclean.store import Store
-    from test_store import clip_info, make_det
+    from tests.store.test_store import clip_info, make_det
     url, data_path, first, k, n = sys.argv[1], sys.argv[2] or None, int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
     st = Store(url, data_path=data_path, timeout_sec=600, retries=10_000)
     work = [(f"factory001_worker{{w:03d}}_00001", make_det(n, spans=((10.0, 40.0), (100.0, 130.0)),
@@ -56,9 +53,10 @@ WRITER = textwrap.dedent("""
 
 
 def run_writers(url: str, data_path: str | None, writers: int, clips: int) -> dict:
-    script = WRITER.format(root=str(ROOT))
+    script = WRITER.format()
+    # run from the repository root, where `python -c` finds egoclean and tests
     procs = [subprocess.Popen([sys.executable, "-c", script, url, data_path or "", str(1 + i * clips), str(clips),
-                               str(WINDOWS)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                               str(WINDOWS)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
              for i in range(writers)]
     for p in procs:
         assert p.stdout.readline().strip() == "ready"
@@ -214,20 +212,20 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         rows = bench_rows(pg, s3, tmp, [int(w) for w in args.writers.split(",")], args.clips)
         arts = bench_artifacts(s3, tmp, args.mb, args.reps)
-    meta = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": platform.platform(),
-            "cpus": os.cpu_count()}
+    meta = run_meta()
     print(json.dumps(meta))
+    print(machine_line())
     emb = {r["writers"]: r for r in rows if r["store"].startswith("embedded")}
     print("writers | embedded rows/s | shared rows/s | shared/embedded")
     for r in rows:
         if not r["store"].startswith("embedded"):
             e = emb[r["writers"]]
-            print(f"{r['writers']} | {e['rows_per_s']} | {r['rows_per_s']} | {r['rows_per_s'] / e['rows_per_s']:.2f}x")
+            print(f"{r['writers']} | {e['rows_per_s']} | {r['rows_per_s']} | {ratio(r['rows_per_s'], e['rows_per_s'])}")
     loc = arts[0]
     for a in arts[1:]:
         print(f"artifacts {a['mb']} MB: upload {a['upload_mb_s']} MB/s vs local {loc['upload_mb_s']} MB/s "
-              f"({a['upload_mb_s'] / loc['upload_mb_s']:.2f}x); download {a['download_mb_s']} MB/s vs local "
-              f"{loc['download_mb_s']} MB/s ({a['download_mb_s'] / loc['download_mb_s']:.2f}x)")
+              f"({ratio(a['upload_mb_s'], loc['upload_mb_s'])}); download {a['download_mb_s']} MB/s vs local "
+              f"{loc['download_mb_s']} MB/s ({ratio(a['download_mb_s'], loc['download_mb_s'])})")
     if args.out:
         Path(args.out).write_text(json.dumps({"meta": meta, "rows": rows, "artifacts": arts}, indent=2))
     return 0

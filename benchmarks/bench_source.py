@@ -12,29 +12,21 @@ Medians of `--repeat` runs; ratios against the baseline of the same run, plus by
 and requests on the wire. Loopback has no latency and ~GB/s bandwidth, so on a real
 network the gap follows the byte counts more closely than these times do.
 
-    .venv/bin/python benchmarks/bench_source.py [--clips 8] [--mb 16] [--repeat 3]
+    .venv/bin/python -m benchmarks.bench_source [--clips 8] [--mb 16] [--repeat 3]
 """
 
 from __future__ import annotations
 
 import argparse
-import platform
 import shutil
-import statistics
-import sys
 import tarfile
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
-
-from tests.support.hubstub import HubStub, make_worker  # noqa: E402
-
-from egoclean.ingest.source import open_source  # noqa: E402
+from benchmarks.common import machine_line, median, ratio
+from egoclean.ingest.source import open_source
+from tests.support.hubstub import HubStub, make_worker
 
 
 def baseline(hub: HubStub, shard_rel: str, key: str, out: Path) -> None:
@@ -87,10 +79,8 @@ def main() -> None:
                     wire[name] = (hub.bytes_sent(), len(hub.resolve_requests()))
                     shutil.rmtree(out)
 
-    med = {k: statistics.median(v) for k, v in times.items()}
-    print(f"# bench_source — {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, "
-          f"{platform.processor() or platform.machine()}, "
-          f"{platform.python_version()}, loopback stand-in hub")
+    med = {k: median(v) for k, v in times.items()}
+    print(f"# bench_source; {machine_line('loopback stand-in hub')}")
     print(f"shard: {args.clips} clips x {args.mb:g} MB = {shard_size / 1e6:.1f} MB; fetching the last clip; "
           f"median of {args.repeat}")
     print("| method | median s | vs baseline | bytes on the wire | file GETs |")
@@ -102,7 +92,7 @@ def main() -> None:
     }
     for k in ("baseline", "cold", "warm"):
         b, n = wire[k]
-        print(f"| {labels[k]} | {med[k]:.3f} | {med[k] / med['baseline']:.2f}x | {b / 1e6:.2f} MB | {n} |")
+        print(f"| {labels[k]} | {med[k]:.3f} | {ratio(med[k], med['baseline'])} | {b / 1e6:.2f} MB | {n} |")
 
 
 if __name__ == "__main__":

@@ -9,29 +9,22 @@ Not a test. For a 20-min clip (1,200 windows, a few spans) it times
 and then `SELECT * FROM detection_eval` and `Store.segments` over a store holding
 `--clips` clips. Medians of `--repeat` runs; ratios against the baseline of this run.
 
-    .venv/bin/python benchmarks/bench_store.py [--clips 200] [--repeat 5]
+    .venv/bin/python -m benchmarks.bench_store [--clips 200] [--repeat 5]
 """
 
 from __future__ import annotations
 
 import argparse
-import platform
-import statistics
-import sys
 import tempfile
-import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import duckdb
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from egoclean.temporal.detection import Detection, Span, ema  # noqa: E402
-from egoclean.temporal.evaluation import GroundTruthSpan  # noqa: E402
-from egoclean.store import SCHEMA, Store  # noqa: E402
+from benchmarks.common import machine_line, median_time, ratio
+from egoclean.temporal.detection import Detection, Span, ema
+from egoclean.temporal.evaluation import GroundTruthSpan
+from egoclean.store import EMBEDDED_SCHEMA, Store
 
 N = 1200  # windows of a 20-min clip at one window per second
 
@@ -51,15 +44,6 @@ def clip(i: int) -> dict:
             "width": 1920, "height": 1080, "duration_sec": 1200.0, "paths": {"segments": f"/x/{i}.json"}}
 
 
-def median_time(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clips", type=int, default=200)
@@ -72,7 +56,7 @@ def main() -> None:
                 for t, s, m, a in zip(det.ts, det.score, det.smoothed, det.is_anomaly)]
         base_db = Path(tmp) / "baseline.duckdb"
         con = duckdb.connect(str(base_db))
-        con.execute(SCHEMA)
+        con.execute(EMBEDDED_SCHEMA)
 
         def baseline() -> None:
             con.execute("BEGIN TRANSACTION")
@@ -95,14 +79,14 @@ def main() -> None:
         t_segs = median_time(lambda: store.segments(clip(args.clips // 2)["clip_id"]), args.repeat)
         size_mb = store.path.stat().st_size / 1e6
 
-    print(f"Machine: {platform.machine()}, {platform.processor() or platform.platform()}; "
-          f"duckdb {duckdb.__version__}; {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC")
+    print(machine_line(f"duckdb {duckdb.__version__}"))
     print(f"\n| step ({N} windows per clip, {args.clips} clips) | median | vs baseline |")
     print("|---|---|---|")
-    print(f"| baseline: executemany of window_scores only | {t_base * 1e3:.1f} ms | 1.00 |")
-    print(f"| Store.replace_clip (whole clip, own connection) | {t_replace * 1e3:.1f} ms | {t_replace / t_base:.3f} |")
-    print(f"| SELECT * FROM detection_eval | {t_eval * 1e3:.1f} ms | {t_eval / t_base:.3f} |")
-    print(f"| Store.segments(one clip) | {t_segs * 1e3:.1f} ms | {t_segs / t_base:.3f} |")
+    print(f"| baseline: executemany of window_scores only | {t_base * 1e3:.1f} ms | 1.000x |")
+    print(f"| Store.replace_clip (whole clip, own connection) | {t_replace * 1e3:.1f} ms | "
+          f"{ratio(t_replace, t_base, 3)} |")
+    print(f"| SELECT * FROM detection_eval | {t_eval * 1e3:.1f} ms | {ratio(t_eval, t_base, 3)} |")
+    print(f"| Store.segments(one clip) | {t_segs * 1e3:.1f} ms | {ratio(t_segs, t_base, 3)} |")
     print(f"\ndatabase size with {args.clips} clips: {size_mb:.1f} MB")
 
 

@@ -8,24 +8,19 @@ Not a test. For one clip at `--width` x `--height`, `--fps`, it times
 Each case runs in its own subprocess, so its peak RSS (ru_maxrss) is its own.
 Ratios are against the baseline of this run.
 
-    .venv/bin/python benchmarks/bench_synth.py [--width 480 --height 270 --duration 60]
+    .venv/bin/python -m benchmarks.bench_synth [--width 480 --height 270 --duration 60]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
-import subprocess
-import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchmarks.common import machine_line, ratio, run_module
 
 
 def run_case(case: str, width: int, height: int, fps: float, duration: float) -> dict:
@@ -60,11 +55,9 @@ def main() -> None:
         return
 
     def sub(case: str, duration: float) -> dict:
-        out = subprocess.run(
-            [sys.executable, __file__, "--case", case, "--width", str(a.width), "--height", str(a.height),
-             "--fps", str(a.fps), "--duration", str(duration)],
-            check=True, capture_output=True, text=True,
-        ).stdout
+        out = run_module(__spec__.name, "--case", case, "--width", str(a.width), "--height", str(a.height),
+                         "--fps", str(a.fps), "--duration", str(duration), check=True, capture_output=True,
+                         text=True).stdout
         return json.loads(out.strip().splitlines()[-1])
 
     cases = [
@@ -73,13 +66,12 @@ def main() -> None:
         (f"write_clip, {3 * a.duration:g} s clip", sub("write", 3 * a.duration)),
     ]
     base = cases[0][1]["wall_s"]
-    print(f"machine: {platform.machine()}, {platform.processor() or 'cpu'}; python {platform.python_version()}; "
-          f"date {datetime.now(timezone.utc):%Y-%m-%d}")
+    print(machine_line())
     print(f"clip: {a.width}x{a.height}, {a.fps:g} fps, {a.duration:g} s\n")
     print("| case | frames | wall (s) | wall / baseline | frames/s | peak RSS (MiB) |")
     print("|---|---|---|---|---|---|")
     for name, r in cases:
-        print(f"| {name} | {r['frames']} | {r['wall_s']:.2f} | {r['wall_s'] / base:.2f} | "
+        print(f"| {name} | {r['frames']} | {r['wall_s']:.2f} | {ratio(r['wall_s'], base)} | "
               f"{r['frames'] / r['wall_s']:.0f} | {r['rss_mib']:.0f} |")
 
 

@@ -13,8 +13,8 @@ CPU today; NVDEC in the embed path is not implemented).
 Ray binds every interface and probes an outside address at start-up, so the script
 re-runs itself in a loopback-only network namespace (root: `unshare --net`).
 
-Usage (GPU node):   sudo python benchmarks/gpu_ray_encoder.py [--peak-tflops 790] [--out res.json]
-Logic check (CPU):  sudo python benchmarks/gpu_ray_encoder.py --cpu-smoke
+Usage (GPU node):   sudo .venv/bin/python -m benchmarks.gpu_ray_encoder [--peak-tflops 790] [--out res.json]
+Logic check (CPU):  sudo .venv/bin/python -m benchmarks.gpu_ray_encoder --cpu-smoke
 Target: >= 40 % MFU end to end (>= ~27 windows/s on an H200).
 """
 
@@ -24,16 +24,14 @@ import argparse
 import json
 import os
 import secrets
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from benchmarks.common import machine_line
+from tests.support.ray_head import rerun_in_loopback_namespace
 
 
 def nvdec_rate(path: Path, n: int, seconds_cap: float = 60.0) -> float | None:
@@ -77,7 +75,7 @@ def inside(args) -> dict:
     import torch
 
     from egoclean.cluster import ray_pipeline as rp
-    from gpu_vitl import TINY, VITL, encoder_flops, make_clip
+    from benchmarks.gpu_vitl import TINY, VITL, encoder_flops, make_clip
 
     smoke = args.cpu_smoke
     if not smoke and not torch.cuda.is_available():
@@ -158,12 +156,12 @@ def main() -> int:
     if args.cpu_smoke and args.decoders == "1,2,4,8":
         args.decoders, args.embed_cpus = "1,2", 0.5
     if not args.inside:
-        cmd = " ".join(["ip link set lo up && exec", sys.executable, *map(str, sys.argv), "--inside"])
         # token authentication with a token made for this run (nothing written to ~/.ray)
-        env = dict(os.environ, PYTHONPATH=str(ROOT), RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16))
-        return subprocess.run(["unshare", "--net", "--", "bash", "-c", cmd], env=env).returncode
+        env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16))
+        return rerun_in_loopback_namespace(__spec__.name, [*sys.argv[1:], "--inside"], env=env)
     res = inside(args)
     print(json.dumps({k: v for k, v in res.items() if k != "rows"}, indent=2, default=str))
+    print(machine_line(res["device"]))
     if args.out:
         Path(args.out).write_text(json.dumps(res, indent=2, default=str) + "\n")
     return 0

@@ -13,8 +13,9 @@ import. It measures, in one run:
    buffer -> batched windows -> normalise on the GPU -> encoder, for one clip and for
    several clips in parallel, 1080p and the 292 rendition; windows/s and MFU.
 
-Usage (on a CUDA machine):   python benchmarks/gpu_vitl.py [--peak-tflops 790] [--out res.json]
-Logic check on a CPU:        python benchmarks/gpu_vitl.py --cpu-smoke
+Usage (on a CUDA machine):   .venv/bin/python -m benchmarks.gpu_vitl [--peak-tflops 790] [--out res.json]
+Logic check on a CPU:        .venv/bin/python -m benchmarks.gpu_vitl --cpu-smoke
+(It imports nothing of this repository, so the file alone also runs as a script on a GPU box.)
 """
 
 from __future__ import annotations

@@ -13,11 +13,12 @@ import os
 import signal
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+
+from tests.support.ray_head import namespace_command
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIPS = [f"factory001_worker001_{i:05d}" for i in range(5)]
@@ -25,11 +26,6 @@ CLIP_ASSETS = ("raw_tar", "intrinsics", "rectified_clip", "vjepa_embeddings", "s
                "diagnostics_plot")
 CHECKS = ("same_frame_count", "embeddings_valid", "similarity_valid", "matches_ground_truth")
 TOL = 1e-4  # float32 forward passes batched differently may differ in the last bits
-
-
-def _namespace_cmd(script_args: list[str]) -> list[str]:
-    inner = " ".join(["ip link set lo up && exec", sys.executable, *script_args])
-    return ["unshare", "--net", "--", "bash", "-c", inner]
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +37,7 @@ def report(tmp_path_factory):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
     for k in [k for k in env if k.startswith(("EGOCLEAN_", "RAY_"))] + ["DAGSTER_HOME", "HF_TOKEN"]:
         env.pop(k, None)
-    proc = subprocess.Popen(_namespace_cmd(["-m", "tests.support.ray_scenario", str(work)]), env=env,
+    proc = subprocess.Popen(namespace_command(["-m", "tests.support.ray_scenario", str(work)]), env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     ns = None
     try:

@@ -24,10 +24,7 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -35,13 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
+from tests.support.ray_head import local_ray_head
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def proc_pids(marker: str) -> list[int]:
@@ -56,22 +49,6 @@ def proc_pids(marker: str) -> list[int]:
             if marker in cmd:
                 out.append(int(d.name))
     return out
-
-
-def kill_namespace_but_me() -> list[int]:
-    """SIGKILL every other process in this network namespace (all started by this scenario)."""
-    mine = os.readlink("/proc/self/ns/net")
-    killed = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit() and int(d.name) != os.getpid():
-            try:
-                if os.readlink(d / "ns" / "net") != mine:
-                    continue
-                os.kill(int(d.name), signal.SIGKILL)
-                killed.append(int(d.name))
-            except OSError:
-                continue
-    return killed
 
 
 def reference_embeddings(rectified: list[str], model_dir: str) -> dict:
@@ -239,36 +216,15 @@ def main(out_dir: str, parts: list[str]) -> None:
     write_dataset(dataset, SynthConfig(workers=1, clips=5, duration_sec=6.0, width=96, height=72, anomalies=False))
     model = str(save_tiny_model(work / "tiny"))
     clips = [f"factory001_worker001_{i:05d}" for i in range(5)]
-    port = free_port()
-    # Token authentication on, with a token made for this cluster (never written to ~/.ray).
-    os.environ["RAY_AUTH_MODE"] = "token"
-    os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(16)
     # The s3 part's server: its address set now, so the Ray workers inherit it (s3fs reads AWS_*).
     from tests.support.servers import S3Server
 
     _S3["server"] = S3Server()
     os.environ.update(_S3["server"].env())
-    env = dict(os.environ, RAY_ADDRESS="")
-    head = subprocess.Popen(
-        [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block", f"--port={port}",
-         "--node-ip-address=127.0.0.1", "--num-cpus=2", "--num-gpus=0", '--resources={"GPU_STANDIN": 2}',
-         "--include-dashboard=false", "--disable-usage-stats"],
-        env=env, stdout=open(work / "ray_head.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
-    report: dict = {"head_pid": head.pid}
-    try:
-        os.environ["RAY_ADDRESS"] = f"127.0.0.1:{port}"
-        import ray
-
-        deadline = time.time() + 60
-        while True:
-            try:
-                ray.init(address=os.environ["RAY_ADDRESS"], namespace="egoclean", log_to_driver=False)
-                break
-            except Exception:
-                if time.time() > deadline or head.poll() is not None:
-                    raise
-                time.sleep(1)
-        # Two stand-in GPUs: the library/dagster parts' actor and the faults part's own.
+    report: dict = {}
+    # Two stand-in GPUs: the library/dagster parts' actor and the faults part's own.
+    with local_ray_head(num_cpus=2, resources={"GPU_STANDIN": 2}, log=work / "ray_head.log") as head:
+        report["head_pid"] = head.pid
         for name, fn, args in (("library", part_library, clips[:2]), ("s3", part_s3, clips[:2]),
                                ("faults", part_faults, clips[2:4]),
                                ("dagster", part_dagster, clips[:4])):
@@ -277,24 +233,6 @@ def main(out_dir: str, parts: list[str]) -> None:
                 print(f"scenario: {name} ...", file=sys.stderr, flush=True)
                 report[name] = fn(work, dataset, model, args)
                 print(f"scenario: {name} done in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
-    finally:
-        try:
-            import ray
-
-            ray.shutdown()
-        except Exception:
-            pass
-        # The head's process group: the GCS, raylet and every worker it started.
-        try:
-            os.killpg(head.pid, signal.SIGTERM)
-            head.wait(timeout=30)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
-                os.killpg(head.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        # Detached actors and workers live in their own sessions: none may outlive the scenario.
-        kill_namespace_but_me()
     print(json.dumps(report, default=str))
 
 

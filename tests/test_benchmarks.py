@@ -1,0 +1,116 @@
+"""The benchmarks run as documented: `python -m benchmarks.X` from the repository root.
+
+Speed is never asserted here (docs/PERFORMANCE.md holds the measured figures); this only
+keeps the commands the docs show from breaking silently: every benchmark module answers
+`--help`, every command in the docs and the benchmarks' docstrings names a benchmark
+that exists and options it has, nothing edits sys.path, and the cheap benchmarks run end
+to end at a tiny size (the others need minutes, a GPU or a Ray namespace).
+"""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MODULES = sorted(p.stem for p in (ROOT / "benchmarks").glob("*.py") if p.stem not in ("__init__", "common"))
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+COMMAND_RE = re.compile(r"python3? -m benchmarks\.(\w+)([^`\n]*)")
+OPTION_RE = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
+
+
+def _run(module: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EGOCLEAN_", "RAY_", "DAGSTER_"))}
+    return subprocess.run([sys.executable, "-m", f"benchmarks.{module}", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def helps() -> dict[str, str]:
+    out = {}
+    for m in MODULES:
+        res = _run(m, "--help")
+        assert res.returncode == 0, f"python -m benchmarks.{m} --help failed:\n{res.stderr[-2000:]}"
+        assert res.stdout.startswith("usage: "), res.stdout[:200]
+        out[m] = res.stdout
+    return out
+
+
+def test_there_are_benchmarks_and_no_module_edits_sys_path():
+    assert len(MODULES) >= 13, MODULES
+    for p in (ROOT / "benchmarks").glob("*.py"):
+        text = p.read_text()
+        assert "sys.path" not in text, f"{p.name} edits sys.path: run it as python -m benchmarks.{p.stem}"
+        assert "noqa: E402" not in text, p.name
+
+
+def test_every_benchmark_answers_help(helps):
+    for m, text in helps.items():
+        assert "-h, --help" in text, m
+
+
+def _documented_commands() -> list[tuple[str, str, list[str]]]:
+    """(where, module, options) of every `python -m benchmarks.X ...` in the docs and the benchmarks' docstrings."""
+    sources = DOCS + sorted((ROOT / "benchmarks").glob("*.py"))
+    out = []
+    for src in sources:
+        for i, line in enumerate(src.read_text().splitlines(), 1):
+            for m in COMMAND_RE.finditer(line):
+                rest = m.group(2).split("#", 1)[0]  # a comment after the command is not part of it
+                out.append((f"{src.relative_to(ROOT)}:{i}", m.group(1), OPTION_RE.findall(rest)))
+    return out
+
+
+def test_the_documented_commands_name_benchmarks_and_options_they_have(helps):
+    commands = _documented_commands()
+    where = {w.split(":")[0] for w, _, _ in commands}
+    # each benchmark shows its command in its docstring; the docs show most of them
+    assert {f"benchmarks/{m}.py" for m in MODULES} <= where
+    assert {"docs/PERFORMANCE.md", "docs/SCALE.md"} <= where
+    bad = []
+    for w, module, options in commands:
+        if module not in helps:
+            bad.append(f"{w}: no benchmark {module}")
+            continue
+        bad += [f"{w}: benchmarks.{module} has no option {o}" for o in options if o not in helps[module]]
+    assert not bad, "\n".join(bad)
+
+
+def test_no_doc_runs_a_benchmark_as_a_file():
+    # `python benchmarks/x.py` cannot import the package's helpers: the docs show the module form
+    old = re.compile(r"python3? benchmarks/\w+\.py")
+    hits = [f"{p.relative_to(ROOT)}:{i}" for p in DOCS + sorted((ROOT / "benchmarks").glob("*.py"))
+            for i, line in enumerate(p.read_text().splitlines(), 1) if old.search(line)]
+    assert not hits, hits
+
+
+# The cheap benchmarks at a tiny size: each prints its table, its ratios and the machine line.
+SMOKE = {
+    "bench_store": (["--clips", "3", "--repeat", "1"], ["Store.replace_clip", "1.000x"]),
+    "bench_source": (["--clips", "2", "--mb", "0.2", "--repeat", "1"], ["fetch_clip, cached index", "1.00x"]),
+    "bench_synth": (["--width", "64", "--height", "48", "--duration", "1"], ["write_clip", "1.00x"]),
+    "bench_detect": (["--speed", "--sizes", "100"], ["explicit N x N typicality (baseline)", "detect (O(N)"]),
+    "bench_export": (["--width", "160", "--height", "96", "--duration", "6", "--clips", "1", "--episode", "2"],
+                     ["ratio egoclean / baseline"]),
+}
+
+
+@pytest.mark.parametrize("module", sorted(SMOKE))
+def test_a_cheap_benchmark_runs_at_a_tiny_size(module):
+    args, expected = SMOKE[module]
+    res = _run(module, *args, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    for text in expected:
+        assert text in res.stdout, (text, res.stdout[-2000:])
+    assert re.search(r"^(# \w+; )?machine: .+ CPUs.+\d{4}-\d\d-\d\d \d\d:\d\d UTC$", res.stdout, re.M), res.stdout
+
+
+@pytest.mark.slow
+def test_the_embedding_benchmark_checks_its_paths_agree_at_a_tiny_size():
+    # bench_embed asserts the streamed and baseline embeddings agree before it reports a speed
+    res = _run("bench_embed", "--seconds", "3", "--width", "160", "--height", "96", "--repeats", "1", timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "embed_video, decode thread" in res.stdout and "torch threads" in res.stdout
