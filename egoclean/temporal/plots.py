@@ -172,7 +172,9 @@ def thumbnail(path: str | os.PathLike, width: int = THUMBNAIL_WIDTH,
         small.thumbnail((w, w * 10), Image.Resampling.LANCZOS)
         out = io.BytesIO()
         if fmt == "PNG":
-            small.quantize(THUMBNAIL_COLORS).save(out, format="PNG", optimize=True)
+            # fast octree keeps the plot's few line colours (median cut, the default, turned the
+            # blue EMA green and the red threshold brown beside large hatched areas) and is smaller
+            small.quantize(THUMBNAIL_COLORS, method=Image.Quantize.FASTOCTREE).save(out, format="PNG", optimize=True)
         else:
             small.save(out, format="JPEG", quality=75, optimize=True)
         return out.getvalue()

@@ -91,3 +91,23 @@ def test_thumbnail_is_narrow_small_and_leaves_the_full_picture(tmp_path):
     # a plot of lines stays a sharp PNG at full thumbnail width
     small, mime = thumbnail(pictures[1])
     assert mime == "image/png"
+
+
+def test_detection_thumbnail_keeps_the_line_colours_and_a_legible_width(tmp_path):
+    """The UI's copy of the detection picture keeps the EMA blue beside large red and hatched green
+    areas (the default quantizer turned it green, issue 18) and is DETECTION_THUMBNAIL_WIDTH wide."""
+    import io
+
+    from egoclean.temporal.plots import DETECTION_THUMBNAIL_WIDTH, THUMBNAIL_MAX_BYTES, thumbnail
+
+    emb = embeddings()
+    det = detect(emb)
+    end = float(emb.ts[-1])
+    out = plot_detection(det, tmp_path / "det.png", "t", truth=[(0.1 * end, 0.6 * end)])
+    small, mime = thumbnail(out, width=DETECTION_THUMBNAIL_WIDTH)
+    assert mime == "image/png" and len(small) <= THUMBNAIL_MAX_BYTES
+    with Image.open(io.BytesIO(small)) as im:
+        assert im.size[0] == DETECTION_THUMBNAIL_WIDTH
+        px = np.asarray(im.convert("RGB"), dtype=int).reshape(-1, 3)
+    blue = np.array([31, 119, 180])  # matplotlib's tab:blue, the EMA line
+    assert (np.abs(px - blue).sum(axis=1) < 40).sum() > 200
