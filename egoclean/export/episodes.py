@@ -57,8 +57,8 @@ class EpisodeParams:
     min_period_sec: float = 2.5  # shortest period looked for (the window grid is 1 s: Nyquist 2 s)
     min_period_strength: float = 0.2  # correlation with a cosine of the period that counts as clear
 
-    def validate(self) -> EpisodeParams:
-        """Raise InvalidInputError naming the first bad option; returns self."""
+    def __post_init__(self) -> None:
+        """Raise InvalidInputError naming the first bad option."""
         for name in ("min_episode_sec", "max_episode_sec", "margin_sec", "min_period_sec", "min_period_strength"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v < 0:
@@ -71,7 +71,6 @@ class EpisodeParams:
         if not isinstance(self.cycles_per_episode, int) or self.cycles_per_episode < 1:
             raise InvalidInputError(
                 f"episode option cycles_per_episode={self.cycles_per_episode!r}: must be an integer >= 1")
-        return self
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -301,7 +300,7 @@ def plan_episodes(
     the temporal-token similarity matrix and its window times (similarity_matrix);
     `window_sec` one window's length (64 frames / fps).
     """
-    params = (params or EpisodeParams()).validate()
+    params = params or EpisodeParams()
     if not work:
         return EpisodePlan([], [Skipped(0.0, float(duration_sec), "no work spans")], [], None, params)
     last = None if ts is None or len(ts) == 0 else float(np.max(ts))

@@ -512,7 +512,6 @@ def export_dataset(out: str | os.PathLike, clips: Sequence[ClipInput], options: 
 
     t_start = time.perf_counter()
     options = options or ExportOptions()
-    options.params.validate()
     if options.resolution is not None and (not isinstance(options.resolution, int) or options.resolution < 16):
         raise InvalidInputError(f"export resolution {options.resolution!r}: must be an integer height >= 16")
     if "://" in str(out):

@@ -90,11 +90,11 @@ def test_short_and_missing_work_are_skipped_with_reasons():
 
 def test_bad_options_are_named():
     with pytest.raises(InvalidInputError, match="max_episode_sec"):
-        EpisodeParams(min_episode_sec=10, max_episode_sec=5).validate()
+        EpisodeParams(min_episode_sec=10, max_episode_sec=5)
     with pytest.raises(InvalidInputError, match="cycles_per_episode"):
-        EpisodeParams(cycles_per_episode=0).validate()
+        EpisodeParams(cycles_per_episode=0)
     with pytest.raises(InvalidInputError, match="margin_sec"):
-        EpisodeParams(margin_sec=float("nan")).validate()
+        EpisodeParams(margin_sec=float("nan"))
 
 
 def test_frame_range_and_cycle_starts():
