@@ -1,0 +1,129 @@
+"""The segment tables' schema: tables, macros and the detection_eval view, in both backends.
+
+`detection_eval` (a view over `detection_matches`) has one row per outcome: each
+ground-truth span with the detection matched to it one-to-one at IoU >= 0.5
+('matched'), else its best-overlap detection ('missed'; the detection columns are NULL
+when nothing overlaps); each detection on a clip with ground truth that matches no span
+('false positive', with its best IoU); and, for a clip whose duration is not the one its
+labels were made on, each span as 'not judged'. Clips without ground truth are not
+listed. Times are seconds; `truth` / `detected` show them as mm:ss.
+
+The schema's version lives in the view's comment (`SCHEMA_TAG`), so a database that
+already has it is not rewritten on every write.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS clips (
+    clip_id VARCHAR {pk},
+    factory VARCHAR NOT NULL,            -- dataset folder name: factory_001
+    worker VARCHAR NOT NULL,             -- dataset folder name: worker_001
+    n_frames BIGINT,
+    fps DOUBLE,
+    width INTEGER,
+    height INTEGER,
+    duration_sec DOUBLE,
+    paths MAP(VARCHAR, VARCHAR),         -- paths['rectified'], paths['embeddings'], ...
+    model VARCHAR,
+    random_weights BOOLEAN,
+    materialized_at TIMESTAMP            -- UTC
+);
+CREATE TABLE IF NOT EXISTS segments (
+    clip_id VARCHAR NOT NULL,
+    factory VARCHAR NOT NULL,
+    worker VARCHAR NOT NULL,
+    kind VARCHAR NOT NULL {kind_check},
+    start_sec DOUBLE NOT NULL,
+    end_sec DOUBLE NOT NULL,
+    duration_sec DOUBLE NOT NULL,
+    peak_score DOUBLE,
+    theta_on DOUBLE,
+    theta_off DOUBLE,
+    model VARCHAR,
+    materialized_at TIMESTAMP
+);
+CREATE TABLE IF NOT EXISTS window_scores (
+    clip_id VARCHAR NOT NULL,
+    t_sec DOUBLE NOT NULL,
+    score DOUBLE,
+    smoothed DOUBLE,
+    is_anomaly BOOLEAN
+);
+CREATE TABLE IF NOT EXISTS ground_truth (
+    clip_id VARCHAR NOT NULL,
+    clip_duration_sec DOUBLE,
+    start_sec DOUBLE NOT NULL,
+    end_sec DOUBLE NOT NULL,
+    label VARCHAR,
+    source VARCHAR NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ground_truth_state (
+    fingerprint VARCHAR,                 -- egoclean.temporal.ground_truth.fingerprint of what is loaded
+    loaded_at TIMESTAMP
+);
+CREATE TABLE IF NOT EXISTS detection_matches (
+    clip_id VARCHAR NOT NULL,
+    status VARCHAR NOT NULL,             -- matched, missed, false positive, not judged
+    label VARCHAR,
+    source VARCHAR,
+    gt_start_sec DOUBLE,
+    gt_end_sec DOUBLE,
+    det_start_sec DOUBLE,
+    det_end_sec DOUBLE,
+    iou DOUBLE,
+    matched BOOLEAN NOT NULL
+);
+CREATE OR REPLACE MACRO egoclean_mmss(x) AS
+    CASE WHEN x IS NULL THEN NULL ELSE
+        printf('%02d:%02d', (round(greatest(x, 0))::BIGINT) // 60, (round(greatest(x, 0))::BIGINT) % 60)
+    END;
+CREATE OR REPLACE MACRO egoclean_iou(a0, a1, b0, b1) AS
+    CASE WHEN (a1 - a0) + (b1 - b0) - greatest(0.0, least(a1, b1) - greatest(a0, b0)) > 0
+         THEN greatest(0.0, least(a1, b1) - greatest(a0, b0))
+              / ((a1 - a0) + (b1 - b0) - greatest(0.0, least(a1, b1) - greatest(a0, b0)))
+         ELSE 0.0 END;
+CREATE OR REPLACE VIEW detection_eval AS
+SELECT m.clip_id, m.label, m.source, m.status,
+       egoclean_mmss(m.gt_start_sec) || '-' || egoclean_mmss(m.gt_end_sec) AS truth,
+       egoclean_mmss(m.det_start_sec) || '-' || egoclean_mmss(m.det_end_sec) AS detected,
+       m.iou,
+       m.det_start_sec - m.gt_start_sec AS start_error_sec,
+       m.det_end_sec - m.gt_end_sec AS end_error_sec,
+       m.matched, m.gt_start_sec, m.gt_end_sec, m.det_start_sec, m.det_end_sec,
+       s.peak_score, s.model
+FROM detection_matches m
+LEFT JOIN segments s ON s.clip_id = m.clip_id AND s.kind = 'anomaly'
+     AND s.start_sec = m.det_start_sec AND s.end_sec = m.det_end_sec
+ORDER BY m.clip_id, coalesce(m.gt_start_sec, m.det_start_sec), m.gt_start_sec NULLS LAST;
+"""
+
+
+# DuckLake tables take no PRIMARY KEY or CHECK constraints: there, replace_clip's
+# delete-then-insert under a per-clip lock is what keeps one row per clip.
+EMBEDDED_SCHEMA = SCHEMA.format(pk="PRIMARY KEY", kind_check="CHECK (kind IN ('anomaly', 'work'))")
+LAKE_SCHEMA = SCHEMA.format(pk="", kind_check="")
+SCHEMA_TAG = "egoclean schema " + hashlib.sha256(SCHEMA.encode()).hexdigest()[:16]
+
+
+def has_schema(con) -> bool:
+    """True when the database already has this version of the schema.
+
+    The version lives in the view's comment; skipping the DDL when it matches keeps
+    writers from rewriting the catalog on every clip."""
+    tag = con.execute(
+        "SELECT comment FROM duckdb_views() WHERE view_name = 'detection_eval' AND NOT internal"
+        " AND database_name = current_database()"
+    ).fetchone()
+    return bool(tag and tag[0] == SCHEMA_TAG)
+
+
+def ensure_schema(con, schema: str = EMBEDDED_SCHEMA) -> None:
+    """Create or update the schema unless the database already has this version of it."""
+    if has_schema(con):
+        return
+    con.execute(schema)
+    con.execute(f"COMMENT ON VIEW detection_eval IS '{SCHEMA_TAG}'")
+
