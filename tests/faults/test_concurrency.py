@@ -27,7 +27,7 @@ WORKER = textwrap.dedent(
     import sys
     sys.path.insert(0, {repo!r})
     from dagster import DagsterInstance
-    from faults.conftest import graph_resources
+    from tests.faults.conftest import graph_resources
     from egoclean_assets.definitions import build_definitions
     res = graph_resources({source!r}, {root!r}, {db!r}, {model!r}, {gt!r}, cache_dir={cache!r})
     job = build_definitions(res).resolve_job_def("clip_pipeline")

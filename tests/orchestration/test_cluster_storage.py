@@ -20,6 +20,7 @@ WORKER = textwrap.dedent("""
     import sys
     from pathlib import Path
     sys.path.insert(0, {repo!r})
+    sys.path.insert(0, {repo!r} + "/tests/orchestration")  # test_assets_graph, beside this file
     from dagster import DagsterInstance
     from test_assets_graph import resources, run_pipeline
     from egoclean_assets.resources import StoreResource

@@ -55,6 +55,7 @@ def counts(store: Store, clip: str) -> tuple[int, int, int]:
 WRITER = textwrap.dedent("""
     import sys
     sys.path.insert(0, {root!r})
+    sys.path.insert(0, {here!r})  # test_store, beside this file
     from egoclean.store import Store
     from test_store import clip_info, make_det
     url, data_path, n, reps = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
@@ -63,7 +64,7 @@ WRITER = textwrap.dedent("""
         for clip in sys.argv[5:]:
             st.replace_clip(clip_info(clip, n), make_det(n, seed=rep), "writer")
     print("done", flush=True)
-""").format(root=str(ROOT))
+""").format(root=str(ROOT), here=str(Path(__file__).resolve().parent))
 
 
 def writer(lake, clips, n=60, reps=1) -> subprocess.Popen:
