@@ -80,7 +80,7 @@ def test_the_documented_commands_name_benchmarks_and_options_they_have(helps):
 
 
 def test_no_doc_runs_a_benchmark_as_a_file():
-    # `python benchmarks/x.py` cannot import the package's helpers: the docs show the module form
+    # `python benchmarks/<name>.py` cannot import the package's helpers: the docs show the module form
     old = re.compile(r"python3? benchmarks/\w+\.py")
     hits = [f"{p.relative_to(ROOT)}:{i}" for p in DOCS + sorted((ROOT / "benchmarks").glob("*.py"))
             for i, line in enumerate(p.read_text().splitlines(), 1) if old.search(line)]
