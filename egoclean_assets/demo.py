@@ -28,6 +28,7 @@ from pathlib import Path
 
 from egoclean.core.errors import EgoCleanError
 from egoclean.core.secrets import redact
+from egoclean.settings import current as current_settings
 
 DEMO_SCOPE = "*/*"  # every worker of the synthetic source
 DEMO_WORKERS = 2  # synthetic workers in the demo's source; it runs only the first one's clips
@@ -88,9 +89,10 @@ def main(argv: list[str] | None = None) -> int:
                                     "after accepting the licence on huggingface.co/datasets/builddotai/Egocentric-10K")
             from egoclean.core import defaults
 
-            # explicit, so settings left in the shell by a synthetic demo do not apply
+            # explicit, so settings left in the shell by a synthetic demo do not apply (the
+            # device does: the shell's choice, read like every variable by egoclean.settings)
             env = {"EGOCLEAN_SOURCE": defaults.DATASET_URL, "EGOCLEAN_MODEL": defaults.MODEL_ID,
-                   "EGOCLEAN_DEVICE": os.environ.get("EGOCLEAN_DEVICE", "auto"),
+                   "EGOCLEAN_DEVICE": current_settings().device,
                    "EGOCLEAN_GROUND_TRUTH": "", "EGOCLEAN_GROUND_TRUTH_SEED": "1",
                    "EGOCLEAN_SCOPE": defaults.SCOPE}  # the seed clips' worker, not the whole dataset
             keys = REAL_CLIPS

@@ -81,3 +81,16 @@ def test_the_library_reads_its_variables_through_settings(monkeypatch, tmp_path)
     with pytest.raises(InvalidInputError, match="^environment variable EGOCLEAN_HWACCEL: "):
         video.hwaccel()
     assert video.hwaccel("nvidia") == "nvidia"  # an explicit choice wins over the variable
+
+
+def test_no_module_but_settings_reads_an_egoclean_variable_from_the_environment():
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    read = re.compile(r"""os\.environ(\.get\(|\[)\s*["']EGOCLEAN_|getenv\(\s*["']EGOCLEAN_""")
+    files = [p for d in ("egoclean", "egoclean_assets") for p in sorted((root / d).rglob("*.py"))]
+    assert len(files) > 50
+    bad = [f"{p.relative_to(root)}:{i}" for p in files if p.name != "settings.py"
+           for i, line in enumerate(p.read_text().splitlines(), 1) if read.search(line)]
+    assert not bad, f"read EGOCLEAN_* through egoclean.settings.Settings: {bad}"
