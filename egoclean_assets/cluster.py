@@ -25,10 +25,11 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 from dagster import (
     AssetCheckEvaluation,
+    AssetCheckSeverity,
     AssetExecutionContext,
     AssetKey,
     AssetMaterialization,
@@ -43,10 +44,16 @@ from pydantic import Field
 
 from egoclean.core.errors import InvalidInputError
 from egoclean.core.ids import ClipId
-from egoclean.core.timecode import mmss
 from egoclean.settings import Settings
 from egoclean_assets.assets import ALL_ASSETS
-from egoclean_assets.assets.temporal import clip_row
+from egoclean_assets.assets.ingest import intrinsics_metadata, raw_tar_metadata, rectified_clip_metadata
+from egoclean_assets.assets.temporal import (
+    diagnostics_metadata,
+    embeddings_metadata,
+    segments_metadata,
+    similarity_metadata,
+    store_rows,
+)
 from egoclean_assets.checks import (
     ALL_CHECKS,
     check_embeddings_valid,
@@ -118,9 +125,12 @@ def ray_graph(env: Mapping[str, str] | None = None) -> tuple[list, list, dict]:
     return assets, checks, {"ray_cluster": ray_resource_from_env(env)}
 
 
-def _record(context, storage: ClipStorage, clip: ClipId, asset: str, files: dict, info: dict, metadata: dict,
-            consumed: dict | None = None) -> tuple[ClipArtifact, dict]:
-    """Manifest + materialization of one asset of one clip; returns (the artifact the checks read, the manifest)."""
+def _record(context, storage: ClipStorage, clip: ClipId, asset: str, files: dict, info: dict,
+            metadata: dict | Callable[[ClipArtifact], dict], consumed: dict | None = None) -> tuple[ClipArtifact, dict]:
+    """Manifest + materialization of one asset of one clip; returns (the artifact the checks read, the manifest).
+
+    `metadata`: the materialization's entries, or a function of the stored artifact that
+    gives them (diagnostics_plot's pictures, drawn from the local copies the checks read)."""
     if storage.is_local:
         rel = storage.publish(clip, files) if files else {}
     else:  # the Ray task uploaded them itself (its node need not share this one's disk)
@@ -128,9 +138,6 @@ def _record(context, storage: ClipStorage, clip: ClipId, asset: str, files: dict
         rel = {role: Path(p).relative_to(base).as_posix() for role, p in files.items()}
     manifest = new_manifest(clip, asset, context.run.run_id, rel, info, consumed)
     storage.write_manifest(clip, asset, manifest)
-    context.log_event(AssetMaterialization(
-        asset_key=AssetKey(asset), partition=clip.key,
-        metadata={"location": MetadataValue.path(storage.clip_url(clip)), "execution": "ray", **metadata}))
     # As the IO manager loads it (local files in the clip's folder; remote roots: downloaded
     # for the checks into a folder of their own, removed by art.release()).
     here = storage.local_clip_dir(clip)
@@ -142,6 +149,11 @@ def _record(context, storage: ClipStorage, clip: ClipId, asset: str, files: dict
     art = ClipArtifact(clip.key, asset, files=storage.fetch(clip, rel, into or here) if rel else {}, info=info,
                        locations={role: storage.final_layout(clip).path(r) for role, r in rel.items()},
                        download_dir=str(into) if into else None, folder=str(into or here))
+    if callable(metadata):
+        metadata = metadata(art)
+    context.log_event(AssetMaterialization(
+        asset_key=AssetKey(asset), partition=clip.key,
+        metadata={"location": MetadataValue.path(storage.clip_url(clip)), "execution": "ray", **metadata}))
     return art, manifest
 
 
@@ -161,65 +173,67 @@ def _checked(context, clip: ClipId, asset: str, name: str, art: ClipArtifact, ch
 
 
 def _record_clip(context, storage: ClipStorage, ground_truth: GroundTruthResource, db, r) -> None:
-    """Everything one finished clip (done or failed) leaves in Dagster and the store."""
+    """Everything one finished clip (done or failed) leaves in Dagster and the store.
+
+    Each asset's files, facts and metadata come from its step's typed result through the
+    same functions the local assets call (egoclean_assets.assets); a check whose asset was
+    not produced is recorded as not evaluated, with the clip's failure as the reason."""
     clip = ClipId.parse(r.clip_id)
-    st = r.stages
-    if "rectify" in st:
-        rr = st["rectify"]
-        raw = rr["raw"]
-        raw_info = {"video": raw["video"], "sidecar": raw["sidecar"], "shard": raw["shard"]}
-        _, raw_m = _record(context, storage, clip, "raw_tar", {}, raw_info,
-                           {"frames": raw["video"]["n_frames"], "shard": raw["shard"], "intermediate": True,
-                            "fetch_seconds": MetadataValue.float(round(raw["fetch_seconds"], 3))})
+    checked: set[str] = set()
+
+    def check(asset: str, name: str, art: ClipArtifact, fn) -> None:
+        _checked(context, clip, asset, name, art, fn)
+        checked.add(name)
+
+    if r.rectified is not None:
         # The raw clip was deleted by the task once rectified: recorded as the IO manager does.
-        raw_m["deleted"] = {"files": {k: os.path.relpath(v, storage.local_clip_dir(clip))
-                                      for k, v in raw["files"].items()}, "at": time.time(),
-                            "after": ["intrinsics", "rectified_clip"]}
+        _, raw_m = _record(context, storage, clip, "raw_tar", {}, r.fetched.info(), raw_tar_metadata(r.fetched))
+        raw_rel = {k: os.path.relpath(v, storage.local_clip_dir(clip)) for k, v in r.fetched.files.items()}
+        raw_m["deleted"] = {"files": raw_rel, "at": time.time(), "after": ["intrinsics", "rectified_clip"]}
         storage.write_manifest(clip, "raw_tar", raw_m)
         consumed = {"raw_tar": raw_m["generation"]}
-        d = rr["intrinsics"]["rectified"]
-        _record(context, storage, clip, "intrinsics", {"json": rr["intrinsics"]["json"]}, {"rectified": d},
-                {"rectified_size": f"{d['image_width']}x{d['image_height']}"}, consumed)[0].release()
-        res = rr["rectified"]
-        info = {"video": {k: res[k] for k in ("frames", "fps", "duration_sec", "width", "height", "size_bytes")},
-                "raw_frames": int(raw["video"]["n_frames"]), "raw_fps": raw["video"]["fps"]}
-        art, _ = _record(context, storage, clip, "rectified_clip", {"mp4": res["mp4"]}, info,
-                         {"frames": res["frames"], "seconds": MetadataValue.float(round(res["seconds"], 3))}, consumed)
-        _checked(context, clip, "rectified_clip", "same_frame_count", art, check_same_frame_count)
-    if "embed" in st:
-        e = st["embed"]
-        video = st["rectify"]["rectified"]
-        info = {"video": {k: video[k] for k in ("frames", "fps", "duration_sec", "width", "height", "size_bytes")},
-                "model": e["model"], "random_weights": bool(e["random_weights"]), "windows": e["windows"]}
-        art, _ = _record(context, storage, clip, "vjepa_embeddings", e["files"], info, {
-            "windows": e["windows"], "emb_shape": str(tuple(e["emb_shape"])),
-            "model": e["model"] + (" (random weights)" if e["random_weights"] else ""),
-            "random_weights": bool(e["random_weights"]), "device": e["device"],
-            "encoder_load_id": e["load_id"], "seconds": MetadataValue.float(round(e["seconds"], 3))})
-        _checked(context, clip, "vjepa_embeddings", "embeddings_valid", art, check_embeddings_valid)
-    if "analyse" in st:
-        a, e = st["analyse"], st["embed"]
-        video = st["rectify"]["rectified"]
-        sim = a["similarity"]
-        art, _ = _record(context, storage, clip, "similarity_matrix", sim["files"],
-                         {k: sim[k] for k in ("period_sec", "step_sec", "windows", "matrix_size")},
-                         {"windows": sim["windows"], "subsampled": sim["subsampled"]})
-        _checked(context, clip, "similarity_matrix", "similarity_valid", art, check_similarity_valid)
-        det = a["segments"]["detection"]
-        spans = [{"start_sec": s.start_sec, "end_sec": s.end_sec, "start": mmss(s.start_sec),
-                  "end": mmss(s.end_sec), "peak_score": s.peak_score} for s in det.spans]
-        rows = db.replace_clip(clip_row(clip, video, storage, a["segments"]["json"],
-                                        storage.location(clip, e["files"]["emb"])), det,
-                               e["model"], random_weights=bool(e["random_weights"]))
-        art, _ = _record(context, storage, clip, "anomaly_segments", {"json": a["segments"]["json"]},
-                         {"spans": spans, "duration_sec": video["duration_sec"], "model": e["model"],
-                          "random_weights": bool(e["random_weights"])},
-                         {"n_spans": len(det.spans), "db_rows": MetadataValue.json(rows)})
-        _checked(context, clip, "anomaly_segments", "matches_ground_truth", art,
-                 lambda art: check_matches_ground_truth(clip, art, ground_truth))
-        _record(context, storage, clip, "diagnostics_plot", a["plots"], {}, {})[0].release()
+        _record(context, storage, clip, "intrinsics", r.camera.files, r.camera.info(),
+                intrinsics_metadata(r.camera, storage, clip), consumed)[0].release()
+        deleted = [storage.final_layout(clip).path(rel) for rel in raw_rel.values()]
+        art, _ = _record(context, storage, clip, "rectified_clip", r.rectified.files, r.rectified.info(),
+                         rectified_clip_metadata(r.rectified, storage, clip)
+                         | {"deleted_intermediates": MetadataValue.json(deleted)}, consumed)
+        check("rectified_clip", "same_frame_count", art, check_same_frame_count)
+    if r.embedded is not None:
+        e = r.embedded
+        art, _ = _record(context, storage, clip, "vjepa_embeddings", e.files, e.info(),
+                         embeddings_metadata(e, storage, clip))
+        check("vjepa_embeddings", "embeddings_valid", art, check_embeddings_valid)
+    if r.drawn is not None:
+        e, seg = r.embedded, r.segmented
+        art, _ = _record(context, storage, clip, "similarity_matrix", r.analysed.files, r.analysed.info(),
+                         similarity_metadata(r.analysed, storage, clip))
+        check("similarity_matrix", "similarity_valid", art, check_similarity_valid)
+        rows = store_rows(db, storage, clip, seg, seg.json, r.rectified.video, storage.location(clip, e.files["emb"]))
+        art, _ = _record(context, storage, clip, "anomaly_segments", seg.files, seg.info(),
+                         segments_metadata(seg, rows, db.location, storage, clip))
+        check("anomaly_segments", "matches_ground_truth", art,
+              lambda art: check_matches_ground_truth(clip, art, ground_truth))
+        art, _ = _record(context, storage, clip, "diagnostics_plot", r.drawn.files, r.drawn.info(),
+                         lambda art: diagnostics_metadata(r.drawn, art.files, art.locations))
+        art.release()
     if not r.ok:
         context.log.error(f"clip {r.clip_id} failed in {r.failed_stage}: {r.error}")
+        for spec in _specs()[1]:
+            if spec.name not in checked:
+                _not_evaluated(context, clip, spec.asset_key, spec.name, r)
+
+
+def _not_evaluated(context, clip: ClipId, asset_key: AssetKey, name: str, r) -> None:
+    """Record a check of a clip whose asset was never produced: not passed, with the clip's failure as the reason.
+
+    Without it the check stays PLANNED in its history for good (the run planned it for
+    every clip of the range). Severity WARN: the data was not judged bad, it was not made."""
+    why = f"{r.failed_stage} failed: {r.error}"
+    context.log_event(AssetCheckEvaluation(
+        asset_key=asset_key, check_name=name, passed=False, severity=AssetCheckSeverity.WARN, partition=clip.key,
+        description=f"not evaluated: {asset_key.to_user_string()} of {clip.key} was not produced ({why})",
+        metadata={"result": "not evaluated", "failed_stage": r.failed_stage, "error": r.error or ""}))
 
 
 def build_clip_batch(k: int):
@@ -249,8 +263,8 @@ def build_clip_batch(k: int):
         if storage.is_local:
             jobs = [ClipJob(c.key, storage.layout(c).dir, gt.spans(c.key)) for c in clips]
         else:  # each task reads its inputs from the root and puts its outputs there itself
-            store = {"root": storage.data_root, "retries": storage.retries, "timeout_sec": storage.timeout_sec}
-            jobs = [ClipJob(c.key, str(storage.local_clip_dir(c)), gt.spans(c.key), store=store,
+            remote = {"root": storage.data_root, "retries": storage.retries, "timeout_sec": storage.timeout_sec}
+            jobs = [ClipJob(c.key, str(storage.local_clip_dir(c)), gt.spans(c.key), store=remote,
                             store_dir=storage.clip_url(c), work_dir=storage.work_dir) for c in clips]
         db = store.store()
         # loaded only when the configuration or its files changed (egoclean.temporal.ground_truth)

@@ -64,6 +64,11 @@ class ClipArtifact:
     # set by the IO manager on load: role -> where the file is stored (path or URL)
     locations: dict[str, str] = field(default_factory=dict)
 
+    @classmethod
+    def of(cls, clip: ClipId, asset: str, result) -> "ClipArtifact":
+        """The artifact of a library step's result (egoclean.*.steps: its `files` and `info()`)."""
+        return cls(clip.key, asset, files=dict(result.files), info=result.info())
+
     def location(self, role: str) -> str:
         """Where the file with this role is stored: its path, or its URL under a remote root."""
         return self.locations.get(role) or str(self.path(role))

@@ -1,7 +1,8 @@
 """Many clips through a Ray cluster: fetch+rectify tasks, resident encoder actors fed by many clips, CPU analysis tasks.
 
-The stages are the same library calls the single-process path makes; Ray only decides
-where they run:
+The stages are the library's steps (egoclean.ingest.steps, egoclean.media.steps,
+egoclean.embed.steps, egoclean.temporal.steps), the same calls the Dagster assets make,
+returning the same typed results; Ray only decides where they run:
 
 - `fetch_rectify` (a task, `rectify_cpus`, bounded retries): ranged read of the raw clip,
   intrinsics, rectification; the raw clip is deleted once the rectified one is written.
@@ -10,8 +11,11 @@ where they run:
   holds windows of several clips. A crashed actor is restarted by Ray
   (`max_restarts`) and its unfinished calls are sent again (`max_task_retries`).
 - `embed_clip` (a task): decodes and preprocesses one clip (CPU), sends its windows to
-  an actor a few at a time and writes `<prefix>_emb.npy` etc. Several of these run at
-  once, one per clip, and feed the same actor.
+  an actor a few at a time (egoclean.embed.encoder.embed_stream) and writes
+  `<prefix>_emb.npy` etc. Several of these run at once, one per clip, and feed the same
+  actor. A call lost with the actor's node (ActorUnavailableError: Ray cannot tell
+  whether it ran, so it does not resend it) is sent again by the task, for up to
+  `encode_resend_s` while the actor restarts elsewhere; encoding is idempotent.
 - `analyse_detect` (a task): similarity analysis, detection, the two pictures.
 
 `run_clips` drives a list of clips through these stages, each clip as soon as its
@@ -24,6 +28,7 @@ Nothing here imports Ray at module load: `import ray` happens where it is used.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -32,12 +37,10 @@ import queue
 import threading
 import time
 import traceback
-import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -75,6 +78,7 @@ class RayConfig:
     analyse_cpus: float = 1.0
     task_retries: int = 3  # retries of a task whose worker died (not of errors it raised)
     actor_start_timeout_s: float = 600.0  # an actor the cluster cannot place fails the run instead of waiting forever
+    encode_resend_s: float = 300.0  # how long an embed task sends a lost encode call again (its actor restarting)
 
     def validate(self) -> "RayConfig":
         """Raise InvalidInputError naming the first bad setting."""
@@ -85,7 +89,7 @@ class RayConfig:
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise InvalidInputError(f"ray setting {name}={v!r}: must be an integer >= 1")
         for name in ("actor_num_gpus", "actor_num_cpus", "rectify_cpus", "embed_cpus", "analyse_cpus", "batch_wait_s",
-                     "actor_start_timeout_s"):
+                     "actor_start_timeout_s", "encode_resend_s"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or v < 0:
                 raise InvalidInputError(f"ray setting {name}={v!r}: must be a number >= 0")
@@ -178,10 +182,16 @@ class _Staging:
 
 @dataclass
 class ClipResult:
-    """What happened to one clip: the stages' results, or the stage that failed and why."""
+    """What happened to one clip: each step's typed result (None until it ran), or the stage that failed and why."""
 
     clip_id: str
-    stages: dict[str, dict] = field(default_factory=dict)
+    fetched: Any = None  # egoclean.ingest.steps.Fetched (its files deleted once rectified)
+    camera: Any = None  # egoclean.ingest.steps.Camera
+    rectified: Any = None  # egoclean.media.steps.Rectified
+    embedded: Any = None  # egoclean.embed.steps.Embedded
+    analysed: Any = None  # egoclean.temporal.steps.Analysed
+    segmented: Any = None  # egoclean.temporal.steps.Segmented
+    drawn: Any = None  # egoclean.temporal.steps.Drawn
     failed_stage: str | None = None
     error: str | None = None
 
@@ -193,9 +203,10 @@ class ClipResult:
 # ---------------------------------------------------------------------------- stages
 
 
-def fetch_rectify(job: ClipJob, source: dict, balance: float = 0.0, encode_kwargs: dict | None = None) -> dict:
+def fetch_rectify(job: ClipJob, source: dict, balance: float = 0.0, encode_kwargs: dict | None = None) -> tuple:
     """Fetch the raw clip, validate and scale the intrinsics, rectify; delete the raw clip.
 
+    Returns (Fetched, Camera, Rectified), their files named under `job.clip_dir`.
     `source` is `open_source`'s keyword arguments without the token (read on the node
     from HF_TOKEN, so it never travels in a task argument)."""
     from egoclean.core.ids import ClipId
@@ -205,41 +216,26 @@ def fetch_rectify(job: ClipJob, source: dict, balance: float = 0.0, encode_kwarg
     clip = ClipId.parse(job.clip_id)
     src = open_source(**source, token=hf_token())
     with _Staging(job) as stage:
-        return _fetch_rectify(job, stage, clip, src, source, balance, encode_kwargs)
+        return _fetch_rectify(job, stage, clip, src, source.get("url"), balance, encode_kwargs)
 
 
-def _fetch_rectify(job, stage, clip, src, source, balance, encode_kwargs) -> dict:
-    from egoclean.media.intrinsics import FisheyeIntrinsics, rectified_intrinsics
-    from egoclean.media.rectify import rectify_video
-    from egoclean.media.video import probe
+def _fetch_rectify(job, stage, clip, src, source_url, balance, encode_kwargs) -> tuple:
+    from egoclean.ingest.steps import fetch_raw, read_camera
+    from egoclean.media.steps import rectify
 
-    t0 = time.perf_counter()
     lay = stage.layout
-    fetched = src.fetch_clip(clip, lay.raw_dir, progress=False)
-    fetch_s = time.perf_counter() - t0
-    info = probe(fetched.mp4_path)
-    where = f"{source.get('url')}/{clip.worker_path}/intrinsics.json"
-    fisheye = FisheyeIntrinsics.from_dict(src.read_intrinsics(clip.factory_dir, clip.worker_dir), source=where)
-    rect = rectified_intrinsics(fisheye, info.width, info.height, balance=balance)
-    intr_path = rect.save(lay.intrinsics)
-    out = lay.rectified
-    result = rectify_video(fetched.mp4_path, rect, out, progress=False, **(encode_kwargs or {}))
-    raw_files = {"mp4": str(fetched.mp4_path), "sidecar": str(fetched.sidecar_path)}
-    for p in raw_files.values():
+    fetched = fetch_raw(src, clip, lay.raw_dir)
+    camera = read_camera(src, clip, fetched.video["width"], fetched.video["height"], lay.intrinsics, balance=balance,
+                         source_url=source_url)
+    rectified = rectify(fetched.mp4, camera.path, lay.rectified, fetched.video, encode_kwargs)
+    for p in fetched.files.values():
         Path(p).unlink(missing_ok=True)
-    published = stage.publish({"json": str(intr_path), "mp4": str(out)})
-    raw_files = {k: job.layout.path(lay.relative(v)) for k, v in raw_files.items()}
     with_raw = Path(lay.raw_dir)
     if with_raw.is_dir() and not any(with_raw.iterdir()):
         with_raw.rmdir()
-    return {
-        "raw": {"files": raw_files, "video": info.as_dict(), "sidecar": dict(fetched.sidecar),
-                "shard": getattr(fetched.shard, "name", None) or str(fetched.shard),
-                "size_bytes": fetched.size_bytes, "fetch_seconds": fetch_s},
-        "intrinsics": {"json": published["json"], "rectified": rect.to_dict()},
-        "rectified": {**{k: v for k, v in result.items()}, "mp4": published["mp4"]},
-        "pid": os.getpid(),
-    }
+    published = stage.publish({"json": camera.path, "mp4": rectified.mp4})
+    raw_names = {k: job.layout.path(lay.relative(v)) for k, v in fetched.files.items()}
+    return fetched.moved(raw_names), camera.moved(published), rectified.moved(published)
 
 
 class EncoderActor:
@@ -251,7 +247,7 @@ class EncoderActor:
         t0 = time.perf_counter()
         self.enc = load_encoder(EncoderConfig(**encoder))
         self.load_seconds = time.perf_counter() - t0
-        self.load_id = uuid.uuid4().hex[:12]  # a new one per load: a restart is visible
+        self.load_id = self.enc.load_id  # a new one per load: a restart is visible
         self.config = dict(encoder)
         self.batch_size, self.wait_s = int(batch_size), float(wait_s)
         self._q: queue.Queue = queue.Queue()
@@ -264,11 +260,11 @@ class EncoderActor:
 
     def spec(self) -> dict:
         """What an embed task needs to cut windows for this encoder, and what the embeddings' meta records."""
+        from egoclean.embed.steps import encoder_facts
+
         e = self.enc
-        return {"frames_per_window": e.frames_per_window, "crop": e.crop, "shortest_edge": e.shortest_edge,
-                "describe": e.describe(), "preprocess_source": getattr(e, "preprocess_source", None),
-                "random_weights": bool(e.random_weights), "model": e.model_id, "load_id": self.load_id,
-                "device": str(e.device), "dtype": str(e.dtype).replace("torch.", "")}
+        return {"window": dataclasses.asdict(e.window_shape), "describe": e.describe(),
+                "preprocess_source": getattr(e, "preprocess_source", None), "encoder": encoder_facts(e)}
 
     def encode(self, clip_id: str, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(emb (B, hidden), temb (B, T, hidden)) for uint8 windows (B, F, crop, crop, 3) of one clip."""
@@ -333,113 +329,98 @@ class EncoderActor:
                 done.set()
 
 
-def embed_clip(actor, spec: dict, job: ClipJob, send_windows: int = 2, in_flight: int = 2) -> dict:
-    """Decode one rectified clip, send its windows to `actor`, write its embedding files.
+def embed_clip(actor, spec: dict, job: ClipJob, video: dict, send_windows: int = 2, in_flight: int = 2,
+               resend_s: float = 300.0):
+    """Decode one rectified clip, send its windows to `actor`, write its embedding files; returns Embedded.
 
-    Same windows, preprocessing and meta as `egoclean.embed.encoder.embed_video`; only the
-    forward passes happen in the actor, batched with other clips' windows."""
+    The one sequence of `egoclean.embed.encoder.embed_video` (embed_stream: same windows,
+    preprocessing and meta); only the forward passes happen in the actor, batched with
+    other clips' windows. `video`: the rectified video's facts (Rectified.video)."""
     with _Staging(job) as stage:
         stage.fetch([job.layout.relative(job.layout.rectified)])
-        return _embed_clip(actor, spec, job, stage, send_windows, in_flight)
+        return _embed_clip(actor, spec, job, stage, video, send_windows, in_flight, resend_s)
 
 
-def _embed_clip(actor, spec: dict, job: ClipJob, stage: _Staging, send_windows: int, in_flight: int) -> dict:
+def _embed_clip(actor, spec: dict, job: ClipJob, stage: _Staging, video: dict, send_windows: int, in_flight: int,
+                resend_s: float):
+    from egoclean.embed.encoder import WindowShape, embed_stream
+    from egoclean.embed.steps import embedded
+
+    t0 = time.perf_counter()
+    emb = embed_stream(stage.layout.rectified, WindowShape(**spec["window"]), spec["describe"],
+                       spec["preprocess_source"], remote_encode(actor, job.clip_id, resend_s),
+                       batch_size=send_windows, in_flight=in_flight)
+    seconds = time.perf_counter() - t0
+    files = stage.publish({k: str(v) for k, v in emb.save(stage.layout.embeddings).items()})
+    return embedded(emb, files, spec["encoder"], video, seconds)
+
+
+# Waits between sends of a lost encode call: short at first (a network blip), then at most this.
+RESEND_MAX_WAIT_S = 5.0
+
+
+def remote_encode(actor, clip_id: str, resend_s: float):
+    """`encode` for embed_stream through an EncoderActor: each batch becomes one `actor.encode` call.
+
+    A call Ray reports as lost with its actor (ActorUnavailableError: the actor's node died
+    or cannot be reached; Ray does not know whether it ran and does not send it again) is
+    sent again, the same windows, until `resend_s` have passed since it was first lost:
+    the actor restarts on another node meanwhile (`max_restarts`). Encoding is idempotent."""
     import ray
 
-    from egoclean.embed.embeddings import Embeddings
-    from egoclean.embed.encoder import _WindowStream, embedding_meta
-    from egoclean.core.errors import VideoError
-    from egoclean.media.prefetch import read_ahead
-    from egoclean.media.video import probe
-    from egoclean.embed.windows import n_windows, window_stride
+    def encode(windows):
+        w = windows.numpy()
+        ref = actor.encode.remote(clip_id, w)
 
-    path = stage.layout.rectified
-    info = probe(path)
-    F = int(spec["frames_per_window"])
-    stride = window_stride(info.fps)
-    if n_windows(info.n_frames, info.fps, F) == 0:
-        raise VideoError(f"video {path}: {info.n_frames} frames at {info.fps:g} fps is shorter than one "
-                         f"{F}-frame window ({F / info.fps:.2f} s): nothing to embed")
-    shape = SimpleNamespace(frames_per_window=F, crop=int(spec["crop"]), shortest_edge=int(spec["shortest_edge"]))
-    stream = _WindowStream(path, shape, stride, send_windows)
-    t0 = time.perf_counter()
-    pending: deque = deque()
-    embs, tembs, starts = [], [], []
+        def result():
+            nonlocal ref
+            deadline, attempt = None, 0
+            while True:
+                try:
+                    return ray.get(ref)
+                except ray.exceptions.ActorUnavailableError as e:
+                    now = time.monotonic()
+                    deadline = deadline if deadline is not None else now + resend_s
+                    if now >= deadline:
+                        raise
+                    wait = min(RESEND_MAX_WAIT_S, 0.25 * 2 ** attempt, deadline - now)
+                    attempt += 1
+                    log.warning("clip %s: encode call lost with its actor (%s); sending it again in %.1f s "
+                                "(attempt %d)", clip_id, _short(e), wait, attempt + 1)
+                    time.sleep(wait)
+                    ref = actor.encode.remote(clip_id, w)
 
-    def collect_one():
-        s, ref = pending.popleft()
-        emb, temb = ray.get(ref)
-        embs.append(emb)
-        tembs.append(temb)
-        starts.extend(s)
+        return result
 
-    for s, windows in read_ahead(stream):
-        pending.append((list(s), actor.encode.remote(job.clip_id, windows.numpy())))
-        while len(pending) >= in_flight:
-            collect_one()
-    while pending:
-        collect_one()
-    if not starts:
-        raise VideoError(f"video {path}: decoded only {stream.n_decoded} frames (header says {info.n_frames}); "
-                         f"fewer than one {F}-frame window")
-    ts = np.asarray(starts, dtype=np.float64) / info.fps
-    meta = embedding_meta(spec["describe"], spec["preprocess_source"], path, info, stream.n_decoded, stride,
-                          len(starts))
-    emb = Embeddings(emb=np.concatenate(embs), temb=np.concatenate(tembs), ts=ts, meta=meta)
-    files = stage.publish({k: str(v) for k, v in emb.save(stage.layout.embeddings).items()})
-    return {"files": files, "windows": len(emb), "seconds": time.perf_counter() - t0,
-            "emb_shape": list(emb.emb.shape), "temb_shape": list(emb.temb.shape), "stride": stride,
-            "n_frames": stream.n_decoded, "load_id": spec["load_id"], "model": spec["model"],
-            "random_weights": spec["random_weights"], "device": spec["device"], "dtype": spec["dtype"]}
+    return encode
 
 
-def analyse_detect(job: ClipJob, params: dict, video: dict, model: str, random_weights: bool,
-                   embeddings: dict | None = None) -> dict:
-    """Similarity analysis, detection (segments JSON) and the two pictures of one clip.
+def analyse_detect(job: ClipJob, params: dict, model: str, random_weights: bool, duration_sec: float,
+                   embeddings: dict | None = None) -> tuple:
+    """Similarity analysis, detection (segments JSON) and the two pictures of one clip: (Analysed, Segmented, Drawn).
 
     `embeddings`: the embedding files (role -> path under `clip_dir`), fetched first from a remote root."""
     with _Staging(job) as stage:
         stage.fetch([job.layout.relative(p) for p in (embeddings or {}).values()])
-        return _analyse_detect(job, stage, params, video, model, random_weights)
+        return _analyse_detect(job, stage, params, model, random_weights, duration_sec)
 
 
-def _analyse_detect(job: ClipJob, stage: _Staging, params: dict, video: dict, model: str,
-                    random_weights: bool) -> dict:
+def _analyse_detect(job: ClipJob, stage: _Staging, params: dict, model: str, random_weights: bool,
+                    duration_sec: float) -> tuple:
     from egoclean.core import atomic
-    from egoclean.temporal.analysis import analyse
-    from egoclean.temporal.detection import DetectionParams, detect
-    from egoclean.embed.embeddings import Embeddings
-    from egoclean.temporal.ground_truth import judge
-    from egoclean.temporal.plots import plot_detection, plot_diagnostics
-    from egoclean.temporal.segments import segments_document
+    from egoclean.temporal.detection import DetectionParams
+    from egoclean.temporal.steps import analyse_clip, draw, segment
 
     lay = stage.layout
-    emb = Embeddings.load(lay.embeddings, mmap=True)
-    t0 = time.perf_counter()
-    an = analyse(emb, matrices=True)
-    analyse_s = time.perf_counter() - t0
-    an_files = an.save(lay.analysis)
-    t0 = time.perf_counter()
-    det = detect(emb, DetectionParams(**params))
-    detect_s = time.perf_counter() - t0
-    seg = atomic.write_json(lay.segments, segments_document(job.clip_id, det, model, random_weights,
-                                                            video["duration_sec"]))
-    title = f"{job.clip_id} - {model}" + (" (random weights)" if random_weights else "")
-    diag = plot_diagnostics(an, lay.diagnostics_plot, title)
-    # the spans the check judges against, drawn only when it judges them
-    verdict = judge(job.clip_id, det.spans, job.ground_truth, video["duration_sec"])
-    detp = plot_detection(det, lay.detection_plot, title, truth=verdict.truth if verdict.judged else None)
-    an_files = stage.publish({k: str(v) for k, v in an_files.items()})
-    pub = stage.publish({"json": str(seg), "diagnostics": str(diag), "detection": str(detp)})
-    del emb  # its memory map, before the staging folder goes
-    return {
-        "similarity": {"files": an_files, "period_sec": an.period_sec,
-                       "step_sec": float(an.step_sec), "windows": int(len(an.ts)),
-                       "matrix_size": int(an.sim_mean.shape[0]), "subsampled": bool(an.matrices_subsampled),
-                       "seconds": analyse_s},
-        "segments": {"json": pub["json"], "detection": det, "seconds": detect_s},
-        "plots": {"diagnostics": pub["diagnostics"], "detection": pub["detection"]},
-    }
+    analysed = analyse_clip(lay.embeddings, lay.analysis)
+    seg = segment(job.clip_id, lay.embeddings, DetectionParams(**params), model, random_weights, duration_sec)
+    with atomic.atomic_path(lay.segments) as tmp:
+        seg.write(tmp)
+    seg = seg.at(lay.segments)
+    drawn = draw(job.clip_id, lay.analysis, lay.segments, job.ground_truth, lay)
+    an_files = stage.publish(analysed.files)
+    pub = stage.publish({**seg.files, **drawn.files})
+    return analysed.moved(an_files), seg.moved(pub), drawn.moved(pub)
 
 
 # ---------------------------------------------------------------------------- driver
@@ -552,16 +533,16 @@ def run_clips(
             log.debug("%s", "".join(traceback.format_exception(e)))
             finish(r)
             continue
-        r.stages[stage] = out
         if stage == "rectify":
-            waiting[t_embed.remote(actors[slot], specs[slot], j, cfg.send_windows, cfg.in_flight)] = (
-                clip_id, "embed", slot)
+            r.fetched, r.camera, r.rectified = out
+            waiting[t_embed.remote(actors[slot], specs[slot], j, r.rectified.video, cfg.send_windows, cfg.in_flight,
+                                   cfg.encode_resend_s)] = (clip_id, "embed", slot)
         elif stage == "embed":
-            video = {k: out_v for k, out_v in r.stages["rectify"]["rectified"].items()}
-            waiting[t_analyse.remote(j, dict(detection or {}), video, out["model"], out["random_weights"],
-                                     out["files"])] = (
-                clip_id, "analyse", slot)
+            r.embedded = out
+            waiting[t_analyse.remote(j, dict(detection or {}), out.model, out.random_weights,
+                                     r.rectified.video["duration_sec"], out.files)] = (clip_id, "analyse", slot)
         else:
+            r.analysed, r.segmented, r.drawn = out
             finish(r)
     return [results[j.clip_id] for j in jobs]
 

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import logging
 import os
+import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -78,6 +80,13 @@ class Encoder:
     tubelet: int
     patch: int
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    # A new one per load: which load embedded a clip shows in its metadata (a restarted actor is visible).
+    load_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+
+    @property
+    def window_shape(self) -> "WindowShape":
+        """How this encoder's inputs are cut from a clip."""
+        return WindowShape(self.frames_per_window, self.crop, self.shortest_edge)
 
     @property
     def time_steps(self) -> int:
@@ -339,17 +348,29 @@ def load_encoder(cfg: EncoderConfig) -> Encoder:
     return enc
 
 
-class _WindowStream:
-    """Decode a clip once and yield batches of uint8 windows (B, F, crop, crop, 3)."""
+@dataclass(frozen=True)
+class WindowShape:
+    """How a clip is cut into model inputs: frames per window, the square crop, the shortest edge resized to."""
 
-    def __init__(self, path, enc: Encoder, stride: int, batch_size: int, chunk: int = 8):
-        self.path, self.enc, self.stride = path, enc, stride
+    frames_per_window: int
+    crop: int
+    shortest_edge: int
+
+
+class WindowStream:
+    """Decode a clip once and yield batches of uint8 windows (B, F, crop, crop, 3) with their start frames.
+
+    Streaming: a ring of the last F preprocessed frames and one batch buffer, whatever the
+    clip's length. `n_decoded` counts the frames decoded so far."""
+
+    def __init__(self, path, shape: WindowShape, stride: int, batch_size: int, chunk: int = 8):
+        self.path, self.shape, self.stride = path, shape, stride
         self.batch_size, self.chunk = batch_size, max(1, chunk)
         self.n_decoded = 0
         self.n_windows = 0
 
     def __iter__(self) -> Iterator[tuple[list[int], torch.Tensor]]:
-        e, F, stride = self.enc, self.enc.frames_per_window, self.stride
+        e, F, stride = self.shape, self.shape.frames_per_window, self.stride
         ring = torch.empty((F, e.crop, e.crop, 3), dtype=torch.uint8)
         shape = (self.batch_size, F, e.crop, e.crop, 3)
         batch, starts = torch.empty(shape, dtype=torch.uint8), []
@@ -390,16 +411,27 @@ class _WindowStream:
             yield starts, batch[: len(starts)].clone()
 
 
-def embed_video(path: str | os.PathLike, encoder: Encoder, batch_size: int = 4, progress: bool = True,
-                prefetch: bool = True, chunk: int = 8) -> Embeddings:
-    """Embed a clip in 64-frame windows every round(fps) frames: emb (N, hidden),
-    temb (N, T, hidden), ts (N,) seconds, meta. Decodes the clip once, streaming."""
+# encode(windows) -> a callable that returns (emb, temb) for those windows: at once for an
+# encoder in this process, when the answer arrives for one in another (a Ray actor).
+Encode = Callable[[torch.Tensor], Callable[[], tuple[np.ndarray, np.ndarray]]]
+
+
+def embed_stream(path: str | os.PathLike, shape: WindowShape, described: dict, preprocess_source: str | None,
+                 encode: Encode, batch_size: int = 4, in_flight: int = 1, progress: bool = False,
+                 prefetch: bool = True, chunk: int = 8) -> Embeddings:
+    """Embed a clip in F-frame windows every round(fps) frames, whatever runs the model: the one sequence.
+
+    Decodes the clip once, streaming (`WindowStream`), hands each batch of `batch_size`
+    windows to `encode` and keeps up to `in_flight` batches outstanding; `described` (the
+    encoder's `describe()`) and `preprocess_source` go into the embeddings' meta. Both
+    `embed_video` (the encoder in this process) and the Ray embed task (windows sent to a
+    resident actor) are this function."""
     from tqdm.auto import tqdm
 
     if batch_size < 1:
         raise InvalidInputError(f"batch size {batch_size}: must be at least 1")
     info = probe(path)
-    F = encoder.frames_per_window
+    F = shape.frames_per_window
     stride = window_stride(info.fps)
     expected = n_windows(info.n_frames, info.fps, F)
     if expected == 0:
@@ -407,16 +439,26 @@ def embed_video(path: str | os.PathLike, encoder: Encoder, batch_size: int = 4, 
             f"video {path}: {info.n_frames} frames at {info.fps:g} fps is shorter than one "
             f"{F}-frame window ({F / info.fps:.2f} s): nothing to embed"
         )
-    stream = _WindowStream(path, encoder, stride, batch_size, chunk)
+    stream = WindowStream(path, shape, stride, batch_size, chunk)
     batches = read_ahead(stream) if prefetch else iter(stream)
     embs, tembs, starts = [], [], []
+    pending: deque = deque()
     with tqdm(total=expected, unit="win", desc=Path(path).name, disable=not progress) as bar:
-        for s, windows in batches:
-            emb, temb = encoder.encode(windows)
+
+        def collect_one() -> None:
+            s, result = pending.popleft()
+            emb, temb = result()
             embs.append(emb)
             tembs.append(temb)
             starts.extend(s)
             bar.update(len(s))
+
+        for s, windows in batches:
+            pending.append((list(s), encode(windows)))
+            while len(pending) >= max(1, in_flight):
+                collect_one()
+        while pending:
+            collect_one()
     if not starts:
         raise VideoError(
             f"video {path}: decoded only {stream.n_decoded} frames (header says {info.n_frames}); "
@@ -425,17 +467,29 @@ def embed_video(path: str | os.PathLike, encoder: Encoder, batch_size: int = 4, 
     if stream.n_decoded != info.n_frames:
         log.warning("video %s: decoded %d frames, header says %d", path, stream.n_decoded, info.n_frames)
     ts = np.asarray(starts, dtype=np.float64) / info.fps
-    meta = embedding_meta(encoder.describe(), getattr(encoder, "preprocess_source", None), path, info,
-                          stream.n_decoded, stride, len(starts))
+    meta = embedding_meta(described, preprocess_source, path, info, stream.n_decoded, stride, len(starts))
     return Embeddings(emb=np.concatenate(embs), temb=np.concatenate(tembs), ts=ts, meta=meta)
+
+
+def embed_video(path: str | os.PathLike, encoder: Encoder, batch_size: int = 4, progress: bool = True,
+                prefetch: bool = True, chunk: int = 8) -> Embeddings:
+    """Embed a clip in 64-frame windows every round(fps) frames: emb (N, hidden),
+    temb (N, T, hidden), ts (N,) seconds, meta. Decodes the clip once, streaming."""
+
+    def encode(windows: torch.Tensor):
+        emb, temb = encoder.encode(windows)
+        return lambda: (emb, temb)
+
+    return embed_stream(path, encoder.window_shape, encoder.describe(), getattr(encoder, "preprocess_source", None),
+                        encode, batch_size=batch_size, progress=progress, prefetch=prefetch, chunk=chunk)
 
 
 def embedding_meta(described: dict, preprocess_source: str | None, path, info, n_decoded: int, stride: int,
                    n: int) -> dict:
     """The `_meta.json` of a clip's embeddings: the encoder's `describe()` plus the clip's facts.
 
-    One place for both the in-process path (`embed_video`) and the Ray path
-    (`egoclean.cluster.ray_pipeline`), whose windows are encoded in another process."""
+    Written by `embed_stream`, the one sequence of the in-process path (`embed_video`) and
+    the Ray path (`egoclean.cluster.ray_pipeline`, windows encoded in another process)."""
     return described | {
         "source": str(path),
         "fps": info.fps,

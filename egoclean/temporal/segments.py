@@ -17,6 +17,7 @@ from typing import Any
 from egoclean.core import atomic
 from egoclean.temporal.detection import Detection, DetectionParams, detect
 from egoclean.embed.embeddings import Embeddings
+from egoclean.embed.steps import model_label
 from egoclean.temporal.ground_truth import GroundTruth, Verdict, judge
 from egoclean.core.layout import ClipLayout
 from egoclean.core.timecode import mmss
@@ -24,9 +25,7 @@ from egoclean.core.timecode import mmss
 
 def figure_title(clip_id: str, meta: dict) -> str:
     """`<clip> - <model>`, with "(random weights)" when the embeddings say so."""
-    model = meta.get("model") or "unknown model"
-    title = f"{clip_id} - {model}"
-    return title + " (random weights)" if meta.get("random_weights") else title
+    return f"{clip_id} - {model_label(meta.get('model') or 'unknown model', bool(meta.get('random_weights')))}"
 
 
 def clip_duration(meta: dict) -> float | None:

@@ -1,9 +1,14 @@
-"""Phase 1 assets: fetch the raw clip, validate the worker's intrinsics, rectify the video."""
+"""Phase 1 assets: fetch the raw clip, validate the worker's intrinsics, rectify the video.
 
+Each asset is a shell over one library step (egoclean.ingest.steps, egoclean.media.steps)
+and one metadata function beside it (`<asset>_metadata`), which batched Ray runs call too
+(egoclean_assets.cluster): a fact added to a step is recorded in both modes or in neither.
+"""
 
 import contextlib
 import tempfile
 import time
+from typing import TYPE_CHECKING
 
 from dagster import AssetExecutionContext, Failure, MetadataValue, Output, asset
 
@@ -13,6 +18,10 @@ from egoclean_assets.io_manager import ClipArtifact, ClipStorage
 from egoclean_assets.metadata import rate
 from egoclean_assets.partitions import clip_of, clip_partitions
 from egoclean_assets.resources import RectifyResource, SourceResource
+
+if TYPE_CHECKING:
+    from egoclean.ingest.steps import Camera, Fetched
+    from egoclean.media.steps import Rectified
 
 GROUP = "phase1_ingest"
 
@@ -25,37 +34,28 @@ def raw_tar(context: AssetExecutionContext, source: SourceResource, storage: Cli
     An intermediate: deleted once intrinsics and rectified_clip have both succeeded.
     """
     # imported here, not at module top: loading the definitions must stay free of heavy modules
-    from egoclean.media.video import probe
+    from egoclean.ingest.steps import fetch_raw
 
     clip = clip_of(context)
-    t0 = time.perf_counter()
-    fetched = source.open().fetch_clip(clip, storage.output_dir(clip, "raw_tar"), progress=False)
-    seconds = time.perf_counter() - t0
-    # The raw frame count is kept in the manifest: the rectified check needs it after
-    # the raw clip itself has been deleted.
-    info = probe(fetched.mp4_path)
-    shard = getattr(fetched.shard, "name", None) or str(fetched.shard)
-    artifact = ClipArtifact(
-        clip.key,
-        "raw_tar",
-        files={"mp4": str(fetched.mp4_path), "sidecar": str(fetched.sidecar_path)},
-        info={"video": info.as_dict(), "sidecar": dict(fetched.sidecar), "shard": shard},
-    )
-    return Output(
-        artifact,
-        metadata={
-            "frames": info.n_frames,
-            "fps": MetadataValue.float(info.fps),
-            "duration_sec": MetadataValue.float(round(info.duration_sec, 3)),
-            "size": f"{info.width}x{info.height}",
-            "codec": info.codec,
-            "size_mb": MetadataValue.float(round(fetched.size_bytes / 1e6, 3)),
-            "shard": shard,
-            "fetch_seconds": MetadataValue.float(round(seconds, 3)),
-            "fetch_mb_per_sec": MetadataValue.float(rate(fetched.size_bytes / 1e6, seconds)),
-            "intermediate": True,
-        },
-    )
+    fetched = fetch_raw(source.open(), clip, storage.output_dir(clip, "raw_tar"))
+    return Output(ClipArtifact.of(clip, "raw_tar", fetched), metadata=raw_tar_metadata(fetched))
+
+
+def raw_tar_metadata(fetched: "Fetched") -> dict:
+    """raw_tar's metadata for one clip (also recorded per clip by batched Ray runs)."""
+    video = fetched.video
+    return {
+        "frames": video["n_frames"],
+        "fps": MetadataValue.float(video["fps"]),
+        "duration_sec": MetadataValue.float(round(video["duration_sec"], 3)),
+        "size": f"{video['width']}x{video['height']}",
+        "codec": video["codec"],
+        "size_mb": MetadataValue.float(round(fetched.size_bytes / 1e6, 3)),
+        "shard": fetched.shard,
+        "fetch_seconds": MetadataValue.float(round(fetched.seconds, 3)),
+        "fetch_mb_per_sec": MetadataValue.float(rate(fetched.size_bytes / 1e6, fetched.seconds)),
+        "intermediate": True,
+    }
 
 
 @asset(partitions_def=clip_partitions, group_name=GROUP, kinds={"json"})
@@ -69,30 +69,27 @@ def intrinsics(
 ) -> Output[ClipArtifact]:
     """The worker's fisheye intrinsics validated, scaled to the clip, with the rectified pinhole matrix."""
     # imported here, not at module top: loading the definitions must stay free of heavy modules
-    from egoclean.media.intrinsics import FisheyeIntrinsics, rectified_intrinsics
+    from egoclean.ingest.steps import read_camera
 
     clip = clip_of(context)
-    where = f"{source.url}/{clip.worker_path}/intrinsics.json"
-    fisheye = FisheyeIntrinsics.from_dict(
-        source.open().read_intrinsics(clip.factory_dir, clip.worker_dir), source=where
-    )
-    # The decoded size, not the sidecar's claim, is what the maps will sample.
     video = raw_tar.info["video"]
-    rect = rectified_intrinsics(fisheye, video["width"], video["height"], balance=rectify.balance)
-    path = rect.save(storage.layout(clip).intrinsics)
-    d = rect.to_dict()
-    return Output(
-        ClipArtifact(clip.key, "intrinsics", files={"json": str(path)}, info={"rectified": d}),
-        metadata={
-            "fisheye_size": f"{fisheye.image_width}x{fisheye.image_height}",
-            "clip_size": f"{video['width']}x{video['height']}",
-            "rectified_size": f"{d['image_width']}x{d['image_height']}",
-            "K_new": MetadataValue.json(d["K"]),
-            "balance": MetadataValue.float(rect.balance),
-            "valid_fraction": MetadataValue.float(round(rect.valid_fraction, 4)),
-            "path": MetadataValue.path(storage.location(clip, path)),
-        },
-    )
+    camera = read_camera(source.open(), clip, video["width"], video["height"], storage.layout(clip).intrinsics,
+                         balance=rectify.balance, source_url=source.url)
+    return Output(ClipArtifact.of(clip, "intrinsics", camera), metadata=intrinsics_metadata(camera, storage, clip))
+
+
+def intrinsics_metadata(camera: "Camera", storage: ClipStorage, clip) -> dict:
+    """intrinsics' metadata for one clip (also recorded per clip by batched Ray runs)."""
+    d = camera.rectified
+    return {
+        "fisheye_size": "{}x{}".format(*camera.fisheye_size),
+        "clip_size": "{}x{}".format(*camera.clip_size),
+        "rectified_size": f"{d['image_width']}x{d['image_height']}",
+        "K_new": MetadataValue.json(d["K"]),
+        "balance": MetadataValue.float(camera.balance),
+        "valid_fraction": MetadataValue.float(round(camera.valid_fraction, 4)),
+        "path": MetadataValue.path(storage.location(clip, camera.path)),
+    }
 
 
 @asset(partitions_def=clip_partitions, group_name=GROUP, kinds={"video"})
@@ -107,43 +104,39 @@ def rectified_clip(
 ) -> Output[ClipArtifact]:
     """The clip rectified to a pinhole camera (same frames and frame rate), H.264 MP4."""
     # imported here, not at module top: loading the definitions must stay free of heavy modules
-    from egoclean.media.intrinsics import RectifiedIntrinsics
-    from egoclean.media.rectify import rectify_video
+    from egoclean.media.steps import rectify as rectify_step
 
     clip = clip_of(context)
-    # The camera the intrinsics asset saved, read back as saved (K_new, balance, fov_scale).
-    rect = RectifiedIntrinsics.load(intrinsics.layout.intrinsics)
-    out = storage.layout(clip).rectified
     with contextlib.ExitStack() as stack:
         # raw_tar is deleted once consumed; re-running this asset alone fetches it again
         raw_mp4 = raw_tar.path("mp4") if raw_tar.files else stack.enter_context(
             _refetched(context, clip, source, storage))
-        result = rectify_video(raw_mp4, rect, out, progress=False, **rectify.encode_kwargs())
-    raw_frames = int(raw_tar.info["video"]["n_frames"])
-    info = {
-        "video": {k: result[k] for k in ("frames", "fps", "duration_sec", "width", "height", "size_bytes")},
-        "raw_frames": raw_frames,
-        "raw_fps": raw_tar.info["video"]["fps"],
+        # The camera the intrinsics asset saved, read back as saved (K_new, balance, fov_scale).
+        result = rectify_step(raw_mp4, intrinsics.layout.intrinsics, storage.layout(clip).rectified,
+                              raw_tar.info["video"], rectify.encode_kwargs(), raw_refetched=not raw_tar.files)
+    return Output(ClipArtifact.of(clip, "rectified_clip", result),
+                  metadata=rectified_clip_metadata(result, storage, clip))
+
+
+def rectified_clip_metadata(result: "Rectified", storage: ClipStorage, clip) -> dict:
+    """rectified_clip's metadata for one clip (also recorded per clip by batched Ray runs)."""
+    r = result.report
+    return {
+        "frames": r["frames"],
+        "raw_frames": result.raw_frames,
+        "fps": MetadataValue.float(r["fps"]),
+        "duration_sec": MetadataValue.float(round(r["duration_sec"], 3)),
+        "size": f"{r['width']}x{r['height']}",
+        "size_mb": MetadataValue.float(round(r["size_bytes"] / 1e6, 3)),
+        "seconds": MetadataValue.float(round(r["seconds"], 3)),
+        "throughput_fps": MetadataValue.float(round(r["throughput_fps"], 2)),
+        "crf": r["crf"],
+        "preset": str(r["preset"]),
+        "codecs": f"{r['decoder']} -> {r['encoder']}",  # NVDEC/NVENC or CPU ($EGOCLEAN_HWACCEL)
+        "valid_fraction": MetadataValue.float(round(r["valid_fraction"], 4)),
+        "path": MetadataValue.path(storage.location(clip, result.mp4)),
+        "raw_refetched": result.raw_refetched,
     }
-    return Output(
-        ClipArtifact(clip.key, "rectified_clip", files={"mp4": str(out)}, info=info),
-        metadata={
-            "frames": result["frames"],
-            "raw_frames": raw_frames,
-            "fps": MetadataValue.float(result["fps"]),
-            "duration_sec": MetadataValue.float(round(result["duration_sec"], 3)),
-            "size": f"{result['width']}x{result['height']}",
-            "size_mb": MetadataValue.float(round(result["size_bytes"] / 1e6, 3)),
-            "seconds": MetadataValue.float(round(result["seconds"], 3)),
-            "throughput_fps": MetadataValue.float(round(result["throughput_fps"], 2)),
-            "crf": result["crf"],
-            "preset": str(result["preset"]),
-            "codecs": f"{result['decoder']} -> {result['encoder']}",  # NVDEC/NVENC or CPU ($EGOCLEAN_HWACCEL)
-            "valid_fraction": MetadataValue.float(round(result["valid_fraction"], 4)),
-            "path": MetadataValue.path(storage.location(clip, out)),
-            "raw_refetched": not raw_tar.files,
-        },
-    )
 
 
 @contextlib.contextmanager

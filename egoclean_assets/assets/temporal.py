@@ -1,21 +1,26 @@
-"""Phase 2 assets: V-JEPA 2 embeddings, similarity analysis, anomaly segments, pictures."""
+"""Phase 2 assets: V-JEPA 2 embeddings, similarity analysis, anomaly segments, pictures.
 
+Each asset is a shell over one library step (egoclean.embed.steps, egoclean.temporal.steps)
+and one metadata function beside it, which batched Ray runs call too (egoclean_assets.cluster).
+"""
 
 import contextlib
-import json
-import time
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
 from dagster import AssetExecutionContext, Backoff, Jitter, MetadataValue, Output, RetryPolicy, asset
 
 from egoclean.core.errors import StoreBusyError
+from egoclean.embed.steps import model_label
 from egoclean_assets import pools
 from egoclean_assets.failures import reports_failures
 from egoclean_assets.io_manager import ClipArtifact, ClipStorage
-from egoclean_assets.metadata import mmss, picture, rate, shown, spans_table
+from egoclean_assets.metadata import picture, rate, shown, spans_table
 from egoclean_assets.partitions import clip_of, clip_partitions
 from egoclean_assets.resources import DetectionResource, EncoderResource, GroundTruthResource, StoreResource
+
+if TYPE_CHECKING:
+    from egoclean.embed.steps import Embedded
+    from egoclean.temporal.steps import Analysed, Drawn, Segmented
 
 GROUP = "phase2_temporal"
 
@@ -32,33 +37,32 @@ def vjepa_embeddings(
 ) -> Output[ClipArtifact]:
     """V-JEPA 2 embeddings of 64-frame windows every second: mean (N, 1024), temporal (N, 32, 1024), times."""
     # imported here, not at module top: loading the definitions must stay free of heavy modules
-    from egoclean.embed.encoder import embed_video
+    from egoclean.embed.steps import embed
 
     clip = clip_of(context)
-    enc = encoder.load()
-    t0 = time.perf_counter()
-    emb = embed_video(rectified_clip.path("mp4"), enc, batch_size=encoder.batch_size, progress=False)
-    seconds = time.perf_counter() - t0
-    files = emb.save(storage.layout(clip).embeddings)
-    model = emb.meta.get("model", enc.model_id)
-    info = {"video": rectified_clip.info["video"], "model": model, "random_weights": bool(enc.random_weights),
-            "windows": len(emb)}
-    return Output(
-        ClipArtifact(clip.key, "vjepa_embeddings", files={k: str(v) for k, v in files.items()}, info=info),
-        metadata={
-            "windows": len(emb),
-            "emb_shape": str(tuple(emb.emb.shape)),
-            "temb_shape": str(tuple(emb.temb.shape)),
-            "model": model + (" (random weights)" if enc.random_weights else ""),
-            "random_weights": bool(enc.random_weights),
-            "device": str(enc.device),
-            "dtype": str(enc.dtype).replace("torch.", ""),
-            "stride_frames": int(emb.meta.get("stride", 0)),
-            "seconds": MetadataValue.float(round(seconds, 3)),
-            "windows_per_sec": MetadataValue.float(rate(len(emb), seconds)),
-            "path": MetadataValue.path(storage.location(clip, files["emb"])),
-        },
-    )
+    result = embed(rectified_clip.path("mp4"), encoder.load(), storage.layout(clip).embeddings,
+                   rectified_clip.info["video"], batch_size=encoder.batch_size)
+    return Output(ClipArtifact.of(clip, "vjepa_embeddings", result),
+                  metadata=embeddings_metadata(result, storage, clip))
+
+
+def embeddings_metadata(result: "Embedded", storage: ClipStorage, clip) -> dict:
+    """vjepa_embeddings' metadata for one clip (also recorded per clip by batched Ray runs)."""
+    e = result.encoder
+    return {
+        "windows": result.windows,
+        "emb_shape": str(tuple(result.emb_shape)),
+        "temb_shape": str(tuple(result.temb_shape)),
+        "model": model_label(result.model, result.random_weights),
+        "random_weights": result.random_weights,
+        "device": e["device"],
+        "dtype": e["dtype"],
+        "encoder_load_id": e["load_id"],  # the same id on many clips: one resident encoder served them
+        "stride_frames": result.stride,
+        "seconds": MetadataValue.float(round(result.seconds, 3)),
+        "windows_per_sec": MetadataValue.float(rate(result.windows, result.seconds)),
+        "path": MetadataValue.path(storage.location(clip, result.files["emb"])),
+    }
 
 
 @asset(partitions_def=clip_partitions, group_name=GROUP, kinds={"numpy"})
@@ -68,37 +72,38 @@ def similarity_matrix(
 ) -> Output[ClipArtifact]:
     """Cosine self-similarity of the mean and temporal-token embeddings, change signal, autocorrelation, period."""
     # imported here, not at module top: loading the definitions must stay free of heavy modules
-    from egoclean.temporal.analysis import analyse
-    from egoclean.embed.embeddings import Embeddings
+    from egoclean.temporal.steps import analyse_clip
 
     clip = clip_of(context)
-    t0 = time.perf_counter()
-    an = analyse(Embeddings.load(vjepa_embeddings.layout.embeddings, mmap=True), matrices=True)
-    seconds = time.perf_counter() - t0
-    files = an.save(storage.layout(clip).analysis)
-    info = {"period_sec": an.period_sec, "step_sec": float(an.step_sec), "windows": int(len(an.ts)),
-            "matrix_size": int(an.sim_mean.shape[0])}
-    return Output(
-        ClipArtifact(clip.key, "similarity_matrix", files={k: str(v) for k, v in files.items()}, info=info),
-        metadata={
-            "windows": int(len(an.ts)),
-            "matrix_size": int(an.sim_mean.shape[0]),
-            "subsampled": bool(an.matrices_subsampled),
-            "period_sec": shown(an.period_sec) if an.period_sec is not None else "no clear period",
-            "mean_change": shown(np.mean(an.change)) if len(an.change) else 0.0,
-            "seconds": MetadataValue.float(round(seconds, 3)),
-            "path": MetadataValue.path(storage.location(clip, files["sim_temporal"])),
-        },
-    )
+    result = analyse_clip(vjepa_embeddings.layout.embeddings, storage.layout(clip).analysis)
+    return Output(ClipArtifact.of(clip, "similarity_matrix", result),
+                  metadata=similarity_metadata(result, storage, clip))
 
 
-def clip_row(clip, video: dict, storage: ClipStorage, segments_path, emb_location: str) -> dict:
-    """The clip's row of the `clips` table (also written by batched Ray runs)."""
-    return {"clip_id": clip.key, "n_frames": video["frames"], "fps": video["fps"], "width": video["width"],
-            "height": video["height"], "duration_sec": video["duration_sec"],
-            "paths": {"segments": storage.location(clip, segments_path),
-                      "rectified": storage.final_layout(clip).rectified,
-                      "embeddings": emb_location}}
+def similarity_metadata(result: "Analysed", storage: ClipStorage, clip) -> dict:
+    """similarity_matrix's metadata for one clip (also recorded per clip by batched Ray runs)."""
+    return {
+        "windows": result.windows,
+        "matrix_size": result.matrix_size,
+        "subsampled": result.subsampled,
+        "period_sec": shown(result.period_sec) if result.period_sec is not None else "no clear period",
+        "mean_change": shown(result.mean_change) if result.mean_change is not None else 0.0,
+        "seconds": MetadataValue.float(round(result.seconds, 3)),
+        "path": MetadataValue.path(storage.location(clip, result.files["sim_temporal"])),
+    }
+
+
+def store_rows(db, storage: ClipStorage, clip, result: "Segmented", segments_path, video: dict,
+               emb_location: str) -> dict:
+    """Write the clip's rows (clips, segments, window_scores) for its detection; returns the row counts.
+
+    Called by anomaly_segments and by batched Ray runs (whose driver is the store's one writer)."""
+    # imported here, not at module top: the egoclean.store package imports duckdb
+    from egoclean.store.rows import clip_row
+
+    row = clip_row(clip.key, video, segments=storage.location(clip, segments_path),
+                   rectified=storage.final_layout(clip).rectified, embeddings=emb_location)
+    return db.replace_clip(row, result.detection, result.model, random_weights=result.random_weights)
 
 
 @contextlib.contextmanager
@@ -126,52 +131,46 @@ def anomaly_segments(
     """Anomalous (and work) spans from temporal-token typicality, as JSON and rows in DuckDB."""
     # imported here, not at module top: loading the definitions must stay free of heavy modules
     from egoclean.core import atomic
-    from egoclean.temporal.detection import detect
-    from egoclean.temporal.segments import segments_document
-    from egoclean.embed.embeddings import Embeddings
+    from egoclean.temporal.steps import segment
 
     clip = clip_of(context)
-    params = detection.params()
-    t0 = time.perf_counter()
-    det = detect(Embeddings.load(vjepa_embeddings.layout.embeddings, mmap=True), params)
-    seconds = time.perf_counter() - t0
     info = vjepa_embeddings.info
     video = info["video"]
-    model = info["model"]
-    doc = segments_document(clip.key, det, model, info["random_weights"], video["duration_sec"])
+    result = segment(clip.key, vjepa_embeddings.layout.embeddings, detection.params(), info["model"],
+                     info["random_weights"], video["duration_sec"])
     path = storage.layout(clip).segments
     # The JSON gets its final name only once the rows are stored: a failed step leaves none.
     with atomic.atomic_path(path) as tmp, _store_errors(context):
-        tmp.write_text(json.dumps(doc, indent=2) + "\n")
+        result.write(tmp)
         db = store.store()
         # The ground_truth table is loaded only when its configuration or files changed;
         # replace_clip then judges this clip against it (the detection_eval view).
         db.sync_ground_truth(ground_truth.fingerprint(), ground_truth.load)
-        rows = db.replace_clip(clip_row(clip, video, storage, path, vjepa_embeddings.location("emb")), det, model,
-                               random_weights=info["random_weights"])
-    spans = [{"start_sec": s.start_sec, "end_sec": s.end_sec, "start": mmss(s.start_sec), "end": mmss(s.end_sec),
-              "peak_score": s.peak_score} for s in det.spans]
-    return Output(
-        ClipArtifact(clip.key, "anomaly_segments", files={"json": str(path)},
-                     info={"spans": spans, "duration_sec": video["duration_sec"], "model": model,
-                           "random_weights": info["random_weights"]}),
-        metadata={
-            "n_spans": len(det.spans),
-            "spans": spans_table(det.spans),
-            "work_spans": len(det.work_spans),
-            "theta_on": shown(det.theta_on),
-            "theta_off": shown(det.theta_off),
-            "median": shown(det.median),
-            "windows": int(len(det.ts)),
-            "suppressed": bool(det.suppressed),
-            "params": MetadataValue.json(params.to_dict()),
-            "model": model + (" (random weights)" if info["random_weights"] else ""),
-            "db_rows": MetadataValue.json(rows),
-            "db": MetadataValue.path(db.location),
-            "seconds": MetadataValue.float(round(seconds, 3)),
-            "path": MetadataValue.path(storage.location(clip, path)),
-        },
-    )
+        rows = store_rows(db, storage, clip, result, path, video, vjepa_embeddings.location("emb"))
+    result = result.at(path)
+    return Output(ClipArtifact.of(clip, "anomaly_segments", result),
+                  metadata=segments_metadata(result, rows, db.location, storage, clip))
+
+
+def segments_metadata(result: "Segmented", rows: dict, db_location: str, storage: ClipStorage, clip) -> dict:
+    """anomaly_segments' metadata for one clip (also recorded per clip by batched Ray runs)."""
+    det = result.detection
+    return {
+        "n_spans": len(det.spans),
+        "spans": spans_table(det.spans),
+        "work_spans": len(det.work_spans),
+        "theta_on": shown(det.theta_on),
+        "theta_off": shown(det.theta_off),
+        "median": shown(det.median),
+        "windows": int(len(det.ts)),
+        "suppressed": bool(det.suppressed),
+        "params": MetadataValue.json(result.params),
+        "model": model_label(result.model, result.random_weights),
+        "db_rows": MetadataValue.json(rows),
+        "db": MetadataValue.path(db_location),
+        "seconds": MetadataValue.float(round(result.seconds, 3)),
+        "path": MetadataValue.path(storage.location(clip, result.json)),
+    }
 
 
 @asset(partitions_def=clip_partitions, group_name=GROUP, kinds={"matplotlib"})
@@ -185,32 +184,31 @@ def diagnostics_plot(
 ) -> Output[ClipArtifact]:
     """The diagnostics picture (change, both similarity matrices, autocorrelation) and the detection picture."""
     # imported here, not at module top: loading the definitions must stay free of heavy modules
-    from egoclean.temporal.analysis import Analysis
-    from egoclean.temporal.detection import Detection
-    from egoclean.temporal.ground_truth import judge
-    from egoclean.temporal.plots import DETECTION_THUMBNAIL_WIDTH, plot_detection, plot_diagnostics
+    from egoclean.temporal.steps import draw
 
     clip = clip_of(context)
-    title = f"{clip.key} - {anomaly_segments.info['model']}" + (
-        " (random weights)" if anomaly_segments.info["random_weights"] else "")
-    out = storage.layout(clip)
-    analysis = Analysis.load(similarity_matrix.layout.analysis)
-    diag = plot_diagnostics(analysis, out.diagnostics_plot, title)
-    doc = json.loads(Path(anomaly_segments.layout.segments).read_text())
-    det = Detection.from_dict(doc)
-    # the spans the check judges against, drawn only when it judges them
-    verdict = judge(clip.key, det.spans, ground_truth.load().spans(clip.key), anomaly_segments.info["duration_sec"])
-    detp = plot_detection(det, out.detection_plot, title, truth=verdict.truth if verdict.judged else None)
+    result = draw(clip.key, similarity_matrix.layout.analysis, anomaly_segments.layout.segments,
+                  ground_truth.load().spans(clip.key), storage.layout(clip))
     # On the materialization only: Output metadata would be stored a second time in the
     # STEP_OUTPUT event, doubling the pictures' bytes in the event log (docs/SCALE.md). All of
     # it here, pictures first: Dagster lists output metadata before this, in this order.
-    context.add_asset_metadata({
-        "detection": picture(detp, "detection", storage.location(clip, detp), width=DETECTION_THUMBNAIL_WIDTH),
-        "diagnostics": picture(diag, "diagnostics", storage.location(clip, diag)),
-        "ground_truth": verdict.summary() if verdict.judged else f"not drawn: {verdict.reason}",
-        "ground_truth_spans_drawn": len(verdict.truth) if verdict.judged else 0,
-        "detection_path": MetadataValue.path(storage.location(clip, detp)),
-        "diagnostics_path": MetadataValue.path(storage.location(clip, diag)),
-    })
-    return Output(
-        ClipArtifact(clip.key, "diagnostics_plot", files={"diagnostics": str(diag), "detection": str(detp)}))
+    context.add_asset_metadata(diagnostics_metadata(
+        result, result.files, {role: storage.location(clip, f) for role, f in result.files.items()}))
+    return Output(ClipArtifact.of(clip, "diagnostics_plot", result))
+
+
+def diagnostics_metadata(result: "Drawn", files: dict, locations: dict) -> dict:
+    """diagnostics_plot's metadata for one clip, pictures first (also recorded per clip by batched Ray runs).
+
+    `files`: the pictures' local copies; `locations`: where they are stored (role -> path or URL)."""
+    # imported here, not at module top: loading the definitions must stay free of heavy modules (matplotlib)
+    from egoclean.temporal.plots import DETECTION_THUMBNAIL_WIDTH
+
+    return {
+        "detection": picture(files["detection"], "detection", locations["detection"], width=DETECTION_THUMBNAIL_WIDTH),
+        "diagnostics": picture(files["diagnostics"], "diagnostics", locations["diagnostics"]),
+        "ground_truth": result.ground_truth,
+        "ground_truth_spans_drawn": result.truth_drawn,
+        "detection_path": MetadataValue.path(locations["detection"]),
+        "diagnostics_path": MetadataValue.path(locations["diagnostics"]),
+    }

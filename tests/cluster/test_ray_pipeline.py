@@ -135,9 +135,13 @@ def test_ray_mode_records_every_clip_exactly_once(report):
     good = CLIPS  # 4 from the backfill + the good clip of the failing batch
     for asset in CLIP_ASSETS:
         assert d["materializations"][asset] == {k: 1 for k in good}, asset
+    bad = "factory001_worker001_00099"
     for name in CHECKS:
-        done = [(p, s) for p, s in d["checks"][name] if s != "PLANNED"]
-        assert sorted(done) == sorted((k, "SUCCEEDED") for k in good), (name, d["checks"][name])
+        # every planned check is resolved: the good clips' passed, the failed clip's recorded with the reason
+        got = sorted((p, s) for p, s, _ in d["checks"][name])
+        assert got == sorted([(k, "SUCCEEDED") for k in good] + [(bad, "FAILED")]), (name, d["checks"][name])
+        why = [desc for p, _, desc in d["checks"][name] if p == bad][0]
+        assert why.startswith("not evaluated:") and "rectify failed" in why and bad in why, why
     assert d["clip_rows"] == {k: 1 for k in good}
     assert set(d["window_rows"]) == set(good) and all(n > 0 for n in d["window_rows"].values())
 

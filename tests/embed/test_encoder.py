@@ -320,7 +320,7 @@ def test_windows_stream_before_the_clip_is_decoded(tmp_path, enc):
     """Streaming, not collecting: the first batch comes out after ~64 + stride frames,
     and the ring / batch buffers have fixed sizes whatever the clip length."""
     path = write_clip(tmp_path / "long.mp4", 400, 64, 48)
-    stream = encoder_mod._WindowStream(path, enc, stride=30, batch_size=2, chunk=4)
+    stream = encoder_mod.WindowStream(path, enc.window_shape, stride=30, batch_size=2, chunk=4)
     it = iter(stream)
     starts, batch = next(it)
     assert starts == [0, 30]

@@ -65,7 +65,7 @@ def compare(results, refs) -> dict:
 
     out = {}
     for r in results:
-        got = Embeddings.load(r.stages["embed"]["files"]["emb"].removesuffix("_emb.npy"))
+        got = Embeddings.load(r.embedded.files["emb"].removesuffix("_emb.npy"))
         ref = refs[r.clip_id]
         out[r.clip_id] = {
             "windows": len(got), "ref_windows": len(ref),
@@ -91,7 +91,7 @@ def part_library(work: Path, dataset: Path, model: str, clips: list[str]) -> dic
     results = rp.run_clips(jobs, cfg, encoder, {"url": str(dataset)}, on_done=lambda r: done_order.append(r.clip_id))
     seconds = time.perf_counter() - t0
     stats = rp.actor_stats(cfg, encoder)[0]
-    refs = reference_embeddings([r.stages["rectify"]["rectified"]["mp4"] for r in results], model)
+    refs = reference_embeddings([r.rectified.mp4 for r in results], model)
     return {"ok": [r.ok for r in results], "errors": [r.error for r in results], "done_order": done_order,
             "seconds": seconds, "actor": stats, "compare": compare(results, refs),
             "raw_left": [str(p) for p in (work / "lib").rglob("raw/*")]}
@@ -200,7 +200,7 @@ def part_faults(work: Path, dataset: Path, model: str, clips: list[str]) -> dict
         k.join(timeout=5)
     after = ray.get(actor.stats.remote())
     ray.kill(actor, no_restart=True)  # frees its stand-in GPU for the dagster part's actor
-    refs = reference_embeddings([r.stages["rectify"]["rectified"]["mp4"] for r in results if r.ok], model)
+    refs = reference_embeddings([r.rectified.mp4 for r in results if r.ok], model)
     return {"ok": [r.ok for r in results], "errors": [r.error for r in results], "killed": killed,
             "load_id_before": before["load_id"], "load_id_after": after["load_id"],
             "pid_before": before["pid"], "pid_after": after["pid"],
@@ -299,7 +299,7 @@ def part_dagster(work: Path, dataset: Path, model: str, clips: list[str]) -> dic
                             ("similarity_matrix", "similarity_valid"), ("anomaly_segments", "matches_ground_truth")):
             hist = inst.event_log_storage.get_asset_check_execution_history(AssetCheckKey(AssetKey(asset), name),
                                                                             limit=1000)
-            checks[name] = [[h.partition, h.status.value] for h in hist]
+            checks[name] = [[h.partition, h.status.value, _check_description(h)] for h in hist]
         report["checks"] = checks
     con = duckdb.connect(str(work / "egoclean.duckdb"), read_only=True)
     report["clip_rows"] = dict(con.execute("SELECT clip_id, count(*) FROM clips GROUP BY 1").fetchall())
@@ -320,6 +320,13 @@ def part_dagster(work: Path, dataset: Path, model: str, clips: list[str]) -> dic
     report["embeddings_max_abs"] = cmp
     report["raw_left"] = [str(p) for p in data.rglob("raw/*")]
     return report
+
+
+def _check_description(record) -> str | None:
+    """The description an asset check evaluation recorded (None for one only planned)."""
+    event = record.event.dagster_event if record.event is not None else None
+    data = getattr(event, "event_specific_data", None) if event is not None else None
+    return getattr(data, "description", None)
 
 
 if __name__ == "__main__":
