@@ -93,7 +93,12 @@ def test_backfill_and_demo_export_runs_have_rows_on_their_job_pages(dataset, tmp
         assert backfill.backfill(["factory_001/worker_001"], instance, env, out=lines.append) == 0, lines
         assert demo._export(instance)
         runs = {r.job_name: r for r in instance.get_runs()}
+        # a clip its shard does not hold: raw_tar fails on EgoClean's NotFoundError
+        missing = "factory001_worker001_00099"
+        instance.add_dynamic_partitions("clips", [missing])
+        ((_, failed),) = list(launch_partition_runs(instance, [missing]))
     assert set(runs) == {"clip_pipeline", "export_dataset"}, lines
+    assert failed.status == "FAILURE"
 
     with DagsterDev(home, env, tmp_path / "dev.log") as dev:
         for job_name, run in runs.items():
@@ -104,6 +109,19 @@ def test_backfill_and_demo_export_runs_have_rows_on_their_job_pages(dataset, tmp
                        "pipelineName": job_name}})["pipelineOrError"]
             (listed,) = [r for r in job["runs"] if r["runId"] == run.run_id]  # its row on the job page
             assert listed["status"] == "SUCCESS" and listed["pipelineSnapshotId"] == job["pipelineSnapshotId"]
+        # item 1: the run's failure rows start with EgoClean's line, as the run page shows them
+        events = dev.graphql(
+            "query($id: ID!) { logsForRun(runId: $id) { ... on EventConnection { events { __typename "
+            "... on RunFailureEvent { error { message } } ... on ExecutionStepFailureEvent { stepKey "
+            "error { message cause { message } } failureMetadata { description } } } } } }",
+            {"id": failed.run_id})["logsForRun"]["events"]
+        (step,) = [e for e in events if e["__typename"] == "ExecutionStepFailureEvent"]
+        (run_failure,) = [e for e in events if e["__typename"] == "RunFailureEvent"]
+        line = step["failureMetadata"]["description"]
+        assert step["stepKey"] == "raw_tar" and line.startswith("NotFoundError: ") and missing in line, step
+        for error in (step["error"], run_failure["error"]):
+            assert error["message"].splitlines()[0] == f"dagster._core.definitions.events.Failure: {line}"
+        assert step["error"]["cause"]["message"].startswith("egoclean.core.errors.NotFoundError: ")
         asset = dev.graphql(
             "{ assetOrError(assetKey: {path: [\"lerobot_dataset\"]}) { ... on Asset { assetMaterializations(limit: 1)"
             " { runId metadataEntries { label ... on MarkdownMetadataEntry { mdStr } ... on IntMetadataEntry "
