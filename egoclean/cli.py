@@ -44,7 +44,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
     print(f"{len(clips)} clip(s) of {cfg.duration_sec:g} s ({cfg.width}x{cfg.height} at {cfg.fps:g} fps) "
           f"from {cfg.factories} factory(ies) x {cfg.workers} worker(s) in {len(summary['shards'])} shard(s) "
           f"under {summary['out_dir']}")
-    print(f"ground truth: {summary['ground_truth']} ({planted} planted off-task span(s))")
+    print(f"ground truth: {summary['ground_truth']} ({planted} planted off-task span(s)); camera paths "
+          f"(TUM): <clip_id>.tum.txt beside the shards")
     # synthetic clip ids reuse the seed's real ones: their truth is the planted spans alone
     print(f"use it: EGOCLEAN_SOURCE={summary['out_dir']} EGOCLEAN_GROUND_TRUTH={summary['ground_truth']} "
           "EGOCLEAN_GROUND_TRUTH_SEED=0 (--json prints the whole summary)")

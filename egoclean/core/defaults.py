@@ -51,6 +51,9 @@ LABELLED_DURATION_TOLERANCE_SEC = 1.5
 SPAN_END_TOLERANCE_SEC = 5.0
 # The ground-truth source name of the packaged seed table (egoclean/data/ground_truth_seed.csv).
 SEED_SOURCE = "seed"
+# A synthetic dataset's true camera path of each clip, beside its shards in the worker's
+# folder: `<clip_id>` + this, TUM format (timestamp tx ty tz qx qy qz qw; metres).
+SYNTH_TRAJECTORY_SUFFIX = ".tum.txt"
 
 # -- execution ------------------------------------------------------------------------
 

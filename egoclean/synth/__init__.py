@@ -1,20 +1,24 @@
 """Synthetic Egocentric-10K: a small local dataset with the real layout and known truth.
 
-Each clip is rendered through a known fisheye (Kannala-Brandt) camera: a pinhole
-"canvas" of the scene (straight edges stay straight there) is mapped into the fisheye
-image with `cv2.remap`, using a map computed once per clip from
-`cv2.fisheye.undistortPoints` (fisheye pixel -> normalised pinhole ray). Head-bob is a
-small rotation and shift of that ray field, so scene lines stay straight in pinhole space.
+Each clip is rendered in 3D (egoclean.synth.scene): a workshop of textured boxes (floor,
+walls at 1.3-14 m, bench, bin, press, tray, shelf, mat, racks along an aisle) ray-cast
+through a known fisheye (Kannala-Brandt) camera, the same model as `intrinsics.json`
+(each pixel's ray from `cv2.fisheye.undistortPoints`, once per clip). The head moves in
+the room, so near and far things move differently (parallax), and its true path is
+written beside each clip in TUM format (`<clip_id>.tum.txt`: timestamp tx ty tz qx qy qz
+qw, camera-to-world, OpenCV camera axes, metres; world z up, floor at z = 0).
 
 Content: a worker at a bench repeats a work cycle (a part carried from a bin to a press,
-pressed, and put on a tray; period 4.5-5.5 s) under ~2 Hz head-bob, interrupted by
-planted off-task spans whose scenes differ strongly in colour, texture, layout and
-motion (walking down an aisle, idling frozen over the floor, looking at a phone). The
-planted spans are written to `ground_truth.csv` in the format of the seed ground truth.
+pressed, and put on a tray; period 4.5-5.5 s) under ~2 Hz head-bob, interrupted by planted off-task spans whose scenes
+differ strongly in colour, texture, layout and motion: turning round and walking down
+an aisle between red racks and back, idling frozen over the floor mat, looking at a
+phone. The planted spans are written to `ground_truth.csv` in the format of the seed
+ground truth.
 
 Layout (as in the real dataset): `factory_XXX/workers/worker_YYY/intrinsics.json` and
 `factoryXXX_workerYYY_partNN.tar` shards of `factoryXXX_workerYYY_NNNNN.mp4` (H.265)
-+ `.json` sidecar members, clip indices continuing across a worker's shards.
++ `.json` sidecar members, clip indices continuing across a worker's shards; the
+camera paths (`<clip_id>.tum.txt`) lie beside the shards.
 """
 
 from __future__ import annotations
@@ -34,10 +38,11 @@ from typing import Iterator, Sequence
 import cv2
 import numpy as np
 
-from egoclean.core import atomic
+from egoclean.core import atomic, defaults
 from egoclean.core.errors import InvalidInputError
 from egoclean.core.timecode import mmss
 from egoclean.media.video import VideoWriter, probe
+from egoclean.synth import scene
 
 WINDOW_FRAMES = 64  # one V-JEPA 2 window: a clip must hold at least this many frames
 MIN_ANOMALY_DURATION_SEC = 20  # shortest clip that still has room for a planted span + work
@@ -227,75 +232,19 @@ class Canvas:
             img[:] = fill
         self.img = img
 
-    def copy(self) -> "Canvas":
-        other = Canvas.__new__(Canvas)
-        other.scale, other.ox, other.oy = self.scale, self.ox, self.oy
-        other.img = self.img.copy()
-        return other
-
-    def copy_into(self, other: "Canvas") -> "Canvas":
-        np.copyto(other.img, self.img)
-        return other
-
-    @property
-    def size(self) -> tuple[int, int]:
-        return self.img.shape[1], self.img.shape[0]
-
     def px(self, x: float, y: float) -> tuple[int, int]:
         """Fixed-point pixel coordinates for cv2 drawing (shift=SHIFT)."""
         f = 1 << self.SHIFT
         return int(round((self.ox + self.scale * x) * f)), int(round((self.oy + self.scale * y) * f))
 
-    def ipx(self, x: float, y: float) -> tuple[int, int]:
-        return int(round(self.ox + self.scale * x)), int(round(self.oy + self.scale * y))
-
     def length(self, v: float) -> int:
         return max(1, int(round(v * self.scale)))
-
-    def rect(self, x0, y0, x1, y1, color, thickness=-1) -> None:
-        cv2.rectangle(self.img, self.px(x0, y0), self.px(x1, y1), color, thickness, cv2.LINE_AA, self.SHIFT)
-
-    def poly(self, pts, color) -> None:
-        arr = np.array([self.px(x, y) for x, y in pts], np.int32)
-        cv2.fillPoly(self.img, [arr], color, cv2.LINE_AA, self.SHIFT)
 
     def line(self, x0, y0, x1, y1, color, width: float) -> None:
         cv2.line(self.img, self.px(x0, y0), self.px(x1, y1), color, self.length(width), cv2.LINE_AA, self.SHIFT)
 
-    def ellipse(self, x, y, ax, ay, angle_deg, color) -> None:
-        f = 1 << self.SHIFT
-        axes = (int(round(ax * self.scale * f)), int(round(ay * self.scale * f)))
-        cv2.ellipse(self.img, self.px(x, y), axes, angle_deg, 0, 360, color, -1, cv2.LINE_AA, self.SHIFT)
 
-    def region(self, x0, y0, x1, y1) -> tuple[slice, slice]:
-        """Numpy slices of the canvas pixels inside a normalised rectangle (clipped)."""
-        h, w = self.img.shape[:2]
-        a, b = self.ipx(x0, y0)
-        c, d = self.ipx(x1, y1)
-        return slice(max(0, b), min(h, d)), slice(max(0, a), min(w, c))
-
-
-def _smooth_noise(rng: np.random.Generator, h: int, w: int, cell: float, aniso: float = 1.0) -> np.ndarray:
-    """Value noise in [0, 1] with features about `cell` pixels wide (`aniso` x longer
-    horizontally), made by upsampling a small random grid."""
-    gh = max(2, int(round(h / cell)))
-    gw = max(2, int(round(w / (cell * aniso))))
-    small = rng.random((gh, gw)).astype(np.float32)
-    return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC).clip(0, 1)
-
-
-def _tint(img_region: np.ndarray, color, noise: np.ndarray, depth: float) -> None:
-    """Fill a region with `color` modulated by noise in [0, 1] (+/- depth)."""
-    mod = (1.0 - depth) + 2.0 * depth * noise[..., None]
-    img_region[:] = np.clip(np.asarray(color, np.float32)[None, None, :] * mod, 0, 255).astype(np.uint8)
-
-
-# ------------------------------------------------------------------------ the scenes
-
-# Head-bob: walking/working sway the view at ~2 Hz (vertical + roll) and ~1 Hz (lateral).
-BOB_HZ = 2.0
-BOB_Y, BOB_X, BOB_ROLL = 0.015, 0.010, math.radians(0.6)
-MARGIN = 0.2  # normalised units of canvas beyond the view, for head motion
+# ------------------------------------------------------------------------ the clips
 
 
 @dataclass(frozen=True)
@@ -363,10 +312,19 @@ def plan_spans(duration_sec: float, clip_number: int, rng: np.random.Generator) 
 
 
 class ClipRenderer:
-    """Renders one synthetic clip frame by frame (memory independent of its length).
+    """Renders one synthetic clip frame by frame (memory independent of its length), and
+    the camera's true path: a head in the 3D workshop of `egoclean.synth.scene`.
 
-    `scene_seed` fixes the worker's bench scene; `clip_seed` the cycle period/phase.
-    `spans` are the planted off-task spans (seconds)."""
+    At work the head stands at the bench and bobs (~2 Hz: +-1.2 cm up and down, +-0.8 cm
+    sideways, +-0.6 degree roll and pitch); the hand carries a part from the bin to the press,
+    presses it and puts it on the tray (period 4.5-5.5 s). Off-task spans: "aisle" turns
+    round, walks down the aisle between the racks, looks around, walks back; "floor"
+    turns round and stares at the rubber mat (a frozen view); "phone" turns away and
+    holds a phone in front of the camera. Turns take `scene.TURN_SEC` inside the span.
+
+    `scene_seed` fixes the worker's workshop; `clip_seed` the cycle period/phase and
+    head-bob phases. `spans` are the planted off-task spans (seconds). `pose(i)` is
+    frame i's camera-to-world pose (R, position in metres; OpenCV camera axes)."""
 
     def __init__(
         self,
@@ -375,143 +333,23 @@ class ClipRenderer:
         spans: Sequence[PlantedSpan] = (),
         scene_seed: int | Sequence[int] = 0,
         clip_seed: int | Sequence[int] = 0,
-        canvas_scale: float = 0.8,
     ):
         self.view = FisheyeView(intrinsics)
         self.fps = float(fps)
         self.spans = list(spans)
-        f = float(intrinsics["fx"])
-        self.scale = canvas_scale * f  # canvas px per normalised unit (~fisheye px near the centre)
-        hw, hh = self.view.extent
-        self.half = (hw + MARGIN, hh + MARGIN)
-        scene_rng = np.random.default_rng(scene_seed)
         clip_rng = np.random.default_rng(clip_seed)
         self.period = float(clip_rng.uniform(4.5, 5.5))
         self.phase0 = float(clip_rng.uniform(0, 1))
         self.bob_phase = clip_rng.uniform(0, 2 * math.pi, size=3)
-        self._work = self._build_work(scene_rng)
-        self._frame = self._work.copy()
-        self._aisle = self._build_aisle(scene_rng)
-        self._floor = self._build_floor(scene_rng)
-        self._phone = self._build_phone(scene_rng)
-        self._phone_frame = self._phone.copy()
-        self._floor_cache: dict[int, np.ndarray] = {}
+        # texture detail follows the output resolution (texels ~ pixels at the bench)
+        detail = min(2.0, max(0.25, float(intrinsics["fx"]) / 258.0))
+        self.workshop = scene.build_workshop(scene_seed, ppm_scale=detail)
+        rays = np.dstack([self.view.xn, self.view.yn, np.ones_like(self.view.xn)]).astype(np.float64)
+        rays /= np.linalg.norm(rays, axis=-1, keepdims=True)
+        self.workshop.scene.set_camera(intrinsics, rays)
+        self._last: tuple | None = None
 
-    # ---- static backgrounds (built once per clip)
-
-    def _build_work(self, rng: np.random.Generator) -> Canvas:
-        """The work scene: pegboard wall, shelf, wooden bench, bin, press, tray, floor."""
-        jitter = rng.uniform(-12, 12, size=3)
-        c = Canvas(*self.half, self.scale)
-        H, W = c.img.shape[:2]
-        wall = np.array([168, 160, 148]) + jitter
-        bench_y0, bench_y1, edge_y1 = 0.12, 0.95, 1.06
-        # wall: pale blue-grey with soft blotches, a pegboard of dark holes
-        ys = c.region(-99, -99, 99, bench_y0)
-        _tint(c.img[ys], wall, _smooth_noise(rng, H, W, 0.6 * self.scale)[ys], 0.06)
-        step = 0.1
-        for gx in np.arange(-math.floor(self.half[0] / step) * step, self.half[0], step):
-            for gy in np.arange(-math.floor(self.half[1] / step) * step, bench_y0 - 0.03, step):
-                cv2.circle(c.img, c.px(gx, gy), max(1, int(0.012 * self.scale * 16)), (92, 88, 84), -1,
-                           cv2.LINE_AA, c.SHIFT)
-        # shelf with cardboard boxes
-        c.rect(-1.6, -0.58, 1.6, -0.52, (40, 60, 90))
-        for bx, bw, bh in ((-1.3, 0.35, 0.3), (-0.85, 0.25, 0.22), (-0.2, 0.4, 0.34), (0.9, 0.3, 0.26)):
-            c.rect(bx, -0.58 - bh, bx + bw, -0.58, (95, 140, 190))
-            c.line(bx, -0.58 - bh / 2, bx + bw, -0.58 - bh / 2, (70, 110, 160), 0.015)
-        # bench top: wood with horizontal grain
-        ys = c.region(-99, bench_y0, 99, bench_y1)
-        grain = _smooth_noise(rng, H, W, 0.05 * self.scale, aniso=12)
-        _tint(c.img[ys], np.array([70, 118, 168]) + jitter / 2, grain[ys], 0.18)
-        c.rect(-99, bench_y1, 99, edge_y1, (38, 46, 58))
-        ys = c.region(-99, edge_y1, 99, 99)
-        _tint(c.img[ys], (78, 84, 90), _smooth_noise(rng, H, W, 0.15 * self.scale)[ys], 0.15)
-        # bin with parts (left)
-        c.rect(-0.82, -0.04, -0.38, 0.3, (120, 88, 56))
-        c.rect(-0.78, -0.02, -0.42, 0.08, (70, 50, 30))
-        for px_ in (-0.74, -0.62, -0.5):
-            c.rect(px_, -0.01, px_ + 0.09, 0.05, (0, 130, 240))
-        # press (right): steel frame, dark opening, hazard base
-        c.rect(0.36, -1.05, 0.84, 0.34, (150, 150, 144))
-        c.rect(0.45, -0.38, 0.75, 0.25, (55, 58, 60))
-        c.rect(0.36, 0.25, 0.84, 0.34, (0, 210, 240))
-        for sx in np.arange(0.36, 0.84, 0.08):
-            c.poly([(sx, 0.34), (sx + 0.04, 0.34), (sx + 0.07, 0.25), (sx + 0.03, 0.25)], (20, 20, 20))
-        c.rect(0.55, -1.05, 0.65, -0.38, (120, 120, 116))
-        # output tray (front middle)
-        c.rect(-0.16, 0.5, 0.22, 0.74, (60, 140, 60))
-        c.rect(-0.13, 0.53, 0.19, 0.71, (45, 110, 45))
-        return c
-
-    def _build_aisle(self, rng: np.random.Generator) -> Canvas:
-        """A dim warehouse aisle: red racks with red/orange/magenta boxes over a dark
-        floor; horizontally periodic so panning can wrap around."""
-        spacing = 0.5
-        half_w = math.ceil((self.half[0] + 0.5) / spacing) * spacing
-        # The width must be a whole number of rack bays in pixels for a seamless wrap.
-        bays = int(round(2 * half_w / spacing))
-        bay_px = max(8, int(round(spacing * self.scale)))
-        c = Canvas(half_w, self.half[1], self.scale)
-        H = c.img.shape[0]
-        c.img = np.zeros((H, bays * bay_px, 3), np.uint8)
-        c.ox = c.img.shape[1] / 2.0
-        W = c.img.shape[1]
-        _tint(c.img, (30, 22, 28), _smooth_noise(rng, H, W, 0.2 * self.scale), 0.4)
-        ys = c.region(-99, 0.25, 99, 99)
-        _tint(c.img[ys], (22, 26, 26), _smooth_noise(rng, H, W, 0.08 * self.scale)[ys], 0.35)
-        palette = [(40, 30, 210), (20, 90, 230), (130, 20, 180), (30, 30, 150), (60, 60, 240)]
-        for b in range(bays):
-            x0 = -c.ox / c.scale + b * bay_px / c.scale
-            for level, (y0, y1) in enumerate(((-1.3, -0.75), (-0.7, -0.2), (-0.15, 0.2))):
-                n = 1 + (b + level) % 3
-                w = (spacing - 0.1) / n
-                for i in range(n):
-                    col = palette[int(rng.integers(len(palette)))]
-                    c.rect(x0 + 0.06 + i * w, y0 + 0.05 + 0.1 * ((b + i) % 2), x0 + 0.04 + (i + 1) * w, y1, col)
-                c.rect(x0, y1, x0 + spacing, y1 + 0.05, (20, 20, 170))
-            c.rect(x0, -99, x0 + 0.05, 0.3, (10, 10, 120))
-        # dim lane lines on the floor
-        c.rect(-99, 0.55, 99, 0.6, (0, 110, 140))
-        c.rect(-99, 1.1, 99, 1.18, (0, 110, 140))
-        return c
-
-    def _build_floor(self, rng: np.random.Generator) -> Canvas:
-        """Looking down at a black rubber floor mat: studded texture, red/black hazard
-        tape across it, boots."""
-        c = Canvas(*self.half, self.scale)
-        H, W = c.img.shape[:2]
-        speck = rng.random((H, W)).astype(np.float32)
-        base = 0.6 * _smooth_noise(rng, H, W, 0.3 * self.scale) + 0.4 * speck
-        _tint(c.img, (34, 32, 36), base, 0.45)
-        step = 0.12
-        for gx in np.arange(-self.half[0], self.half[0], step):
-            for gy in np.arange(-self.half[1], self.half[1], step):
-                cv2.circle(c.img, c.px(gx, gy), max(1, int(0.02 * self.scale * 16)), (60, 58, 62), -1,
-                           cv2.LINE_AA, c.SHIFT)
-        for i in range(-6, 7):
-            x = i * 0.3
-            c.poly([(x - 2, 1.5), (x - 1.85, 1.5), (x + 0.15, -1.5), (x, -1.5)],
-                   (20, 20, 190) if i % 2 else (10, 10, 10))
-        c.ellipse(-0.35, 0.75, 0.2, 0.42, 8, (40, 50, 75))
-        c.ellipse(0.35, 0.78, 0.2, 0.42, -8, (40, 50, 75))
-        return c
-
-    def _build_phone(self, rng: np.random.Generator) -> Canvas:
-        """Dark surroundings, a hand-held phone; the screen is redrawn per frame."""
-        c = Canvas(*self.half, self.scale)
-        H, W = c.img.shape[:2]
-        _tint(c.img, (40, 28, 30), _smooth_noise(rng, H, W, 0.4 * self.scale), 0.5)
-        c.ellipse(0.0, 0.85, 0.55, 0.35, 0, (120, 150, 205))  # hand / fingers
-        c.rect(-0.42, -0.62, 0.42, 0.82, (10, 10, 10))  # phone body
-        self._screen = (-0.36, -0.54, 0.36, 0.72)
-        # a dark-mode feed: black rows between warm-coloured posts
-        palette = np.array([(40, 40, 220), (30, 120, 240), (150, 40, 200), (60, 60, 160)], np.uint8)
-        self._feed = np.zeros((64, 3), np.uint8)
-        self._feed[:] = (18, 16, 20)
-        self._feed[1::2] = palette[rng.integers(len(palette), size=32)]
-        return c
-
-    # ---- per-frame content
+    # ---- the work cycle
 
     def span_at(self, t: float) -> PlantedSpan | None:
         for sp in self.spans:
@@ -519,99 +357,187 @@ class ClipRenderer:
                 return sp
         return None
 
-    def _bob(self, t: float, gain: float = 1.0) -> tuple[float, float, float]:
-        p = self.bob_phase
-        w = 2 * math.pi * BOB_HZ * t
-        return (
-            gain * BOB_ROLL * math.sin(w + p[0]),
-            gain * BOB_X * math.sin(0.5 * w + p[1]),
-            gain * BOB_Y * math.sin(w + p[2]),
-        )
-
-    def _work_frame(self, t: float) -> Canvas:
-        c = self._work.copy_into(self._frame)
+    def _cycle(self, t: float) -> tuple[np.ndarray, bool, float]:
+        """Hand position (world), whether it carries a part, piston travel in [0, 1]."""
         ph = ((t / self.period) + self.phase0) % 1.0
-        home, bin_, press, tray = (0.05, 0.62), (-0.6, 0.02), (0.6, 0.12), (0.03, 0.6)
+        z = scene.BENCH_TOP
+        home, bin_ = np.array([0.05, 0.62, z + 0.05]), np.array([-0.66, 0.66, z + 0.22])
+        press, tray = np.array([0.58, 0.88, z + 0.12]), np.array([0.0, 0.58, z + 0.07])
+        wait = np.array([0.28, 0.6, z + 0.1])
 
         def lerp(a, b, u):
-            u = 0.5 - 0.5 * math.cos(math.pi * min(max(u, 0.0), 1.0))  # ease in/out
-            return a[0] + (b[0] - a[0]) * u, a[1] + (b[1] - a[1]) * u
+            return a + (b - a) * scene._ease(u)
 
-        def arc(a, b, u, lift=0.3):
-            x, y = lerp(a, b, u)
-            return x, y - lift * math.sin(math.pi * min(max(u, 0.0), 1.0))
+        def arc(a, b, u, lift=0.25):
+            p = lerp(a, b, u)
+            p[2] += lift * math.sin(math.pi * min(max(u, 0.0), 1.0))
+            return p
 
-        part = None
-        piston = 0.0
+        carry, piston = False, 0.0
         if ph < 0.15:
             hand = lerp(home, bin_, ph / 0.15)
         elif ph < 0.2:
-            hand = bin_
-            part = bin_
+            hand, carry = bin_, True
         elif ph < 0.45:
-            hand = arc(bin_, press, (ph - 0.2) / 0.25)
-            part = hand
+            hand, carry = arc(bin_, press, (ph - 0.2) / 0.25), True
         elif ph < 0.5:
-            hand = part = press
+            hand, carry = press, True
         elif ph < 0.55:
-            hand, part = lerp(press, (0.25, 0.45), (ph - 0.5) / 0.05), press
+            hand = lerp(press, wait, (ph - 0.5) / 0.05)
         elif ph < 0.72:
-            hand, part = (0.25, 0.45), press
-            piston = math.sin(math.pi * (ph - 0.55) / 0.17)
+            hand, piston = wait, math.sin(math.pi * (ph - 0.55) / 0.17)
         elif ph < 0.78:
-            hand, part = lerp((0.25, 0.45), press, (ph - 0.72) / 0.06), press
+            hand = lerp(wait, press, (ph - 0.72) / 0.06)
         elif ph < 0.95:
-            hand = arc(press, tray, (ph - 0.78) / 0.17, lift=0.15)
-            part = hand
+            hand, carry = arc(press, tray, (ph - 0.78) / 0.17, lift=0.12), True
         else:
             hand = lerp(tray, home, (ph - 0.95) / 0.05)
-        # piston between the press jaws
-        c.rect(0.5, -0.38, 0.7, -0.3 + 0.45 * piston, (175, 178, 180))
-        c.rect(0.48, -0.32 + 0.45 * piston, 0.72, -0.26 + 0.45 * piston, (90, 95, 100))
-        if ph >= 0.95 or ph < 0.15:
-            c.rect(tray[0] - 0.06, tray[1] - 0.04, tray[0] + 0.06, tray[1] + 0.04, (0, 140, 255))
-        if part is not None:
-            x, y = part
-            c.rect(x - 0.07, y - 0.045, x + 0.07, y + 0.045, (0, 140, 255))
-            c.rect(x - 0.03, y - 0.02, x + 0.03, y + 0.02, (0, 90, 170))
-        # forearm from the bottom right, blue glove at the hand
-        hx, hy = hand
-        c.poly([(hx - 0.07, hy + 0.02), (hx + 0.07, hy - 0.02), (0.95 + 0.2 * hx, 2.2), (0.55 + 0.2 * hx, 2.2)],
-               (70, 75, 80))
-        c.ellipse(hx, hy + 0.02, 0.11, 0.08, -25, (200, 110, 40))
-        return c
+        return np.asarray(hand, np.float64), carry, piston
 
-    def _phone_frame_at(self, t: float) -> Canvas:
-        c = self._phone.copy_into(self._phone_frame)
-        x0, y0, x1, y1 = self._screen
-        ys, xs = c.region(x0, y0, x1, y1)
-        h = ys.stop - ys.start
-        band = max(2, int(round(0.09 * self.scale)))
-        offset = int(t * 0.35 * self.scale)  # scrolling feed
-        rows = ((np.arange(h) + offset) // band) % len(self._feed)
-        c.img[ys, xs] = self._feed[rows][:, None, :]
-        return c
+    def _bob(self, t: float, gain: float) -> tuple[np.ndarray, float, float]:
+        """Head-bob: position offset (m), roll and pitch offsets (rad)."""
+        p = self.bob_phase
+        w = 2 * math.pi * scene.BOB_HZ * t
+        off = np.array([gain * scene.BOB_X * math.sin(0.5 * w + p[1]), 0.0, gain * scene.BOB_Z * math.sin(w + p[2])])
+        return off, gain * scene.BOB_ROLL * math.sin(w + p[0]), gain * scene.BOB_PITCH * math.sin(w + p[2] + 1.0)
+
+    def _work_state(self, t: float) -> scene.HeadState:
+        # Only head-bob at work: the head does not follow the hand. A head turning with the
+        # work cycle makes each 64-frame window look different from the next (the tiny
+        # random-weight model's similarity drops from ~0.99 to ~0.7) and the work would no
+        # longer be the typical part of a clip; head-bob averages out within a window.
+        off, roll, pitch = self._bob(t, 1.0)
+        return scene.HeadState(scene.STAND + off, 0.0, scene.WORK_PITCH + pitch, roll)
+
+    # ---- the head's path
+
+    def _state(self, t: float) -> tuple[scene.HeadState, float, float]:
+        """Head state, work weight (1 at work, 0 off task) and phone raise (0 away, 1 held)."""
+        work = self._work_state(t)
+        sp = self.span_at(t)
+        if sp is None:
+            return work, 1.0, 0.0
+        s, e = float(sp.start_sec), float(sp.end_sec)
+        T = min(scene.TURN_SEC, (e - s) / 4)
+        u_in, u_out = scene._ease((t - s) / T), scene._ease((t - (e - T)) / T)
+        weight = (1 - u_in) if t < s + T else (u_out if t >= e - T else 0.0)
+        if sp.kind == "floor":
+            body = scene.HeadState(scene.STAND + np.array([0.0, -0.3, -0.02]), math.pi - 0.3, math.radians(-70), 0.0)
+            raise_ = 0.0
+        elif sp.kind == "phone":
+            off, roll, pitch = self._bob(t, 0.4)
+            body = scene.HeadState(scene.STAND + off, math.pi - 0.5, math.radians(-50) + pitch, roll)
+            raise_ = 1.0 - weight
+        else:
+            body = self._aisle_state(t, s, e, T)
+            raise_ = 0.0
+        if t < s + T:
+            return work.blend(body, u_in), weight, raise_
+        if t >= e - T:
+            return body.blend(work, u_out), weight, raise_
+        return body, weight, raise_
+
+    def _aisle_state(self, t: float, s: float, e: float, T: float) -> scene.HeadState:
+        """Turn round, walk down the aisle, look around at the racks, turn, walk back."""
+        L = e - s
+        walk = min(scene.WALK_MAX_M / scene.WALK_SPEED, (L - 3 * T) / 2)
+        dwell = max(0.0, L - 3 * T - 2 * walk)
+        dist = scene.WALK_SPEED * walk
+        pitch = math.radians(-12)
+        u = t - s
+        t_out, t_dwell, t_turn, t_back = T, T + walk, T + walk + dwell, 2 * T + walk + dwell
+        p0 = scene.STAND
+        if u < t_out:
+            return scene.HeadState(p0.copy(), math.pi, pitch, 0.0)
+        if u < t_dwell:
+            v = (u - t_out) / walk
+            y = -dist * scene._min_jerk(v)
+            gain = scene.WALK_BOB * math.sin(math.pi * v) ** 2
+        elif u < t_back:
+            y, gain = -dist, 0.0
+        else:
+            v = min(1.0, (u - t_back) / walk)
+            y = -dist * (1 - scene._min_jerk(v))
+            gain = scene.WALK_BOB * math.sin(math.pi * v) ** 2
+        off, roll, bp = self._bob(t, gain)
+        pos = p0 + np.array([0.0, y, 0.0]) + off
+        # walking back the head looks at the racks on its left, not at the bench ahead
+        back_yaw, back_pitch = scene.WALK_BACK_YAW, math.radians(-20)
+        if u < t_turn:
+            yaw = math.pi
+            if t_dwell <= u and dwell > 0:
+                v = (u - t_dwell) / dwell
+                # a slow look left and right (smaller when the stay is short: no whip-turns)
+                yaw += 0.6 * min(1.0, dwell / 4.0) * math.sin(2 * math.pi * v) * math.sin(math.pi * v)
+        elif u < t_back:
+            v = scene._ease((u - t_turn) / T)
+            yaw, pitch = math.pi + (back_yaw - math.pi) * v, pitch + (back_pitch - pitch) * v
+        else:
+            yaw, pitch = back_yaw, back_pitch
+        return scene.HeadState(pos, yaw, pitch + bp, roll)
+
+    def pose(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Frame `i`'s camera-to-world pose: rotation (3, 3) and position (3,), metres."""
+        return self._state(i / self.fps)[0].pose()
+
+    def trajectory(self, n_frames: int):
+        """The true camera path of frames 0..n-1 as an `egoclean.motion.Trajectory` (metric)."""
+        from egoclean.motion.trajectory import Trajectory, matrix_to_quat
+
+        t = np.arange(n_frames) / self.fps
+        pos = np.empty((n_frames, 3))
+        rot = np.empty((n_frames, 3, 3))
+        for i in range(n_frames):
+            rot[i], pos[i] = self.pose(i)
+        return Trajectory.from_frames(t, pos, matrix_to_quat(rot), metric=True,
+                                      meta={"source": "egoclean.synth ground truth"})
+
+    # ---- frames
+
+    def _place(self, t: float, weight: float, raise_: float, head: scene.HeadState) -> None:
+        """Put the moving boxes where they are at time t."""
+        ws = self.workshop
+        hand, carry, piston = self._cycle(t)
+        home = ws.hand_home
+        hand = home + weight * (hand - home)
+        at_work = weight > 0.02
+        ws.piston.move_to((0.57, 0.85, scene.BENCH_TOP + 0.35 - 0.25 * weight * piston))
+        ws.glove.move_to(hand - np.array([0.05, 0.04, 0.03]) if at_work else scene.HIDDEN)
+        shoulder = head.pos + np.array([0.22, 0.05, -0.35])
+        for k, box in enumerate(ws.arm):
+            c = hand + (shoulder - hand) * (0.12 + 0.12 * k)
+            box.move_to(c - (box.hi - box.lo) / 2 if at_work else scene.HIDDEN)
+        ws.part.move_to(hand - np.array([0.06, 0.04, 0.05]) if at_work and carry else scene.HIDDEN)
+        phone, grip = ws.phone
+        if raise_ > 0:
+            y = 0.45 * (1 - raise_)
+            hw, hh = scene.PHONE_HALF
+            phone.move_to((-hw, -hh + y, scene.PHONE_DEPTH))
+            grip.move_to((-0.07, hh - 0.03 + y, scene.PHONE_DEPTH + 0.01))
+            ws.scene.scroll(phone, 4, 0.03 * t)
+        else:
+            phone.move_to(scene.HIDDEN)
+            grip.move_to(scene.HIDDEN)
 
     def frame(self, i: int) -> np.ndarray:
         """Frame `i` of the clip as a fisheye BGR uint8 image."""
         t = i / self.fps
-        sp = self.span_at(t)
-        if sp is None:
-            return self.view.sample(self._work_frame(t), *self._bob(t))
-        if sp.kind == "aisle":
-            rot, dx, dy = self._bob(t, gain=3.0)
-            return self.view.sample(self._aisle, rot, dx + 0.45 * (t - sp.start_sec), dy, wrap=True)
-        if sp.kind == "floor":
-            # everything stops: one frame, held for the whole span
-            key = id(sp)
-            if key not in self._floor_cache:
-                self._floor_cache = {key: self.view.sample(self._floor, *self._bob(sp.start_sec, gain=0.5))}
-            return self._floor_cache[key]
-        return self.view.sample(self._phone_frame_at(t), *self._bob(t, gain=0.4))
+        head, weight, raise_ = self._state(t)
+        self._place(t, weight, raise_, head)
+        R, pos = head.pose()
+        sc = self.workshop.scene
+        key = (R.tobytes(), pos.tobytes(), b"".join(b.lo.tobytes() for b in sc.boxes if b.dynamic),
+               sc.f_ay0.tobytes() if raise_ > 0 else b"")
+        if self._last is not None and self._last[0] == key:
+            return self._last[1]  # nothing moved (a frozen stretch): the same image
+        img = cv2.GaussianBlur(sc.render(R, pos), (0, 0), 0.6)  # the lens: no perfectly sharp edges
+        self._last = (key, img)
+        return img
 
     def frames(self, n_frames: int) -> Iterator[np.ndarray]:
         for i in range(n_frames):
             yield self.frame(i)
+
 
 
 # ---------------------------------------------------------------- straight-line test
@@ -726,7 +652,7 @@ def write_dataset(out_dir: str | os.PathLike, cfg: SynthConfig | None = None) ->
                     with atomic.atomic_path(tar_path) as tmp_tar:
                         with tarfile.open(tmp_tar, "w", format=tarfile.USTAR_FORMAT) as tar:
                             for idx in indices.tolist():
-                                clip = _write_one(tar, scratch, f, w, idx, cfg, intr, n_frames)
+                                clip = _write_one(tar, scratch, wdir, f, w, idx, cfg, intr, n_frames)
                                 clip["shard"] = str(tar_path)
                                 summary["clips"].append(clip)
                                 for sp in clip["planted"]:
@@ -745,7 +671,8 @@ def write_dataset(out_dir: str | os.PathLike, cfg: SynthConfig | None = None) ->
     return summary
 
 
-def _write_one(tar, scratch: Path, f: int, w: int, idx: int, cfg: SynthConfig, intr: dict, n_frames: int) -> dict:
+def _write_one(tar, scratch: Path, wdir: Path, f: int, w: int, idx: int, cfg: SynthConfig, intr: dict,
+               n_frames: int) -> dict:
     clip_id = f"factory{f:03d}_worker{w:03d}_{idx:05d}"
     clean = not cfg.anomalies or idx >= cfg.clips - cfg.clean_clips
     plan_rng = np.random.default_rng([cfg.seed, f, w, idx, 1])
@@ -755,6 +682,7 @@ def _write_one(tar, scratch: Path, f: int, w: int, idx: int, cfg: SynthConfig, i
     )
     mp4 = scratch / f"{clip_id}.mp4"
     info = write_clip(mp4, renderer, n_frames, crf=cfg.crf, preset=cfg.preset)
+    poses = renderer.trajectory(info["n_frames"]).save_tum(wdir / f"{clip_id}{defaults.SYNTH_TRAJECTORY_SUFFIX}")
     size = mp4.stat().st_size
     sidecar = _sidecar(f, w, idx, info["n_frames"], cfg, size)
     with open(mp4, "rb") as fh:
@@ -768,5 +696,6 @@ def _write_one(tar, scratch: Path, f: int, w: int, idx: int, cfg: SynthConfig, i
         "duration_sec": sidecar["duration_sec"],
         "size_bytes": size,
         "cycle_period_sec": round(renderer.period, 3),
+        "trajectory": str(poses),
         "planted": [sp.as_dict() for sp in spans],
     }
