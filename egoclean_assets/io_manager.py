@@ -46,6 +46,7 @@ from egoclean.core.errors import InvalidInputError
 from egoclean.core.ids import ClipId
 from egoclean.core.layout import RAW_DIR, ClipLayout, clip_folder, is_local, local_path
 from egoclean.core.object_store import RemoteRoot
+from egoclean_assets.failures import reports_failures
 
 # intermediate asset -> the assets that consume it; it is deleted once all have succeeded.
 INTERMEDIATES: dict[str, tuple[str, ...]] = {"raw_tar": ("intrinsics", "rectified_clip")}
@@ -325,6 +326,7 @@ class ClipIOManager(ConfigurableIOManager):
     # same clip rewrote the intermediate meanwhile.
     _loaded: dict = PrivateAttr(default_factory=dict)
 
+    @reports_failures  # a missing input or a failed publish fails the step with its one line first
     def handle_output(self, context: OutputContext, obj: ClipArtifact) -> None:
         if not isinstance(obj, ClipArtifact):
             raise InvalidInputError(
@@ -374,6 +376,7 @@ class ClipIOManager(ConfigurableIOManager):
         storage.write_manifest(clip, inter, m)
         return deleted
 
+    @reports_failures
     def load_input(self, context: InputContext) -> ClipArtifact:
         clip = ClipId.parse(context.asset_partition_key)
         asset = _asset_name(context)

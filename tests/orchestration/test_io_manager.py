@@ -143,6 +143,10 @@ def test_unmaterialized_input_is_a_clear_error(tmp_path, instance):
     res = materialize(ASSETS, instance=instance, resources=_resources(tmp_path), partition_key=CLIP,
                       selection=[intrinsics], raise_on_error=False)
     assert f"raw_tar of clip {CLIP} has not been materialized" in error_text(res, "intrinsics")
+    # on top, not after Dagster's "Error occurred while loading input" (issue 18)
+    failure = res.failure_data_for_node("intrinsics")
+    assert failure.user_failure_data.description.startswith(f"InvalidInputError: raw_tar of clip {CLIP} has not")
+    assert failure.error.message.startswith("dagster._core.definitions.events.Failure: InvalidInputError: ")
 
 
 def test_remote_root_puts_outputs_and_leaves_no_local_copies(tmp_path, instance):
