@@ -39,7 +39,7 @@ source "$WORK/servers.env"
 echo "   PostgreSQL pid $EGOCLEAN_PG_PID, S3 server pid $EGOCLEAN_S3_PID at $AWS_ENDPOINT_URL"
 
 echo "== synthetic dataset: 1 factory, 2 workers, 1 clip of 45 s each; tiny random-weight model"
-"$VENV/bin/egoclean" synth "$WORK/source" --workers 2 --clips 1 --duration 45 > "$WORK/synth.json"
+"$VENV/bin/egoclean" synth "$WORK/source" --workers 2 --clips 1 --duration 45 --json > "$WORK/synth.json"
 "$PY" -c "import sys; from egoclean.embed.tiny_model import save_tiny_model; save_tiny_model(sys.argv[1])" "$WORK/model"
 GT="$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['ground_truth'])" "$WORK/synth.json")"
 
