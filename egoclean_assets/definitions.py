@@ -10,7 +10,7 @@ from egoclean.settings import Settings
 from egoclean_assets.cluster import ray_graph
 from egoclean_assets.jobs import clip_pipeline_job, discover_clips_job, export_dataset_job
 from egoclean_assets.resources import build_resources
-from egoclean_assets.sensors import clip_discovery_sensor
+from egoclean_assets.sensors import clip_discovery_sensor, ray_job_monitor_sensor
 
 
 def build_definitions(resources: dict | None = None) -> Definitions:
@@ -25,7 +25,7 @@ def build_definitions(resources: dict | None = None) -> Definitions:
         assets=assets,
         asset_checks=checks,
         jobs=[clip_pipeline_job, discover_clips_job, export_dataset_job],
-        sensors=[clip_discovery_sensor],
+        sensors=[clip_discovery_sensor, ray_job_monitor_sensor],
         resources=build_resources() | extra | (resources or {}),
     )
 

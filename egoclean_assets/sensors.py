@@ -1,14 +1,18 @@
-"""The discovery sensor: registers new clips of the workers in scope and runs the graph for them.
+"""The sensors: clip discovery (registers new clips and runs the graph for them) and the Ray job monitor.
 
-It is off by default: turn it on in the UI (Automation) or with
+The discovery sensor is off by default: turn it on in the UI (Automation) or with
 `dagster sensor start clip_discovery_sensor -w workspace.yaml`. Each tick (every 10
 minutes at most) scans up to DiscoveryResource.max_workers_per_tick workers after the
 one its cursor names, adds at most max_new_partitions_per_tick clips, and requests one
 clip_pipeline run per new clip (run_key = clip id, so a clip is never requested twice).
+
+The Ray job monitor is on: with deploy/dagster.ray.yaml it fails, within one tick, a run
+whose Ray job ended before the run started (Dagster's run monitoring only times such a
+run out); with any other launcher it does nothing.
 """
 
 
-from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, SensorResult, sensor
+from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, SensorResult, SkipReason, sensor
 
 from egoclean_assets.discovery import SCOPE_HINT, discover
 from egoclean_assets.failures import tick_failures
@@ -44,3 +48,19 @@ def clip_discovery_sensor(
         dynamic_partitions_requests=[clip_partitions.build_add_request(result.new_keys)],
         cursor=result.cursor,
     )
+
+
+@sensor(
+    minimum_interval_seconds=30,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="With deploy/dagster.ray.yaml (runs as Ray jobs): fails a STARTING run whose Ray job already "
+    "ended (failed or stopped before the run began), with the job's message. Elsewhere it does nothing.",
+)
+def ray_job_monitor_sensor(context: SensorEvaluationContext) -> SkipReason:
+    launcher = context.instance.run_launcher
+    # duck-typed: naming EgoCleanRayRunLauncher would import dagster_ray (the optional cluster extra)
+    if not hasattr(launcher, "fail_starting_runs"):
+        return SkipReason("this instance does not launch runs as Ray jobs")
+    failed = launcher.fail_starting_runs()
+    return SkipReason(f"failed {len(failed)} run(s) whose Ray job ended before they started: {', '.join(failed)}"
+                      if failed else "no STARTING run has an ended Ray job")

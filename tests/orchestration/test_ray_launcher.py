@@ -1,0 +1,75 @@
+"""egoclean_assets.ray_launcher and the Ray deployment files (deploy/dagster.ray.yaml,
+deploy/ray-cluster.yaml, docs/SCALE.md) describing one cluster."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from egoclean.core import defaults
+
+ROOT = Path(__file__).resolve().parents[2]
+pytest.importorskip("dagster_ray")  # the optional `cluster` extra
+
+from egoclean_assets.ray_launcher import EgoCleanRayRunLauncher, forwarded_environment  # noqa: E402
+
+
+def _deploy(name: str) -> dict:
+    return yaml.safe_load((ROOT / "deploy" / name).read_text())
+
+
+def test_the_forwarded_environment_is_derived_from_the_one_list():
+    names = [v.name for v in defaults.ENVIRONMENT]
+    environ = {n.replace("*", "NUM_ACTORS"): f"v{i}" for i, n in enumerate(names)}
+    environ.update({"EGOCLEAN_PG_URL": "postgresql://u:p@127.0.0.1/d", "AWS_ACCESS_KEY_ID": "a",
+                    "AWS_ENDPOINT_URL": "http://127.0.0.1:9", "PGPASSWORD": "p", "HOME": "/root",
+                    "PATH": "/usr/bin", "OTHER_TOKEN": "no", "EGOCLEAN_PG_PID": "1"})
+    instance = _deploy("dagster.ray.yaml")
+    got = forwarded_environment(environ, instance)
+    every = set(environ) - {"HOME", "PATH", "OTHER_TOKEN", "EGOCLEAN_PG_PID"}
+    assert set(got) == every  # EGOCLEAN_PG_URL because the instance yaml reads it ({env: ...})
+    assert all(got[k] == environ[k] for k in got)
+    # without the instance's {env: ...} the PostgreSQL URL would not travel
+    assert "EGOCLEAN_PG_URL" not in forwarded_environment(environ, {})
+
+
+def test_a_hand_kept_env_vars_list_is_refused():
+    cfg = _deploy("dagster.ray.yaml")["run_launcher"]
+    assert cfg["module"] == "egoclean_assets.ray_launcher" and "env_vars" not in cfg["config"]["ray"]
+    launcher = EgoCleanRayRunLauncher.from_config_value(None, cfg["config"])
+    assert launcher.resources == {"dagster_run": 1} and not launcher.num_cpus
+    with pytest.raises(ValueError, match="env_vars is derived"):
+        EgoCleanRayRunLauncher.from_config_value(None, {"ray": {**cfg["config"]["ray"], "env_vars": ["HF_TOKEN"]}})
+
+
+def test_the_cluster_yaml_the_instance_and_scale_describe_one_cluster():
+    cluster, instance = _deploy("ray-cluster.yaml"), _deploy("dagster.ray.yaml")
+    nodes = cluster["available_node_types"]
+    head = nodes[cluster["head_node_type"]]
+    runs = instance["concurrency"]["runs"]["max_concurrent_runs"]
+    # every run's Ray job fits on the head at once: one dagster_run each, no CPU (the head has none)
+    assert head["resources"] == {"CPU": 0, "dagster_run": runs}
+    assert any('"dagster_run": 64' in c for c in cluster["head_start_ray_commands"]) and runs == 64
+    gpu, cpu = nodes["gpu"], nodes["cpu"]
+    assert gpu["min_workers"] == gpu["max_workers"] and cpu["min_workers"] == cpu["max_workers"]
+    assert cluster["max_workers"] == gpu["max_workers"] + cpu["max_workers"]
+    scale = (ROOT / "docs" / "SCALE.md").read_text()
+    m = re.search(r"(\d+) GPU nodes with one H200 and (\d+) vCPUs each", scale)
+    assert m and (int(m[1]), int(m[2])) == (gpu["max_workers"], gpu["resources"]["CPU"])
+    m = re.search(r"(\d+) CPU nodes with (\d+) vCPUs", scale)
+    assert m and (int(m[1]), int(m[2])) == (cpu["max_workers"], cpu["resources"]["CPU"])
+    assert f"{cpu['max_workers'] * cpu['resources']['CPU']} vCPUs" in scale
+    assert f"{runs} runs at a time" in scale
+
+
+def test_the_ray_job_monitor_does_nothing_without_the_ray_launcher():
+    from dagster import DagsterInstance, build_sensor_context
+
+    from egoclean_assets.sensors import ray_job_monitor_sensor
+
+    with DagsterInstance.ephemeral() as instance:
+        result = ray_job_monitor_sensor(build_sensor_context(instance=instance))
+    assert "does not launch runs as Ray jobs" in result.skip_message
