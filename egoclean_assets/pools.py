@@ -7,12 +7,14 @@
 The limits come from the instance's `concurrency.pools` (dagster.yaml); Dagster writes a
 pool's row the first time a step claims it. Two processes doing that at once on a fresh
 PostgreSQL instance collide (a unique-key violation fails one step), so the rows are
-written once, when clips are registered, before any run of them can start.
+written once, when clips are registered, before any run of them can start. Two processes
+registering at once can collide there too: the one that loses finds the row written.
 """
 
 from __future__ import annotations
 
 from dagster import DagsterInstance
+from sqlalchemy.exc import DBAPIError
 
 GPU = "gpu"
 DUCKDB = "duckdb"
@@ -29,5 +31,10 @@ def prepare_pools(instance: DagsterInstance) -> list[str]:
     have = set(storage.get_concurrency_keys())
     added = [p for p in POOLS if p not in have]
     for pool in added:
-        storage.initialize_concurrency_limit_to_default(pool)
+        try:
+            storage.initialize_concurrency_limit_to_default(pool)
+        except DBAPIError:
+            # another process wrote it between our read and our write (unique key): fine if it is there now
+            if pool not in set(storage.get_concurrency_keys()):
+                raise
     return added

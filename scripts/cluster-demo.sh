@@ -62,7 +62,7 @@ RC=0
 wait "$P1" || RC=1
 wait "$P2" || RC=1
 grep -h -E '^\[|worker' "$WORK/run1.log" "$WORK/run2.log" | sed 's/^/   /'
-if [ "$RC" -ne 0 ]; then tail -30 "$WORK/run1.log" "$WORK/run2.log" >&2; echo "cluster-demo: a run failed" >&2; exit 1; fi
+if [ "$RC" -ne 0 ]; then tail -n 30 "$WORK/run1.log" "$WORK/run2.log" >&2; echo "cluster-demo: a run failed" >&2; exit 1; fi
 
 echo "== the shared tables (DuckLake: catalog in PostgreSQL, Parquet in S3), through egoclean sql"
 "$VENV/bin/egoclean" sql --db "$EGOCLEAN_DB" \
