@@ -47,6 +47,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Iterable
 
 import cv2
@@ -172,6 +173,7 @@ class Odometry:
         self._rng = np.random.default_rng(config.seed)
         self._next_id = 0
         self.prev_gray: np.ndarray | None = None
+        self._prev_track_pts: dict[int, np.ndarray] = {}
         self.ids = np.zeros(0, np.int64)
         self.pts = np.zeros((0, 2), np.float32)
         self._reset_tracking()
@@ -231,6 +233,8 @@ class Odometry:
             else:
                 self._step_track(i)
         self.prev_gray = gray
+        # where the live tracks are in this frame: the reference if the next frame's PnP fails
+        self._prev_track_pts = dict(zip(self.ids.tolist(), self.pts))
 
     # -- output ----------------------------------------------------------------------------
 
@@ -518,7 +522,7 @@ class Odometry:
             last -= 1
         self._close_map()
         # the previous good frame becomes the reference of a re-initialisation (same segment for now)
-        prev_pts = getattr(self, "_prev_track_pts", {})
+        prev_pts = self._prev_track_pts
         self.mode = "init"
         self.ref = (last, self.R_cw.copy(), self.t_cw.copy(), prev_pts)
         self.pending = []
@@ -720,7 +724,6 @@ class Odometry:
             self._retire(k)
         for k in [k for k in self.birth if k not in alive]:
             del self.birth[k]
-        self._prev_track_pts = {int(k): p.copy() for k, p in zip(self.ids, self.pts)}
 
     def _record_keyframe_geometry(self) -> None:
         seg = self.cur_seg
@@ -901,4 +904,5 @@ def track_video(path: str | os.PathLike, camera: PinholeCamera, config: VOConfig
     info = check_input(path, camera)
     frames = video.iter_frames(path)
     cb = (lambda i: progress(i + 1, info.n_frames)) if progress else None
-    return track_frames(frames, camera, info.fps, config, cb, meta={"video": os.fspath(path)})
+    # the file name only: the same clip tracked in another folder (a Ray worker's) gives the same bytes
+    return track_frames(frames, camera, info.fps, config, cb, meta={"video": Path(path).name})
