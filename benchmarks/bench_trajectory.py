@@ -16,8 +16,8 @@ Figures (CPU seconds of this process, one thread: OpenCV and BLAS limited to one
   intrinsics, one thread) on the first `--colmap-frames` frames of `walk`: CPU time, frames
   registered, ATE; time ratio against the odometry on the same frames.
 
-Usage: python benchmarks/bench_trajectory.py [--frames 150] [--colmap-frames 90] [--clips walk,...] [--no-colmap]
-[--json OUT]
+Usage (from the repository root): python -m benchmarks.bench_trajectory [--frames 150] [--colmap-frames 90]
+[--clips walk,work,fast,turn] [--no-colmap] [--json OUT]
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import argparse  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
-import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from datetime import datetime, timezone  # noqa: E402
@@ -40,8 +39,6 @@ from pathlib import Path  # noqa: E402
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy.spatial.transform import Rotation  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from egoclean.motion.evaluation import ate, rpe  # noqa: E402
 from egoclean.motion.odometry import Odometry, VOConfig  # noqa: E402
