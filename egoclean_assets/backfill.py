@@ -30,7 +30,7 @@ from egoclean.core.errors import EgoCleanError
 from egoclean.core.options import whole
 from egoclean.core.secrets import redact
 from egoclean_assets.cluster import contiguous_batches, run_batches
-from egoclean_assets.discovery import discover
+from egoclean_assets.discovery import discover, is_pattern
 from egoclean_assets.launch import launch_partition_runs
 from egoclean_assets.partitions import CLIPS, add_clip_partitions
 from egoclean_assets.resources import DiscoveryResource
@@ -80,6 +80,12 @@ def backfill(scope: list[str], instance: DagsterInstance, env: Mapping[str, str]
     source = defs.resources["source"]
     settings = DiscoveryResource(scope=scope)
     result = discover(source.open(), settings, set(), cursor=None, whole_scope=True)
+    # Discovery names a missing worker of the scope and goes on (right for patterns and the
+    # sensor); a worker named outright that is not there is this command's bad input.
+    named = [p.strip().strip("/") for p in scope if p.strip() and not is_pattern(p)]
+    bad = [f"no worker {p} ({why})" for p in named for name, why in result.missing if name in (p, p.split("/")[0])]
+    if bad:
+        raise EgoCleanError("; ".join(bad))
     if not result.scanned and not result.failed:
         raise EgoCleanError(f"no worker in {source.url} matches {', '.join(scope)}")
     for w, why in result.failed:

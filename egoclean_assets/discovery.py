@@ -23,7 +23,10 @@ SCOPE_HINT = ("widen it with EGOCLEAN_SCOPE (comma-separated factory/worker fnma
 @dataclass
 class DiscoveryResult:
     """New clip keys (not yet partitions), the workers scanned, the workers skipped as
-    unreadable (with why), and the cursor to resume from."""
+    unreadable (with why), and the cursor to resume from.
+
+    `missing`: the part of `failed` that names a factory or worker of the scope the source
+    could not list (not there, or its listing failed), as (scope name, why)."""
 
     new_keys: list[str] = field(default_factory=list)
     scanned: list[str] = field(default_factory=list)
@@ -31,6 +34,7 @@ class DiscoveryResult:
     workers_in_scope: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
     scope: list[str] = field(default_factory=list)
+    missing: list[tuple[str, str]] = field(default_factory=list)
 
     def scope_note(self) -> str:
         """Which scope was scanned and how to widen it (for logs and the sensor's skip reason)."""
@@ -52,7 +56,7 @@ def workers_in_scope(source, patterns: list[str], failed: list[tuple[str, str]] 
     patterns = [p.strip().strip("/") for p in patterns if p.strip()]
     factory_patterns = {p.split("/")[0] for p in patterns}
     # A literal factory name needs no listing of all factories.
-    if all(not _is_pattern(fp) for fp in factory_patterns):
+    if all(not is_pattern(fp) for fp in factory_patterns):
         factories = sorted(factory_patterns)
     else:
         factories = [f for f in source.list_factories() if any(fnmatch.fnmatchcase(f, fp) for fp in factory_patterns)]
@@ -70,13 +74,14 @@ def workers_in_scope(source, patterns: list[str], failed: list[tuple[str, str]] 
                 out.append(f"{f}/{w}")
         for p in patterns:  # a worker named outright that is not there is a mistake to report, not silence
             pf, _, pw = p.partition("/")
-            if failed is not None and pf == f and pw and not _is_pattern(pw) and f"{f}/{pw}" not in out:
+            if failed is not None and pf == f and pw and not is_pattern(pw) and f"{f}/{pw}" not in out:
                 known = ", ".join(workers) or "none"
                 failed.append((p, f"worker {pw} not found in {f} of {source.url} (workers: {known})"))
     return sorted(out)
 
 
-def _is_pattern(text: str) -> bool:
+def is_pattern(text: str) -> bool:
+    """Whether a scope entry (or part of one) has fnmatch wildcards."""
     return any(c in text for c in "*?[")
 
 
@@ -109,7 +114,8 @@ def discover(source, settings, existing: set[str], cursor: str | None, whole_sco
     order = workers[start:] + workers[:start]
     max_workers = len(order) if whole_scope else settings.max_workers_per_tick
     budget = None if whole_scope else settings.max_new_partitions_per_tick
-    result = DiscoveryResult(workers_in_scope=len(workers), scope=[p.strip() for p in settings.scope], failed=failed)
+    result = DiscoveryResult(workers_in_scope=len(workers), scope=[p.strip() for p in settings.scope],
+                             failed=failed, missing=list(failed))
     if cursor_note:
         result.failed.append(("cursor", cursor_note))
         cursor = None

@@ -46,6 +46,25 @@ def test_unknown_worker_is_a_clear_error(home, capsys):
     assert "no worker" in err and "factory_001/worker_009" in err
     rc = backfill.main(["factory_007/worker_001", "--source", str(home / "source"), "--register-only"])
     assert rc == 2 and "factory_007" in capsys.readouterr().err
+    # Beside a pattern, a worker named outright that is not there is still bad input: one
+    # line, exit 2, nothing registered (the pattern's workers neither).
+    rc = backfill.main(["factory_001/*", "factory_001/worker_009", "--source", str(home / "source"),
+                        "--register-only"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "no worker factory_001/worker_009" in err and len(err.strip().splitlines()) == 1, err
+    with DagsterInstance.get() as inst:
+        assert inst.get_dynamic_partitions(CLIPS) == []
+
+
+def test_a_missing_factory_in_a_pattern_is_named_and_the_rest_registered(home, capsys):
+    """A pattern over a factory the source lacks is not bad input: named on stderr, exit 1, the rest registered."""
+    rc = backfill.main(["factory_009/*", "factory_001/worker_002", "--source", str(home / "source"),
+                        "--register-only"])
+    out = capsys.readouterr()
+    assert rc == 1 and "skipped worker factory_009: factory factory_009 not found" in out.err, out.err
+    with DagsterInstance.get() as inst:
+        assert sorted(inst.get_dynamic_partitions(CLIPS)) == [
+            "factory001_worker002_00000", "factory001_worker002_00001"]
 
 
 @pytest.mark.parametrize("case", ["missing", "a-file", "no-yaml-here"])
