@@ -10,6 +10,7 @@ from egoclean.core import defaults
 from egoclean_assets.failures import reports_failures
 from egoclean_assets.assets.export import lerobot_dataset
 from egoclean_assets.assets.ingest import rectified_clip
+from egoclean_assets.assets.motion import camera_trajectory
 from egoclean_assets.assets.temporal import anomaly_segments, similarity_matrix, vjepa_embeddings
 from egoclean_assets.io_manager import ClipArtifact
 from egoclean_assets.metadata import mmss, shown
@@ -191,5 +192,64 @@ def frames_match_rectified(context: AssetCheckExecutionContext, export: ExportRe
     )
 
 
+def _trajectory(camera_trajectory: ClipArtifact):
+    # imported here, not at module top: loading the definitions must stay free of heavy modules
+    from egoclean.motion.trajectory import Trajectory
+
+    return Trajectory.load_parquet(camera_trajectory.path("parquet"))
+
+
+@asset_check(asset=camera_trajectory, partitions_def=clip_partitions)
+@reports_failures
+def poses_valid(context: AssetCheckExecutionContext, camera_trajectory: ClipArtifact) -> AssetCheckResult:
+    """Every tracked pose finite with an orthonormal rotation (det +1); untracked frames carry no pose."""
+    from egoclean.motion.steps import pose_problems  # at use: numpy and the trajectory types
+
+    problems = pose_problems(_trajectory(camera_trajectory))
+    camera_trajectory.release()
+    return AssetCheckResult(passed=not problems, description="; ".join(problems) or None,
+                            metadata={"problems": len(problems)})
+
+
+@asset_check(asset=camera_trajectory, partitions_def=clip_partitions)
+@reports_failures
+def tracked_enough(context: AssetCheckExecutionContext, camera_trajectory: ClipArtifact) -> AssetCheckResult:
+    """At least TRAJECTORY_MIN_TRACKED of the clip's frames have a pose."""
+    fraction = float(camera_trajectory.info["tracked_fraction"])
+    camera_trajectory.release()
+    ok = fraction >= defaults.TRAJECTORY_MIN_TRACKED
+    return AssetCheckResult(
+        passed=ok,
+        description=None if ok else (f"{fraction:.1%} of the frames tracked, below "
+                                     f"{defaults.TRAJECTORY_MIN_TRACKED:.0%} (lost tracking: see the segments)"),
+        metadata={"tracked_fraction": shown(fraction), "threshold": defaults.TRAJECTORY_MIN_TRACKED,
+                  "segments": int(camera_trajectory.info["segments"])})
+
+
+@asset_check(asset=camera_trajectory, partitions_def=clip_partitions, blocking=False)
+@reports_failures
+def head_motion_plausible(context: AssetCheckExecutionContext, camera_trajectory: ClipArtifact) -> AssetCheckResult:
+    """No frame-to-frame step faster than a head moves (speed over metric segments, turn rate): warnings."""
+    from dagster import AssetCheckSeverity  # here: only this check warns rather than fails
+
+    from egoclean.motion.steps import motion_rates  # at use: numpy and the trajectory types
+
+    r = motion_rates(_trajectory(camera_trajectory))
+    camera_trajectory.release()
+    found = []
+    if r.too_fast:
+        found.append(f"{r.too_fast} step(s) faster than {defaults.HEAD_MAX_SPEED_M_S:g} m/s "
+                     f"(fastest {r.max_speed:.1f} m/s)")
+    if r.too_fast_turns:
+        found.append(f"{r.too_fast_turns} step(s) turning faster than {defaults.HEAD_MAX_ANGULAR_RATE_DEG_S:g} deg/s "
+                     f"(fastest {r.max_angular_rate_deg:.0f} deg/s)")
+    return AssetCheckResult(
+        passed=not found, severity=AssetCheckSeverity.WARN, description="; ".join(found) or None,
+        metadata={"max_speed_m_s": shown(r.max_speed) if r.max_speed is not None else "no metric segment",
+                  "max_angular_rate_deg_s": shown(r.max_angular_rate_deg),
+                  "speed_bound_m_s": defaults.HEAD_MAX_SPEED_M_S,
+                  "angular_rate_bound_deg_s": defaults.HEAD_MAX_ANGULAR_RATE_DEG_S})
+
+
 ALL_CHECKS = [matches_ground_truth, same_frame_count, embeddings_valid, similarity_valid, dataset_consistent,
-              frames_match_rectified]
+              frames_match_rectified, poses_valid, tracked_enough, head_motion_plausible]

@@ -5,6 +5,7 @@ from dagster import AssetSelection, Nothing, OpExecutionContext, Out, define_ass
 
 from egoclean_assets.assets.export import training_episodes
 from egoclean_assets.assets.ingest import GROUP as INGEST
+from egoclean_assets.assets.motion import GROUP as MOTION
 from egoclean_assets.assets.temporal import GROUP as TEMPORAL
 from egoclean_assets.discovery import discover
 from egoclean_assets.failures import reports_failures
@@ -15,14 +16,15 @@ CLIP_PIPELINE = "clip_pipeline"
 
 clip_pipeline_job = define_asset_job(
     CLIP_PIPELINE,
-    selection=AssetSelection.groups(INGEST, TEMPORAL) | AssetSelection.assets(training_episodes),
+    selection=AssetSelection.groups(INGEST, TEMPORAL, MOTION) | AssetSelection.assets(training_episodes),
     partitions_def=clip_partitions,
     # One process runs all of a clip's steps: the multiprocess default started a fresh
     # Python per step, each importing torch again (67-120 s of a UI run vs ~10 s of work;
     # docs/PERFORMANCE.md, run overhead). Pools still hold: the in-process executor claims
     # the `gpu` / `duckdb` slots per step like any other.
     executor_def=in_process_executor,
-    description="Every asset of one clip partition, raw_tar to training_episodes, with their checks.",
+    description="Every asset of one clip partition, raw_tar to training_episodes (camera_trajectory included), "
+                "with their checks.",
 )
 
 EXPORT_DATASET = "export_dataset"

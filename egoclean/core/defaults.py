@@ -81,6 +81,12 @@ CAMERA_HEIGHT_M = 1.6
 VO_LONG_SIDE = 640
 # A clip shorter than this cannot initialise (two views with parallax): a one-line error.
 VO_MIN_FRAMES = 10
+# The camera_trajectory checks: at least this fraction of a clip's frames tracked (an error
+# below), and no step faster than a head moves (warnings): metres per second over metric
+# segments (a brisk walk is ~2), degrees per second of turning (fast head turns peak at ~400-500).
+TRAJECTORY_MIN_TRACKED = 0.8
+HEAD_MAX_SPEED_M_S = 3.0
+HEAD_MAX_ANGULAR_RATE_DEG_S = 600.0
 
 # -- retries and timeouts --------------------------------------------------------------
 

@@ -14,6 +14,8 @@ root moves every artifact. By factory / worker / clip::
         factory001_worker001_00001_diagnostics.png    pictures (egoclean.temporal.plots)
         factory001_worker001_00001_detection.png
         factory001_worker001_00001_episodes.json      training episodes (egoclean.export)
+        factory001_worker001_00001_trajectory.parquet camera poses per frame (egoclean.motion.Trajectory)
+        factory001_worker001_00001_trajectory.png     the path picture (egoclean.motion.plots)
         _manifests/<asset>.json                       what each Dagster asset wrote, and when
 
 A type that writes several files (embeddings, analysis) is given a prefix and names its
@@ -32,6 +34,7 @@ RAW_DIR = "raw"
 MANIFEST_DIR = "_manifests"
 # The CLI's `egoclean rectify OUT.mp4` writes its intrinsics beside the video, named after it.
 INTRINSICS_SUFFIX = "_intrinsics.json"
+TRAJECTORY_SUFFIX = "_trajectory.parquet"
 
 
 def is_local(root: str | os.PathLike) -> bool:
@@ -56,6 +59,16 @@ def join(base: str | os.PathLike, *parts: str) -> str:
 def clip_folder(clip: ClipId) -> str:
     """`factory_001/worker_001/factory001_worker001_00001`: a clip's folder under the data root."""
     return f"{clip.factory_dir}/{clip.worker_dir}/{clip.key}"
+
+
+def all_trajectories(root: str | os.PathLike) -> str:
+    """The glob of every clip's trajectory Parquet file under a data root (for one SQL table)."""
+    return join(root, "*", "*", "*", f"*{TRAJECTORY_SUFFIX}")
+
+
+def clip_of_trajectory_sql(filename_column: str) -> str:
+    """A SQL expression: the clip id in a trajectory file's path (`filename_column`)."""
+    return f"regexp_extract({filename_column}, '([^/]+){TRAJECTORY_SUFFIX.replace('.', '[.]')}$', 1)"
 
 
 def intrinsics_beside(video: str | os.PathLike) -> Path:
@@ -136,6 +149,16 @@ class ClipLayout:
     def episodes(self) -> str:
         """The clip's training episodes (egoclean.export's plan table)."""
         return self.path(f"{self.key}_episodes.json")
+
+    @property
+    def trajectory(self) -> str:
+        """The camera poses of every frame (egoclean.motion.Trajectory's Parquet table)."""
+        return self.path(f"{self.key}{TRAJECTORY_SUFFIX}")
+
+    @property
+    def trajectory_plot(self) -> str:
+        """The camera path picture (from above, height and heading over time)."""
+        return self.path(f"{self.key}_trajectory.png")
 
     def manifest(self, asset: str) -> str:
         """What the Dagster asset `asset` wrote for this clip."""

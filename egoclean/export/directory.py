@@ -22,6 +22,8 @@ from egoclean.export import lerobot
 
 VIDEO_KEY = "observation.images.egocentric"
 SCORE_KEY = "observation.anomaly_score"
+STATE_KEY = "observation.state"  # the camera pose relative to the episode start (egoclean.motion.episodes)
+ACTION_KEY = "action"  # the camera motion to the next frame
 META_PATH = "meta/egoclean.json"
 CARD_PATH = "README.md"
 FORMAT_VERSION = 1

@@ -343,15 +343,37 @@ def plan_episodes(
     return EpisodePlan(episodes, skipped, kept, cycle, params)
 
 
-def plan_table(plan: EpisodePlan, fps: float) -> dict:
-    """A clip's episode plan as JSON-ready rows (what training_episodes stores and shows)."""
+def split_at_gaps(traj, eps: list, fps: float) -> tuple[list, list[dict]]:
+    """Episodes `(ep, (a, b))` split where the camera's tracking stops or a new segment begins
+    (an episode never spans a gap); returns the pieces kept and the frames dropped, with the reason."""
+    from egoclean.motion.episodes import tracked_runs  # at use: the camera motion stage
+
+    kept, dropped = [], []
+    for ep, (a, b) in eps:
+        keep, drop = tracked_runs(traj, a, b)
+        kept += [(ep, run) for run in keep]
+        for x, y in drop:
+            why = "tracking gap (no camera pose)" if not traj.tracked[x] else "too short between tracking gaps"
+            dropped.append({"start_sec": round(x / fps, 3), "end_sec": round(y / fps, 3), "reason": why})
+    return kept, dropped
+
+
+def plan_table(plan: EpisodePlan, fps: float, traj=None) -> dict:
+    """A clip's episode plan as JSON-ready rows (what training_episodes stores and shows); with the
+    clip's camera trajectory `traj`, episodes split at tracking gaps as the export splits them."""
+    eps = [(e, e.frames(fps)) for e in plan.episodes]
+    gaps: list[dict] = []
+    if traj is not None:
+        n = len(traj)
+        eps, gaps = split_at_gaps(traj, [(e, (a, min(b, n))) for e, (a, b) in eps if min(b, n) - a >= 2], fps)
     return {
         "cycle": None if plan.cycle is None else {"period_sec": plan.cycle.period_sec,
                                                   "phase_sec": plan.cycle.phase_sec,
                                                   "strength": plan.cycle.strength},
         "params": plan.params.to_dict(),
-        "episodes": [{"start_sec": e.start_sec, "end_sec": e.end_sec, "frames": list(e.frames(fps)),
-                      "cycle_index": e.cycle_index, "n_cycles": e.n_cycles} for e in plan.episodes],
-        "skipped": [{"start_sec": s.start_sec, "end_sec": s.end_sec, "reason": s.reason} for s in plan.skipped],
-        "kept_sec": plan.kept_sec,
+        "episodes": [{"start_sec": a / fps if traj is not None else e.start_sec,
+                      "end_sec": b / fps if traj is not None else e.end_sec, "frames": [a, b],
+                      "cycle_index": e.cycle_index, "n_cycles": e.n_cycles} for e, (a, b) in eps],
+        "skipped": [{"start_sec": s.start_sec, "end_sec": s.end_sec, "reason": s.reason} for s in plan.skipped] + gaps,
+        "kept_sec": plan.kept_sec if traj is None else sum(b - a for _, (a, b) in eps) / fps,
     }

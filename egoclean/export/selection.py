@@ -53,6 +53,7 @@ class ClipInput:
     remote: dict[str, str] | None = None  # role -> URL of files in a remote data root (fetched when exported)
     materialized_at: str | None = None  # when the store last wrote the clip (unchanged clips are not re-exported)
     problem: str | None = None  # why the clip cannot be exported (recorded, not raised)
+    trajectory: Path | None = None  # camera poses per frame (egoclean.motion.Trajectory Parquet), if tracked
 
     @property
     def cid(self) -> ClipId:
@@ -140,7 +141,7 @@ def localized(ci: ClipInput) -> Iterator[ClipInput]:
         if "video" not in got:
             yield dataclasses.replace(ci, problem=f"rectified video missing from storage: {ci.remote['video']}")
             return
-        local = dataclasses.replace(ci, video=got["video"], emb_path=got.get("emb"),
+        local = dataclasses.replace(ci, video=got["video"], emb_path=got.get("emb"), trajectory=got.get("trajectory"),
                                     camera_matrix=_camera_matrix(got.get("intrinsics"), got.get("intrinsics_cli")))
         if all(f"analysis{s}" in got for s in ANALYSIS_SUFFIXES):
             local.sim, local.sim_ts = _similarity(Path(tmp) / ci.clip_id)
@@ -201,8 +202,13 @@ def select_clips(store, sql: str | None = None, clips: Sequence[str] | None = No
         )
         if spans is not None:
             ci.work = sorted(spans.get(key, []))
+        traj = store.trajectory(key)
+        if traj is not None:
+            ci.trajectory = _local(traj["path"])
         if video is None and paths.get("rectified"):
             ci.remote = _remote_files(key, paths["rectified"], paths.get("embeddings"))
+            if traj is not None and ci.trajectory is None:
+                ci.remote["trajectory"] = traj["path"]
         elif video is None:
             ci.problem = "no rectified video recorded for the clip"
         elif not video.is_file():
@@ -222,6 +228,7 @@ def select_clips(store, sql: str | None = None, clips: Sequence[str] | None = No
 def clip_input_from_files(
     clip_id: str, video: str | os.PathLike, segments_json: str | os.PathLike, analysis_prefix: str | os.PathLike | None,
     intrinsics_json: str | os.PathLike | None = None, emb_path: str | os.PathLike | None = None,
+    trajectory: str | os.PathLike | None = None,
 ) -> ClipInput:
     """A `ClipInput` from a clip's own files (the Dagster assets' outputs) instead of the store.
 
@@ -242,6 +249,7 @@ def clip_input_from_files(
         window_scores=np.asarray([np.nan if v is None else v for v in doc.get("score", [])], dtype=np.float64),
         emb_path=Path(emb_path) if emb_path else None,
         camera_matrix=_camera_matrix(Path(intrinsics_json) if intrinsics_json else None),
+        trajectory=Path(trajectory) if trajectory else None,
     )
     if analysis_prefix is not None:
         ci.sim, ci.sim_ts = _similarity(analysis_prefix)

@@ -44,8 +44,10 @@ from egoclean.core import atomic
 from egoclean.core.errors import InvalidInputError
 from egoclean.export import directory, lerobot
 from egoclean.export.card import card
-from egoclean.export.directory import CARD_PATH, FORMAT_VERSION, META_PATH, SCORE_KEY, VIDEO_KEY, Existing
-from egoclean.export.episodes import EpisodeParams, EpisodePlan
+from egoclean.export.directory import (
+    ACTION_KEY, CARD_PATH, FORMAT_VERSION, META_PATH, SCORE_KEY, STATE_KEY, VIDEO_KEY, Existing,
+)
+from egoclean.export.episodes import EpisodeParams, EpisodePlan, split_at_gaps
 from egoclean.export.selection import ClipInput, localized, select_clips
 
 DEFAULT_REENCODE_CRF = 23
@@ -231,6 +233,7 @@ class _Export:
         self.bytes_video = 0
         self.next_part = 0
         self.base_episode = self.base_frame = 0
+        self.poses = False  # episodes carry observation.state and action (set by export_dataset)
 
     # -- the episodes already there
 
@@ -307,7 +310,20 @@ class _Export:
         if not plan.episodes:
             self.skip(ci, "; ".join(sorted({s.reason for s in plan.skipped})) or "no episodes")
             return
+        traj = None
+        if self.poses:
+            if ci.trajectory is None:
+                self.skip(ci, "no camera trajectory (materialize camera_trajectory; this dataset has "
+                              f"{STATE_KEY} and {ACTION_KEY})")
+                return
+            from egoclean.motion.trajectory import Trajectory  # at use: the camera motion stage
+
+            traj = Trajectory.load_parquet(ci.trajectory)
         index = index_packets(ci.video)
+        if traj is not None and len(traj) != index.n_frames:
+            self.skip(ci, f"camera trajectory has {len(traj)} frames, the video {index.n_frames}")
+            return
+        gaps: list[dict] = []
         self.size, self.fps = _target_size(ci, self.options.resolution), round(ci.fps)
         part = self._part_for(index.shape, ci.video)
         task = task_for(ci.cid.factory_dir)
@@ -317,11 +333,14 @@ class _Export:
         for k in sorted({ep.span_index for ep in plan.episodes}):
             eps = [(ep, ep.frames(ci.fps)) for ep in plan.episodes if ep.span_index == k]
             eps = [(ep, (a, min(b, index.n_frames))) for ep, (a, b) in eps if min(b, index.n_frames) - a >= 2]
+            if traj is not None:
+                eps, dropped = split_at_gaps(traj, eps, ci.fps)
+                gaps += dropped
             if not eps:
                 continue
             images, file_first = self._write_span(part, ci, index, eps)
             for (ep, (a, b)), ff, imgs in zip(eps, file_first, images):
-                row = self._episode(ci, plan, ep, a, b, ff, imgs, task, emb, part)
+                row = self._episode(ci, plan, ep, a, b, ff, imgs, task, emb, part, traj)
                 part.episodes.append(row)
                 self.new_rows.append(row)
                 n_eps += 1
@@ -335,7 +354,7 @@ class _Export:
             "cycle": None if cycle is None else {"period_sec": cycle.period_sec, "phase_sec": cycle.phase_sec,
                                                  "strength": cycle.strength},
             "skipped_spans": [{"start_sec": s.start_sec, "end_sec": s.end_sec, "reason": s.reason}
-                              for s in plan.skipped],
+                              for s in plan.skipped] + gaps,
             "model": ci.model, "random_weights": ci.random_weights,
             "materialized_at": ci.materialized_at, "params": self.options.params.to_dict(),
             "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -385,7 +404,7 @@ class _Export:
         return images, [first + (a - a0) for _, (a, _b) in eps]
 
     def _episode(self, ci: ClipInput, plan: EpisodePlan, ep, a: int, b: int, file_first: int, images: list,
-                 task: str, emb, part: _PartWriter) -> dict:
+                 task: str, emb, part: _PartWriter, traj=None) -> dict:
         """One new episode: its frame columns (kept in the part) and its episode row."""
         n = b - a
         e_idx = self.base_episode + len(self.new_rows)
@@ -401,6 +420,11 @@ class _Export:
             "task_index": np.full(n, self.tasks[task], dtype=np.int64),
             SCORE_KEY: score,
         }
+        metric = None
+        if traj is not None:
+            from egoclean.motion.episodes import state_action  # at use: the camera motion stage
+
+            cols[STATE_KEY], cols[ACTION_KEY], metric = state_action(traj, a, b)
         part.frames.append(cols)
         self.added_frames += n
         stats = {k: lerobot.feature_stats(v) for k, v in cols.items()}
@@ -419,6 +443,8 @@ class _Export:
             "egoclean/model": ci.model or "", "egoclean/random_weights": bool(ci.random_weights),
             "egoclean/embedding": _episode_embedding(emb, ci, ep.start_sec, ep.end_sec),
         }
+        if traj is not None:
+            row["egoclean/metric"] = bool(metric)  # state and action in metres (else the clip's own unit)
         for f, s in stats.items():
             row |= lerobot.stats_columns(f, s)
         return row
@@ -463,6 +489,8 @@ class _Export:
             raise InvalidInputError(f"export: no episodes to write ({skipped or 'no clips selected'})")
         features = dict(lerobot.DEFAULT_FEATURES)
         features[SCORE_KEY] = {"dtype": "float32", "shape": [1], "names": None}
+        if self.poses:
+            features |= pose_features()
         video = index_packets(next(iter(sorted(self.stage.glob(f"videos/{VIDEO_KEY}/*/*.mp4")))))
         features[VIDEO_KEY] = lerobot.video_feature(self.size[1], self.size[0], self.fps, video.shape.codec,
                                                      video.shape.pix_fmt)
@@ -483,12 +511,28 @@ class _Export:
         return info
 
 
+def pose_features() -> dict:
+    """info.json's entries of the camera state and action: dtype, shape, names and units."""
+    from egoclean.motion.episodes import ACTION_NAMES, ACTION_UNITS, STATE_NAMES, STATE_UNITS
+
+    note = "length: metres where the episode's egoclean/metric is true, else the clip's own unit"
+    return {
+        STATE_KEY: {"dtype": "float32", "shape": [len(STATE_NAMES)], "names": STATE_NAMES,
+                    "egoclean/units": STATE_UNITS, "egoclean/description":
+                    "camera pose relative to the episode's first frame (OpenCV camera axes); " + note},
+        ACTION_KEY: {"dtype": "float32", "shape": [len(ACTION_NAMES)], "names": ACTION_NAMES,
+                     "egoclean/units": ACTION_UNITS, "egoclean/description":
+                     "camera motion to the next frame in the current camera axes, rotation vector; " + note},
+    }
+
+
 def _table(columns):
-    """A pyarrow table of frame columns (a dict of arrays, or a DataFrame)."""
+    """A pyarrow table of frame columns (a dict of arrays, or a DataFrame); (n, d) arrays as fixed-size lists."""
     import pyarrow as pa
 
     if isinstance(columns, dict):
-        return pa.table(columns)
+        return pa.table({k: pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(v).ravel()), v.shape[1])
+                         if np.ndim(v) == 2 else v for k, v in columns.items()})
     return pa.Table.from_pandas(columns.reset_index(drop=True), preserve_index=False)
 
 
@@ -536,6 +580,12 @@ def export_dataset(out: str | os.PathLike, clips: Sequence[ClipInput], options: 
         clips = [c for c in clips if c.clip_id not in unchanged]
         clip_ids = [c.clip_id for c in clips]
     run = _Export(out, existing, options, clip_ids)
+    # The camera state and action: what the dataset already has, else when every clip to export was tracked.
+    if existing.info is not None:
+        run.poses = STATE_KEY in existing.info["features"]
+    else:
+        usable = [c for c in clips if not c.problem]
+        run.poses = bool(usable) and all(c.trajectory is not None or "trajectory" in (c.remote or {}) for c in usable)
     run.stage.mkdir(parents=True)
     try:
         if existing.info is not None:

@@ -76,6 +76,20 @@ CREATE TABLE IF NOT EXISTS detection_matches (
     iou DOUBLE,
     matched BOOLEAN NOT NULL
 );
+CREATE TABLE IF NOT EXISTS trajectories (
+    clip_id VARCHAR {pk},
+    factory VARCHAR NOT NULL,
+    worker VARCHAR NOT NULL,
+    frames BIGINT,
+    tracked_frames BIGINT,
+    tracked_fraction DOUBLE,
+    segments INTEGER,                    -- tracked stretches (a new one after each tracking gap)
+    metric BOOLEAN,                      -- every segment's scale from the floor and the camera height
+    path_length DOUBLE,                  -- metres when metric, else the clip's own unit
+    fps DOUBLE,
+    path VARCHAR,                        -- the per-frame poses (Parquet; the poses view reads them all)
+    materialized_at TIMESTAMP
+);
 CREATE OR REPLACE MACRO egoclean_mmss(x) AS
     CASE WHEN x IS NULL THEN NULL ELSE
         printf('%02d:%02d', (round(greatest(x, 0))::BIGINT) // 60, (round(greatest(x, 0))::BIGINT) % 60)

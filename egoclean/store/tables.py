@@ -235,6 +235,42 @@ class Store:
 
         self._write(write, locks=[f"clip {key}"])
 
+    def replace_trajectory(self, row: dict, poses_glob: str | None = None,
+                           materialized_at: datetime | None = None) -> None:
+        """Replace one clip's row of `trajectories` (egoclean.motion.steps.Tracked.row()).
+
+        With `poses_glob` (egoclean.core.layout.all_trajectories of the data root) the
+        `poses` view is (re)made over every clip's Parquet file there: one table of all
+        poses, `clip_id` taken from each file's name (egoclean.core.layout)."""
+        from egoclean.core import layout
+
+        key = ClipId.parse(str(row["clip_id"]))
+        values = [key.key, key.factory_dir, key.worker_dir, int(row["frames"]), int(row["tracked_frames"]),
+                  float(row["tracked_fraction"]), int(row["segments"]), bool(row["metric"]),
+                  float(row["path_length"]), float(row["fps"]), str(row["path"]), materialized_at or _utcnow()]
+        view = None
+        if poses_glob is not None:
+            glob = str(poses_glob).replace("'", "''")
+            view = (f"CREATE OR REPLACE VIEW poses AS SELECT {layout.clip_of_trajectory_sql('filename')} AS clip_id, "
+                    f"frame, t, x, y, z, qx, qy, qz, qw, tracked, segment, inliers "
+                    f"FROM read_parquet('{glob}', filename = true)")
+
+        def write(con: duckdb.DuckDBPyConnection) -> None:
+            con.execute("DELETE FROM trajectories WHERE clip_id = ?", [key.key])
+            con.execute("INSERT INTO trajectories VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
+            if view is not None:
+                current = con.execute("SELECT sql FROM duckdb_views() WHERE view_name = 'poses' AND NOT internal"
+                                      " AND database_name = current_database()").fetchone()
+                if not current or glob not in current[0]:
+                    con.execute(view)
+
+        self._write(write, locks=[f"trajectory {key.key}"])
+
+    def trajectory(self, clip_id: str) -> dict | None:
+        """The clip's row of `trajectories`, or None."""
+        rows = self._rows("SELECT * FROM trajectories WHERE clip_id = ?", [ClipId.parse(clip_id).key])
+        return rows[0] if rows else None
+
     def replace_ground_truth(self, spans: Sequence[Any], source: str) -> int:
         """Replace every ground-truth row of `source` with `spans` (GroundTruthSpan-like).
 

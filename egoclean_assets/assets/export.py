@@ -22,19 +22,21 @@ def training_episodes(
     vjepa_embeddings: ClipArtifact,
     similarity_matrix: ClipArtifact,
     anomaly_segments: ClipArtifact,
+    camera_trajectory: ClipArtifact,
     export: ExportResource,
     storage: ClipStorage,
 ) -> Output[ClipArtifact]:
-    """The clip's training episodes: clean work spans cut at work-cycle boundaries (what the export writes)."""
+    """The clip's training episodes: clean work spans cut at work-cycle boundaries and tracking gaps (as exported)."""
     # imported here, not at module top: loading the definitions must stay free of heavy modules
     from egoclean.core import atomic
     from egoclean.export import clip_input_from_files, plan_table
+    from egoclean.motion.trajectory import Trajectory
 
     clip = clip_of(context)
     ci = clip_input_from_files(clip.key, rectified_clip.path("mp4"), anomaly_segments.path("json"),
                                similarity_matrix.layout.analysis, intrinsics.path("json"),
-                               vjepa_embeddings.path("emb"))
-    table = plan_table(ci.plan(export.options().params), ci.fps)
+                               vjepa_embeddings.path("emb"), camera_trajectory.path("parquet"))
+    table = plan_table(ci.plan(export.options().params), ci.fps, Trajectory.load_parquet(ci.trajectory))
     path = atomic.write_json(storage.layout(clip).episodes, table)
     rows = ["| # | start | end | cycle | cycles |", "|---|---|---|---|---|"] + [
         f"| {i} | {mmss(e['start_sec'])} ({e['start_sec']:.2f} s) | {mmss(e['end_sec'])} ({e['end_sec']:.2f} s) | "

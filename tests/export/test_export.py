@@ -525,3 +525,99 @@ def test_clips_in_an_s3_root_are_read_with_retries_and_the_callers_input_is_kept
     meta = json.loads((tmp_path / "gone" / META_PATH).read_text())
     assert meta["skipped"][key] == f"rectified video missing from storage: {base}/{key}_rectified.mp4"
     assert ci.problem is None
+
+
+# ------------------------------------------------------------------- camera state and action
+
+
+def test_episodes_carry_camera_state_and_action_and_never_span_a_tracking_gap(clips, tmp_path):
+    """With every clip's camera trajectory in the store (here the synthetic ground truth, with a
+    tracking gap cut into the second clip), each frame gets observation.state (pose relative to
+    its episode's first frame) and action (motion to the next frame in the current camera axes);
+    names and units in info.json, stats in stats.json, metric per episode; the gap splits the
+    work span it falls in and is listed with its reason in meta/egoclean.json."""
+    import json
+    import shutil
+
+    from egoclean.core.layout import all_trajectories
+    from egoclean.motion.steps import Tracked
+    from egoclean.motion.trajectory import Segment, Trajectory
+
+    db = tmp_path / "db.duckdb"
+    shutil.copy(clips["db"], db)
+    store = Store(db)
+    truth, gap = {}, None
+    for i, c in enumerate(clips["summary"]["clips"]):
+        gt = Trajectory.load_tum(c["trajectory"])
+        n = len(gt)
+        tracked, seg = np.ones(n, bool), np.zeros(n, np.int32)
+        segments = (Segment(0, 0, n - 1, True, 1.0),)
+        if i == 1:  # a gap in the middle of the clip's longest work span; the path after it not metric
+            work = max(((s["start_sec"], s["end_sec"]) for s in store.segments(c["clip_id"], "work")),
+                       key=lambda w: w[1] - w[0])
+            g0 = int((work[0] + work[1]) / 2 * 30)
+            gap = (g0, g0 + 10)
+            tracked[g0:g0 + 10] = False
+            seg[g0:g0 + 10], seg[g0 + 10:] = -1, 1
+            segments = (Segment(0, 0, g0 - 1, True, 1.0), Segment(1, g0 + 10, n - 1, False, 1.0))
+        pos = np.where(tracked[:, None], gt.position, np.nan)
+        quat = np.where(tracked[:, None], gt.quat, np.nan)
+        traj = Trajectory(gt.t, pos, quat, tracked, seg, np.zeros(n, np.int32), segments, {})
+        d = tmp_path / "data" / "factory_001" / "worker_001" / c["clip_id"]
+        d.mkdir(parents=True)
+        path = traj.save_parquet(d / f"{c['clip_id']}_trajectory.parquet")
+        store.replace_trajectory(Tracked(c["clip_id"], str(path), traj.summary(), 30.0, 1.0).row(),
+                                 poses_glob=all_trajectories(tmp_path / "data"))
+        truth[c["clip_id"]] = gt
+    out = tmp_path / "lerobot"
+    report = export_from_store(store, out)
+    assert report.episodes_added >= 4
+    info = json.loads((out / "meta/info.json").read_text())
+    st, ac = info["features"]["observation.state"], info["features"]["action"]
+    assert (st["dtype"], st["shape"], st["names"]) == ("float32", [7], ["x", "y", "z", "qx", "qy", "qz", "qw"])
+    assert (ac["dtype"], ac["shape"], ac["names"]) == ("float32", [6], ["dx", "dy", "dz", "rx", "ry", "rz"])
+    assert st["egoclean/units"][:3] == ["length"] * 3 and ac["egoclean/units"][3:] == ["rad"] * 3
+    stats = json.loads((out / "meta/stats.json").read_text())
+    assert len(stats["observation.state"]["mean"]) == 7 and len(stats["action"]["std"]) == 6
+    assert stats["observation.state"]["count"] == [info["total_frames"]]
+    eps, data = _episodes(out), _data(out)
+    assert lerobot.validate(out) == []
+    for _, ep in eps.iterrows():
+        key, a, n = ep["egoclean/clip_id"], int(ep["egoclean/start_frame"]), int(ep["length"])
+        rows = data[data["episode_index"] == ep["episode_index"]].sort_values("frame_index")
+        state = np.stack(rows["observation.state"].to_numpy())
+        action = np.stack(rows["action"].to_numpy())
+        assert state.shape == (n, 7) and action.shape == (n, 6)
+        np.testing.assert_allclose(state[0], [0, 0, 0, 0, 0, 0, 1], atol=1e-6)
+        gt = truth[key]
+        R = gt.rotations()
+        j = a + n // 2  # a frame inside: its pose relative to the episode's first frame
+        np.testing.assert_allclose(state[n // 2, :3], R[a].T @ (gt.position[j] - gt.position[a]), atol=1e-5)
+        rel = R[a].T @ R[j]
+        q = state[n // 2, 3:].astype(np.float64)
+        x, y, z, w = q
+        Rq = np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                       [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                       [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+        np.testing.assert_allclose(Rq, rel, atol=1e-5)
+        # the action of that frame: the next frame's position in this frame's camera axes
+        np.testing.assert_allclose(action[n // 2, :3], R[j].T @ (gt.position[j + 1] - gt.position[j]), atol=1e-5)
+        if key == clips["keys"][1]:
+            assert a + n <= gap[0] or a >= gap[1], (a, n, gap)  # never across the gap
+            assert bool(ep["egoclean/metric"]) == (a < gap[0])
+        else:
+            assert bool(ep["egoclean/metric"])
+    sides = {a < gap[0] for a in eps[eps["egoclean/clip_id"] == clips["keys"][1]]["egoclean/start_frame"]}
+    assert sides == {True, False}  # the work span holding the gap became episodes on both sides of it
+    meta = json.loads((out / "meta/egoclean.json").read_text())
+    skipped = meta["clips"][clips["keys"][1]]["skipped_spans"]
+    assert {"start_sec": round(gap[0] / 30, 3), "end_sec": round(gap[1] / 30, 3),
+            "reason": "tracking gap (no camera pose)"} in skipped
+
+
+def test_a_clip_without_a_trajectory_leaves_state_and_action_out(dataset):
+    """The clips exported in `dataset` have no camera trajectory: no state or action features."""
+    import json
+
+    features = json.loads((dataset["out"] / "meta/info.json").read_text())["features"]
+    assert "observation.state" not in features and "action" not in features

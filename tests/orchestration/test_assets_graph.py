@@ -94,8 +94,12 @@ def test_whole_graph_finds_planted_anomalies_and_all_checks_pass(dataset, graph)
     for key, result in graph["results"].items():
         assert result.success
         evals = checks(result)
-        assert set(evals) == {"matches_ground_truth", "same_frame_count", "embeddings_valid", "similarity_valid"}
-        assert all(e.passed for e in evals.values()), {n: e.description for n, e in evals.items()}
+        assert set(evals) == {"matches_ground_truth", "same_frame_count", "embeddings_valid", "similarity_valid",
+                              "poses_valid", "tracked_enough", "head_motion_plausible"}
+        # head_motion_plausible only warns (a jump in a tracked path is worth a look, not a failed run)
+        assert evals["head_motion_plausible"].severity.value == "WARN"
+        assert all(e.passed for n, e in evals.items() if n != "head_motion_plausible"), {
+            n: e.description for n, e in evals.items()}
         gt = evals["matches_ground_truth"].metadata
         assert len(gt["per_span_iou"].value) == len(truth[key]) >= 1
         assert all(iou >= 0.5 for iou in gt["per_span_iou"].value)
@@ -110,6 +114,14 @@ def test_whole_graph_finds_planted_anomalies_and_all_checks_pass(dataset, graph)
         assert rect["frames"].value == rect["raw_frames"].value == int(DURATION * 30)
         emb = materialization(result, "vjepa_embeddings")
         assert emb["windows"].value == (int(DURATION * 30) - 64) // 30 + 1
+        traj = materialization(result, "camera_trajectory")
+        assert traj["frames"].value == int(DURATION * 30) and 0.8 <= traj["tracked_fraction"].value <= 1
+        row = Store(graph["db"]).trajectory(key)
+        assert row["frames"] == int(DURATION * 30) and row["path"] == traj["path"].value
+        assert row["tracked_fraction"] == pytest.approx(traj["tracked_fraction"].value, abs=1e-4)
+        path_pic = materialization(result, "trajectory_plot")
+        assert Path(path_pic["path"].value).is_file() and re.search(r"base64,", path_pic["trajectory"].value)
+        assert path_pic["anomalous_spans"].value == seg["n_spans"].value
         pics = materialization(result, "diagnostics_plot")
         for name in ("diagnostics", "detection"):
             full = Path(pics[f"{name}_path"].value)
@@ -125,6 +137,15 @@ def test_whole_graph_finds_planted_anomalies_and_all_checks_pass(dataset, graph)
 
         data = re.search(r"base64,([A-Za-z0-9+/=]+)", pics["detection"].value).group(1)
         assert Image.open(io.BytesIO(base64.b64decode(data))).width == 1000
+
+
+def test_every_clips_poses_in_one_sql_table(dataset, graph):
+    """The store's poses view reads every clip's trajectory file as one table."""
+    db = Store(graph["db"])
+    _, rows = db.query("SELECT clip_id, count(*), max(frame) FROM poses GROUP BY clip_id ORDER BY clip_id")
+    assert rows == [(k, int(DURATION * 30), int(DURATION * 30) - 1) for k in sorted(dataset["keys"])]
+    _, rows = db.query("SELECT count(*) FROM trajectories t JOIN poses p USING (clip_id) WHERE p.tracked")
+    assert rows[0][0] == sum(db.trajectory(k)["tracked_frames"] for k in dataset["keys"])
 
 
 def test_export_job_builds_the_dataset_from_materialized_clips(dataset, graph, tmp_path):

@@ -18,7 +18,7 @@ from egoclean_assets.definitions import defs
 
 ROOT = Path(__file__).resolve().parents[2]
 ASSETS = ["raw_tar", "intrinsics", "rectified_clip", "vjepa_embeddings", "similarity_matrix", "anomaly_segments",
-          "diagnostics_plot"]
+          "diagnostics_plot", "camera_trajectory", "trajectory_plot"]
 
 
 def test_graph_shape_groups_pools_and_descriptions():
@@ -28,25 +28,31 @@ def test_graph_shape_groups_pools_and_descriptions():
     assert {n: nodes[n].group_name for n in ASSETS} == {
         "raw_tar": "phase1_ingest", "intrinsics": "phase1_ingest", "rectified_clip": "phase1_ingest",
         "vjepa_embeddings": "phase2_temporal", "similarity_matrix": "phase2_temporal",
-        "anomaly_segments": "phase2_temporal", "diagnostics_plot": "phase2_temporal"}
+        "anomaly_segments": "phase2_temporal", "diagnostics_plot": "phase2_temporal",
+        "camera_trajectory": "phase3_motion", "trajectory_plot": "phase3_motion"}
     assert {n: nodes[n].pools for n in ASSETS if nodes[n].pools} == {"vjepa_embeddings": {"gpu"},
-                                                                       "anomaly_segments": {"duckdb"}}
+                                                                       "anomaly_segments": {"duckdb"},
+                                                                       "camera_trajectory": {"duckdb"}}
     for n in ASSETS:
         assert nodes[n].partitions_def.name == "clips"
         assert nodes[n].description and "\n" not in nodes[n].description.split("\n\n")[0]
     parents = {n: sorted(k.path[-1] for k in nodes[n].parent_keys) for n in ASSETS}
     assert parents["rectified_clip"] == ["intrinsics", "raw_tar"]
     assert parents["diagnostics_plot"] == ["anomaly_segments", "similarity_matrix"]
+    assert parents["camera_trajectory"] == ["intrinsics", "rectified_clip"]
+    assert parents["trajectory_plot"] == ["anomaly_segments", "camera_trajectory"]
     assert {k.name for k in graph.asset_check_keys} == {"matches_ground_truth", "same_frame_count",
                                                          "embeddings_valid", "similarity_valid",
-                                                         "dataset_consistent", "frames_match_rectified"}
+                                                         "dataset_consistent", "frames_match_rectified",
+                                                         "poses_valid", "tracked_enough", "head_motion_plausible"}
     # phase 3: per-clip episodes, and the one dataset assembled from every clip
     assert {n: nodes[n].group_name for n in ("training_episodes", "lerobot_dataset")} == {
         "training_episodes": "phase3_export", "lerobot_dataset": "phase3_export"}
     assert nodes["training_episodes"].partitions_def.name == "clips"
     assert nodes["lerobot_dataset"].partitions_def is None and nodes["lerobot_dataset"].pools == {"duckdb"}
     assert sorted(k.path[-1] for k in nodes["training_episodes"].parent_keys) == [
-        "anomaly_segments", "intrinsics", "rectified_clip", "similarity_matrix", "vjepa_embeddings"]
+        "anomaly_segments", "camera_trajectory", "intrinsics", "rectified_clip", "similarity_matrix",
+        "vjepa_embeddings"]
     assert [k.path[-1] for k in nodes["lerobot_dataset"].parent_keys] == ["training_episodes"]
 
 
