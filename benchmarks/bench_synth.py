@@ -1,7 +1,7 @@
 """Benchmark of the synthetic clip generator (egoclean.synth): rendering vs encoding.
 
 Not a test. For one clip at `--width` x `--height`, `--fps`, it times
-  - baseline: `write_clip` of a `--duration` s clip (render through the fisheye map +
+  - baseline: `write_clip` of a `--duration` s clip (3D ray-cast through the fisheye +
     libx265 "fast" encode, the generator's default), end to end;
   - rendering only: the same frames rendered and dropped (no encoder);
   - a 3x longer clip written the same way, to show time is linear and memory flat.
@@ -62,7 +62,7 @@ def main() -> None:
 
     cases = [
         ("write_clip (render + x265 fast), baseline", sub("write", a.duration)),
-        ("render only (fisheye remap, no encoder)", sub("render", a.duration)),
+        ("render only (3D ray-cast through the fisheye, no encoder)", sub("render", a.duration)),
         (f"write_clip, {3 * a.duration:g} s clip", sub("write", 3 * a.duration)),
     ]
     base = cases[0][1]["wall_s"]
