@@ -74,7 +74,8 @@ def test_launched_run_shows_on_the_job_page_and_the_timeline_as_the_same_job_ver
 def test_backfill_and_demo_export_runs_have_rows_on_their_job_pages(dataset, tmp_path, monkeypatch):
     """`python -m egoclean_assets.backfill` and the demo's export launch through the instance like the
     clip runs: each run is on its job's page (they had no row there, issue 18), and the export's
-    materialization carries how to load the dataset and its counters."""
+    materialization carries how to load the dataset and its counters; a failed run's unrun checks
+    say why."""
     from egoclean_assets import backfill, demo
 
     home = tmp_path / "home"
@@ -122,6 +123,18 @@ def test_backfill_and_demo_export_runs_have_rows_on_their_job_pages(dataset, tmp
         for error in (step["error"], run_failure["error"]):
             assert error["message"].splitlines()[0] == f"dagster._core.definitions.events.Failure: {line}"
         assert step["error"]["cause"]["message"].startswith("egoclean.core.errors.NotFoundError: ")
+        # item 5: the checks raw_tar's failure left unrun say why, as a warning, not "Execution failed"
+        # (which Dagster 1.13 shows for a planned check of a failed run)
+        for asset, name in (("rectified_clip", "same_frame_count"), ("vjepa_embeddings", "embeddings_valid"),
+                            ("similarity_matrix", "similarity_valid"), ("anomaly_segments", "matches_ground_truth")):
+            (check,) = dev.graphql(
+                "query($a: AssetKeyInput!, $c: String!, $p: String) { assetCheckExecutions(assetKey: $a, "
+                "checkName: $c, partition: $p, limit: 5) { runId status evaluation { severity description } } }",
+                {"a": {"path": [asset]}, "c": name, "p": missing})["assetCheckExecutions"]
+            assert check["runId"] == failed.run_id and check["status"] == "FAILED", (name, check)
+            assert check["evaluation"]["severity"] == "WARN", (name, check)
+            assert check["evaluation"]["description"] == (
+                f"not evaluated: {asset} of {missing} was not produced (raw_tar failed: {line})"), (name, check)
         asset = dev.graphql(
             "{ assetOrError(assetKey: {path: [\"lerobot_dataset\"]}) { ... on Asset { assetMaterializations(limit: 1)"
             " { runId metadataEntries { label ... on MarkdownMetadataEntry { mdStr } ... on IntMetadataEntry "
