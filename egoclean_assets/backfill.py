@@ -99,25 +99,21 @@ def backfill(scope: list[str], instance: DagsterInstance, env: Mapping[str, str]
         return len(result.failed)
     todo = keys if rerun_all else [k for k in keys if k not in done_partitions(instance)]
     out(f"running clip_pipeline for {len(todo)} clip(s)" + ("" if todo else " (all done; --all re-runs them)"))
-    job = defs.resolve_job_def("clip_pipeline")
+    # Runs are launched from workspace.yaml's code location as the UI launches them, so each
+    # has a row on clip_pipeline's page and the timeline (execute_in_process runs had none).
+    # The code server reads its settings from the environment: this command's are put there.
+    if env is not None:
+        os.environ.update({k: v for k, v in env.items() if k.startswith("EGOCLEAN_")})
     policy = defs.resolve_assets_def("raw_tar").backfill_policy
     if policy is not None:  # Ray mode: K clips per run, as the asset backfills in the UI
         batches = contiguous_batches(instance.get_dynamic_partitions(CLIPS), todo, policy.max_partitions_per_run)
         tags = {"egoclean/backfill": ",".join(scope)}
-        return run_batches(job, instance, batches, tags, QUIET, out) + len(result.failed)
-    # Launched from workspace.yaml's code location as the UI launches them, so each run has a
-    # row on clip_pipeline's page and the timeline (execute_in_process runs had none). The
-    # code server reads its settings from the environment: this command's are put there.
-    if env is not None:
-        os.environ.update({k: v for k, v in env.items() if k.startswith("EGOCLEAN_")})
+        return run_batches(instance, batches, tags, QUIET, out) + len(result.failed)
     failed = 0
     runs = launch_partition_runs(instance, todo, tags={"egoclean/backfill": ",".join(scope)}, run_config=QUIET)
     for i, (key, run) in enumerate(runs, 1):
-        bad = [c.check_name for c in run.checks if not c.passed]
         failed += not run.success
-        out(f"[{i}/{len(todo)}] {key}: {'ok' if run.success else 'FAILED'} "
-            f"(run {run.run_id[:8]}; checks {len(run.checks) - len(bad)}/{len(run.checks)} passed"
-            + (f"; failed: {', '.join(bad)}" if bad else "")
+        out(f"[{i}/{len(todo)}] {key}: {'ok' if run.success else 'FAILED'} (run {run.run_id[:8]}; {run.check_summary()}"
             + "".join(f"; {step}: {redact(message)}" for step, message in run.step_failures) + ")")
     return failed + len(result.failed)
 

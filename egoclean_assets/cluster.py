@@ -63,6 +63,7 @@ from egoclean_assets.checks import (
 )
 from egoclean_assets.failures import reports_failures
 from egoclean_assets.io_manager import ClipArtifact, ClipStorage, new_manifest
+from egoclean_assets.launch import launch_range_runs
 from egoclean_assets.partitions import clip_partitions
 from egoclean_assets.resources import (
     DetectionResource,
@@ -317,32 +318,19 @@ def contiguous_batches(order: list[str], keys: list[str], k: int) -> list[list[s
     return out
 
 
-def run_batches(job, instance, batches: list[list[str]], tags: dict, run_config: dict, out=print) -> int:
-    """Run `job`'s clip assets (`clip_batch`) once per batch (a partition range) in this process.
+def run_batches(instance, batches: list[list[str]], tags: dict, run_config: dict, out=print) -> int:
+    """Launch a run of `clip_pipeline`'s clip assets (`clip_batch`) per batch (a partition range), one after another.
 
-    Assets of the job outside the batch (training_episodes: one clip per run) are left to
-    their own runs. Returns the failed runs."""
-    # imported here: Dagster's private tag names, only needed when running batches
-    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
-
+    Launched through the instance from workspace.yaml's code location, as the UI launches a
+    backfill's runs, so each has a row on the job's page and the timeline (a run executed
+    in this process had none). Assets of the job outside the batch (training_episodes: one
+    clip per run) are left to their own runs. Returns the failed runs."""
     failed = 0
-    for i, b in enumerate(batches, 1):
-        run = job.execute_in_process(
-            instance=instance, raise_on_error=False, run_config=run_config,
-            asset_selection=[AssetKey(a) for a in CLIP_ASSETS],
-            tags=tags | {ASSET_PARTITION_RANGE_START_TAG: b[0], ASSET_PARTITION_RANGE_END_TAG: b[-1]})
-        checks = run.get_asset_check_evaluations()
-        bad = sorted({f"{c.check_name}[{c.partition}]" for c in checks if not c.passed})
+    runs = launch_range_runs(instance, batches, CLIP_ASSETS, tags=tags, run_config=run_config)
+    for i, (run, b) in enumerate(zip(runs, batches), 1):
         failed += not run.success
-        why = ""
-        if not run.success:
-            fails = [e for e in run.all_events if e.event_type_value == "STEP_FAILURE"]
-            if fails:
-                err = fails[0].step_failure_data.error
-                while err.cause is not None and not err.message.strip().endswith(")"):
-                    err = err.cause  # Dagster wraps the body's exception: name the exception itself
-                why = "; " + err.message.strip().splitlines()[0][:400]
+        # the step's failure starts with EgoClean's one line (egoclean_assets.failures)
+        why = "".join(f"; {message.splitlines()[0][:400]}" for _, message in run.step_failures[:1])
         out(f"[{i}/{len(batches)}] {b[0]}..{b[-1]} ({len(b)} clip(s)): {'ok' if run.success else 'FAILED'} "
-            f"(run {run.run_id[:8]}; checks {len(checks) - len(bad)}/{len(checks)} passed"
-            + (f"; failed: {', '.join(bad)}" if bad else "") + why + ")")
+            f"(run {run.run_id[:8]}; {run.check_summary(lambda c: f'{c.check_name}[{c.partition}]')}{why})")
     return failed

@@ -120,6 +120,11 @@ def test_ray_mode_backfill_runs_k_clips_per_run_with_one_encoder_load(report):
     ranges = sorted((r["tags"]["dagster/asset_partition_range_start"], r["tags"]["dagster/asset_partition_range_end"])
                     for r in backfill_runs)
     assert ranges == [(CLIPS[0], CLIPS[1]), (CLIPS[2], CLIPS[3])]
+    # launched from workspace.yaml's code location (not run in the command's process): each
+    # run is listed on clip_pipeline's page and the timeline, and ran the clip assets only
+    for r in d["runs"]:
+        assert r["location"] == "egoclean_assets.definitions" and r["listed"], r
+        assert r["assets"] == sorted(CLIP_ASSETS), r
     # every clip's embeddings came from the same resident actor: loaded once across the runs
     assert set(d["encoder_load_ids"]) == set(CLIPS)
     assert len(set(d["encoder_load_ids"].values())) == 1

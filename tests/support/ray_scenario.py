@@ -273,13 +273,20 @@ def part_dagster(work: Path, dataset: Path, model: str, clips: list[str]) -> dic
         bad = "factory001_worker001_00099"
         extra = f"factory001_worker001_{len(clips):05d}"
         inst.add_dynamic_partitions("clips", [extra, bad])
-        job = defs.resolve_job_def("clip_pipeline")
-        report["bad_batch_failed_runs"] = cluster.run_batches(job, inst, [[extra, bad]], {"egoclean/test": "bad"},
+        report["bad_batch_failed_runs"] = cluster.run_batches(inst, [[extra, bad]], {"egoclean/test": "bad"},
                                                               backfill.QUIET, lines.append)
         report["lines"] = lines
         runs = inst.get_runs()
+        # What the Overview timeline and the job page list: the code location's runs
+        from dagster import RunsFilter
+
+        listed = {r.run_id for r in inst.get_runs(RunsFilter(
+            job_name="clip_pipeline", tags={".dagster/repository": "__repository__@egoclean_assets.definitions"}))}
         keep = ("dagster/asset_partition", "egoclean")
-        report["runs"] = [{"status": r.status.value, "tags": {k: v for k, v in r.tags.items() if k.startswith(keep)}}
+        report["runs"] = [{"status": r.status.value, "tags": {k: v for k, v in r.tags.items() if k.startswith(keep)},
+                           "location": r.remote_job_origin.location_name if r.remote_job_origin else None,
+                           "listed": r.run_id in listed,
+                           "assets": sorted(k.to_user_string() for k in r.asset_selection or ())}
                           for r in runs]
         mats: dict = {}
         load_ids: dict = {}
