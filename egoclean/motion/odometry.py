@@ -163,7 +163,7 @@ class Odometry:
         self.Kinv = np.linalg.inv(self.K)
         self.fps = float(fps)
         self.f = 0.5 * (self.cam.fx + self.cam.fy)
-        # per-frame output (small: ~60 bytes a frame)
+        # per-frame output: a few hundred bytes a frame (20 min at 30 fps: ~10 MB), never images
         self._R: list[np.ndarray | None] = []
         self._C: list[np.ndarray | None] = []
         self._seg: list[int] = []
@@ -184,7 +184,8 @@ class Odometry:
         self.mode = "lost"  # "lost" (no reference), "init" (reference, no map), "track" (map)
         self.landmarks: dict[int, np.ndarray] = {}
         self.strikes: dict[int, int] = {}
-        self.birth: dict[int, tuple[int, np.ndarray]] = {}  # track id -> (keyframe index, pixel)
+        # track id -> (the keyframe it was first seen on, its pixel there): triangulated against it
+        self.birth: dict[int, tuple[_Keyframe, np.ndarray]] = {}
         self.keyframes: list[_Keyframe] = []
         self.ref: tuple[int, np.ndarray, np.ndarray, dict[int, np.ndarray]] | None = None
         self.pending: list[tuple[int, np.ndarray, np.ndarray]] = []
@@ -373,10 +374,9 @@ class Odometry:
             # a map rebuilt within a segment (after rotation-only frames): its baseline is a new unit,
             # so a new segment starts at the reference frame (its world: that frame)
             self._split_segment_at(ref_i, R0, t0)
-            R0c, t0c = self.R_cw_ref_new
-            R_cw1, t_cw1 = R @ R0c, R @ t0c + t.ravel()
-            X, good = self._triangulate(R0c, t0c, R_cw1, t_cw1, pa[inl], pb[inl])
-            R0, t0 = R0c, t0c
+            R0, t0 = np.eye(3), np.zeros(3)  # the new segment's world is the reference camera
+            R_cw1, t_cw1 = R, t.ravel().copy()
+            X, good = self._triangulate(R0, t0, R_cw1, t_cw1, pa[inl], pb[inl])
         ids_in = ids[inl][good]
         self.landmarks = {int(k): x for k, x in zip(ids_in, X[good])}
         self.strikes = {}
@@ -444,7 +444,6 @@ class Odometry:
             C_rel = R0 @ C + t0
             self._emit(j, R_rel, C_rel, seg.id, self._inl[j], self._status[j])
         seg.last = len(self._R) - 1
-        self.R_cw_ref_new = (np.eye(3), np.zeros(3))
         if old.last < old.first:
             old.last = old.first  # never empty: the reference frame stayed before this one
 

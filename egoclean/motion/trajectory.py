@@ -2,8 +2,9 @@
 
 `Trajectory` holds one row per frame: time, position and orientation (camera-to-world,
 OpenCV camera axes: x right, y down, z forward), whether the frame was tracked, its
-segment and its inlier count. The world is the first tracked frame's camera, turned so
-that z points up where the floor was found. Untracked frames have NaN poses: a pose is
+segment and its inlier count. Each segment's world is its first frame's camera, turned so
+that z points up where the floor was found (the first segment's: the clip's first tracked
+frame); segments after a loss of tracking are not related to each other. Untracked frames have NaN poses: a pose is
 never invented across a gap. `segments` describes each tracked stretch (first and last
 frame, whether its scale is metric and the scale applied).
 
