@@ -299,7 +299,7 @@ def test_busy_database_is_retried_by_dagster_naming_the_holder(dataset, graph, t
     import threading
 
     from dagster import DagsterEventType, EventRecordsFilter
-    from test_store import Holder
+    from tests.store.test_store import Holder
 
     key = dataset["keys"][0]
     db = tmp_path / "held.duckdb"

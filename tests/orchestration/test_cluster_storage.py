@@ -14,7 +14,7 @@ from dagster import AssetKey, DagsterInstance
 from tests.support.dagster_helpers import run_scripts
 from egoclean.store import Store
 from egoclean_assets.partitions import add_clip_partitions
-from test_assets_graph import ROOT, dataset  # noqa: F401  (the synthetic clips and tiny model fixture)
+from tests.orchestration.test_assets_graph import ROOT, dataset  # noqa: F401  (the synthetic clips and tiny model fixture)
 
 WORKER = textwrap.dedent("""
     import sys

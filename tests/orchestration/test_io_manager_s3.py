@@ -14,7 +14,7 @@ from tests.support.dagster_helpers import error_text
 from egoclean_assets.io_manager import ClipArtifact, ClipIOManager, ClipStorage
 from egoclean_assets.partitions import add_clip_partitions, clip_of, clip_partitions
 from tests.support.servers import FaultProxy
-from test_io_manager import ASSETS, CLIP, Failure
+from tests.orchestration.test_io_manager import ASSETS, CLIP, Failure
 
 BIG = 6 * 1024 * 1024
 

@@ -21,7 +21,7 @@ from egoclean.cli import main
 from egoclean.core.errors import InvalidInputError
 from egoclean.store import QueryError, Store
 from egoclean.temporal.evaluation import GroundTruthSpan as Truth
-from test_store import clip_info, make_det
+from tests.store.test_store import clip_info, make_det
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIPS = [f"factory001_worker{w:03d}_{c:05d}" for w in (1, 2) for c in range(1, 4)]
