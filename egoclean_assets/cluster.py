@@ -62,7 +62,7 @@ from egoclean_assets.checks import (
     check_similarity_valid,
 )
 from egoclean_assets.failures import reports_failures
-from egoclean_assets.io_manager import ClipArtifact, ClipStorage, new_manifest
+from egoclean_assets.io_manager import ClipArtifact, ClipStorage, file_checks, new_manifest
 from egoclean_assets.launch import launch_range_runs
 from egoclean_assets.partitions import clip_partitions
 from egoclean_assets.resources import (
@@ -133,12 +133,10 @@ def _record(context, storage: ClipStorage, clip: ClipId, asset: str, files: dict
     `metadata`: the materialization's entries, or a function of the stored artifact that
     gives them (diagnostics_plot's pictures, drawn from the local copies the checks read)."""
     if storage.is_local:
-        rel = storage.publish(clip, files) if files else {}
+        rel, checks = storage.publish_checked(clip, files) if files else ({}, {})
     else:  # the Ray task uploaded them itself (its node need not share this one's disk)
         base = storage.local_clip_dir(clip)
         rel = {role: Path(p).relative_to(base).as_posix() for role, p in files.items()}
-    manifest = new_manifest(clip, asset, context.run.run_id, rel, info, consumed)
-    storage.write_manifest(clip, asset, manifest)
     # As the IO manager loads it (local files in the clip's folder; remote roots: downloaded
     # for the checks into a folder of their own, removed by art.release()).
     here = storage.local_clip_dir(clip)
@@ -147,7 +145,12 @@ def _record(context, storage: ClipStorage, clip: ClipId, asset: str, files: dict
         runs = storage.step_download_dir(context.run.run_id, "clip_batch")
         runs.mkdir(parents=True, exist_ok=True)
         into = Path(tempfile.mkdtemp(dir=runs))
-    art = ClipArtifact(clip.key, asset, files=storage.fetch(clip, rel, into or here) if rel else {}, info=info,
+    local = storage.fetch(clip, rel, into or here) if rel else {}
+    if not storage.is_local:  # measured on the copies just downloaded, as the task uploaded them
+        checks = file_checks(local, rel)
+    manifest = new_manifest(clip, asset, context.run.run_id, rel, info, consumed, checks)
+    storage.write_manifest(clip, asset, manifest)
+    art = ClipArtifact(clip.key, asset, files=local, info=info,
                        locations={role: storage.final_layout(clip).path(r) for role, r in rel.items()},
                        download_dir=str(into) if into else None, folder=str(into or here))
     if callable(metadata):

@@ -41,8 +41,8 @@ from dagster import (
     ResourceDependency,
 )
 
-from egoclean.core import atomic, defaults
-from egoclean.core.errors import InvalidInputError
+from egoclean.core import atomic, defaults, jsonin
+from egoclean.core.errors import IncompleteOutputError, InvalidInputError
 from egoclean.core.ids import ClipId
 from egoclean.core.layout import RAW_DIR, ClipLayout, clip_folder, is_local, local_path
 from egoclean.core.object_store import RemoteRoot
@@ -179,17 +179,24 @@ class ClipStorage(ConfigurableResource):
         loc = self._manifest_loc(clip, asset)
         if self.is_local:
             p = Path(loc)
-            return json.loads(p.read_text()) if p.is_file() else None
-        fs = self.fs()
+            data = p.read_bytes() if p.is_file() else None
+        else:
+            fs = self.fs()
 
-        def read():
-            try:
-                return fs.cat_file(loc)
-            except FileNotFoundError:
-                return None
+            def read():
+                try:
+                    return fs.cat_file(loc)
+                except FileNotFoundError:
+                    return None
 
-        data = self._remote(f"reading {loc}", read)
-        return None if data is None else json.loads(data)
+            data = self._remote(f"reading {loc}", read)
+        if data is None:
+            return None
+        what = f"manifest {loc} ({asset} of clip {clip.key})"
+        m = jsonin.loads(data, what)
+        if not isinstance(m, dict) or not isinstance(m.get("files"), dict) or "generation" not in m:
+            raise InvalidInputError(f"{what}: not an EgoClean manifest (damaged?); re-materialize {asset}")
+        return m
 
     def write_manifest(self, clip: ClipId, asset: str, manifest: dict) -> None:
         loc = self._manifest_loc(clip, asset)
@@ -203,6 +210,10 @@ class ClipStorage(ConfigurableResource):
     # -- files -------------------------------------------------------------------------
     def publish(self, clip: ClipId, files: dict[str, str]) -> dict[str, str]:
         """Make `files` (local, inside the clip's folder) final; returns role -> relative path."""
+        return self.publish_checked(clip, files)[0]
+
+    def publish_checked(self, clip: ClipId, files: dict[str, str]) -> tuple[dict[str, str], dict[str, dict]]:
+        """As `publish`, and the files' sizes and SHA-256 for the manifest (`file_checks`)."""
         base = self.local_clip_dir(clip)
         rel: dict[str, str] = {}
         for role, p in files.items():
@@ -215,6 +226,8 @@ class ClipStorage(ConfigurableResource):
                 ) from None
             if not p.is_file():
                 raise InvalidInputError(f"output {role!r} of clip {clip.key}: {p} does not exist")
+        # measured before uploading: a remote root's local copies go once uploaded
+        checks = file_checks(files, rel)
         if not self.is_local:
             fs = self.fs()
             try:
@@ -225,7 +238,7 @@ class ClipStorage(ConfigurableResource):
                 # work folder holds only what running steps need
                 for r in rel.values():
                     (base / r).unlink(missing_ok=True)
-        return rel
+        return rel, checks
 
     def delete(self, clip: ClipId, rel_paths: list[str]) -> list[str]:
         """Delete files of the clip's folder; returns their locations (paths or URLs)."""
@@ -260,8 +273,14 @@ class ClipStorage(ConfigurableResource):
                     done.append(loc)
         return done
 
-    def fetch(self, clip: ClipId, rel_paths: dict[str, str], into: Path) -> dict[str, str]:
-        """Local paths of the files: in place for local roots, else downloaded into `into`."""
+    def fetch(self, clip: ClipId, rel_paths: dict[str, str], into: Path, checks: dict | None = None,
+              asset: str = "") -> dict[str, str]:
+        """Local paths of the files: in place for local roots, else downloaded into `into`.
+
+        With `checks` (the manifest's size and SHA-256 per file) every file must match:
+        a re-materialization that failed half-way (some new files beside old ones under
+        the old manifest) is refused, not read as whole."""
+        final = self.final_layout(clip)
         if self.is_local:
             base = self.local_clip_dir(clip)
             out = {role: str(base / r) for role, r in rel_paths.items()}
@@ -272,13 +291,26 @@ class ClipStorage(ConfigurableResource):
                 dest = into / r
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 try:
-                    self.remote().get(self.final_layout(clip).path(r), dest, fs=fs)
+                    self.remote().get(final.path(r), dest, fs=fs)
                 except FileNotFoundError:
                     pass  # reported below with the other missing files
                 out[role] = str(dest)
-        missing = [p for p in out.values() if not Path(p).is_file()]
+        missing = [final.path(rel_paths[role]) for role, p in out.items() if not Path(p).is_file()]
         if missing:
             raise InvalidInputError(f"clip {clip.key}: stored output file(s) missing: {', '.join(missing)}")
+        for role, r in rel_paths.items():
+            want = (checks or {}).get(r)
+            if want is None:
+                continue  # a manifest written before files were checked
+            p = Path(out[role])
+            got = {"bytes": p.stat().st_size, "sha256": atomic.sha256_file(p)}
+            if got != want:
+                raise IncompleteOutputError(
+                    f"{asset or 'output'} of clip {clip.key}: {final.path(r)} is not the file its manifest records "
+                    f"({got['bytes']} bytes, sha256 {got['sha256'][:12]}…; the manifest says {want.get('bytes')} "
+                    f"bytes, {str(want.get('sha256'))[:12]}…): an update of it failed half-way; "
+                    f"re-materialize {asset or 'it'} for {clip.key}"
+                )
         return out
 
     def step_download_dir(self, run_id: str, step_key: str) -> Path:
@@ -297,8 +329,17 @@ class ClipStorage(ConfigurableResource):
                 shutil.rmtree(run_dir, ignore_errors=True)
 
 
+def file_checks(local_files: dict[str, str | os.PathLike], rel_files: dict[str, str]) -> dict[str, dict]:
+    """Size and SHA-256 of each file (role -> local path), keyed by its path in the clip's folder.
+
+    Recorded in the manifest, so a reader can tell a set of files from a mix of two
+    generations (ClipStorage.fetch)."""
+    return {rel_files[role]: {"bytes": Path(p).stat().st_size, "sha256": atomic.sha256_file(p)}
+            for role, p in local_files.items()}
+
+
 def new_manifest(clip: ClipId, asset: str, run_id: str, rel_files: dict[str, str], info: dict,
-                 consumed: dict | None = None) -> dict:
+                 consumed: dict | None = None, checks: dict | None = None) -> dict:
     """The manifest of one asset's output for one clip (a new generation)."""
     return {
         "asset": asset,
@@ -308,6 +349,7 @@ def new_manifest(clip: ClipId, asset: str, run_id: str, rel_files: dict[str, str
         "run_id": run_id,
         "written_at": time.time(),
         "files": rel_files,
+        "checks": checks or {},
         "info": info,
         "consumed": consumed or {},
     }
@@ -335,7 +377,7 @@ class ClipIOManager(ConfigurableIOManager):
         clip = ClipId.parse(context.partition_key)
         asset = _asset_name(context)
         storage = self.storage
-        rel = storage.publish(clip, obj.files)
+        rel, checks = storage.publish_checked(clip, obj.files)
 
         consumed = {}
         for inter, consumers in INTERMEDIATES.items():
@@ -346,7 +388,7 @@ class ClipIOManager(ConfigurableIOManager):
                     gen = m["generation"] if m is not None else None
                 if gen is not None:
                     consumed[inter] = gen
-        storage.write_manifest(clip, asset, new_manifest(clip, asset, context.run_id, rel, obj.info, consumed))
+        storage.write_manifest(clip, asset, new_manifest(clip, asset, context.run_id, rel, obj.info, consumed, checks))
         meta: dict[str, Any] = {"location": MetadataValue.path(storage.clip_url(clip))}
 
         deleted = []
@@ -403,7 +445,12 @@ class ClipIOManager(ConfigurableIOManager):
             step = context.step_context
             into = storage.step_download_dir(step.run_id, step.step.key) / asset
             shutil.rmtree(into, ignore_errors=True)
-        files = storage.fetch(clip, m["files"], into or Path("."))
+        try:
+            files = storage.fetch(clip, m["files"], into or Path("."), checks=m.get("checks"), asset=asset)
+        except Exception:
+            if into is not None:  # what was downloaded is of no use to anyone
+                shutil.rmtree(into, ignore_errors=True)
+            raise
         if asset in INTERMEDIATES:
             step = context.step_context
             self._loaded[(step.run_id, step.step.key, clip.key, asset)] = m["generation"]

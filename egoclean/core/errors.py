@@ -55,3 +55,11 @@ class StoreBusyError(EgoCleanError):
 
 class ObjectStoreError(EgoCleanError):
     """An object store (the data root) kept failing after bounded retries, or is unreachable."""
+
+
+class ObjectNotFoundError(ObjectStoreError, FileNotFoundError):
+    """A bucket or object of the data root does not exist (named by its URL)."""
+
+
+class IncompleteOutputError(InvalidInputError):
+    """A stored output's files are not the set its manifest describes (an update failed half-way)."""

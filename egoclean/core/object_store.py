@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from egoclean.core import atomic, defaults, retry
-from egoclean.core.errors import InvalidInputError, ObjectStoreError
+from egoclean.core.errors import InvalidInputError, ObjectNotFoundError, ObjectStoreError
 
-# Failures that are not the store's: another try cannot help.
-_PERMANENT = (InvalidInputError, FileNotFoundError, TypeError, AttributeError)
+# Failures that are not the store's, or that it will answer the same way again (a missing
+# bucket or key, a 403 for these credentials): another try cannot help.
+_PERMANENT = (InvalidInputError, ObjectStoreError, FileNotFoundError, PermissionError, TypeError, AttributeError)
 
 
 @dataclass
@@ -60,10 +61,19 @@ class RemoteRoot:
             return retry.call(op, policy, retry_if=lambda e: not isinstance(e, _PERMANENT))
         except retry.GaveUp as g:
             e = g.error
-            msg = " ".join(str(e).split()) or type(e).__name__
             raise ObjectStoreError(
                 f"object store {self.root}: {what} failed after {g.attempts} attempt(s): "
-                f"{type(e).__name__}: {msg[:300]}"
+                f"{type(e).__name__}: {_short(e)}"
+            ) from None
+        except ObjectStoreError:
+            raise
+        except FileNotFoundError as e:
+            # s3fs says NoSuchBucket and NoSuchKey this way, often without the name
+            raise ObjectNotFoundError(f"object store {self.root}: {what}: {_not_found_what(e)} does not exist") from None
+        except PermissionError as e:
+            raise ObjectStoreError(
+                f"object store {self.root}: {what}: access denied ({_short(e)}); check the credentials "
+                "(AWS_ACCESS_KEY_ID / AWS_PROFILE) and the bucket's policy"
             ) from None
 
     def put(self, local: str | os.PathLike, url: str, fs=None) -> None:
@@ -81,3 +91,14 @@ class RemoteRoot:
 
         self.call(f"downloading {url}", get)
         return Path(local)
+
+
+def _short(e: BaseException) -> str:
+    """An exception's message on one line, at most 300 characters."""
+    return (" ".join(str(e).split()) or type(e).__name__)[:300]
+
+
+def _not_found_what(e: FileNotFoundError) -> str:
+    """"the bucket" or "the object" from s3fs's FileNotFoundError (its text names neither reliably)."""
+    text = str(e)
+    return "the bucket" if "NoSuchBucket" in text or "bucket does not exist" in text.lower() else "the object"

@@ -183,3 +183,49 @@ def test_asset_key_names_match_the_real_graph():
     for inter, consumers in INTERMEDIATES.items():
         assert inter in names and set(consumers) <= names
     assert {AssetKey(a.key.path) for a in ASSETS} <= {k for a in ALL_ASSETS for k in a.keys}
+
+
+@asset(partitions_def=clip_partitions)
+def two_files(context, storage: ClipStorage, failure: Failure) -> ClipArtifact:
+    """Writes its first file, then (while `failure.fail`) dies before the second: a half-done update."""
+    clip = clip_of(context)
+    d = storage.output_dir(clip, "two_files")
+    (d / f"{clip.key}_first.txt").write_text(context.run_id)
+    if failure.fail:
+        raise RuntimeError("planted failure between the two files")
+    (d / f"{clip.key}_second.txt").write_text(context.run_id)
+    return ClipArtifact(clip.key, "two_files", {"first": str(d / f"{clip.key}_first.txt"),
+                                                "second": str(d / f"{clip.key}_second.txt")})
+
+
+@asset(partitions_def=clip_partitions)
+def reads_two(context, two_files: ClipArtifact, storage: ClipStorage) -> ClipArtifact:
+    clip = clip_of(context)
+    assert two_files.path("first").read_text() == two_files.path("second").read_text(), "a mix was read"
+    p = storage.output_dir(clip, "reads_two") / f"{clip.key}_two_ok.txt"
+    p.write_text("ok")
+    return ClipArtifact(clip.key, "reads_two", {"txt": str(p)})
+
+
+def test_a_half_updated_local_output_is_refused_not_read_as_whole(tmp_path, instance):
+    root = tmp_path / "data"
+    assert materialize([two_files], instance=instance, resources=_resources(root), partition_key=CLIP).success
+    assert not materialize([two_files], instance=instance, resources=_resources(root, fail=True),
+                           partition_key=CLIP, raise_on_error=False).success
+    res = materialize([two_files, reads_two], instance=instance, resources=_resources(root), partition_key=CLIP,
+                      selection=[reads_two], raise_on_error=False)
+    assert not res.success
+    msg = error_text(res, "reads_two")
+    assert f"two_files of clip {CLIP}: " in msg and f"{CLIP}_first.txt is not the file its manifest records" in msg
+    assert materialize([two_files, reads_two], instance=instance, resources=_resources(root),
+                       partition_key=CLIP).success
+
+
+def test_a_damaged_local_manifest_is_one_clear_error(tmp_path, instance):
+    root = tmp_path / "data"
+    assert materialize(ASSETS[:1], instance=instance, resources=_resources(root), partition_key=CLIP).success
+    manifest = root / "factory_001" / "worker_002" / CLIP / "_manifests" / "raw_tar.json"
+    manifest.write_text('{"asset": ')
+    res = materialize(ASSETS, instance=instance, resources=_resources(root), partition_key=CLIP,
+                      selection=[intrinsics], raise_on_error=False)
+    assert f"manifest {manifest} (raw_tar of clip {CLIP}): not valid JSON" in error_text(res, "intrinsics")

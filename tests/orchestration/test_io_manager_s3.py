@@ -35,6 +35,28 @@ def reads_big(context, big_output: ClipArtifact, storage: ClipStorage) -> ClipAr
     return ClipArtifact(clip.key, "reads_big", {"txt": str(p)})
 
 
+@asset(partitions_def=clip_partitions)
+def pair_output(context, storage: ClipStorage) -> ClipArtifact:
+    """Two files of one generation: a small one, then a big one (uploaded in that order)."""
+    clip = clip_of(context)
+    d = storage.output_dir(clip, "pair_output")
+    token = context.run_id.encode()
+    (d / f"{clip.key}_pair_a.txt").write_bytes(token)
+    (d / f"{clip.key}_pair_b.bin").write_bytes(token + os.urandom(BIG))
+    return ClipArtifact(clip.key, "pair_output", {"a": str(d / f"{clip.key}_pair_a.txt"),
+                                                  "b": str(d / f"{clip.key}_pair_b.bin")})
+
+
+@asset(partitions_def=clip_partitions)
+def reads_pair(context, pair_output: ClipArtifact, storage: ClipStorage) -> ClipArtifact:
+    clip = clip_of(context)
+    a, b = pair_output.path("a").read_bytes(), pair_output.path("b").read_bytes()
+    assert b.startswith(a), "a mix of two generations was read as one output"
+    p = storage.output_dir(clip, "reads_pair") / f"{clip.key}_pair_ok.txt"
+    p.write_text("ok")
+    return ClipArtifact(clip.key, "reads_pair", {"txt": str(p)})
+
+
 @pytest.fixture
 def bucket(s3_env, request):
     name = "io-" + request.node.name.replace("_", "-")[:40].lower().strip("-")
@@ -157,3 +179,85 @@ def test_slow_answers_time_out_and_are_bounded(bucket, tmp_path, instance, s3_se
         msg = error_text(res, "reads_big")
         assert "failed after 2 attempt(s)" in msg and "timeout" in msg.lower()
         assert _files(tmp_path / "c") == []
+
+
+def test_a_half_published_output_is_refused_not_read_as_whole(bucket, tmp_path, instance, s3_server, monkeypatch):
+    """A re-materialization whose second upload fails leaves its new first file beside the old second
+    one under the old manifest: the reader refuses the mix (the manifest records each file's SHA-256)."""
+    root = f"s3://{bucket}/data"
+    assert materialize([pair_output], instance=instance, resources=_resources(root, tmp_path / "a"),
+                       partition_key=CLIP).success
+    with FaultProxy(s3_server.port) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.endpoint)
+        proxy.cut_uploads_after = 64 * 1024  # the small file goes up, the big one is cut off
+        res = materialize([pair_output], instance=instance, resources=_resources(root, tmp_path / "b", retries=1),
+                          partition_key=CLIP, raise_on_error=False)
+        assert not res.success and "failed after 1 attempt(s)" in error_text(res, "pair_output")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server.endpoint)
+    res = materialize([pair_output, reads_pair], instance=instance, resources=_resources(root, tmp_path / "c"),
+                      partition_key=CLIP, selection=[reads_pair], raise_on_error=False)
+    assert not res.success
+    msg = error_text(res, "reads_pair")
+    assert (f"pair_output of clip {CLIP}: s3://{bucket}/data/factory_001/worker_002/{CLIP}/{CLIP}_pair_a.txt "
+            "is not the file its manifest records") in msg and f"re-materialize pair_output for {CLIP}" in msg
+    assert _files(tmp_path / "c") == []
+    # re-materializing makes it whole again
+    assert materialize([pair_output, reads_pair], instance=instance, resources=_resources(root, tmp_path / "d"),
+                       partition_key=CLIP).success
+
+
+def test_a_missing_bucket_is_named_and_not_retried(s3_env, tmp_path, instance, s3_server, monkeypatch):
+    with FaultProxy(s3_server.port) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.endpoint)
+        res = materialize([big_output], instance=instance,
+                          resources=_resources("s3://no-such-bucket/data", tmp_path / "w", retries=4),
+                          partition_key=CLIP, raise_on_error=False)
+        puts = [r for r in proxy.requests if r[0] in ("PUT", "POST")]
+    msg = error_text(res, "big_output")
+    assert (f"object store s3://no-such-bucket/data: uploading s3://no-such-bucket/data/factory_001/worker_002/"
+            f"{CLIP}/{CLIP}_big.bin: the bucket does not exist") in msg, msg
+    assert len(puts) <= 2  # one attempt (the HTTP client may resend once), not four
+    assert _files(tmp_path / "w") == []
+
+
+def test_access_denied_is_said_once_not_retried(bucket, tmp_path, instance, s3_server, monkeypatch):
+    root = f"s3://{bucket}/data"
+    assert materialize([big_output], instance=instance, resources=_resources(root, tmp_path / "a"),
+                       partition_key=CLIP).success
+    with FaultProxy(s3_server.port) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.endpoint)
+        proxy.fail_gets, proxy.fail_status = -1, 403
+        res = materialize([big_output, reads_big], instance=instance,
+                          resources=_resources(root, tmp_path / "b", retries=4), partition_key=CLIP,
+                          selection=[reads_big], raise_on_error=False)
+        asked = [r for r in proxy.requests if r[1].endswith("_manifests/big_output.json")]
+    msg = error_text(res, "reads_big")
+    assert f"object store {root}: reading {root}/factory_001/worker_002/{CLIP}/_manifests/big_output.json: " \
+           "access denied" in msg and "check the credentials" in msg, msg
+    assert len(asked) <= 2  # one attempt (s3fs may ask with HEAD first), not four
+
+
+def test_a_missing_object_is_named_by_its_url(bucket, tmp_path, instance):
+    root = f"s3://{bucket}/data"
+    assert materialize([big_output], instance=instance, resources=_resources(root, tmp_path / "a"),
+                       partition_key=CLIP).success
+    url = f"{root}/factory_001/worker_002/{CLIP}/{CLIP}_big.bin"
+    s3fs.S3FileSystem().rm_file(url)
+    res = materialize([big_output, reads_big], instance=instance, resources=_resources(root, tmp_path / "b"),
+                      partition_key=CLIP, selection=[reads_big], raise_on_error=False)
+    msg = error_text(res, "reads_big")
+    assert f"clip {CLIP}: stored output file(s) missing: {url}" in msg, msg
+    assert str(tmp_path) not in msg
+
+
+def test_a_damaged_manifest_is_one_clear_error(bucket, tmp_path, instance):
+    root = f"s3://{bucket}/data"
+    assert materialize([big_output], instance=instance, resources=_resources(root, tmp_path / "a"),
+                       partition_key=CLIP).success
+    loc = f"{root}/factory_001/worker_002/{CLIP}/_manifests/big_output.json"
+    for damaged, problem in ((b'{"asset": "big_out', "not valid JSON"), (b"[1, 2]", "not an EgoClean manifest")):
+        s3fs.S3FileSystem().pipe_file(loc, damaged)
+        res = materialize([big_output, reads_big], instance=instance, resources=_resources(root, tmp_path / "b"),
+                          partition_key=CLIP, selection=[reads_big], raise_on_error=False)
+        msg = error_text(res, "reads_big")
+        assert f"manifest {loc} (big_output of clip {CLIP}): " in msg and problem in msg, msg

@@ -249,10 +249,11 @@ class S3Server:
 class FaultProxy:
     """An HTTP proxy on 127.0.0.1 in front of an S3 server that misbehaves on demand.
 
-    Set `fail_gets` (answer that many GETs with 500 before passing them on, -1 = all),
-    `delay_sec` (wait before answering each request) or `cut_uploads_after` (read that
-    many bytes of a PUT/POST body, then drop the connection: the server gone
-    mid-upload). `requests` counts (method, path) of what came in."""
+    Set `fail_gets` (answer that many GETs with `fail_status`, 500 unless set, before
+    passing them on, -1 = all), `delay_sec` (wait before answering each request) or
+    `cut_uploads_after` (read that many bytes of a longer PUT/POST body, then drop the
+    connection: the server gone mid-upload; shorter bodies pass). `requests` counts
+    (method, path) of what came in."""
 
     def __init__(self, target_port: int):
         import http.client
@@ -261,6 +262,7 @@ class FaultProxy:
 
         self.target_port = target_port
         self.fail_gets = 0
+        self.fail_status = 500
         self.delay_sec = 0.0
         self.cut_uploads_after: int | None = None
         self.requests: list[tuple[str, str]] = []
@@ -275,7 +277,8 @@ class FaultProxy:
             def _handle(self):
                 proxy.requests.append((self.command, self.path))
                 n = int(self.headers.get("Content-Length") or 0)
-                if proxy.cut_uploads_after is not None and self.command in ("PUT", "POST") and n:
+                cut = proxy.cut_uploads_after
+                if cut is not None and self.command in ("PUT", "POST") and n > cut:
                     self.rfile.read(min(n, proxy.cut_uploads_after))
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
@@ -286,8 +289,9 @@ class FaultProxy:
                 if self.command in ("GET", "HEAD") and proxy.fail_gets:
                     if proxy.fail_gets > 0:
                         proxy.fail_gets -= 1
-                    msg = b"<Error><Code>InternalError</Code><Message>planted</Message></Error>"
-                    self.send_response(500)
+                    code = {403: b"AccessDenied"}.get(proxy.fail_status, b"InternalError")
+                    msg = b"<Error><Code>" + code + b"</Code><Message>planted</Message></Error>"
+                    self.send_response(proxy.fail_status)
                     self.send_header("Content-Length", "0" if self.command == "HEAD" else str(len(msg)))
                     self.end_headers()
                     if self.command == "GET":
