@@ -69,7 +69,8 @@ class RemoteRoot:
             raise
         except FileNotFoundError as e:
             # s3fs says NoSuchBucket and NoSuchKey this way, often without the name
-            raise ObjectNotFoundError(f"object store {self.root}: {what}: {_not_found_what(e)} does not exist") from None
+            missing = _not_found_what(e)
+            raise ObjectNotFoundError(f"object store {self.root}: {what}: {missing} does not exist") from None
         except PermissionError as e:
             raise ObjectStoreError(
                 f"object store {self.root}: {what}: access denied ({_short(e)}); check the credentials "
