@@ -34,6 +34,7 @@ from egoclean_assets.discovery import discover, is_pattern
 from egoclean_assets.launch import launch_partition_runs
 from egoclean_assets.partitions import CLIPS, add_clip_partitions
 from egoclean_assets.resources import DiscoveryResource
+from egoclean_assets.run_launcher import fail_dead_runs
 
 # A clip counts as done when its last assets are materialized.
 FINAL_ASSETS = ("anomaly_segments", "diagnostics_plot")
@@ -76,6 +77,11 @@ def backfill(scope: list[str], instance: DagsterInstance, env: Mapping[str, str]
     from egoclean_assets.definitions import build_definitions
     from egoclean_assets.resources import build_resources
 
+    # Runs of an earlier backfill that was killed hold their pool slots until a daemon's
+    # run monitoring fails them; this process runs jobs without one, so it looks itself.
+    dead = fail_dead_runs(instance)
+    if dead:
+        out(f"marked {len(dead)} run(s) whose worker is gone as failed, their pool slots freed: {', '.join(dead)}")
     defs = build_definitions(build_resources(env))
     source = defs.resources["source"]
     settings = DiscoveryResource(scope=scope)

@@ -47,6 +47,7 @@ from egoclean.core.ids import ClipId
 from egoclean.core.layout import RAW_DIR, ClipLayout, clip_folder, is_local, local_path
 from egoclean.core.object_store import RemoteRoot
 from egoclean_assets.failures import reports_failures
+from egoclean_assets.run_launcher import register_run_worker, stop_heartbeat
 
 # intermediate asset -> the assets that consume it; it is deleted once all have succeeded.
 INTERMEDIATES: dict[str, tuple[str, ...]] = {"raw_tar": ("intrinsics", "rectified_clip")}
@@ -117,6 +118,14 @@ class ClipStorage(ConfigurableResource):
     work_dir: str | None = None
     retries: int = defaults.OBJECT_STORE_ATTEMPTS  # attempts per remote operation (>= 1), with backoff between them
     timeout_sec: float = defaults.OBJECT_STORE_TIMEOUT_SEC  # per remote request (connect and each read)
+
+    def setup_for_execution(self, context) -> None:
+        # Every clip step uses this resource, so the run worker says here where it runs
+        # (run monitoring's health check, egoclean_assets.run_launcher).
+        register_run_worker(context.instance, context.run_id)
+
+    def teardown_after_execution(self, context) -> None:
+        stop_heartbeat(context.run_id)
 
     @property
     def is_local(self) -> bool:

@@ -106,6 +106,11 @@ OBJECT_STORE_ATTEMPTS = 4
 OBJECT_STORE_BACKOFF_SEC = 0.25
 OBJECT_STORE_BACKOFF_CAP_SEC = 5.0
 OBJECT_STORE_TIMEOUT_SEC = 60.0
+# Run monitoring (egoclean_assets.run_launcher): how often a run worker says it is alive,
+# and how long without a word means its machine is gone (judged from another machine;
+# generous, since the clocks of two machines differ by some seconds).
+RUN_HEARTBEAT_SEC = 10.0
+RUN_HEARTBEAT_TIMEOUT_SEC = 300.0
 # The segment store (egoclean.store) while another process holds the DuckDB file, or a
 # DuckLake commit conflicted with another writer: attempts in all, seconds in all, the
 # first and longest waits.
