@@ -78,7 +78,7 @@ def backfill(scope: list[str], instance: DagsterInstance, env: Mapping[str, str]
     from egoclean_assets.resources import build_resources
 
     # Runs of an earlier backfill that was killed hold their pool slots until a daemon's
-    # run monitoring fails them; this process runs jobs without one, so it looks itself.
+    # run monitoring fails them; this command works without a daemon, so it looks itself.
     dead = fail_dead_runs(instance)
     if dead:
         out(f"marked {len(dead)} run(s) whose worker is gone as failed, their pool slots freed: {', '.join(dead)}")
