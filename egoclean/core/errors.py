@@ -53,6 +53,14 @@ class StoreBusyError(EgoCleanError):
     """The DuckDB file is held for writing by another process."""
 
 
+class StoreUnavailableError(StoreBusyError):
+    """The shared store's catalog (PostgreSQL) could not be reached or dropped the connection: worth a retry later."""
+
+
+class StoreSchemaError(InvalidInputError):
+    """The store's tables were made by another EgoClean version (columns missing): a retry cannot help."""
+
+
 class ObjectStoreError(EgoCleanError):
     """An object store (the data root) kept failing after bounded retries, or is unreachable."""
 

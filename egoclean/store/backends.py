@@ -30,7 +30,8 @@ from typing import Callable, Sequence, TypeVar
 import duckdb
 
 from egoclean.core import defaults, retry
-from egoclean.core.errors import InvalidInputError, StoreBusyError
+from egoclean.core.errors import InvalidInputError, StoreBusyError, StoreSchemaError, StoreUnavailableError
+from egoclean.store import sandbox
 from egoclean.store.schema import EMBEDDED_SCHEMA, LAKE_SCHEMA, ensure_schema, has_schema
 from egoclean.store.text import one_line
 
@@ -71,6 +72,7 @@ class _Backend:
     location: str  # for messages and metadata (a password in a URL hidden)
     retries: int  # attempts in all (>= 1) while the tables are held by another writer
     timeout_sec: float  # give up retrying after this long
+    files_allowed_on_request = True  # `egoclean sql --allow-files` opens files (not on the shared store)
 
     def init(self) -> None:
         """Create the tables and the detection_eval view if missing (idempotent)."""
@@ -90,6 +92,10 @@ class _Backend:
     def exists(self) -> bool:
         """False when there is nothing to read yet (a database file never created)."""
         return True
+
+    def check_user_sql(self, con: duckdb.DuckDBPyConnection, sql: str, allow_files: bool) -> None:
+        """Refuse (sandbox.Refused) SQL from a user that the sandbox does not run (egoclean.store.sandbox)."""
+        sandbox.check_statements(con, sql, allow_files)
 
     def redact(self, text: str) -> str:
         """`text` (an error message) with any secret of the location hidden."""
@@ -185,6 +191,8 @@ class _EmbeddedBackend(_Backend):
             con = self._connect(read_only=False)
             try:
                 return _transaction(con, fn, EMBEDDED_SCHEMA)
+            except StoreSchemaError as e:
+                raise StoreSchemaError(f"database {self.location}: {e}") from None
             finally:
                 con.close()
 
@@ -209,6 +217,8 @@ _LAKE_WRITERS: dict[tuple, duckdb.DuckDBPyConnection] = {}
 class _LakeBackend(_Backend):
     """A DuckLake at a `ducklake:postgres:...` URL that many machines write at once."""
 
+    files_allowed_on_request = False  # the sandbox lets a query name the lake's tables only
+
     def __init__(self, url: str, data_path: str | None, retries: int, timeout_sec: float):
         from egoclean.store import ducklake
 
@@ -228,18 +238,28 @@ class _LakeBackend(_Backend):
         try:
             return ducklake.connect(self.url, self.data_path, read_only=read_only)
         except duckdb.Error as e:
-            raise InvalidInputError(
-                f"table store {self.location}: cannot attach: {ducklake.redact_url(one_line(str(e)))}") from None
+            msg = ducklake.redact_url(one_line(str(e)))
+            if is_unreachable(msg):
+                raise StoreUnavailableError(
+                    f"table store {self.location}: cannot reach its catalog ({msg}); the database server is down "
+                    "or unreachable: the step is retried, or rerun it once the server is back") from None
+            raise InvalidInputError(f"table store {self.location}: cannot attach: {msg}") from None
 
     def read(self, fn: Work[T], config: dict | None = None) -> T:
         con = self._connect(read_only=True)
         try:
-            for k, v in (config or {}).items():
-                if k != "enable_external_access":  # the lake itself reads its catalog and Parquet files
-                    con.execute(f"SET {k} = {'true' if v else 'false'}")
+            if config:
+                # the lake reads its catalog (attached already) and its Parquet files (under
+                # the data path its catalog records): external access goes off around them
+                (data_path,) = con.execute(
+                    f"SELECT data_path FROM ducklake_settings('{ducklake_alias()}')").fetchone()
+                sandbox.confine_lake(con, data_path, config)
             return fn(con)
         finally:
             con.close()
+
+    def check_user_sql(self, con: duckdb.DuckDBPyConnection, sql: str, allow_files: bool) -> None:
+        sandbox.check_lake_query(con, sql, sandbox.lake_tables(con, ducklake_alias()))
 
     def init(self) -> None:
         self._ensure_schema()
@@ -283,8 +303,12 @@ class _LakeBackend(_Backend):
         except TimeoutError as e:
             raise StoreBusyError(f"table store {self.location} is busy: {e}") from None
         except Exception as e:  # psycopg2.Error: the catalog database is unreachable
-            raise InvalidInputError(f"table store {self.location}: cannot lock {', '.join(names)}: "
-                                    f"{ducklake.redact_url(one_line(str(e)))}") from None
+            msg = ducklake.redact_url(one_line(str(e)))
+            if is_unreachable(msg):
+                raise StoreUnavailableError(
+                    f"table store {self.location}: cannot reach its catalog to lock {', '.join(names)} ({msg}); "
+                    "the database server is down or unreachable: the step is retried, or rerun it later") from None
+            raise InvalidInputError(f"table store {self.location}: cannot lock {', '.join(names)}: {msg}") from None
         try:
             yield
         finally:
@@ -304,6 +328,8 @@ class _LakeBackend(_Backend):
                 con = self._connect(read_only=False)
                 try:
                     _transaction(con, lambda con: None, LAKE_SCHEMA)
+                except StoreSchemaError as e:
+                    raise StoreSchemaError(f"table store {self.location}: {e}") from None
                 finally:
                     con.close()
         self._schema_ok = True
@@ -322,12 +348,34 @@ class _LakeBackend(_Backend):
             con = _LAKE_WRITERS[key] = self._connect(read_only=False)
         try:
             return _transaction(con, fn, None)
-        except (duckdb.ConnectionException, duckdb.IOException, duckdb.FatalException):
+        except (duckdb.ConnectionException, duckdb.IOException, duckdb.FatalException) as e:
             # the catalog connection broke (server restarted, network): reattach next time
             _LAKE_WRITERS.pop(key, None)
             with contextlib.suppress(duckdb.Error):
                 con.close()
-            raise
+            raise StoreUnavailableError(
+                f"table store {self.location}: lost its catalog connection during a write "
+                f"({self.redact(one_line(str(e)))}); the transaction was not committed: the step is retried, "
+                "or rerun it once the database server is back") from None
+
+
+# What libpq and DuckDB say when the server is not there (or went away): a later try can succeed.
+_UNREACHABLE = ("connection refused", "could not connect", "timeout expired", "server closed the connection",
+                "connection reset", "no route to host", "network is unreachable", "could not translate host name",
+                "the database system is starting up", "the database system is shutting down",
+                "terminating connection", "ssl syscall error")
+
+
+def is_unreachable(msg: str) -> bool:
+    """True for a PostgreSQL connection failure that can clear by itself (not bad credentials or a missing database)."""
+    low = msg.lower()
+    return any(s in low for s in _UNREACHABLE)
+
+
+def ducklake_alias() -> str:
+    from egoclean.store import ducklake
+
+    return ducklake.ALIAS
 
 
 def open_backend(path: str | os.PathLike, data_path: str | None, retries: int, timeout_sec: float) -> _Backend:

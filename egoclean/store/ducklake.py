@@ -46,9 +46,9 @@ def is_lake_url(url: str | os.PathLike) -> bool:
 
 
 def redact_url(url: str) -> str:
-    """The URL with any `password=...` keyword or `user:password@` hidden."""
-    s = re.sub(r"(password\s*=\s*)('[^']*'|\S+)", r"\1***", str(url), flags=re.I)
-    return re.sub(r"(://[^:/@\s]+:)[^@\s]+@", r"\1***@", s)
+    """The URL with any `password=...` / `passwd=...` keyword or `[user]:password@` hidden."""
+    s = re.sub(r"((?:password|passwd)\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", str(url), flags=re.I)
+    return re.sub(r"(://[^:/@\s]*:)[^@\s]+@", r"\1***@", s)
 
 
 def postgres_dsn(url: str) -> str:
@@ -59,7 +59,21 @@ def postgres_dsn(url: str) -> str:
             f"table store {redact_url(url)}: only DuckLake catalogs in PostgreSQL are supported "
             "(ducklake:postgres:dbname=... host=... port=... user=...)"
         )
-    return rest[len("postgres:"):]
+    dsn = rest[len("postgres:"):]
+    import psycopg2.extensions  # libpq's own parser (keywords, quoting, postgresql:// URIs)
+
+    try:
+        keywords = psycopg2.extensions.parse_dsn(dsn)
+    except psycopg2.Error as e:
+        # libpq's message names the keyword, never a value
+        raise InvalidInputError(f"table store {redact_url(url)}: not a libpq connection string "
+                                f"({' '.join(str(e).split())})") from None
+    if keywords.get("password"):
+        # it would be spelled into ATTACH, shown by duckdb_databases() and kept in run snapshots
+        raise InvalidInputError(
+            f"table store {redact_url(url)}: holds a password; keep it out of EGOCLEAN_DB and give it to libpq "
+            "as PGPASSWORD or in ~/.pgpass (PGPASSFILE)")
+    return dsn
 
 
 def extension_dir() -> Path:
@@ -137,11 +151,12 @@ def connect(url: str, data_path: str | None = None, read_only: bool = False):
             con.execute(secret)
         opts = []
         if data_path:
-            opts.append(f"DATA_PATH '{str(data_path).rstrip('/')}/'")
+            opts.append("DATA_PATH '" + (str(data_path).rstrip("/") + "/").replace("'", "''") + "'")
         if read_only:
             opts.append("READ_ONLY")
-        sql = f"ATTACH '{PREFIX}postgres:{dsn}' AS {ALIAS}" + (f" ({', '.join(opts)})" if opts else "")
-        con.execute(sql.replace("\\", "\\\\"))
+        target = f"{PREFIX}postgres:{dsn}".replace("'", "''")  # a quoted value in the DSN stays inside the literal
+        # a plain SQL string: DuckDB keeps backslashes as they are (libpq's \' escape included)
+        con.execute(f"ATTACH '{target}' AS {ALIAS}" + (f" ({', '.join(opts)})" if opts else ""))
         con.execute(f"USE {ALIAS}")
         return con
     except BaseException:

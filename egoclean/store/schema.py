@@ -14,7 +14,10 @@ already has it is not rewritten on every write.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+
+from egoclean.core.errors import StoreSchemaError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS clips (
@@ -134,10 +137,47 @@ def has_schema(con) -> bool:
     return bool(tag and tag[0] == SCHEMA_TAG)
 
 
+@functools.lru_cache(maxsize=1)
+def expected_columns() -> dict[str, frozenset[str]]:
+    """Each table of this version's schema and its column names (from the DDL itself, in memory)."""
+    import duckdb  # the store's engine
+
+    con = duckdb.connect()
+    try:
+        con.execute(EMBEDDED_SCHEMA)
+        rows = con.execute("SELECT c.table_name, c.column_name FROM duckdb_columns() c JOIN duckdb_tables() t "
+                           "USING (database_name, schema_name, table_name)").fetchall()
+    finally:
+        con.close()
+    out: dict[str, set[str]] = {}
+    for table, column in rows:
+        out.setdefault(table, set()).add(column)
+    return {t: frozenset(c) for t, c in out.items()}
+
+
+def check_columns(con) -> None:
+    """Raise StoreSchemaError when a table that exists lacks columns this version writes."""
+    rows = con.execute("SELECT table_name, column_name FROM duckdb_columns() "
+                       "WHERE database_name = current_database() AND schema_name = 'main'").fetchall()
+    have: dict[str, set[str]] = {}
+    for table, column in rows:
+        have.setdefault(table, set()).add(column)
+    problems = [f"{t} lacks {', '.join(sorted(cols - have[t]))}" for t, cols in sorted(expected_columns().items())
+                if t in have and cols - have[t]]
+    if problems:
+        raise StoreSchemaError(
+            f"its tables were made by another EgoClean version ({'; '.join(problems)}): point EGOCLEAN_DB "
+            "(or --db) at a new store, or move this one aside and re-materialize anomaly_segments to fill a new one")
+
+
 def ensure_schema(con, schema: str = EMBEDDED_SCHEMA) -> None:
-    """Create or update the schema unless the database already has this version of it."""
+    """Create or update the schema unless the database already has this version of it.
+
+    A database whose existing tables lack this version's columns is refused (StoreSchemaError)
+    before anything is changed."""
     if has_schema(con):
         return
+    check_columns(con)
     con.execute(schema)
     con.execute(f"COMMENT ON VIEW detection_eval IS '{SCHEMA_TAG}'")
 

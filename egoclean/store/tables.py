@@ -31,6 +31,7 @@ from egoclean.core import defaults
 from egoclean.core.errors import InvalidInputError
 from egoclean.core.ids import ClipId
 from egoclean.store.backends import open_backend
+from egoclean.store.sandbox import Refused
 from egoclean.store.text import format_table, one_line, short
 
 DEFAULT_RETRIES = defaults.STORE_ATTEMPTS
@@ -364,6 +365,14 @@ class Store:
                 config["enable_external_access"] = True
 
         def run(con: duckdb.DuckDBPyConnection) -> tuple[list[str], list[tuple], bool]:
+            if sandbox:
+                try:
+                    self._backend.check_user_sql(con, sql, allow_files)
+                except Refused as e:
+                    hint = (": allow file access explicitly (egoclean sql --allow-files) if you mean it"
+                            if self._backend.files_allowed_on_request else "")
+                    raise QueryError(f"query refused on {self.location}: {self._backend.redact(str(e))}; SQL here "
+                                     f"is read-only and offline{hint}, in query: {short(sql)}") from None
             try:
                 cur = con.execute(sql, params) if params is not None else con.execute(sql)
                 if cur.description is None:

@@ -127,10 +127,100 @@ def test_egoclean_sql_on_the_shared_store_is_read_only(lake, capsys):
 
 
 def test_unreachable_catalog_is_one_clear_error(postgres):
-    st = Store(f"ducklake:postgres:dbname=nope host=127.0.0.1 port={postgres.port} user=postgres password=pw")
-    with pytest.raises(InvalidInputError, match="cannot (attach|lock)") as e:
+    st = Store(f"ducklake:postgres:dbname=nope host=127.0.0.1 port={postgres.port} user=postgres")
+    with pytest.raises(InvalidInputError, match="cannot (attach|lock)"):
         st.replace_clip(clip_info(CLIPS[0]), make_det(10), "m")
-    assert "pw" not in str(e.value).replace("password=***", "")
+
+
+@pytest.mark.parametrize("dsn, secret", [
+    ("dbname=lake host=127.0.0.1 user=postgres password=s3cr3tpw", "s3cr3tpw"),
+    ("dbname=lake host=127.0.0.1 user=postgres password='a b c'", "a b c"),
+    ("postgresql://:hunter2pw@127.0.0.1/lake", "hunter2pw"),
+    ("postgresql://egoclean:hunter3pw@127.0.0.1:5432/lake", "hunter3pw"),
+    ("dbname=lake host=127.0.0.1 passwd=hunter4pw", "hunter4pw"),
+])
+def test_a_password_in_the_store_url_is_refused_without_showing_it(dsn, secret, capsys):
+    """Passwords go to libpq as PGPASSWORD or ~/.pgpass: a URL holding one is refused before anything runs."""
+    url = f"ducklake:postgres:{dsn}"
+    with pytest.raises(InvalidInputError) as e:
+        Store(url).query("SELECT 1")
+    msg = str(e.value)
+    assert secret not in msg and ("PGPASSWORD" in msg or "not a libpq connection string" in msg), msg
+    assert main(["sql", "--db", url, "SELECT 1"]) == 2
+    err = capsys.readouterr().err
+    assert secret not in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_quoted_value_in_the_store_url_stays_inside_the_attach(lake):
+    """libpq's quoted values ('lake name') are escaped into ATTACH: they neither break it nor add SQL."""
+    quoted = lake["url"].replace("dbname=", "application_name='egoclean x\\' y' dbname=")
+    st = Store(quoted, data_path=lake["data_path"])
+    st.replace_clip(clip_info(CLIPS[0]), make_det(20), "m")
+    assert counts(st, CLIPS[0]) == (1, 2, 20)
+
+
+LAKE_ESCAPES = [
+    "ATTACH '{url}' AS rw; DELETE FROM rw.clips",
+    "ATTACH '{pg}' AS pg (TYPE postgres); CREATE TABLE pg.public.x AS SELECT 42",
+    "ATTACH 'postgres:{pg}' AS pg",
+    "DELETE FROM clips",
+    "CREATE TABLE x AS SELECT 42",
+    "SELECT * FROM postgres_query('__ducklake_metadata_lake', 'SELECT 1')",
+    "SELECT * FROM postgres_scan('{pg}', 'public', 'ducklake_table')",
+    "CALL postgres_execute('__ducklake_metadata_lake', 'SELECT 1')",
+    "SELECT * FROM __ducklake_metadata_lake.public.ducklake_table",
+    'select * from "__ducklake_metadata_lake"."public"."ducklake_table"',
+    "COPY (SELECT 'x') TO 's3://{bucket}/evil.csv'",
+    "COPY (SELECT 'x') TO 's3://{bucket}/tables/evil.csv'",
+    "EXPORT DATABASE '{tmp}/exported'",
+    "INSTALL httpfs",
+    "FORCE INSTALL httpfs FROM 'http://127.0.0.1:9'",
+    "LOAD httpfs",
+    "SET enable_external_access = true",
+    "RESET lock_configuration",
+    "PRAGMA database_list",
+    "SELECT * FROM read_text('/etc/hostname')",
+    "SELECT * FROM '/etc/hostname'",
+    "SELECT * FROM read_parquet('s3://{bucket}/tables/**/*.parquet')",
+    "WITH x AS (SELECT * FROM glob('/tmp/*')) SELECT * FROM x",
+    "SELECT current_setting('s3_secret_access_key')",
+    "SELECT path FROM duckdb_databases()",
+    "SELECT * FROM duckdb_settings()",
+    "SELECT * FROM system.main.duckdb_settings()",
+    "SELECT * FROM query('SELECT 1')",
+    "SELECT (SELECT count(*) FROM postgres_query('__ducklake_metadata_lake', 'SELECT 1')) FROM clips",
+    "DESCRIBE SELECT * FROM postgres_query('__ducklake_metadata_lake', 'SELECT 1')",
+]
+
+
+def test_egoclean_sql_on_the_shared_store_reaches_nothing_but_its_tables(lake, tmp_path, capsys):
+    """Whatever it spells, a query on the shared store reads the lake's tables only, read-only: not the
+    catalog database, not the bucket, not the machine, not the S3 key. The lake's tables still read."""
+    import boto3
+
+    st = store_of(lake)
+    st.replace_clip(clip_info(CLIPS[1]), make_det(3000), "m")  # enough rows for Parquet files in the bucket
+    pg = lake["url"][len("ducklake:postgres:"):]
+    key = os.environ["AWS_SECRET_ACCESS_KEY"]
+    for spelled in LAKE_ESCAPES:
+        q = spelled.format(url=lake["url"], pg=pg, bucket=lake["bucket"], tmp=tmp_path)
+        assert main(["sql", "--db", lake["url"], q]) == 2, q
+        err = capsys.readouterr().err
+        assert err.startswith("egoclean sql: error: query refused on ") and len(err.strip().splitlines()) == 1, err
+        assert key not in err
+    assert counts(st, CLIPS[1]) == (1, 2, 3000)
+    keys = [o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket=lake["bucket"]).get("Contents", [])]
+    assert not [k for k in keys if "evil" in k] and not (tmp_path / "exported").exists()
+    import psycopg2
+
+    with psycopg2.connect(pg) as con, con.cursor() as cur:
+        cur.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'x'")
+        assert cur.fetchone()[0] == 0
+    for ok in ["SELECT clip_id, count(*) AS n FROM window_scores GROUP BY 1", "FROM clips",
+               "WITH w AS (SELECT * FROM lake.main.window_scores) SELECT count(*) FROM w",
+               "SELECT count(*) FROM range(3)", "SELECT * FROM detection_eval", "select COUNT(*) from \"Segments\""]:
+        assert main(["sql", "--db", lake["url"], ok]) == 0, (ok, capsys.readouterr().err)
+    assert "3000" in capsys.readouterr().out
 
 
 def test_four_writers_at_once_every_row_exactly_once(lake):
