@@ -303,16 +303,19 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
     s.add_argument("--sql", default=None,
                    help="read-only query returning clip_id (and start_sec, end_sec to pick spans)")
     s.add_argument("--clip", action="append", help="export this clip (repeatable; default: every stored clip)")
-    s.add_argument("--resolution", type=int, default=None,
-                   help="re-encode to this frame height (default: stream copy, no re-encode)")
-    s.add_argument("--min-sec", type=float, default=None, help="shortest episode, seconds")
-    s.add_argument("--max-sec", type=float, default=None, help="longest episode, seconds")
-    s.add_argument("--margin", type=float, default=None, help="seconds kept clear of anomalous spans")
-    s.add_argument("--cycles", type=int, default=None, help="whole work cycles per episode")
+    # Ranges: a frame height up to 4320 (8K); episodes of 0.5 s to an hour (below, millions of
+    # one-frame episodes exhaust memory); margins up to 10 minutes; up to 1000 cycles per episode.
+    s.add_argument("--resolution", type=whole(16, 4320), default=None,
+                   help="re-encode to this frame height, 16-4320 (default: stream copy, no re-encode)")
+    s.add_argument("--min-sec", type=number(0, 3600), default=None, help="shortest episode, 0-3600 seconds")
+    s.add_argument("--max-sec", type=number(0.5, 3600), default=None, help="longest episode, 0.5-3600 seconds")
+    s.add_argument("--margin", type=number(0, 600), default=None,
+                   help="seconds kept clear of anomalous spans, 0-600")
+    s.add_argument("--cycles", type=whole(1, 1000), default=None, help="whole work cycles per episode, 1-1000")
     s.add_argument("--no-cycles", action="store_true", help="fixed-length episodes, no cuts at work cycles")
     s.add_argument("--force", action="store_true",
                    help="re-export clips the dataset already holds from the same materialization")
-    s.add_argument("--timeout", type=float, default=defaults.SQL_TIMEOUT_SEC,
+    s.add_argument("--timeout", type=number(0, 86400, lo_open=True), default=defaults.SQL_TIMEOUT_SEC,
                    help="seconds to wait while a writer holds the db")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_export)

@@ -106,6 +106,9 @@ OBJECT_STORE_ATTEMPTS = 4
 OBJECT_STORE_BACKOFF_SEC = 0.25
 OBJECT_STORE_BACKOFF_CAP_SEC = 5.0
 OBJECT_STORE_TIMEOUT_SEC = 60.0
+# A span selected for export (`egoclean export --sql`) may end this far past the clip's
+# recorded duration (the last frame's time rounding); further is outside the clip.
+EXPORT_SPAN_END_TOLERANCE_SEC = 0.05
 # Run monitoring (egoclean_assets.run_launcher): how often a run worker says it is alive,
 # and how long without a word means its machine is gone (judged from another machine;
 # generous, since the clocks of two machines differ by some seconds).

@@ -9,6 +9,7 @@ under a hidden name, which `recover` (run by `open_existing`) puts back.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -48,9 +49,50 @@ def part_files(part: int) -> tuple[str, str, str]:
             lerobot.VIDEO_PATH.format(video_key=VIDEO_KEY, chunk_index=c, file_index=f))
 
 
+def resolve_output(out: str | os.PathLike) -> Path:
+    """The directory an export publishes: a symbolic link is followed to its target (the new version is
+    assembled beside the target, on its disk, and the link stays a link); the file system's root or a
+    path without a name is refused."""
+    given = Path(out).expanduser()
+    path = Path(os.path.realpath(given)) if given.is_symlink() else given.absolute()
+    if path.parent == path or path.name in ("", ".", ".."):
+        raise InvalidInputError(f"export output {out}: is the root of the file system or has no name; "
+                                "an export publishes a directory of its own: choose one such as /data/my-dataset")
+    return path
+
+
+@contextlib.contextmanager
+def exclusive(out: Path):
+    """Hold the dataset's lock (`.NAME.lock` beside it) for a whole export: a second export into the
+    same directory waits, then adds to what the first published instead of replacing it."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.with_name(f".{out.name}.lock"), "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def remove_stale_stages(out: Path) -> list[Path]:
+    """Remove staging directories that killed exports left (call under `exclusive`: no export runs then)."""
+    gone = []
+    for p in out.parent.glob(f".{out.name}.export-*"):
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+            gone.append(p)
+    return gone
+
+
 def recover(out: Path) -> None:
     """Finish a swap that crashed between its two renames (the previous version is put back)."""
     prev = out.with_name(f".{out.name}{PREVIOUS_SUFFIX}")
+    if prev.is_symlink():  # left by an earlier EgoClean that replaced a linked output by a directory
+        if not out.exists():
+            os.rename(prev, out)
+        else:
+            prev.unlink()
+        return
     if prev.is_dir():
         if not out.exists():
             os.rename(prev, out)

@@ -13,15 +13,19 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import decimal
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
+from typing import Any
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from egoclean.core import defaults
 from egoclean.core.errors import InvalidInputError
 from egoclean.core.ids import ClipId
 from egoclean.core.layout import INTRINSICS_SUFFIX, ClipLayout, intrinsics_beside, is_local, local_path
@@ -148,16 +152,50 @@ def localized(ci: ClipInput) -> Iterator[ClipInput]:
         yield local
 
 
+def _span(start: Any, end: Any, key: str, row: int) -> tuple[float, float]:
+    """One selected span as (start, end) seconds; InvalidInputError naming the row, clip and value otherwise."""
+    where = f"export selection, row {row} (clip {key})"
+    vals = []
+    for name, v in (("start_sec", start), ("end_sec", end)):
+        if v is None:
+            raise InvalidInputError(f"{where}: {name} is NULL; every selected span needs a start and an end in seconds")
+        if isinstance(v, bool) or not isinstance(v, (int, float, decimal.Decimal)):
+            raise InvalidInputError(f"{where}: {name}={v!r} is not a number of seconds")
+        f = float(v)
+        if not math.isfinite(f):
+            raise InvalidInputError(f"{where}: {name}={v!r} is not a finite number of seconds")
+        vals.append(f)
+    if vals[0] >= vals[1]:
+        raise InvalidInputError(f"{where}: start_sec={vals[0]:g} is not before end_sec={vals[1]:g} "
+                                "(a span runs forward and is not empty)")
+    return vals[0], vals[1]
+
+
+def _merged(spans: list[tuple[float, float]], key: str, duration_sec: float) -> list[tuple[float, float]]:
+    """The selected spans of a clip, inside it and each frame once: overlapping or repeated spans are joined."""
+    out: list[list[float]] = []
+    for a, b in sorted(spans):
+        if a < 0 or (duration_sec > 0 and b > duration_sec + defaults.EXPORT_SPAN_END_TOLERANCE_SEC):
+            raise InvalidInputError(f"export selection: span {a:g}-{b:g} s of clip {key} is outside the clip "
+                                    f"(0-{duration_sec:g} s)")
+        if out and a < out[-1][1]:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    return [(a, b) for a, b in out]
+
+
 def select_clips(store, sql: str | None = None, clips: Sequence[str] | None = None) -> list[ClipInput]:
     """The clips (and spans) to export: all stored clips, the given ids, or a SQL selection.
 
-    `sql` runs read-only on the store and must return a `clip_id` column; with
+    `sql` runs read-only in the store's sandbox (as `egoclean sql` does: only a query,
+    nothing outside the database, nothing downloaded) and must return a `clip_id` column; with
     `start_sec` and `end_sec` columns too, those rows are the spans exported (instead of
     every work span of the clip). Clip ids the store does not hold are an error naming them.
     """
     spans: dict[str, list[tuple[float, float]]] | None = None
     if sql is not None:
-        cols, rows = store.query(sql)
+        cols, rows, _ = store.query_head(sql, sandbox=True)
         if "clip_id" not in cols:
             raise InvalidInputError(f"export selection: the query must return a clip_id column, got {cols}")
         ci = cols.index("clip_id")
@@ -169,8 +207,9 @@ def select_clips(store, sql: str | None = None, clips: Sequence[str] | None = No
         if "start_sec" in cols and "end_sec" in cols:
             si, ei = cols.index("start_sec"), cols.index("end_sec")
             spans = {}
-            for r in rows:
-                spans.setdefault(ClipId.parse(str(r[ci])).key, []).append((float(r[si]), float(r[ei])))
+            for n, r in enumerate(rows, 1):
+                key = ClipId.parse(str(r[ci])).key
+                spans.setdefault(key, []).append(_span(r[si], r[ei], key, n))
     elif clips:
         keys = [ClipId.parse(c).key for c in clips]
     else:
@@ -201,7 +240,7 @@ def select_clips(store, sql: str | None = None, clips: Sequence[str] | None = No
             window_scores=np.asarray([np.nan if w["score"] is None else w["score"] for w in ws], dtype=np.float64),
         )
         if spans is not None:
-            ci.work = sorted(spans.get(key, []))
+            ci.work = _merged(spans.get(key, []), key, ci.duration_sec)
         traj = store.trajectory(key)
         if traj is not None:
             ci.trajectory = _local(traj["path"])

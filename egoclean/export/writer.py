@@ -551,19 +551,31 @@ def _episode_embedding(emb, ci: ClipInput, start: float, end: float) -> list[flo
 
 def export_dataset(out: str | os.PathLike, clips: Sequence[ClipInput], options: ExportOptions | None = None,
                    progress: bool = False) -> ExportReport:
-    """Write (or extend) the dataset at `out` with the episodes of `clips` (see the module docstring)."""
-    from tqdm.auto import tqdm
+    """Write (or extend) the dataset at `out` with the episodes of `clips` (see the module docstring).
 
+    One export at a time per dataset (a second waits for the first, then adds to it); a symbolic
+    link as `out` is followed, and staging folders of killed exports are removed."""
     t_start = time.perf_counter()
     options = options or ExportOptions()
     if options.resolution is not None and (not isinstance(options.resolution, int) or options.resolution < 16):
         raise InvalidInputError(f"export resolution {options.resolution!r}: must be an integer height >= 16")
     if "://" in str(out):
         raise InvalidInputError(f"export output {out}: only local directories are supported")
-    out = Path(out).absolute()
+    out = directory.resolve_output(out)
     clip_ids = [c.clip_id for c in clips]
     if len(set(clip_ids)) != len(clip_ids):
         raise InvalidInputError("export: a clip is selected twice")
+    with directory.exclusive(out):
+        directory.remove_stale_stages(out)
+        return _export_locked(out, clips, options, progress, t_start)
+
+
+def _export_locked(out: Path, clips: Sequence[ClipInput], options: ExportOptions, progress: bool,
+                   t_start: float) -> ExportReport:
+    """export_dataset's work, under the dataset's lock."""
+    from tqdm.auto import tqdm
+
+    clip_ids = [c.clip_id for c in clips]
     existing = directory.open_existing(out)
     if existing.meta and existing.meta.get("resolution") != options.resolution:
         raise InvalidInputError(

@@ -18,8 +18,11 @@ egoclean.store.schema).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import signal
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -48,6 +51,21 @@ SANDBOX = {
 }
 
 T = TypeVar("T")
+
+
+@contextlib.contextmanager
+def interruptible(con: duckdb.DuckDBPyConnection):
+    """Ctrl-C (SIGINT) interrupts the query running on `con` (DuckDB's own interrupt, which stops it
+    between vectors): Python's handler alone would run only once DuckDB hands control back, often
+    long after. Only in the main thread, where signal handlers live."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, lambda *_: con.interrupt())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class QueryError(InvalidInputError):
@@ -374,14 +392,17 @@ class Store:
                     raise QueryError(f"query refused on {self.location}: {self._backend.redact(str(e))}; SQL here "
                                      f"is read-only and offline{hint}, in query: {short(sql)}") from None
             try:
-                cur = con.execute(sql, params) if params is not None else con.execute(sql)
-                if cur.description is None:
-                    return [], [], False
-                names = [d[0] for d in cur.description]
-                if max_rows is None:
-                    return names, cur.fetchall(), False
-                rows = cur.fetchmany(max_rows + 1)
-                return names, rows[:max_rows], len(rows) > max_rows
+                with interruptible(con) if sandbox else contextlib.nullcontext():
+                    cur = con.execute(sql, params) if params is not None else con.execute(sql)
+                    if cur.description is None:
+                        return [], [], False
+                    names = [d[0] for d in cur.description]
+                    if max_rows is None:
+                        return names, cur.fetchall(), False
+                    rows = cur.fetchmany(max_rows + 1)
+                    return names, rows[:max_rows], len(rows) > max_rows
+            except duckdb.InterruptException:
+                raise KeyboardInterrupt from None  # Ctrl-C: the CLI says "interrupted", exit 130
             except duckdb.Error as e:
                 msg = self._backend.redact(one_line(str(e)))
                 if sandbox and isinstance(e, duckdb.PermissionException):

@@ -7,6 +7,7 @@ check; see egoclean/export/lerobot.py for the files at huggingface/lerobot). No 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -621,3 +622,87 @@ def test_a_clip_without_a_trajectory_leaves_state_and_action_out(dataset):
 
     features = json.loads((dataset["out"] / "meta/info.json").read_text())["features"]
     assert "observation.state" not in features and "action" not in features
+
+
+def test_output_through_a_symlink_stays_a_link_and_every_export_works(clips, tmp_path):
+    """`--out` a symbolic link to a dataset on another disk: the dataset is published at the link's target,
+    the link stays a link, nothing `.previous` is left, and the next export adds to it (before: the link was
+    replaced by a directory and every later export failed with `Cannot call rmtree on a symbolic link`)."""
+    first, second = clips["keys"]
+    target = tmp_path / "other-disk" / "ds"
+    target.parent.mkdir()
+    link = tmp_path / "here" / "ds"
+    link.parent.mkdir()
+    link.symlink_to(target, target_is_directory=True)
+    export_from_store(clips["store"], link, clips=[first])
+    export_from_store(clips["store"], link, clips=[second])
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert set(_episodes(target)["egoclean/clip_id"]) == {first, second}
+    assert lerobot.validate(target) == []
+    leftovers = [p.name for d in (link.parent, target.parent) for p in d.iterdir() if p.name.startswith(".ds")]
+    assert [n for n in leftovers if not n.endswith(".lock")] == [], leftovers
+
+
+def test_output_at_the_root_is_one_line(clips, capsys):
+    from egoclean.cli import main
+
+    assert main(["export", "--db", str(clips["db"]), "--out", "/", "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "export output /: is the root of the file system" in err[0], err
+
+
+def test_two_exports_into_one_dataset_at_once_keep_both(clips, tmp_path):
+    """Two processes export different clips into one directory at once: both succeed and both clips'
+    episodes are in the result (before: both said success and one clip's episodes were lost)."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "shared"
+    root = Path(__file__).resolve().parents[2]
+    procs = [subprocess.Popen([sys.executable, "-m", "egoclean.cli", "export", "--db", str(clips["db"]),
+                               "--out", str(out), "--clip", k, "-q"], cwd=root, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for k in clips["keys"]]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert set(_episodes(out)["egoclean/clip_id"]) == set(clips["keys"])
+    assert lerobot.validate(out) == []
+
+
+def test_a_killed_exports_staging_folder_is_removed_by_the_next(clips, tmp_path):
+    out = tmp_path / "ds"
+    stale = tmp_path / ".ds.export-deadbeef"
+    (stale / "data").mkdir(parents=True)
+    (stale / "data" / "file-000.parquet").write_bytes(b"half written")
+    export_from_store(clips["store"], out, clips=[clips["keys"][0]])
+    assert not stale.exists() and lerobot.validate(out) == []
+
+
+@pytest.mark.parametrize("start, end, problem", [
+    ("NULL", "10.0", "start_sec is NULL"),
+    ("'five'", "10.0", "start_sec='five' is not a number"),
+    ("2.0", "'nan'::DOUBLE", "end_sec=nan is not a finite number"),
+    ("12.0", "4.0", "start_sec=12 is not before end_sec=4"),
+    ("3.0", "3.0", "start_sec=3 is not before end_sec=3"),
+    ("0.0", "99999.0", "span 0-99999 s of clip {key} is outside the clip"),
+    ("-1.0", "5.0", "span -1-5 s of clip {key} is outside the clip"),
+])
+def test_odd_spans_from_sql_are_one_clear_error(start, end, problem, clips, tmp_path):
+    key = clips["keys"][0]
+    sql = f"SELECT '{key}' AS clip_id, {start} AS start_sec, {end} AS end_sec"
+    with pytest.raises(InvalidInputError) as e:
+        export_from_store(clips["store"], tmp_path / "ds", sql=sql)
+    msg = str(e.value)
+    assert problem.format(key=key) in msg and key in msg, msg
+    assert not (tmp_path / "ds").exists()
+
+
+def test_repeated_and_overlapping_spans_export_each_frame_once(clips, tmp_path):
+    key = clips["keys"][0]
+    one = f"SELECT '{key}' AS clip_id, 2.0 AS start_sec, 14.0 AS end_sec"
+    many = (f"SELECT '{key}' AS clip_id, 2.0 AS start_sec, 10.0 AS end_sec UNION ALL "
+            f"SELECT '{key}', 2.0, 10.0 UNION ALL SELECT '{key}', 6.0, 14.0")
+    a = export_from_store(clips["store"], tmp_path / "one", sql=one)
+    b = export_from_store(clips["store"], tmp_path / "many", sql=many)
+    assert b.total_frames == a.total_frames > 0
+    starts = _data(tmp_path / "many")["timestamp"].to_numpy()
+    assert len(starts) == a.total_frames

@@ -321,3 +321,24 @@ def test_rectify_refuses_an_unknown_preset_and_keeps_old_output(preset, tmp_path
     assert f"encoder preset {preset!r}" in err and "must be one of ultrafast, " in err and "\n" not in err.strip()
     assert out.read_bytes() == b"an earlier output"
     assert part_files(tmp_path) == []
+
+
+@pytest.mark.parametrize("option, value, expected", [
+    ("--resolution", "8000", "a whole number from 16 to 4320"),
+    ("--resolution", "8", "a whole number from 16 to 4320"),
+    ("--max-sec", "1e-7", "a number in [0.5, 3600]"),
+    ("--min-sec", "-3", "a number in [0, 3600]"),
+    ("--margin", "inf", "a number in [0, 600]"),
+    ("--cycles", "0", "a whole number from 1 to 1000"),
+    ("--timeout", "nan", "a number"),
+    ("--timeout", "0", "a number"),
+])
+def test_export_number_options_have_ranges(option, value, expected, tmp_path, capsys):
+    """Out-of-range export options are refused before anything runs (before: `--resolution 8000` and
+    `--max-sec 1e-7` ran out of memory after a minute; `--timeout nan` was accepted)."""
+    with pytest.raises(SystemExit) as e:
+        main(["export", "--db", str(tmp_path / "e.duckdb"), "--out", str(tmp_path / "ds"), option, value])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and f"argument {option}: expected {expected}" in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "ds").exists()
