@@ -1,4 +1,4 @@
-"""Ray execution of the clip graph: one batched step materializes the seven clip assets of K clips per run.
+"""The batched Ray step: one multi-asset materializes the seven clip assets of K clips per run.
 
 Chosen by configuration only (`EGOCLEAN_EXECUTION=ray`; default `local` is today's graph,
 one clip per run, no Ray). In Ray mode the definitions hold `clip_batch`, a multi-asset
@@ -19,7 +19,6 @@ stages a failed clip did finish are recorded too.
 """
 
 
-import dataclasses
 import os
 import shutil
 import tempfile
@@ -34,15 +33,12 @@ from dagster import (
     AssetKey,
     AssetMaterialization,
     BackfillPolicy,
-    ConfigurableResource,
     Failure,
     MetadataValue,
     Output,
     multi_asset,
 )
-from pydantic import Field
 
-from egoclean.core.errors import InvalidInputError
 from egoclean.core.ids import ClipId
 from egoclean.settings import Settings
 from egoclean_assets.assets import ALL_ASSETS
@@ -61,9 +57,9 @@ from egoclean_assets.checks import (
     check_same_frame_count,
     check_similarity_valid,
 )
+from egoclean_assets.cluster.resource import RayClusterResource, ray_resource_from_env
 from egoclean_assets.failures import reports_failures
 from egoclean_assets.io_manager import ClipArtifact, ClipStorage, file_checks, new_manifest
-from egoclean_assets.launch import launch_range_runs
 from egoclean_assets.partitions import clip_partitions
 from egoclean_assets.resources import (
     DetectionResource,
@@ -73,33 +69,6 @@ from egoclean_assets.resources import (
     SourceResource,
     StoreResource,
 )
-
-
-class RayClusterResource(ConfigurableResource):
-    """Where the Ray stages run and with what resources (egoclean.cluster.ray_pipeline.RayConfig).
-
-    Unset fields keep RayConfig's defaults; `ray_resource_from_env` fills them from
-    EGOCLEAN_RAY_* variables, and Ray itself reads RAY_ADDRESS when `address` is unset."""
-
-    address: str | None = Field(default=None, description="Ray cluster address; unset: RAY_ADDRESS, else a local Ray")
-    settings: dict = Field(default_factory=dict, description="RayConfig fields (num_actors, actor_num_gpus, ...)")
-
-    def config(self):
-        # imported here, not at module top: the Ray stages are needed only in Ray mode
-        from egoclean.cluster.ray_pipeline import RayConfig
-
-        fields = set(RayConfig.__dataclass_fields__)
-        unknown = sorted(set(self.settings) - fields)
-        if unknown:
-            raise InvalidInputError(f"ray settings: unknown {', '.join(unknown)} (known: {', '.join(sorted(fields))})")
-        return RayConfig(**(self.settings | ({"address": self.address} if self.address else {}))).validate()
-
-
-def ray_resource_from_env(env: Mapping[str, str] | None = None) -> RayClusterResource:
-    """The Ray resource with its settings from EGOCLEAN_RAY_* (validated now, so bad values fail at load)."""
-    cfg = Settings.from_env(env).ray_config()
-    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "address"}
-    return RayClusterResource(address=cfg.address, settings=settings)
 
 
 # The per-clip assets the batch materializes (the phase 1 and 2 groups); others stay as they are.
@@ -301,39 +270,3 @@ def build_clip_batch(k: int):
             yield Output(None, output_name=output_name)
 
     return clip_batch
-
-
-def contiguous_batches(order: list[str], keys: list[str], k: int) -> list[list[str]]:
-    """`keys` in runs of at most k that are contiguous in the partition order `order`.
-
-    A range run covers every partition between its first and last key, so keys with
-    others between them go to different runs (Dagster's multi_run backfills do the same)."""
-    pos = {key: i for i, key in enumerate(order)}
-    missing = [key for key in keys if key not in pos]
-    if missing:
-        raise InvalidInputError(f"clips not registered as partitions: {', '.join(missing)}")
-    out: list[list[str]] = []
-    for key in sorted(set(keys), key=pos.__getitem__):
-        if out and len(out[-1]) < k and pos[key] == pos[out[-1][-1]] + 1:
-            out[-1].append(key)
-        else:
-            out.append([key])
-    return out
-
-
-def run_batches(instance, batches: list[list[str]], tags: dict, run_config: dict, out=print) -> int:
-    """Launch a run of `clip_pipeline`'s clip assets (`clip_batch`) per batch (a partition range), one after another.
-
-    Launched through the instance from workspace.yaml's code location, as the UI launches a
-    backfill's runs, so each has a row on the job's page and the timeline (a run executed
-    in this process had none). Assets of the job outside the batch (training_episodes: one
-    clip per run) are left to their own runs. Returns the failed runs."""
-    failed = 0
-    runs = launch_range_runs(instance, batches, CLIP_ASSETS, tags=tags, run_config=run_config)
-    for i, (run, b) in enumerate(zip(runs, batches), 1):
-        failed += not run.success
-        # the step's failure starts with EgoClean's one line (egoclean_assets.failures)
-        why = "".join(f"; {message.splitlines()[0][:400]}" for _, message in run.step_failures[:1])
-        out(f"[{i}/{len(batches)}] {b[0]}..{b[-1]} ({len(b)} clip(s)): {'ok' if run.success else 'FAILED'} "
-            f"(run {run.run_id[:8]}; {run.check_summary(lambda c: f'{c.check_name}[{c.partition}]')}{why})")
-    return failed
