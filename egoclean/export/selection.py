@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from egoclean.core import defaults
+from egoclean.core import defaults, jsonin
 from egoclean.core.errors import InvalidInputError
 from egoclean.core.ids import ClipId
 from egoclean.core.layout import INTRINSICS_SUFFIX, ClipLayout, intrinsics_beside, is_local, local_path
@@ -73,10 +73,20 @@ class ClipInput:
 
 
 def _camera_matrix(*candidates: Path | None) -> list[list[float]] | None:
-    """The camera matrix `K` of the first intrinsics JSON of `candidates` that exists (None: none does)."""
+    """The camera matrix `K` of the first intrinsics JSON of `candidates` that exists (None: none does).
+
+    Read with the project's bounded JSON reader; a file that is not an object with a 3x3 `K`
+    of finite numbers is an InvalidInputError naming it (never a traceback, never a NaN matrix
+    written into the dataset)."""
     for path in candidates:
         if path is not None and path.is_file():
-            return json.loads(path.read_text()).get("K")
+            doc = jsonin.loads(path.read_bytes(), f"intrinsics {path}")
+            k = doc.get("K") if isinstance(doc, dict) else None
+            rows_ok = isinstance(k, list) and len(k) == 3 and all(isinstance(r, list) and len(r) == 3 for r in k)
+            if not (rows_ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                                    for r in k for v in r)):
+                raise InvalidInputError(f"intrinsics {path}: K is not a 3x3 matrix of finite numbers")
+            return [[float(v) for v in r] for r in k]
     return None
 
 
@@ -254,7 +264,10 @@ def select_clips(store, sql: str | None = None, clips: Sequence[str] | None = No
             ci.problem = f"rectified video missing from storage: {video}"
         else:
             files = _clip_files(str(video))
-            ci.camera_matrix = _camera_matrix(files["intrinsics"], files["intrinsics_cli"])
+            try:
+                ci.camera_matrix = _camera_matrix(files["intrinsics"], files["intrinsics_cli"])
+            except InvalidInputError as e:
+                ci.problem = str(e)  # recorded in the dataset's `skipped`, the other clips go on
             with contextlib.suppress(OSError, KeyError, ValueError):
                 ci.sim, ci.sim_ts = _similarity(files["analysis"])
             emb = _local(paths.get("embeddings"))

@@ -42,6 +42,7 @@ import numpy as np
 
 from egoclean.core import atomic
 from egoclean.core.errors import InvalidInputError
+from egoclean.embed.embeddings import load_npy
 from egoclean.export import directory, lerobot
 from egoclean.export.card import card
 from egoclean.export.directory import (
@@ -320,6 +321,17 @@ class _Export:
 
             traj = Trajectory.load_parquet(ci.trajectory)
         index = index_packets(ci.video)
+        recorded = round(ci.duration_sec * ci.fps)
+        if recorded > 0 and index.n_frames < recorded - 1:
+            self.skip(ci, f"rectified video {ci.video} has {index.n_frames} frames, the store records {recorded} "
+                          f"({ci.duration_sec:g} s at {ci.fps:g} fps): it is incomplete or another file; "
+                          "re-materialize rectified_clip")
+            return
+        try:
+            emb = load_npy(ci.emb_path, "r") if ci.emb_path is not None else None
+        except InvalidInputError as e:
+            self.skip(ci, str(e))
+            return
         if traj is not None and len(traj) != index.n_frames:
             self.skip(ci, f"camera trajectory has {len(traj)} frames, the video {index.n_frames}")
             return
@@ -328,7 +340,6 @@ class _Export:
         part = self._part_for(index.shape, ci.video)
         task = task_for(ci.cid.factory_dir)
         self.tasks.setdefault(task, len(self.tasks))
-        emb = np.load(ci.emb_path, mmap_mode="r") if ci.emb_path is not None else None
         n_eps = 0
         for k in sorted({ep.span_index for ep in plan.episodes}):
             eps = [(ep, ep.frames(ci.fps)) for ep in plan.episodes if ep.span_index == k]

@@ -706,3 +706,45 @@ def test_repeated_and_overlapping_spans_export_each_frame_once(clips, tmp_path):
     assert b.total_frames == a.total_frames > 0
     starts = _data(tmp_path / "many")["timestamp"].to_numpy()
     assert len(starts) == a.total_frames
+
+
+@pytest.mark.parametrize("content, problem", [
+    ('{"K": [[[30, 0, 32]], [0, 30, 24], [0, 0, 1]]}', "K is not a 3x3 matrix of finite numbers"),
+    ("[1, 2, 3]", "K is not a 3x3 matrix of finite numbers"),
+    ('{"K": [[NaN, 0, 32], [0, 30, 24], [0, 0, 1]]}', "NaN is not a JSON number"),
+    ('{"K": [[30, 0, 32], [0, 30, 24]]}', "K is not a 3x3 matrix of finite numbers"),
+])
+def test_bad_intrinsics_beside_a_clip_skip_it_with_the_reason(content, problem, clips, tmp_path):
+    """Intrinsics beside a clip are read with the bounded JSON reader and K checked: the clip is skipped
+    with the file and the problem recorded (before: a traceback, or a NaN camera matrix exported)."""
+    from egoclean.export.selection import _clip_files
+
+    first, second = clips["keys"]
+    files = _clip_files(str(select_clips(clips["store"], clips=[first])[0].video))
+    target = files["intrinsics"] if files["intrinsics"].is_file() else files["intrinsics_cli"]
+    saved = target.read_bytes()
+    try:
+        target.write_text(content)
+        ins = select_clips(clips["store"], clips=[first, second])
+        assert ins[0].problem and str(target) in ins[0].problem and problem in ins[0].problem, ins[0].problem
+        export_dataset(tmp_path / "ds", ins)
+    finally:
+        target.write_bytes(saved)
+    meta = json.loads((tmp_path / "ds" / META_PATH).read_text())
+    assert problem in meta["skipped"][first] and second in meta["clips"] and first not in meta["clips"]
+
+
+def test_truncated_embeddings_or_a_short_video_skip_the_clip_with_the_reason(clips, tmp_path):
+    first, second = clips["keys"]
+    ins = select_clips(clips["store"], clips=[first, second])
+    emb = tmp_path / ins[0].emb_path.name
+    emb.write_bytes(ins[0].emb_path.read_bytes()[:200])  # cut inside the array
+    ins[0].emb_path = emb
+    export_dataset(tmp_path / "a", ins)
+    meta = json.loads((tmp_path / "a" / META_PATH).read_text())
+    assert "not a readable .npy array" in meta["skipped"][first] and second in meta["clips"]
+    ins = select_clips(clips["store"], clips=[first, second])
+    ins[0].duration_sec *= 2  # the store says twice as long as the rectified video is
+    export_dataset(tmp_path / "b", ins)
+    meta = json.loads((tmp_path / "b" / META_PATH).read_text())
+    assert "the store records" in meta["skipped"][first] and "re-materialize rectified_clip" in meta["skipped"][first]

@@ -7,7 +7,6 @@ Through a real Dagster run on a SQLite and on a PostgreSQL instance (deploy/dags
 with a step written as the real ones are (`reports_failures`, a RetryPolicy)."""
 
 import shutil
-import sys
 import uuid
 from pathlib import Path
 
@@ -18,11 +17,10 @@ from dagster import DagsterEventType, DagsterInstance, RetryPolicy, asset, mater
 from egoclean.core.errors import StoreSchemaError, StoreUnavailableError
 from egoclean.store import Store
 from egoclean_assets.failures import reports_failures
+from tests.store.test_store import clip_info, make_det
 from tests.support.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests" / "store"))
-from test_store import clip_info, make_det  # noqa: E402
 
 CLIP = "factory001_worker001_00001"
 TARGET = {}
