@@ -147,7 +147,10 @@ class _Staging:
         base = Path(job.work_dir) if job.work_dir else Path(tempfile.gettempdir()) / "egoclean-work"
         base = base / "ray"
         base.mkdir(parents=True, exist_ok=True)
-        self.dir = Path(tempfile.mkdtemp(prefix=f"{job.clip_id}-", dir=base))
+        _remove_dead_staging(base)
+        # the owner's pid in the name: a folder whose task died (SIGKILL, its node's raylet lost) is
+        # removed by the next task that stages on this node
+        self.dir = Path(tempfile.mkdtemp(prefix=f"{job.clip_id}-{os.getpid()}-", dir=base))
         self.layout = ClipLayout(job.clip_id, str(self.dir))
 
     def __enter__(self) -> "_Staging":
@@ -178,6 +181,26 @@ class _Staging:
                 self.remote.put(p, ClipLayout(self.job.clip_id, self.job.store_dir).path(rel), fs=self.fs)
             out[role] = self.job.layout.path(rel)
         return out
+
+
+def _remove_dead_staging(base: Path) -> None:
+    """Remove staging folders under `base` whose owning task's process is gone (`<clip>-<pid>-<random>`)."""
+    import shutil
+
+    for d in base.iterdir():
+        parts = d.name.split("-")
+        if len(parts) >= 3 and parts[-2].isdigit() and not _pid_alive(int(parts[-2])):
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @dataclass
