@@ -15,6 +15,15 @@ The ids are synthetic, in the real naming and shape: 85 factories, 2,144 workers
 
     python -m benchmarks.bench_partitions                        # both instances, all sizes
     python -m benchmarks.bench_partitions --backends sqlite --sizes 1000,100000
+    python -m benchmarks.bench_partitions --sizes 0 --execution ray --daemon-size 160 \
+        --planned-events per-partition,batched,subset               # Ray-mode submission (K clips per run)
+
+--execution ray backfills the clip assets in Ray mode (`clip_batch`, K = --clips-per-run
+clips per run); --planned-events chooses how Dagster records a run's
+ASSET_MATERIALIZATION_PLANNED events, its own switches: `per-partition` (the default: one
+event per asset and clip, each its own commit), `batched` (DAGSTER_EVENT_BATCH_SIZE: the
+same events written in batches) or `subset` (DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS:
+one event per asset carrying the run's partition range).
 
 Prints one JSON line per measurement and a table at the end. Not part of the test suite:
 the full run takes minutes (PostgreSQL is started and stopped by the benchmark).
@@ -125,8 +134,24 @@ def db_size(backend: str, instance, pg) -> int | None:
         return int(cur.fetchone()[0])
 
 
+PLANNED_EVENTS = {  # how Dagster records a run's planned materializations: its own environment switches
+    "per-partition": {},
+    "batched": {"DAGSTER_EVENT_BATCH_SIZE": "1000"},
+    "subset": {"DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "1"},
+}
+
+
+def planned_events_per_run(instance) -> float:
+    """ASSET_MATERIALIZATION_PLANNED events recorded per queued run."""
+    from dagster import DagsterEventType, EventRecordsFilter
+
+    runs = instance.get_runs_count()
+    recs = instance.get_event_records(EventRecordsFilter(DagsterEventType.ASSET_MATERIALIZATION_PLANNED), limit=10**6)
+    return len(recs) / max(1, runs)
+
+
 def measure(backend: str, n: int, ids: list[str], pg, tmp: Path, materialized: int, daemon: bool,
-            submit_workers: int = 0) -> dict:
+            submit_workers: int = 0, planned: str = "per-partition") -> dict:
     from dagster import AssetKey, AssetMaterialization
     from dagster_graphql.test.utils import define_out_of_process_context, execute_dagster_graphql
 
@@ -165,8 +190,12 @@ def measure(backend: str, n: int, ids: list[str], pg, tmp: Path, materialized: i
                     node = res.data["assetNodeOrError"]
                     row["gql_status_bytes"] = len(json.dumps(node))
             from egoclean_assets.assets import ALL_ASSETS
+            from egoclean_assets.cluster import CLIP_ASSETS
 
-            selection = [{"path": list(k.path)} for a in ALL_ASSETS for k in a.keys]
+            ray_mode = os.environ.get("EGOCLEAN_EXECUTION") == "ray"
+            # Ray mode batches the clip assets (training_episodes stays one clip per run)
+            selection = ([{"path": [a]} for a in CLIP_ASSETS] if ray_mode
+                         else [{"path": list(k.path)} for a in ALL_ASSETS for k in a.keys])
             params = {"assetSelection": selection, "allPartitions": True, "title": f"all {n}"}
             res, row["backfill_launch_s"] = timed(
                 lambda: execute_dagster_graphql(ctx, LAUNCH_BACKFILL, {"backfillParams": params}))
@@ -184,13 +213,23 @@ def measure(backend: str, n: int, ids: list[str], pg, tmp: Path, materialized: i
                 # num_submit_workers in the instance's `backfills:` settings: the daemon
                 # submits a backfill's runs from this many threads
                 pool = ThreadPoolExecutor(submit_workers) if submit_workers else None
-                _, row["daemon_first_iteration_s"] = timed(
-                    lambda: list(execute_backfill_iteration(ctx.process_context, log, submit_threadpool_executor=pool)))
+                switches = PLANNED_EVENTS[planned]
+                os.environ.update(switches)
+                try:
+                    _, row["daemon_first_iteration_s"] = timed(lambda: list(
+                        execute_backfill_iteration(ctx.process_context, log, submit_threadpool_executor=pool)))
+                finally:
+                    for k in switches:
+                        os.environ.pop(k, None)
                 if pool:
                     pool.shutdown()
                 row["submit_workers"] = submit_workers
+                row["planned_events"] = planned
+                row["execution"] = "ray" if ray_mode else "local"
                 row["runs_queued"] = instance.get_runs_count()
                 row["daemon_s_per_run"] = row["daemon_first_iteration_s"] / max(1, row["runs_queued"])
+                row["daemon_ms_per_clip"] = 1000 * row["daemon_first_iteration_s"] / n
+                row["planned_events_per_run"] = planned_events_per_run(instance)
         row["instance_bytes"] = db_size(backend, instance, pg)
         print(f"  {backend} {n}: done", file=sys.stderr, flush=True)
     return row
@@ -205,8 +244,15 @@ def main(argv: list[str] | None = None) -> int:
                    help="partitions of the extra row that runs the backfill daemon's first iteration (0: none)")
     p.add_argument("--submit-workers", default="0,8",
                    help="daemon rows: run-submission threads of each (0: the daemon's default, one thread)")
+    p.add_argument("--execution", choices=("local", "ray"), default="local",
+                   help="ray: the clip assets batched K per run (EGOCLEAN_EXECUTION=ray)")
+    p.add_argument("--clips-per-run", type=int, default=16, help="K in Ray mode (EGOCLEAN_CLIPS_PER_RUN)")
+    p.add_argument("--planned-events", default="per-partition",
+                   help=f"daemon rows, comma-separated: {', '.join(PLANNED_EVENTS)} (see the module docstring)")
     p.add_argument("--out", default=None, help="also write the rows as JSON here")
     args = p.parse_args(argv)
+    if args.execution == "ray":  # read when the definitions load, in measure()
+        os.environ.update({"EGOCLEAN_EXECUTION": "ray", "EGOCLEAN_CLIPS_PER_RUN": str(args.clips_per_run)})
     # SIGTERM (a timeout) unwinds like Ctrl-C, so the servers started below are stopped by pid
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     logging.basicConfig(level=logging.WARNING)
@@ -224,9 +270,10 @@ def main(argv: list[str] | None = None) -> int:
             for backend in args.backends.split(","):
                 runs = [(n, False, 0) for n in sizes if n]
                 if args.daemon_size:
-                    runs += [(args.daemon_size, True, int(w)) for w in args.submit_workers.split(",")]
-                for n, daemon, workers in runs:
-                    row = measure(backend, n, ids, pg, tmp, min(args.materialized, n), daemon, workers)
+                    runs += [(args.daemon_size, True, int(w), planned) for w in args.submit_workers.split(",")
+                             for planned in args.planned_events.split(",")]
+                for n, daemon, workers, *planned in runs:
+                    row = measure(backend, n, ids, pg, tmp, min(args.materialized, n), daemon, workers, *planned)
                     print(json.dumps(row), flush=True)
                     rows.append(row)
         finally:
@@ -237,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     print(machine_line())
     cols = ["backend", "partitions", "register_s", "list_s", "gql_stats_warm_s", "gql_status_warm_s",
             "gql_status_bytes", "backfill_launch_s", "daemon_first_iteration_s", "submit_workers", "runs_queued",
-            "instance_bytes"]
+            "execution", "planned_events", "planned_events_per_run", "daemon_ms_per_clip", "instance_bytes"]
     print(" | ".join(cols))
     for r in rows:
         print(" | ".join(f"{r.get(c):.3g}" if isinstance(r.get(c), float) else str(r.get(c, "-")) for c in cols))
