@@ -8,14 +8,17 @@ Three things the plain RayRunLauncher leaves to a hand-kept config, decided here
   every variable the instance's own dagster.yaml reads (`{env: NAME}`, e.g.
   EGOCLEAN_PG_URL), and `AWS_*` / `PG*` (S3 and PostgreSQL credentials), as far as the
   launching process (the daemon) has them set.
-- The job runs the project's own environment: the entry point Dagster recorded for the
-  run's code location, which is `<that code server's python> -m dagster` when the code
-  server runs with `--use-python-environment-entry-point` (or `executable_path` in
-  workspace.yaml). The Ray nodes run the same image as the code server, so that
-  interpreter exists on every node with the project installed; a bare `dagster` (the
-  default entry point) is looked up on the PATH of Ray's job supervisor, which is not
-  the project's environment (`/bin/sh: dagster: not found`), so such a run is failed at
-  launch with a line saying how to start the code server.
+- The job runs the project's own environment, `python -m dagster api execute_run ...` with
+  an interpreter of the project's install: the entry point Dagster recorded for the run's
+  code location when it names one (a code server started with
+  `--use-python-environment-entry-point`, or `executable_path` in workspace.yaml), else
+  the launching process's own interpreter (the daemon's, or the backfill command's). The
+  Ray nodes run the same image as the code server and the daemon, so that interpreter is
+  there with the project installed. Dagster's default entry point, a bare `dagster`, is
+  looked up on the PATH of Ray's job supervisor, which is not the project's environment
+  (`/bin/sh: 1: dagster: not found`, and the run stayed STARTING for 600 s); it is never
+  sent. Not a runtime_env `pip`/`conda`: installing torch per job on every node is
+  minutes, and a second copy of the environment to keep in step with the image.
 - A run whose Ray job ended before the run itself started (the interpreter missing, the
   runtime environment failing to set up, the entry point failing at import) is failed by
   `fail_starting_runs`, called from a sensor at each poll, with the job's own message;
@@ -26,9 +29,13 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import shlex
+import sys
 from typing import Any, Mapping
 
-from dagster._core.launcher import LaunchRunContext
+from dagster._cli.api import ExecuteRunArgs
+from dagster._core.launcher import LaunchRunContext, ResumeRunContext
+from dagster._grpc.types import ResumeRunArgs
 from dagster._core.storage.dagster_run import DagsterRunStatus, RunsFilter
 from dagster_ray.core.run_launcher import RayRunLauncher, get_job_submission_id_from_run_id
 
@@ -59,6 +66,14 @@ def forwarded_environment(environ: Mapping[str, str], instance_config: Any = Non
     }
 
 
+def entrypoint_command(args: list[str], python: str = sys.executable) -> str:
+    """The shell command of a run's Ray job from Dagster's command `args`: a bare `dagster`
+    becomes `<python> -m dagster`; the serialized arguments (the last one) are quoted."""
+    if args[:1] == ["dagster"]:
+        args = [python, "-m", "dagster", *args[1:]]
+    return " ".join(shlex.quote(a) for a in args)
+
+
 def _instance_config(instance) -> Any:
     ref = instance.get_ref()
     return getattr(ref, "settings", None)
@@ -77,19 +92,21 @@ class EgoCleanRayRunLauncher(RayRunLauncher):
 
     def launch_run(self, context: LaunchRunContext) -> None:
         run = context.dagster_run
-        origin = run.job_code_origin
-        entry = list(origin.repository_origin.entry_point or []) if origin is not None else []
-        if entry[:1] == ["dagster"]:
-            self._instance.report_run_failed(
-                run,
-                "the code server records the entry point `dagster`, which Ray's job supervisor cannot find "
-                "(not the project's environment); start it with `dagster code-server start "
-                "--use-python-environment-entry-point ...` (or set executable_path in workspace.yaml)",
-            )
-            return
-        env = forwarded_environment(os.environ, _instance_config(self._instance))
-        self.env_vars = [f"{k}={v}" for k, v in env.items()]
-        super().launch_run(context)
+        args = ExecuteRunArgs(job_origin=run.job_code_origin, run_id=run.run_id,
+                              instance_ref=self._instance.get_ref(), set_exit_code_on_failure=True)
+        self._submit(get_job_submission_id_from_run_id(run.run_id), args, run)
+
+    def resume_run(self, context: ResumeRunContext) -> None:
+        run = context.dagster_run
+        args = ResumeRunArgs(job_origin=run.job_code_origin, run_id=run.run_id,
+                             instance_ref=self._instance.get_ref(), set_exit_code_on_failure=True)
+        self._submit(get_job_submission_id_from_run_id(run.run_id, context.resume_attempt_number), args, run)
+
+    def _submit(self, submission_id: str, args, run) -> None:
+        # as dagster-ray's own launch_run/resume_run, but with the entry point of the module docstring
+        self.env_vars = [f"{k}={v}" for k, v in
+                         forwarded_environment(os.environ, _instance_config(self._instance)).items()]
+        self._launch_ray_job(submission_id, entrypoint_command(list(args.get_command_args())), run)
 
     def fail_starting_runs(self) -> list[str]:
         """Fail every STARTING run of this launcher whose Ray job has already ended; returns their ids."""

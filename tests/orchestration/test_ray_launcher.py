@@ -73,3 +73,16 @@ def test_the_ray_job_monitor_does_nothing_without_the_ray_launcher():
     with DagsterInstance.ephemeral() as instance:
         result = ray_job_monitor_sensor(build_sensor_context(instance=instance))
     assert "does not launch runs as Ray jobs" in result.skip_message
+
+
+def test_the_ray_job_runs_the_projects_interpreter_never_a_bare_dagster():
+    import shlex
+
+    from egoclean_assets.ray_launcher import entrypoint_command
+
+    payload = '{"__class__": "ExecuteRunArgs", "note": "it\'s quoted"}'
+    cmd = entrypoint_command(["dagster", "api", "execute_run", payload], python="/opt/env/bin/python")
+    assert shlex.split(cmd) == ["/opt/env/bin/python", "-m", "dagster", "api", "execute_run", payload]
+    # an entry point that already names an interpreter (--use-python-environment-entry-point) is kept
+    cmd = entrypoint_command(["/srv/venv/bin/python", "-m", "dagster", "api", "execute_run", payload])
+    assert shlex.split(cmd)[:3] == ["/srv/venv/bin/python", "-m", "dagster"]
