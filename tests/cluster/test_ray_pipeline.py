@@ -99,7 +99,9 @@ def test_with_an_s3_root_the_tasks_read_and_write_the_bucket_and_leave_no_local_
         assert c["max_abs_emb"] is not None and c["max_abs_emb"] <= TOL, (key, c)
         assert c["segments_equal"], key
         # rectification is reproducible: the bucket's video and intrinsics are the local-root run's bytes
-        assert any(k.endswith(".mp4") for k in c["same_bytes"]) and all(c["same_bytes"].values()), (key, c)
+        # (the embeddings' _meta.json records which encoder load made them, so it differs)
+        same = {k: v for k, v in c["same_bytes"].items() if k.endswith(("_rectified.mp4", "_intrinsics.json"))}
+        assert len(same) == 2 and all(same.values()), (key, c)
     assert s3["work_left"] == [] and s3["local_left"] == []
 
 

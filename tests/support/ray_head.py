@@ -18,10 +18,12 @@ import json
 import os
 import secrets
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -90,6 +92,12 @@ def local_ray_head(num_cpus: int, resources: dict[str, float], log: Path | None 
         raise RuntimeError("a Ray head starts only in a loopback-only network namespace (namespace_command)")
     os.environ.setdefault("RAY_AUTH_MODE", "token")
     os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(16))
+    # Ray's temp folder of this head's own (short: socket paths): /tmp/ray/ray_current_cluster is shared
+    # by every Ray on the machine, other namespaces included, and a process looking its cluster up there
+    # found another test's head (tests/support/rehearsal.py met it: a job's driver dialled a gone cluster)
+    own_tmp = None
+    if not os.environ.get("RAY_TMPDIR"):
+        own_tmp = os.environ["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="rh", dir="/tmp")
     port = free_port()
     out = open(log, "wb") if log is not None else subprocess.DEVNULL
     head = subprocess.Popen(
@@ -127,3 +135,6 @@ def local_ray_head(num_cpus: int, resources: dict[str, float], log: Path | None 
             out.close()
         # Detached actors and workers live in their own sessions: none may outlive the head.
         kill_namespace_but_me()
+        if own_tmp is not None:
+            shutil.rmtree(own_tmp, ignore_errors=True)
+            os.environ.pop("RAY_TMPDIR", None)
