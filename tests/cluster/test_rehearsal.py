@@ -58,7 +58,7 @@ def report(tmp_path_factory):
 def test_both_backfills_succeed_with_k_clips_per_run(report):
     assert report["ui_backfill"]["status"] in ("COMPLETED", "COMPLETED_SUCCESS"), report["ui_backfill"]
     assert report["cli_backfill"]["rc"] == 0, report["cli_backfill"]
-    runs = [r for r in report["runs"] if not r["broken"]]
+    runs = report["runs"]
     assert runs and all(r["status"] == "SUCCESS" for r in runs), runs
     ranges = sorted(tuple(r["range"]) for r in runs if r["range"][0])
     # 8 clips, K = 2: four range runs of two clips, none overlapping
@@ -129,12 +129,3 @@ def test_every_process_was_stopped_by_pid(report):
                                                        "raylet"))], report["left_running"]
     print("rehearsal phases (s):", report["phases"])
 
-
-def test_a_run_whose_ray_job_fails_before_it_starts_is_failed_with_the_jobs_message(report):
-    fails = report["job_fails"]
-    assert fails["status"] == "FAILURE", fails
-    # the Ray job monitor (30 s ticks) failed it, with the job's own message, long before the 600 s start timeout
-    assert "Ray job dagster-run-" in fails["message"] and "before the run started" in fails["message"], fails
-    assert fails["seconds_after_seen"] < 300, fails
-    print(f"run whose Ray job failed: FAILURE {fails['seconds_after_seen']} s after it was queued: "
-          f"{fails['message'][:200]}")
