@@ -531,19 +531,17 @@ def test_clips_in_an_s3_root_are_read_with_retries_and_the_callers_input_is_kept
 # ------------------------------------------------------------------- camera state and action
 
 
-def test_episodes_carry_camera_state_and_action_and_never_span_a_tracking_gap(clips, tmp_path):
-    """With every clip's camera trajectory in the store (here the synthetic ground truth, with a
-    tracking gap cut into the second clip), each frame gets observation.state (pose relative to
-    its episode's first frame) and action (motion to the next frame in the current camera axes);
-    names and units in info.json, stats in stats.json, metric per episode; the gap splits the
-    work span it falls in and is listed with its reason in meta/egoclean.json."""
-    import json
+@pytest.fixture(scope="module")
+def posed(clips, tmp_path_factory):
+    """An export of both clips with a camera trajectory in the store (the synthetic ground truth, with
+    a tracking gap cut into the second clip's longest work span, the path after it not metric)."""
     import shutil
 
     from egoclean.core.layout import all_trajectories
     from egoclean.motion.steps import Tracked
     from egoclean.motion.trajectory import Segment, Trajectory
 
+    tmp_path = tmp_path_factory.mktemp("posed")
     db = tmp_path / "db.duckdb"
     shutil.copy(clips["db"], db)
     store = Store(db)
@@ -572,6 +570,16 @@ def test_episodes_carry_camera_state_and_action_and_never_span_a_tracking_gap(cl
         truth[c["clip_id"]] = gt
     out = tmp_path / "lerobot"
     report = export_from_store(store, out)
+    return {"out": out, "report": report, "truth": truth, "gap": gap}
+
+
+def test_episodes_carry_camera_state_and_action_and_never_span_a_tracking_gap(clips, posed):
+    """With every clip's camera trajectory in the store (here the synthetic ground truth, with a
+    tracking gap cut into the second clip), each frame gets observation.state (pose relative to
+    its episode's first frame) and action (motion to the next frame in the current camera axes);
+    names and units in info.json, stats in stats.json, metric per episode; the gap splits the
+    work span it falls in and is listed with its reason in meta/egoclean.json."""
+    out, report, truth, gap = posed["out"], posed["report"], posed["truth"], posed["gap"]
     assert report.episodes_added >= 4
     info = json.loads((out / "meta/info.json").read_text())
     st, ac = info["features"]["observation.state"], info["features"]["action"]
@@ -748,3 +756,59 @@ def test_truncated_embeddings_or_a_short_video_skip_the_clip_with_the_reason(cli
     export_dataset(tmp_path / "b", ins)
     meta = json.loads((tmp_path / "b" / META_PATH).read_text())
     assert "the store records" in meta["skipped"][first] and "re-materialize rectified_clip" in meta["skipped"][first]
+
+
+LEROBOT_PYTHON = "EGOCLEAN_LEROBOT_PYTHON"
+
+
+def test_the_real_lerobot_loader_reads_state_action_video_and_stats(request):
+    """lerobot's own LeRobotDataset loads the export with state and action (run by the interpreter in
+    $EGOCLEAN_LEROBOT_PYTHON, an environment with lerobot installed, with its video backend or the one in
+    $EGOCLEAN_LEROBOT_VIDEO_BACKEND; the README's export section says how to make one): every episode's
+    first, middle and last frame read, observation.state (7,) and action (6,) equal to the parquet rows,
+    names as in info.json, the video frame decoded at the exported size with the mean PyAV gets for that
+    frame, and meta/stats.json loaded with a statistic of each feature's shape."""
+    import subprocess
+
+    python = os.environ.get(LEROBOT_PYTHON)
+    if not python:
+        pytest.skip(f"{LEROBOT_PYTHON} is not set: no interpreter with lerobot installed to load the export with "
+                    "(README, section Export, says how to make one)")
+    out = request.getfixturevalue("posed")["out"]  # after the check: no export built for a skipped test
+    script = Path(__file__).with_name("lerobot_load.py")
+    backend = [os.environ["EGOCLEAN_LEROBOT_VIDEO_BACKEND"]] if os.environ.get("EGOCLEAN_LEROBOT_VIDEO_BACKEND") else []
+    proc = subprocess.run([python, str(script), str(out), *backend], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    info = json.loads((out / "meta/info.json").read_text())
+    data = _data(out)
+    assert (got["total_episodes"], got["total_frames"], got["num_frames"]) == \
+        (info["total_episodes"], info["total_frames"], info["total_frames"])
+    assert got["camera_keys"] == [VIDEO_KEY]
+    for key in ("observation.state", "action"):
+        assert got["features"][key] == {k: info["features"][key][k] for k in ("dtype", "shape", "names")}
+    h, w = info["features"][VIDEO_KEY]["shape"][:2]
+    eps = _episodes(out).set_index("episode_index")
+    assert len(got["frames"]) >= 2 * info["total_episodes"]
+    for f in got["frames"]:
+        row = data[data["index"] == f["index"]].iloc[0]
+        assert (f["episode_index"], f["frame_index"]) == (row["episode_index"], row["frame_index"])
+        assert f["observation.state"]["shape"] == [7] and f["action"]["shape"] == [6]
+        np.testing.assert_allclose(f["observation.state"]["values"], row["observation.state"], atol=1e-6)
+        np.testing.assert_allclose(f["action"]["values"], row["action"], atol=1e-6)
+        image = f[VIDEO_KEY]
+        assert image["shape"] == [3, h, w] and image["dtype"] == "torch.float32"
+        assert 0.0 <= image["min"] < image["max"] <= 1.0  # a decoded picture, not a blank
+        # the same frame as PyAV decodes it from the episode's video file at its time there
+        ep = eps.loc[f["episode_index"]]
+        video = out / info["video_path"].format(
+            video_key=VIDEO_KEY, chunk_index=int(ep[f"videos/{VIDEO_KEY}/chunk_index"]),
+            file_index=int(ep[f"videos/{VIDEO_KEY}/file_index"]))
+        ours = _frame_at(video, float(ep[f"videos/{VIDEO_KEY}/from_timestamp"]) + float(row["timestamp"]))
+        assert abs(image["mean"] - ours.mean() / 255) < 2 / 255, (f["index"], image["mean"], ours.mean() / 255)
+    stats = json.loads((out / "meta/stats.json").read_text())
+    assert set(got["stats_shapes"]) == set(stats)
+    assert got["stats_shapes"]["observation.state"]["mean"] == [7]
+    assert got["stats_shapes"]["action"]["std"] == [6]
+    assert got["stats_shapes"][VIDEO_KEY]["mean"] == [3, 1, 1]
