@@ -38,11 +38,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def proc_pids(marker: str) -> list[int]:
-    """Pids whose command line (Ray sets `ray::<task>` as a busy worker's title) contains marker."""
+    """Pids of this network namespace (this scenario's own processes: never another test's Ray on the
+    machine) whose command line (Ray sets `ray::<task>` as a busy worker's title) contains marker."""
     out = []
+    mine = os.readlink("/proc/self/ns/net")
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
             try:
+                if os.readlink(d / "ns" / "net") != mine:
+                    continue
                 cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             except OSError:
                 continue

@@ -131,7 +131,9 @@ def ppid(pid: int) -> int | None:
 
 
 def pids_titled(marker: str) -> list[int]:
-    return [int(d.name) for d in Path("/proc").iterdir() if d.name.isdigit() and marker in cmdline(int(d.name))]
+    """Pids of this namespace (the rehearsal's own processes, never another test's Ray) whose title has marker."""
+    return [int(d.name) for d in Path("/proc").iterdir()
+            if d.name.isdigit() and marker in cmdline(int(d.name)) and _same_namespace(int(d.name))]
 
 
 def raylet_of(pid: int) -> int | None:
