@@ -114,14 +114,15 @@ def inside(args) -> dict:
         d.mkdir()
         os.link(template, d / f"{key}_rectified.mp4")
         jobs.append(rp.ClipJob(key, str(d)))
-    ray.get(embed.remote(actor, spec, jobs[0], cfg.send_windows, cfg.in_flight))
+    ray.get(embed.remote(actor, spec, jobs[0], {}, cfg.send_windows, cfg.in_flight))
     for n in decoders:
         before = ray.get(actor.stats.remote())
         t0 = time.perf_counter()
-        outs = ray.get([embed.remote(actor, spec, j, cfg.send_windows, cfg.in_flight) for j in jobs[:n]])
+        # {}: the rectified video's facts, only carried into the Embedded results (not read here)
+        outs = ray.get([embed.remote(actor, spec, j, {}, cfg.send_windows, cfg.in_flight) for j in jobs[:n]])
         wall = time.perf_counter() - t0
         after = ray.get(actor.stats.remote())
-        windows = sum(o["windows"] for o in outs)
+        windows = sum(o.windows for o in outs)
         busy = (after["busy_seconds"] - before["busy_seconds"]) / wall
         mixed = after["mixed_batches"] - before["mixed_batches"]
         wps = windows / wall

@@ -289,19 +289,24 @@ class EncoderActor:
         return {"window": dataclasses.asdict(e.window_shape), "describe": e.describe(),
                 "preprocess_source": getattr(e, "preprocess_source", None), "encoder": encoder_facts(e)}
 
-    def encode(self, clip_id: str, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(emb (B, hidden), temb (B, T, hidden)) for uint8 windows (B, F, crop, crop, 3) of one clip."""
+    def encode(self, clip_id: str, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
+        """(emb (B, hidden), temb (B, T, hidden), this load's id) for uint8 windows (B, F, crop, crop, 3) of one clip.
+
+        The load id tells the caller which load encoded the windows: a restarted actor has another."""
         slot: dict = {}
         done = threading.Event()
         self._q.put((clip_id, windows, done, slot))
         done.wait()
         if "error" in slot:
             raise slot["error"]
-        return slot["emb"], slot["temb"]
+        return slot["emb"], slot["temb"], self.load_id
 
     def stats(self) -> dict:
-        """Load id, pid, batches run (and how many mixed clips), windows, busy time, the recent batches."""
-        return {"load_id": self.load_id, "pid": os.getpid(), "load_seconds": self.load_seconds,
+        """Load id, pid, node, batches run (and how many mixed clips), windows, busy time, the recent batches."""
+        import ray
+
+        return {"load_id": self.load_id, "pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id(),
+                "load_seconds": self.load_seconds,
                 "batches": self._n_batches, "mixed_batches": self._n_mixed, "windows": self._n_windows,
                 "busy_seconds": self._busy_s, "alive_seconds": time.time() - self._started,
                 "recent_batches": list(self._log)}
@@ -370,20 +375,23 @@ def _embed_clip(actor, spec: dict, job: ClipJob, stage: _Staging, video: dict, s
     from egoclean.embed.steps import embedded
 
     t0 = time.perf_counter()
+    loads: list[str] = []
     emb = embed_stream(stage.layout.rectified, WindowShape(**spec["window"]), spec["describe"],
-                       spec["preprocess_source"], remote_encode(actor, job.clip_id, resend_s),
+                       spec["preprocess_source"], remote_encode(actor, job.clip_id, resend_s, loads),
                        batch_size=send_windows, in_flight=in_flight)
     seconds = time.perf_counter() - t0
     files = stage.publish({k: str(v) for k, v in emb.save(stage.layout.embeddings).items()})
-    return embedded(emb, files, spec["encoder"], video, seconds)
+    # The loads that encoded this clip's windows, in order: more than one when the actor restarted meanwhile.
+    return embedded(emb, files, spec["encoder"] | {"load_id": ",".join(loads)}, video, seconds)
 
 
 # Waits between sends of a lost encode call: short at first (a network blip), then at most this.
 RESEND_MAX_WAIT_S = 5.0
 
 
-def remote_encode(actor, clip_id: str, resend_s: float):
-    """`encode` for embed_stream through an EncoderActor: each batch becomes one `actor.encode` call.
+def remote_encode(actor, clip_id: str, resend_s: float, loads: list | None = None):
+    """`encode` for embed_stream through an EncoderActor: each batch becomes one `actor.encode` call;
+    `loads` gets each actor load id that answered, once.
 
     A call Ray reports as lost with its actor (ActorUnavailableError: the actor's node died
     or cannot be reached; Ray does not know whether it ran and does not send it again) is
@@ -400,7 +408,10 @@ def remote_encode(actor, clip_id: str, resend_s: float):
             deadline, attempt = None, 0
             while True:
                 try:
-                    return ray.get(ref)
+                    emb, temb, load_id = ray.get(ref)
+                    if loads is not None and load_id not in loads:
+                        loads.append(load_id)
+                    return emb, temb
                 except ray.exceptions.ActorUnavailableError as e:
                     now = time.monotonic()
                     deadline = deadline if deadline is not None else now + resend_s

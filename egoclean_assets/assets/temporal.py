@@ -57,7 +57,8 @@ def embeddings_metadata(result: "Embedded", storage: ClipStorage, clip) -> dict:
         "random_weights": result.random_weights,
         "device": e["device"],
         "dtype": e["dtype"],
-        "encoder_load_id": e["load_id"],  # the same id on many clips: one resident encoder served them
+        # the same id on many clips: one resident encoder served them; two (a,b): the actor restarted mid-clip
+        "encoder_load_id": e["load_id"],
         "stride_frames": result.stride,
         "seconds": MetadataValue.float(round(result.seconds, 3)),
         "windows_per_sec": MetadataValue.float(rate(result.windows, result.seconds)),

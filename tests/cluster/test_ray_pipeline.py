@@ -186,3 +186,74 @@ def test_staging_folders_of_dead_tasks_are_removed_by_the_next_task(tmp_path):
         assert stage.dir.is_dir() and stage.dir.name.startswith(f"factory001_worker001_00003-{os.getpid()}-")
         assert not gone.exists() and alive.exists() and other.exists()
     assert not stage.dir.exists()
+
+
+def _resolved(d: dict, clips: list[str]) -> None:
+    """Every clip asset materialized once per clip, every check of every clip passed (none left planned)."""
+    for asset in CLIP_ASSETS:
+        assert d["materializations"][asset] == {k: 1 for k in clips}, (asset, d["lines"])
+    for name in CHECKS:
+        assert sorted((p, s) for p, s, _ in d["checks"][name]) == sorted((k, "SUCCEEDED") for k in clips), (
+            name, d["checks"][name])
+
+
+def test_ray_mode_with_an_s3_data_root_runs_the_batch_and_leaves_only_final_files(report):
+    # issue 16 item 2: clip_batch overwrote its `store` parameter with the remote root's settings
+    d = report["dagster_s3"]
+    assert d["failed_runs"] == 0, d["lines"]
+    _resolved(d, CLIPS[:2])
+    for key in CLIPS[:2]:
+        mine = [n for n in d["bucket"] if f"/{key}/" in n]
+        assert any(n.endswith("_emb.npy") for n in mine) and any(n.endswith("_segments.json") for n in mine), mine
+        # every asset's manifest is in the bucket beside its files
+        assert all(any(n.endswith(f"/{a}.json") for n in mine) for a in CLIP_ASSETS), mine
+        assert not [n for n in mine if "/raw/" in n], mine  # the raw clip deleted once rectified
+    assert d["work_left"] == []
+
+
+def test_losing_the_encoder_actors_node_mid_batch_resends_the_lost_calls(report):
+    # issue 16 item 3: the embed tasks' calls to an actor whose node died failed with ActorUnavailableError
+    d = report["nodes"]
+    k = d["killed"]
+    assert k["raylet"] is not None and k["head"] is False, k  # a worker node's raylet, not the head's
+    assert d["failed_runs"] == 0, d["lines"]
+    _resolved(d, CLIPS[2:4])
+    # the actor was restarted on the other node (a new process, a new load); one node is gone
+    assert d["actor_pid_after"] != k["actor_pid"] and d["load_id_after"] != k["load_id"]
+    assert d["alive_nodes"] == 2
+    # each clip's metadata names the loads that encoded it: the lost calls went to the restarted actor
+    loads = {key: ids.split(",") for key, ids in d["encoder_load_ids"].items()}
+    assert set(loads) == set(CLIPS[2:4]) and all(loads.values()), loads
+    assert any(d["load_id_after"] in ids for ids in loads.values()), (loads, d["load_id_after"])
+
+
+# Facts that are the same in both modes (not timings, paths, load ids or bytes of encoded video).
+SAME_VALUE = {
+    "raw_tar": ("frames", "fps", "duration_sec", "size", "codec", "size_mb", "shard", "intermediate"),
+    "intrinsics": ("fisheye_size", "clip_size", "rectified_size", "K_new", "balance", "valid_fraction"),
+    "rectified_clip": ("frames", "raw_frames", "fps", "duration_sec", "size", "crf", "preset", "codecs",
+                       "valid_fraction", "raw_refetched"),
+    "vjepa_embeddings": ("windows", "emb_shape", "temb_shape", "model", "random_weights", "device", "dtype",
+                         "stride_frames"),
+    "similarity_matrix": ("windows", "matrix_size", "subsampled"),
+    "anomaly_segments": ("windows", "params", "model"),
+    "diagnostics_plot": (),
+}
+
+
+def test_local_and_ray_mode_record_the_same_metadata_key_by_key(report):
+    m = report["modes"]
+    assert m["local_ok"]
+    assert sorted(m["local"]) == sorted(m["ray"]) == sorted(CLIP_ASSETS)
+    for asset in CLIP_ASSETS:
+        local, ray = m["local"][asset], m["ray"][asset]
+        # the same keys; a Ray run's materializations also say which executor made them
+        assert sorted(local) == sorted(set(ray) - {"execution"}), (asset, sorted(set(local) ^ set(ray)))
+        assert ray["execution"] == "ray"
+        for key in SAME_VALUE[asset]:
+            assert local[key] == ray[key], (asset, key, local[key], ray[key])
+    assert sorted(m["local_checks"]) == sorted(m["ray_checks"]) == sorted(CHECKS)
+    for name in CHECKS:
+        local, ray = m["local_checks"][name], m["ray_checks"][name]
+        assert local["passed"] and ray["passed"], name
+        assert sorted(local["metadata"]) == sorted(ray["metadata"]), name

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -231,7 +232,8 @@ def main(out_dir: str, parts: list[str]) -> None:
         report["head_pid"] = head.pid
         for name, fn, args in (("library", part_library, clips[:2]), ("s3", part_s3, clips[:2]),
                                ("faults", part_faults, clips[2:4]),
-                               ("dagster", part_dagster, clips[:4])):
+                               ("dagster", part_dagster, clips[:4]), ("modes", part_modes, clips[:1]),
+                               ("dagster_s3", part_dagster_s3, clips[:2]), ("nodes", part_nodes, clips[2:4])):
             if name in parts:
                 t0 = time.perf_counter()
                 print(f"scenario: {name} ...", file=sys.stderr, flush=True)
@@ -333,6 +335,233 @@ def part_dagster(work: Path, dataset: Path, model: str, clips: list[str]) -> dic
     return report
 
 
+def _dagster_env(work: Path, dataset: Path, model: str, name: str, **extra: str) -> Path:
+    """Ray-mode settings for a Dagster part: its own instance, data root and store; returns DAGSTER_HOME."""
+    import shutil
+
+    home = work / f"dagster_home_{name}"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
+    os.environ.update({
+        "DAGSTER_HOME": str(home), "EGOCLEAN_EXECUTION": "ray", "EGOCLEAN_CLIPS_PER_RUN": "2",
+        "EGOCLEAN_RAY_ACTOR_RESOURCES": '{"GPU_STANDIN": 1}', "EGOCLEAN_RAY_BATCH_WAIT_S": "0.5",
+        "EGOCLEAN_RAY_SEND_WINDOWS": "1", "EGOCLEAN_RAY_RECTIFY_CPUS": "0.5", "EGOCLEAN_RAY_EMBED_CPUS": "0.5",
+        "EGOCLEAN_RAY_ANALYSE_CPUS": "0.5", "EGOCLEAN_SOURCE": str(dataset), "EGOCLEAN_MODEL": model,
+        "EGOCLEAN_DEVICE": "cpu", "EGOCLEAN_DATA_ROOT": str(work / f"data_{name}"),
+        "EGOCLEAN_DB": str(work / f"{name}.duckdb"),
+        "EGOCLEAN_GROUND_TRUTH": str(dataset / "ground_truth.csv"), "EGOCLEAN_GROUND_TRUTH_SEED": "0",
+        "EGOCLEAN_CACHE": str(work / "cache"), **extra,
+    })
+    return home
+
+
+def _recorded(inst, clips: list[str]) -> dict:
+    """Per clip asset: materializations per clip, and each check's [partition, status, description]."""
+    from dagster import AssetKey
+    from dagster._core.definitions.asset_checks.asset_check_spec import AssetCheckKey
+
+    from egoclean_assets import cluster
+
+    mats: dict = {}
+    for a in cluster.CLIP_ASSETS:
+        per: dict = {}
+        for rec in inst.fetch_materializations(AssetKey(a), limit=1000).records:
+            m = rec.asset_materialization
+            if m.partition in clips:
+                per[m.partition] = per.get(m.partition, 0) + 1
+        mats[a] = per
+    checks: dict = {}
+    for asset, name in (("rectified_clip", "same_frame_count"), ("vjepa_embeddings", "embeddings_valid"),
+                        ("similarity_matrix", "similarity_valid"), ("anomaly_segments", "matches_ground_truth")):
+        hist = inst.event_log_storage.get_asset_check_execution_history(AssetCheckKey(AssetKey(asset), name),
+                                                                        limit=1000)
+        checks[name] = [[h.partition, h.status.value, _check_description(h)] for h in hist if h.partition in clips]
+    return {"materializations": mats, "checks": checks}
+
+
+def part_dagster_s3(work: Path, dataset: Path, model: str, clips: list[str]) -> dict:
+    """A Ray-mode run of clip_batch, as a user runs it, with the data root in S3 (moto in this namespace)."""
+    from dagster import DagsterInstance
+
+    from egoclean.core.object_store import RemoteRoot
+    from egoclean_assets import backfill, cluster
+    from egoclean_assets.definitions import build_definitions
+    from egoclean_assets.partitions import add_clip_partitions
+
+    server = _S3["server"]
+    server.start()
+    try:
+        server.create_bucket("egoclean-dagster")
+        root = "s3://egoclean-dagster/root"
+        _dagster_env(work, dataset, model, "s3", EGOCLEAN_DATA_ROOT=root, EGOCLEAN_WORK_DIR=str(work / "s3dagwork"))
+        lines: list[str] = []
+        defs = build_definitions()
+        with DagsterInstance.get() as inst:
+            add_clip_partitions(inst, clips)
+            failed = cluster.run_batches(defs.resolve_job_def("clip_pipeline"), inst, [clips], {"egoclean/test": "s3"},
+                                         backfill.QUIET, lines.append)
+            report = {"failed_runs": failed, "lines": lines, **_recorded(inst, clips)}
+        fs = RemoteRoot(root).fs()
+        report["bucket"] = sorted(k.split("/root/", 1)[1] for k in fs.find(root))
+        report["work_left"] = [str(p) for p in (work / "s3dagwork").rglob("*") if p.is_file()]
+        return report
+    finally:
+        server.stop()
+
+
+def part_modes(work: Path, dataset: Path, model: str, clips: list[str]) -> dict:
+    """One clip in local mode (today's graph, one clip per run) beside its Ray-mode run of the dagster part:
+    every materialization's and check's metadata, key by key."""
+    from dagster import AssetKey, DagsterInstance
+
+    from egoclean_assets import cluster
+    from egoclean_assets.definitions import build_definitions
+    from egoclean_assets.partitions import add_clip_partitions
+
+    clip = clips[0]
+    ray_home = work / "dagster_home"  # the dagster part's instance: its Ray-mode runs
+    with DagsterInstance.from_config(str(ray_home)) as inst:
+        ray_meta = {}
+        for a in cluster.CLIP_ASSETS:
+            recs = [r for r in inst.fetch_materializations(AssetKey(a), limit=1000).records
+                    if r.asset_materialization.partition == clip]
+            ray_meta[a] = _plain(recs[-1].asset_materialization.metadata)
+        ray_checks = {}
+        from dagster._core.definitions.asset_checks.asset_check_spec import AssetCheckKey
+
+        for asset, name in (("rectified_clip", "same_frame_count"), ("vjepa_embeddings", "embeddings_valid"),
+                            ("similarity_matrix", "similarity_valid"), ("anomaly_segments", "matches_ground_truth")):
+            hist = inst.event_log_storage.get_asset_check_execution_history(AssetCheckKey(AssetKey(asset), name),
+                                                                            limit=1000)
+            ev = [h for h in hist if h.partition == clip][0].event.dagster_event.event_specific_data
+            ray_checks[name] = {"passed": ev.passed, "metadata": _plain(ev.metadata)}
+    saved = dict(os.environ)
+    try:
+        _dagster_env(work, dataset, model, "local", EGOCLEAN_EXECUTION="local")
+        defs = build_definitions()
+        with DagsterInstance.ephemeral() as local:
+            add_clip_partitions(local, [clip])
+            res = defs.resolve_job_def("clip_pipeline").execute_in_process(partition_key=clip, instance=local,
+                                                                           raise_on_error=False)
+            local_meta = {}
+            for e in res.all_events:
+                if e.event_type_value == "ASSET_MATERIALIZATION" and e.asset_key.path[-1] in cluster.CLIP_ASSETS:
+                    local_meta[e.asset_key.path[-1]] = _plain(e.event_specific_data.materialization.metadata)
+            local_checks = {c.check_name: {"passed": c.passed, "metadata": _plain(c.metadata)}
+                            for c in res.get_asset_check_evaluations()}
+        return {"clip": clip, "local_ok": res.success, "local": local_meta, "ray": ray_meta,
+                "local_checks": local_checks, "ray_checks": ray_checks}
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _plain(metadata) -> dict:
+    """Metadata values as JSON-able values (MetadataValue -> its value)."""
+    out = {}
+    for k, v in metadata.items():
+        v = getattr(v, "value", v)
+        out[k] = v if isinstance(v, (str, int, float, bool, list, dict, type(None))) else str(v)
+    return out
+
+
+def _raylet_of(node_id: str) -> int:
+    """The pid of the raylet of Ray node `node_id` in this network namespace (its command line names the node)."""
+    mine = os.readlink("/proc/self/ns/net")
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            args = (d / "cmdline").read_bytes().split(b"\0")
+            if os.readlink(d / "ns" / "net") == mine and args[0].endswith(b"/raylet") and \
+                    f"--node_id={node_id}".encode() in args:
+                return int(d.name)
+        except OSError:
+            continue
+    raise RuntimeError(f"no raylet for node {node_id}")
+
+
+def part_nodes(work: Path, dataset: Path, model: str, clips: list[str]) -> dict:
+    """Two worker nodes join the head; the encoder actor lives on one of them. A Ray-mode run of clip_batch
+    (as a user runs it) loses that node mid-batch (its raylet SIGKILLed): the actor restarts on the other
+    node, the embed tasks on the head send their lost calls again, and the run ends complete."""
+    import ray
+    from dagster import AssetKey, DagsterInstance
+
+    from egoclean.cluster import ray_pipeline as rp
+    from egoclean_assets import backfill, cluster
+    from egoclean_assets.definitions import build_definitions
+    from egoclean_assets.partitions import add_clip_partitions
+
+    address = os.environ["RAY_ADDRESS"]  # the head's, set by local_ray_head
+    # Nodes without CPUs: every task stays on the head; only an encoder actor (0 CPUs) goes there.
+    nodes = [subprocess.Popen(
+        [sys.executable, "-m", "ray.scripts.scripts", "start", f"--address={address}", "--block",
+         "--node-ip-address=127.0.0.1", "--num-cpus=0", "--num-gpus=0", '--resources={"ENCODER_SLOT": 1}',
+         "--disable-usage-stats"], env=dict(os.environ, RAY_ADDRESS=""),
+        stdout=open(work / f"ray_node{i}.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+        for i in range(2)]
+    try:
+        deadline = time.time() + 90
+        while sum(1 for n in ray.nodes() if n["Alive"]) < 3:
+            if time.time() > deadline:
+                raise RuntimeError(f"worker nodes did not join: {ray.nodes()}")
+            time.sleep(0.5)
+        # Batches wait long (1.5 s) for windows, so the node is lost with calls in flight.
+        _dagster_env(work, dataset, model, "nodes", EGOCLEAN_RAY_ACTOR_NAME="egoclean-encoder-nodes",
+                     EGOCLEAN_RAY_ACTOR_RESOURCES='{"ENCODER_SLOT": 1}', EGOCLEAN_RAY_BATCH_WAIT_S="1.5",
+                     EGOCLEAN_RAY_BATCH_SIZE="16")
+        defs = build_definitions()
+        cfg = defs.resources["ray_cluster"].config()
+        enc = {"model": model, "revision": None, "device": "cpu", "dtype": "auto"}
+        name = rp.actor_name(cfg, enc, 0)
+        killed: dict = {"raylet": None, "actor_pid": None, "load_id": None, "node_id": None, "head": None}
+        head_node = ray.get_runtime_context().get_node_id()  # this driver's node: the head
+
+        def kill_actor_node():
+            end = time.time() + 300
+            while time.time() < end:
+                try:
+                    s = ray.get(ray.get_actor(name, namespace=cfg.namespace).stats.remote(), timeout=10)
+                except Exception:
+                    time.sleep(0.05)
+                    continue
+                if s["batches"] >= 1:
+                    raylet = _raylet_of(s["node_id"])
+                    os.kill(raylet, signal.SIGKILL)
+                    killed.update(raylet=raylet, actor_pid=s["pid"], load_id=s["load_id"], node_id=s["node_id"],
+                                  head=s["node_id"] == head_node)
+                    return
+                time.sleep(0.02)
+
+        killer = threading.Thread(target=kill_actor_node, daemon=True)
+        killer.start()
+        lines: list[str] = []
+        t0 = time.perf_counter()
+        with DagsterInstance.get() as inst:
+            add_clip_partitions(inst, clips)
+            failed = cluster.run_batches(defs.resolve_job_def("clip_pipeline"), inst, [clips],
+                                         {"egoclean/test": "nodes"}, backfill.QUIET, lines.append)
+            report = {"failed_runs": failed, "lines": lines, "seconds": time.perf_counter() - t0,
+                      **_recorded(inst, clips)}
+            report["encoder_load_ids"] = {
+                r.asset_materialization.partition: r.asset_materialization.metadata["encoder_load_id"].value
+                for r in inst.fetch_materializations(AssetKey("vjepa_embeddings"), limit=100).records}
+        killer.join(timeout=5)
+        after = rp.actor_stats(cfg, enc)[0]
+        report.update(killed=killed, load_id_after=after["load_id"], actor_pid_after=after["pid"],
+                      alive_nodes=sum(1 for n in ray.nodes() if n["Alive"]))
+        ray.kill(ray.get_actor(name, namespace=cfg.namespace), no_restart=True)
+        return report
+    finally:
+        for n in nodes:
+            try:
+                os.killpg(n.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            n.wait(timeout=30)
+
+
 def _check_description(record) -> str | None:
     """The description an asset check evaluation recorded (None for one only planned)."""
     event = record.event.dagster_event if record.event is not None else None
@@ -341,4 +570,5 @@ def _check_description(record) -> str | None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2].split(",") if len(sys.argv) > 2 else ["library", "s3", "faults", "dagster"])
+    main(sys.argv[1], sys.argv[2].split(",") if len(sys.argv) > 2 else
+         ["library", "s3", "faults", "dagster", "modes", "dagster_s3", "nodes"])
