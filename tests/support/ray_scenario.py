@@ -494,19 +494,29 @@ def part_nodes(work: Path, dataset: Path, model: str, clips: list[str]) -> dict:
     from egoclean_assets.partitions import add_clip_partitions
 
     address = os.environ["RAY_ADDRESS"]  # the head's, set by local_ray_head
-    # Nodes without CPUs: every task stays on the head; only an encoder actor (0 CPUs) goes there.
-    nodes = [subprocess.Popen(
-        [sys.executable, "-m", "ray.scripts.scripts", "start", f"--address={address}", "--block",
-         "--node-ip-address=127.0.0.1", "--num-cpus=0", "--num-gpus=0", '--resources={"ENCODER_SLOT": 1}',
-         "--disable-usage-stats"], env=dict(os.environ, RAY_ADDRESS=""),
-        stdout=open(work / f"ray_node{i}.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
-        for i in range(2)]
+    nodes: list[subprocess.Popen] = []
+
+    def start_node(i: int) -> None:
+        """One worker node joined (`ray start` gives a raylet 30 s to register; on a busy machine: again)."""
+        for attempt in range(3):
+            # No CPUs: every task stays on the head; only an encoder actor (0 CPUs) goes there.
+            node = subprocess.Popen(
+                [sys.executable, "-m", "ray.scripts.scripts", "start", f"--address={address}", "--block",
+                 "--node-ip-address=127.0.0.1", "--num-cpus=0", "--num-gpus=0", '--resources={"ENCODER_SLOT": 1}',
+                 "--disable-usage-stats"], env=dict(os.environ, RAY_ADDRESS=""),
+                stdout=open(work / f"ray_node{i}-{attempt}.log", "wb"), stderr=subprocess.STDOUT,
+                start_new_session=True)
+            nodes.append(node)
+            deadline = time.time() + 120
+            while time.time() < deadline and node.poll() is None:
+                if sum(1 for n in ray.nodes() if n["Alive"]) >= 2 + i:
+                    return
+                time.sleep(0.5)
+        raise RuntimeError(f"worker node {i} did not join: {ray.nodes()}")
+
     try:
-        deadline = time.time() + 90
-        while sum(1 for n in ray.nodes() if n["Alive"]) < 3:
-            if time.time() > deadline:
-                raise RuntimeError(f"worker nodes did not join: {ray.nodes()}")
-            time.sleep(0.5)
+        for i in range(2):
+            start_node(i)
         # Batches wait long (1.5 s) for windows, so the node is lost with calls in flight.
         _dagster_env(work, dataset, model, "nodes", EGOCLEAN_RAY_ACTOR_NAME="egoclean-encoder-nodes",
                      EGOCLEAN_RAY_ACTOR_RESOURCES='{"ENCODER_SLOT": 1}', EGOCLEAN_RAY_BATCH_WAIT_S="1.5",
