@@ -385,7 +385,6 @@ def part_dagster_s3(work: Path, dataset: Path, model: str, clips: list[str]) -> 
 
     from egoclean.core.object_store import RemoteRoot
     from egoclean_assets import backfill, cluster
-    from egoclean_assets.definitions import build_definitions
     from egoclean_assets.partitions import add_clip_partitions
 
     server = _S3["server"]
@@ -395,11 +394,9 @@ def part_dagster_s3(work: Path, dataset: Path, model: str, clips: list[str]) -> 
         root = "s3://egoclean-dagster/root"
         _dagster_env(work, dataset, model, "s3", EGOCLEAN_DATA_ROOT=root, EGOCLEAN_WORK_DIR=str(work / "s3dagwork"))
         lines: list[str] = []
-        defs = build_definitions()
         with DagsterInstance.get() as inst:
             add_clip_partitions(inst, clips)
-            failed = cluster.run_batches(defs.resolve_job_def("clip_pipeline"), inst, [clips], {"egoclean/test": "s3"},
-                                         backfill.QUIET, lines.append)
+            failed = cluster.run_batches(inst, [clips], {"egoclean/test": "s3"}, backfill.QUIET, lines.append)
             report = {"failed_runs": failed, "lines": lines, **_recorded(inst, clips)}
         fs = RemoteRoot(root).fs()
         report["bucket"] = sorted(k.split("/root/", 1)[1] for k in fs.find(root))
@@ -550,8 +547,7 @@ def part_nodes(work: Path, dataset: Path, model: str, clips: list[str]) -> dict:
         t0 = time.perf_counter()
         with DagsterInstance.get() as inst:
             add_clip_partitions(inst, clips)
-            failed = cluster.run_batches(defs.resolve_job_def("clip_pipeline"), inst, [clips],
-                                         {"egoclean/test": "nodes"}, backfill.QUIET, lines.append)
+            failed = cluster.run_batches(inst, [clips], {"egoclean/test": "nodes"}, backfill.QUIET, lines.append)
             report = {"failed_runs": failed, "lines": lines, "seconds": time.perf_counter() - t0,
                       **_recorded(inst, clips)}
             report["encoder_load_ids"] = {
