@@ -89,6 +89,43 @@ def test_wiring_imports_heavy_modules_only_inside_functions():
     assert not bad, "\n".join(bad)
 
 
+# The stage map of docs/ARCHITECTURE.md ("The tree"): which stages each stage may import.
+STAGES = {
+    "core": set(),
+    "media": {"core", "settings"},
+    "ingest": {"core", "media", "settings"},
+    "embed": {"core", "media"},
+    "temporal": {"core", "embed"},
+    "motion": {"core", "media", "temporal"},
+    "synth": {"core", "media", "motion"},
+    "store": {"core", "temporal"},
+    "export": {"core", "embed", "media", "motion", "temporal"},
+    "cluster": {"core", "embed", "ingest", "media", "temporal"},
+    "settings": {"core", "cluster", "ingest"},
+}
+
+
+def _stage(path: Path) -> str:
+    parts = path.relative_to(ROOT / "egoclean").with_suffix("").parts
+    return parts[0]
+
+
+def test_each_stage_imports_only_the_stages_below_it():
+    bad, seen = [], set()
+    for p in LIBRARY:
+        stage = _stage(p)
+        if stage in ("cli", "__init__"):
+            continue
+        seen.add(stage)
+        allowed = STAGES[stage] | {stage}
+        for line, m in _imported_modules(p):
+            parts = m.split(".")
+            if parts[0] == "egoclean" and len(parts) > 1 and parts[1] not in allowed:
+                bad.append(f"{p.relative_to(ROOT)}:{line}: import {m} ({stage} may import {sorted(STAGES[stage])})")
+    assert seen == set(STAGES), f"stages in the tree {sorted(seen)} differ from the map {sorted(STAGES)}"
+    assert not bad, "imports across the stage map (docs/ARCHITECTURE.md, The tree):\n" + "\n".join(bad)
+
+
 @pytest.mark.parametrize("path", WIRING, ids=lambda p: str(p.relative_to(ROOT)))
 def test_function_local_imports_say_why(path):
     # Each function with local imports of the library says (in a comment on or just above
