@@ -5,8 +5,8 @@ Three things the plain RayRunLauncher leaves to a hand-kept config, decided here
 
 - The environment forwarded into the job is derived, never listed by hand: every variable
   of `egoclean.core.defaults.ENVIRONMENT` (patterns such as `EGOCLEAN_RAY_*` included),
-  every variable the instance's own dagster.yaml reads (`{env: NAME}`, e.g.
-  EGOCLEAN_PG_URL), and `AWS_*` / `PG*` (S3 and PostgreSQL credentials), as far as the
+  every variable the instance's own dagster.yaml reads (`{env: NAME}`, such as
+  the instance database's URL), and `AWS_*` / `PG*` (S3 and PostgreSQL credentials), as far as the
   launching process (the daemon) has them set.
 - The job runs the project's own environment, `python -m dagster api execute_run ...` with
   an interpreter of the project's install: the entry point Dagster recorded for the run's
