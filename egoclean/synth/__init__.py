@@ -333,8 +333,10 @@ class ClipRenderer:
         spans: Sequence[PlantedSpan] = (),
         scene_seed: int | Sequence[int] = 0,
         clip_seed: int | Sequence[int] = 0,
+        gaze_yaw_per_m: float = scene.GAZE_YAW_PER_M,
     ):
         self.view = FisheyeView(intrinsics)
+        self.gaze_yaw_per_m = float(gaze_yaw_per_m)  # 0: head-bob alone at work
         self.fps = float(fps)
         self.spans = list(spans)
         clip_rng = np.random.default_rng(clip_seed)
@@ -402,12 +404,15 @@ class ClipRenderer:
         return off, gain * scene.BOB_ROLL * math.sin(w + p[0]), gain * scene.BOB_PITCH * math.sin(w + p[2] + 1.0)
 
     def _work_state(self, t: float) -> scene.HeadState:
-        # Only head-bob at work: the head does not follow the hand. A head turning with the
-        # work cycle makes each 64-frame window look different from the next (the tiny
-        # random-weight model's similarity drops from ~0.99 to ~0.7) and the work would no
-        # longer be the typical part of a clip; head-bob averages out within a window.
+        # Head-bob at work, and a glance of about a degree after the hand. A head turning
+        # fully with the work cycle makes each 64-frame window look different from the next
+        # (the tiny random-weight model's similarity drops from ~0.99 to ~0.7) and the work
+        # would no longer be the typical part of a clip; without any glance the hand alone
+        # is too small in the centre crop for the cycle's period to be measured (the export
+        # cuts episodes at it). Head-bob averages out within a window.
         off, roll, pitch = self._bob(t, 1.0)
-        return scene.HeadState(scene.STAND + off, 0.0, scene.WORK_PITCH + pitch, roll)
+        yaw = self.gaze_yaw_per_m * float(self._cycle(t)[0][0])
+        return scene.HeadState(scene.STAND + off, yaw, scene.WORK_PITCH + pitch, roll)
 
     # ---- the head's path
 

@@ -751,6 +751,8 @@ def build_workshop(seed, ppm_scale: float = 1.0) -> Workshop:
 
 TURN_SEC = 1.2  # a head turn into or out of an off-task span (peak ~240 deg/s for a half turn)
 WORK_PITCH = math.radians(-35.0)
+# head yaw per metre of the hand's sideways position at work (rad/m): a glance of about 1 degree either way
+GAZE_YAW_PER_M = 0.03
 WALK_SPEED = 1.0  # m/s on average (minimum-jerk profile: peaks at 1.9 m/s)
 WALK_MAX_M = 8.0  # down the aisle at most this far, then look around at the racks
 WALK_BACK_YAW = 0.8  # walking back: looking at the racks on the left (rad)

@@ -15,9 +15,9 @@ from egoclean.synth import ClipRenderer, PlantedSpan, synth_intrinsics
 W, H, FPS = 480, 270, 30.0
 
 
-def _track(seconds: int, spans):
+def _track(seconds: int, spans, **renderer_kw):
     intr = synth_intrinsics(W, H)
-    renderer = ClipRenderer(intr, FPS, spans, scene_seed=0, clip_seed=0)
+    renderer = ClipRenderer(intr, FPS, spans, scene_seed=0, clip_seed=0, **renderer_kw)
     rect = rectified_intrinsics(FisheyeIntrinsics.from_dict(intr), W, H)
     mx, my, _ = rect.float_maps()
     camera = PinholeCamera.from_dict(rect.to_dict(), source="synth")
@@ -27,7 +27,7 @@ def _track(seconds: int, spans):
 
 
 def test_head_bob_at_the_bench_is_rotation_only_without_drift():
-    tr, gt = _track(3, [])
+    tr, gt = _track(3, [], gaze_yaw_per_m=0.0)  # the bob alone, without the glance after the hand
     assert tr.tracked.all() and len(tr.segments) == 1
     # +-1.2 cm of bob never gives the parallax to measure a translation: none is invented
     assert np.abs(tr.position).max() == 0.0

@@ -422,7 +422,7 @@ WORKER = textwrap.dedent(
     import sys
     from dagster import AssetSelection, DagsterInstance, materialize
     sys.path.insert(0, {repo!r})
-    from test_assets_graph import resources
+    from tests.orchestration.test_assets_graph import resources
     from egoclean_assets.assets import ALL_ASSETS
     dataset = {dataset!r}
     dataset["base"] = __import__("pathlib").Path(dataset["base"])
