@@ -28,6 +28,7 @@ import functools
 import inspect
 from typing import Callable, Iterator, TypeVar
 
+from dagster._core.errors import DagsterInvalidPropertyError
 from dagster import (
     AssetCheckEvaluation,
     AssetCheckSeverity,
@@ -96,7 +97,10 @@ def record_unevaluated_checks(context: AssetExecutionContext, why: str) -> int:
 
     A step's own checks (a multi-asset's check_specs, as Ray mode's clip_batch has) are left
     to it: it records them itself, per clip."""
-    graph = context.job_def.asset_layer.asset_graph
+    try:
+        graph = context.job_def.asset_layer.asset_graph
+    except DagsterInvalidPropertyError:  # the asset invoked directly, outside a run: no check was planned
+        return 0
     below, todo = set(context.assets_def.keys), list(context.assets_def.keys)
     while todo:
         for child in graph.get(todo.pop()).child_keys:
