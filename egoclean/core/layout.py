@@ -61,16 +61,6 @@ def clip_folder(clip: ClipId) -> str:
     return f"{clip.factory_dir}/{clip.worker_dir}/{clip.key}"
 
 
-def all_trajectories(root: str | os.PathLike) -> str:
-    """The glob of every clip's trajectory Parquet file under a data root (for one SQL table)."""
-    return join(root, "*", "*", "*", f"*{TRAJECTORY_SUFFIX}")
-
-
-def clip_of_trajectory_sql(filename_column: str) -> str:
-    """A SQL expression: the clip id in a trajectory file's path (`filename_column`)."""
-    return f"regexp_extract({filename_column}, '([^/]+){TRAJECTORY_SUFFIX.replace('.', '[.]')}$', 1)"
-
-
 def intrinsics_beside(video: str | os.PathLike) -> Path:
     """`<video stem>_intrinsics.json` beside a rectified video (the CLI's naming)."""
     video = Path(video)

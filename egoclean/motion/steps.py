@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, replace
-from typing import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -27,6 +27,9 @@ class Tracked:
     summary: dict  # Trajectory.summary(): frames, tracked_frames, tracked_fraction, segments, metric, path_length
     fps: float  # the video's frame rate
     seconds: float  # wall time of the tracking
+    # the per-frame table saved at `parquet` (Trajectory.to_table(), pyarrow), for the store's `poses`;
+    # carried along (a Ray task returns it to the driver) so no executor reads the file back
+    poses: Any = field(default=None, repr=False, compare=False)
 
     @property
     def files(self) -> dict[str, str]:
@@ -64,7 +67,8 @@ def track(clip_id: str, rectified_mp4: str | os.PathLike, camera_json: str | os.
     seconds = time.perf_counter() - t0
     traj.save_parquet(out)
     fps = float(1.0 / np.median(np.diff(traj.t))) if len(traj) > 1 else 0.0
-    return Tracked(clip_id=clip_id, parquet=str(out), summary=traj.summary(), fps=round(fps, 6), seconds=seconds)
+    return Tracked(clip_id=clip_id, parquet=str(out), summary=traj.summary(), fps=round(fps, 6), seconds=seconds,
+                   poses=traj.to_table())
 
 
 def draw_path(parquet: str | os.PathLike, out: str | os.PathLike, title: str,

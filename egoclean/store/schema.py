@@ -90,8 +90,23 @@ CREATE TABLE IF NOT EXISTS trajectories (
     metric BOOLEAN,                      -- every segment's scale from the floor and the camera height
     path_length DOUBLE,                  -- metres when metric, else the clip's own unit
     fps DOUBLE,
-    path VARCHAR,                        -- the per-frame poses (Parquet; the poses view reads them all)
+    path VARCHAR,                        -- the per-frame poses as a Parquet artifact (the same rows as `poses`)
     materialized_at TIMESTAMP
+);
+CREATE TABLE IF NOT EXISTS poses (
+    clip_id VARCHAR NOT NULL,            -- one row per frame of each clip in `trajectories`
+    frame BIGINT NOT NULL,
+    t DOUBLE NOT NULL,                   -- seconds from the clip's start
+    x DOUBLE,                            -- camera-to-world position (NULL where not tracked)
+    y DOUBLE,
+    z DOUBLE,
+    qx DOUBLE,                           -- camera-to-world orientation (OpenCV camera axes)
+    qy DOUBLE,
+    qz DOUBLE,
+    qw DOUBLE,
+    tracked BOOLEAN NOT NULL,
+    segment INTEGER,                     -- tracked stretch (-1 where not tracked)
+    inliers INTEGER
 );
 CREATE OR REPLACE MACRO egoclean_mmss(x) AS
     CASE WHEN x IS NULL THEN NULL ELSE
@@ -122,6 +137,11 @@ ORDER BY m.clip_id, coalesce(m.gt_start_sec, m.det_start_sec), m.gt_start_sec NU
 # delete-then-insert under a per-clip lock is what keeps one row per clip.
 EMBEDDED_SCHEMA = SCHEMA.format(pk="PRIMARY KEY", kind_check="CHECK (kind IN ('anomaly', 'work'))")
 LAKE_SCHEMA = SCHEMA.format(pk="", kind_check="")
+# The columns of a poses row after its clip_id, from a trajectory table `src` (egoclean.motion.trajectory
+# COLUMNS): an untracked frame's pose is NULL (the Parquet artifact holds NaN there), so SQL aggregates skip it.
+POSES_SELECT = ", ".join(["{src}.frame", "{src}.t"] + [f"CASE WHEN {{src}}.tracked THEN {{src}}.{c} END"
+                                                       for c in ("x", "y", "z", "qx", "qy", "qz", "qw")]
+                         + ["{src}.tracked", "{src}.segment", "{src}.inliers"])
 SCHEMA_TAG = "egoclean schema " + hashlib.sha256(SCHEMA.encode()).hexdigest()[:16]
 
 
@@ -174,10 +194,43 @@ def ensure_schema(con, schema: str = EMBEDDED_SCHEMA) -> None:
     """Create or update the schema unless the database already has this version of it.
 
     A database whose existing tables lack this version's columns is refused (StoreSchemaError)
-    before anything is changed."""
+    before anything is changed. A store made before `poses` was a table has a view of that
+    name instead (read_parquet over a local data root's trajectory files): it becomes the
+    table, filled from those files (`_fill_poses_from_files`)."""
     if has_schema(con):
         return
     check_columns(con)
+    old_view = _is_view(con, "poses")
+    if old_view:
+        con.execute("DROP VIEW poses")
     con.execute(schema)
+    if old_view:
+        _fill_poses_from_files(con)
     con.execute(f"COMMENT ON VIEW detection_eval IS '{SCHEMA_TAG}'")
+
+
+def _is_view(con, name: str) -> bool:
+    return con.execute("SELECT count(*) FROM duckdb_views() WHERE view_name = ? AND NOT internal"
+                       " AND database_name = current_database()", [name]).fetchone()[0] > 0
+
+
+def _fill_poses_from_files(con) -> None:
+    """Fill the new `poses` table from the trajectory files the old view read: each clip of
+    `trajectories` whose `path` is a local file. A clip whose file is elsewhere (a remote data
+    root: the view never read those) keeps its summary without poses until camera_trajectory
+    is materialized again; a warning counts them."""
+    import logging
+    import os
+
+    rows = con.execute("SELECT clip_id, path FROM trajectories ORDER BY clip_id").fetchall()
+    local = [(c, p) for c, p in rows if p and os.path.isfile(p)]
+    if local:
+        con.execute("INSERT INTO poses SELECT t.clip_id, " + POSES_SELECT.format(src="p") +
+                    " FROM read_parquet(?, filename = true) p JOIN trajectories t ON t.path = p.filename"
+                    " ORDER BY t.clip_id, p.frame", [[p for _, p in local]])
+    if len(local) < len(rows):
+        logging.getLogger(__name__).warning(
+            "poses: %d clip(s) of trajectories have no local trajectory file to fill the new poses table from "
+            "(first: %s); materialize camera_trajectory again for them", len(rows) - len(local),
+            next(c for c, p in rows if (c, p) not in local))
 

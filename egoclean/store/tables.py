@@ -1,11 +1,13 @@
-"""The segment tables of the domain: clips, segments, window scores, ground truth, detection_eval.
+"""The segment tables of the domain: clips, segments, window scores, ground truth, detection_eval,
+and the camera's path (trajectories, poses).
 
 `Store` is the one API over both backends (`egoclean.store.backends`: an embedded
 DuckDB file, or a shared DuckLake); nothing here asks which one it holds.
 
 Re-materializing a clip replaces its rows (DELETE then INSERT in one transaction over
 `clips`, `segments` and `window_scores`), so a reader sees either the old clip or the
-new one, never half of one and never duplicates.
+new one, never half of one and never duplicates. A clip's camera path works the same way:
+its `trajectories` row and its `poses` rows (one per frame) are replaced together.
 
 `ground_truth` holds the spans in effect (egoclean.temporal.ground_truth.GroundTruth: precedence,
 one source per file, duplicates collapsed), loaded whole by `sync_ground_truth` only when
@@ -35,6 +37,7 @@ from egoclean.core.errors import InvalidInputError
 from egoclean.core.ids import ClipId
 from egoclean.store.backends import open_backend
 from egoclean.store.sandbox import Refused
+from egoclean.store.schema import POSES_SELECT
 from egoclean.store.text import format_table, one_line, short
 
 DEFAULT_RETRIES = defaults.STORE_ATTEMPTS
@@ -51,6 +54,8 @@ SANDBOX = {
 }
 
 T = TypeVar("T")
+# The per-frame columns of a trajectory (egoclean.motion.trajectory.COLUMNS) that `poses` holds.
+POSE_COLUMNS = ("frame", "t", "x", "y", "z", "qx", "qy", "qz", "qw", "tracked", "segment", "inliers")
 
 
 @contextlib.contextmanager
@@ -254,36 +259,40 @@ class Store:
 
         self._write(write, locks=[f"clip {key}"])
 
-    def replace_trajectory(self, row: dict, poses_glob: str | None = None,
-                           materialized_at: datetime | None = None) -> None:
-        """Replace one clip's row of `trajectories` (egoclean.motion.steps.Tracked.row()).
+    def replace_trajectory(self, row: dict, poses, materialized_at: datetime | None = None) -> dict:
+        """Replace one clip's row of `trajectories` (egoclean.motion.steps.Tracked.row()) and its
+        rows of `poses` (`poses`: the per-frame table, a pyarrow Table with the columns of
+        egoclean.motion.trajectory.COLUMNS, one row per frame) in one transaction, so the
+        summary and the poses never disagree and a re-materialized clip is never there twice.
 
-        With `poses_glob` (egoclean.core.layout.all_trajectories of the data root) the
-        `poses` view is (re)made over every clip's Parquet file there: one table of all
-        poses, `clip_id` taken from each file's name (egoclean.core.layout)."""
-        from egoclean.core import layout
-
+        The poses go in with one INSERT that scans the Arrow table (no Python loop per frame);
+        on the shared store that is one Parquet file per clip in the lake's data path."""
         key = ClipId.parse(str(row["clip_id"]))
         values = [key.key, key.factory_dir, key.worker_dir, int(row["frames"]), int(row["tracked_frames"]),
                   float(row["tracked_fraction"]), int(row["segments"]), bool(row["metric"]),
                   float(row["path_length"]), float(row["fps"]), str(row["path"]), materialized_at or _utcnow()]
-        view = None
-        if poses_glob is not None:
-            glob = str(poses_glob).replace("'", "''")
-            view = (f"CREATE OR REPLACE VIEW poses AS SELECT {layout.clip_of_trajectory_sql('filename')} AS clip_id, "
-                    f"frame, t, x, y, z, qx, qy, qz, qw, tracked, segment, inliers "
-                    f"FROM read_parquet('{glob}', filename = true)")
+        names = set(getattr(poses, "column_names", None) or ())
+        missing = [c for c in POSE_COLUMNS if c not in names]
+        if missing:
+            raise InvalidInputError(f"replace_trajectory {key.key}: the poses lack column(s) {', '.join(missing)}")
+        if poses.num_rows != values[3]:
+            raise InvalidInputError(f"replace_trajectory {key.key}: {poses.num_rows} pose rows for a summary of "
+                                    f"{values[3]} frames")
+        view = f"egoclean_poses_{os.getpid()}_{threading.get_ident()}"
 
-        def write(con: duckdb.DuckDBPyConnection) -> None:
+        def write(con: duckdb.DuckDBPyConnection) -> dict:
             con.execute("DELETE FROM trajectories WHERE clip_id = ?", [key.key])
+            con.execute("DELETE FROM poses WHERE clip_id = ?", [key.key])
             con.execute("INSERT INTO trajectories VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
-            if view is not None:
-                current = con.execute("SELECT sql FROM duckdb_views() WHERE view_name = 'poses' AND NOT internal"
-                                      " AND database_name = current_database()").fetchone()
-                if not current or glob not in current[0]:
-                    con.execute(view)
+            con.register(view, poses)
+            try:
+                con.execute(f"INSERT INTO poses SELECT ?, {POSES_SELECT.format(src=view)} FROM {view} ORDER BY frame",
+                            [key.key])
+            finally:
+                con.unregister(view)
+            return {"clip_id": key.key, "poses": int(poses.num_rows)}
 
-        self._write(write, locks=[f"trajectory {key.key}"])
+        return self._write(write, locks=[f"trajectory {key.key}"])
 
     def trajectory(self, clip_id: str) -> dict | None:
         """The clip's row of `trajectories`, or None."""

@@ -5,7 +5,6 @@ from pathlib import Path
 
 from dagster import AssetExecutionContext, MetadataValue, Output, asset
 
-from egoclean.core.layout import all_trajectories, local_path
 from egoclean_assets import pools
 from egoclean_assets.failures import reports_failures
 from egoclean_assets.io_manager import ClipArtifact, ClipStorage
@@ -14,13 +13,6 @@ from egoclean_assets.partitions import clip_of, clip_partitions
 from egoclean_assets.resources import StoreResource
 
 GROUP = "phase3_motion"
-
-
-def poses_glob(storage: ClipStorage) -> str | None:
-    """Every clip's trajectory file under a local data root (the store's `poses` view reads them
-    all); None for a remote root, whose files are uploaded after the step (query them with
-    read_parquet on the root's URL, README)."""
-    return all_trajectories(local_path(storage.data_root).absolute()) if storage.is_local else None
 
 
 def trajectory_metadata(tracked, storage: ClipStorage, clip) -> dict:
@@ -55,8 +47,8 @@ def camera_trajectory(
     clip = clip_of(context)
     out = storage.layout(clip).trajectory
     tracked = track(clip.key, rectified_clip.path("mp4"), intrinsics.layout.intrinsics, out)
-    store.store().replace_trajectory(tracked.moved({"parquet": storage.location(clip, out)}).row(),
-                                     poses_glob=poses_glob(storage))
+    # the summary and every frame's pose, in one store transaction (any data root, either store)
+    store.store().replace_trajectory(tracked.moved({"parquet": storage.location(clip, out)}).row(), tracked.poses)
     return Output(ClipArtifact(clip.key, "camera_trajectory", files=tracked.files, info=tracked.info()),
                   metadata=trajectory_metadata(tracked, storage, clip))
 

@@ -537,7 +537,6 @@ def posed(clips, tmp_path_factory):
     a tracking gap cut into the second clip's longest work span, the path after it not metric)."""
     import shutil
 
-    from egoclean.core.layout import all_trajectories
     from egoclean.motion.steps import Tracked
     from egoclean.motion.trajectory import Segment, Trajectory
 
@@ -565,8 +564,7 @@ def posed(clips, tmp_path_factory):
         d = tmp_path / "data" / "factory_001" / "worker_001" / c["clip_id"]
         d.mkdir(parents=True)
         path = traj.save_parquet(d / f"{c['clip_id']}_trajectory.parquet")
-        store.replace_trajectory(Tracked(c["clip_id"], str(path), traj.summary(), 30.0, 1.0).row(),
-                                 poses_glob=all_trajectories(tmp_path / "data"))
+        store.replace_trajectory(Tracked(c["clip_id"], str(path), traj.summary(), 30.0, 1.0).row(), traj.to_table())
         truth[c["clip_id"]] = gt
     out = tmp_path / "lerobot"
     report = export_from_store(store, out)

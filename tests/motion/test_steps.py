@@ -1,5 +1,5 @@
 """egoclean.motion.steps: tracking a synthetic clip into Parquet, the store's trajectories row
-and `poses` view over every clip's file, the picture, and the facts the checks judge."""
+and `poses` table of every clip's frames, the picture, and the facts the checks judge."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ import pytest
 from egoclean import synth
 from egoclean.core import defaults
 from egoclean.core.ids import ClipId
-from egoclean.core.layout import ClipLayout, all_trajectories, intrinsics_beside
+from egoclean.core.layout import ClipLayout, intrinsics_beside
 from egoclean.motion import steps
 from egoclean.motion.trajectory import Segment, Trajectory
+from egoclean.cli import main
 from egoclean.store import Store
 
 
@@ -114,10 +115,9 @@ def test_track_saves_the_poses_and_their_summary(tracked_clips):
 
 def test_store_row_and_one_sql_table_of_every_clips_poses(tracked_clips, tmp_path):
     db = Store(tmp_path / "db.duckdb")
-    glob = all_trajectories(tracked_clips["root"])
     for tr, _ in tracked_clips["clips"].values():
-        db.replace_trajectory(tr.row(), poses_glob=glob)
-        db.replace_trajectory(tr.row(), poses_glob=glob)  # again: still one row
+        db.replace_trajectory(tr.row(), tr.poses)
+        db.replace_trajectory(tr.row(), tr.poses)  # again: still one row, one set of poses
     keys = sorted(tracked_clips["clips"])
     cols, rows = db.query("SELECT clip_id, frames, tracked_fraction, segments, metric, path_length "
                           "FROM trajectories ORDER BY clip_id")
@@ -125,7 +125,7 @@ def test_store_row_and_one_sql_table_of_every_clips_poses(tracked_clips, tmp_pat
     for r in rows:
         s = tracked_clips["clips"][r[0]][0].summary
         assert r[1:] == (s["frames"], s["tracked_fraction"], s["segments"], s["metric"], s["path_length"])
-    # the poses view reads every clip's Parquet file as one table, clip ids from the file names
+    # the poses table holds every clip's frames, the same as its Parquet file
     _, rows = db.query("SELECT clip_id, count(*), count(*) FILTER (WHERE tracked), max(frame) FROM poses "
                        "GROUP BY clip_id ORDER BY clip_id")
     assert [r[0] for r in rows] == keys
@@ -137,6 +137,11 @@ def test_store_row_and_one_sql_table_of_every_clips_poses(tracked_clips, tmp_pat
                        "WHERE p.tracked GROUP BY p.clip_id")
     assert len(rows) == 2 and all(math.isfinite(r[1]) for r in rows)
     assert db.trajectory(keys[0])["frames"] == 300
+    for key in keys:
+        _, rows = db.query("SELECT x, y, z, qx, qy, qz, qw FROM poses WHERE clip_id = ? ORDER BY frame", [key])
+        traj = Trajectory.load_parquet(tracked_clips["clips"][key][0].parquet)
+        got = np.array(rows, dtype=float)  # NULL (untracked) -> NaN, as in the file
+        assert np.array_equal(got, np.c_[traj.position, traj.quat], equal_nan=True)
 
 
 def test_the_aisle_walk_is_tracked_against_the_true_path(tracked_clips):
@@ -155,16 +160,17 @@ def test_the_aisle_walk_is_tracked_against_the_true_path(tracked_clips):
 
 
 def test_the_readme_pose_queries_run(tracked_clips, tmp_path):
-    """Every statement of the README's camera-pose SQL block runs on a store holding trajectories."""
+    """Every statement of the README's camera-pose SQL block runs through `egoclean sql` (no
+    --allow-files) on a store holding tracked clips."""
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     block = readme.split("### Camera poses", 1)[1].split("```sql", 1)[1].split("```", 1)[0]
     statements = [s.strip() for s in block.split(";") if s.strip()]
     assert len(statements) == 3
     db = Store(tmp_path / "db.duckdb")
     for tr, _ in tracked_clips["clips"].values():
-        db.replace_trajectory(tr.row(), poses_glob=all_trajectories(tracked_clips["root"]))
+        db.replace_trajectory(tr.row(), tr.poses)
     key = sorted(tracked_clips["clips"])[0]
     cols, rows = db.query(statements[0].replace("factory001_worker001_00000", key))
     assert cols[:2] == ["frame", "t"] and len(rows) == tracked_clips["clips"][key][0].summary["tracked_frames"]
-    for sql in statements[1:]:
-        db.query(sql)
+    for sql in statements:
+        assert main(["sql", "--db", str(tmp_path / "db.duckdb"), sql]) == 0, sql

@@ -140,7 +140,7 @@ def test_whole_graph_finds_planted_anomalies_and_all_checks_pass(dataset, graph)
 
 
 def test_every_clips_poses_in_one_sql_table(dataset, graph):
-    """The store's poses view reads every clip's trajectory file as one table."""
+    """camera_trajectory writes every frame's pose to the store's poses table, beside the clip's summary."""
     db = Store(graph["db"])
     _, rows = db.query("SELECT clip_id, count(*), max(frame) FROM poses GROUP BY clip_id ORDER BY clip_id")
     assert rows == [(k, int(DURATION * 30), int(DURATION * 30) - 1) for k in sorted(dataset["keys"])]

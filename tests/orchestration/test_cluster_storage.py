@@ -11,6 +11,7 @@ import pytest
 import s3fs
 from dagster import AssetKey, DagsterInstance
 
+from egoclean.cli import main
 from tests.support.dagster_helpers import run_scripts
 from egoclean.store import Store
 from egoclean_assets.partitions import add_clip_partitions
@@ -93,6 +94,18 @@ def test_two_processes_run_the_graph_on_shared_storage(dataset, cluster):  # noq
     _, rows = st.query("SELECT DISTINCT clip_id FROM detection_eval WHERE status = 'matched' ORDER BY 1")
     assert [r[0] for r in rows] == sorted(keys)
     assert any(p.endswith(".parquet") for p in fs.find(f"{cluster['bucket']}/tables/"))
+    # every frame's camera pose too (an s3:// data root): the README's pose queries run on the lake
+    # through `egoclean sql`, the sandbox that lets a query name only the lake's tables
+    _, rows = st.query("SELECT p.clip_id, count(*), max(p.frame), any_value(t.frames) FROM poses p "
+                       "JOIN trajectories t USING (clip_id) GROUP BY 1 ORDER BY 1")
+    assert [(r[0], r[1], r[2] + 1) for r in rows] == [(k, r[3], r[3]) for k, r in zip(sorted(keys), rows)]
+    assert all(st.trajectory(k)["path"].startswith(f"s3://{cluster['bucket']}/data/") for k in keys)
+    from tests.store.test_poses import readme_statements
+
+    statements = [sql.replace("factory001_worker001_00000", keys[0]) for sql in readme_statements()]
+    for sql in statements:
+        assert main(["sql", "--db", cluster["db"], sql]) == 0, sql
+    assert len(st.query(statements[0])[1]) == st.trajectory(keys[0])["tracked_frames"] > 0
 
 
 def _instance(cluster):
