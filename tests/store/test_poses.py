@@ -180,3 +180,53 @@ def test_a_store_whose_poses_was_the_view_gets_the_table_filled_from_its_files(t
     # and from now on a write replaces the clip's rows as in a new store
     st.replace_trajectory(row_of(README_CLIP, old, str(tmp_path)), old.to_table())
     assert st.query("SELECT count(*) FROM poses")[1] == [(80,)]
+
+
+def scale_compaction_statements() -> list[str]:
+    doc = (ROOT / "docs" / "SCALE.md").read_text()
+    block = doc.split("### Camera poses at dataset scale", 1)[1].split("```sql", 1)[1].split("```", 1)[0]
+    code = "\n".join(line for line in block.splitlines() if not line.strip().startswith("--"))
+    return [s.strip() for s in code.split(";") if s.strip()]
+
+
+def test_the_lakes_one_file_per_clip_is_merged_by_the_documented_maintenance(lake):  # noqa: F811
+    """On the shared store each clip's poses are one Parquet object; a re-materialized clip's old one
+    leaves the live table. The maintenance docs/SCALE.md shows (run as it is there) merges the live
+    files into one without changing a row; with no retention the replaced objects leave the bucket."""
+    import boto3
+
+    from egoclean.store import ducklake
+
+    st = Store(lake["url"], data_path=lake["data_path"])
+    trajs = {f"factory001_worker001_{i:05d}": walk(300, seed=20 + i) for i in range(5)}
+    for clip, traj in trajs.items():
+        st.replace_trajectory(row_of(clip, traj, f"s3://{lake['bucket']}/data"), traj.to_table())
+    again = trajs["factory001_worker001_00001"] = walk(200, seed=30)  # one clip materialized again
+    st.replace_trajectory(row_of("factory001_worker001_00001", again, f"s3://{lake['bucket']}/data"), again.to_table())
+
+    def objects() -> list[str]:
+        out = boto3.client("s3").list_objects_v2(Bucket=lake["bucket"], Prefix="tables/main/poses/")
+        return [o["Key"] for o in out.get("Contents", [])]
+
+    con = ducklake.connect(lake["url"])
+    try:
+        def live() -> int:
+            return con.execute("SELECT count(*) FROM ducklake_list_files('lake', 'poses')").fetchone()[0]
+
+        rows = con.execute("SELECT * FROM poses ORDER BY clip_id, frame").fetchall()
+        assert (live(), len(objects())) == (5, 6)  # one object per write; the replaced one still stored
+        statements = scale_compaction_statements()
+        assert [s.split("(")[0] for s in statements] == ["CALL ducklake_merge_adjacent_files",
+                                                         "CALL ducklake_expire_snapshots",
+                                                         "CALL ducklake_cleanup_old_files"]
+        for sql in statements:
+            con.execute(sql)
+        assert live() == 1 and con.execute("SELECT * FROM poses ORDER BY clip_id, frame").fetchall() == rows
+        assert len(objects()) == 7  # within the retention nothing is deleted (readers may still use them)
+        for sql in statements[1:]:
+            con.execute(sql.replace("INTERVAL 7 DAY", "INTERVAL 0 DAY"))
+        assert len(objects()) == 1
+    finally:
+        con.close()
+    _, back = st.query("SELECT clip_id, count(*) FROM poses GROUP BY 1 ORDER BY 1")
+    assert back == [(c, len(t)) for c, t in sorted(trajs.items())]
