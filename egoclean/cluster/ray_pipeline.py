@@ -15,7 +15,9 @@ returning the same typed results; Ray only decides where they run:
   `<prefix>_emb.npy` etc. Several of these run at once, one per clip, and feed the same
   actor. A call lost with the actor's node (ActorUnavailableError: Ray cannot tell
   whether it ran, so it does not resend it) is sent again by the task, for up to
-  `encode_resend_s` while the actor restarts elsewhere; encoding is idempotent.
+  `encode_resend_s` while the actor restarts elsewhere; encoding is idempotent. A call
+  waiting on an actor that no alive node can host (its resource was on the lost node
+  only) fails the clip with `ClusterError` after `encode_resend_s`, not waits for ever.
 - `analyse_detect` (a task): similarity analysis, detection, the two pictures.
 
 `run_clips` drives a list of clips through these stages, each clip as soon as its
@@ -28,6 +30,7 @@ Nothing here imports Ray at module load: `import ray` happens where it is used.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -358,26 +361,27 @@ class EncoderActor:
 
 
 def embed_clip(actor, spec: dict, job: ClipJob, video: dict, send_windows: int = 2, in_flight: int = 2,
-               resend_s: float = 300.0):
+               resend_s: float = 300.0, needs: dict | None = None):
     """Decode one rectified clip, send its windows to `actor`, write its embedding files; returns Embedded.
 
     The one sequence of `egoclean.embed.encoder.embed_video` (embed_stream: same windows,
     preprocessing and meta); only the forward passes happen in the actor, batched with
-    other clips' windows. `video`: the rectified video's facts (Rectified.video)."""
+    other clips' windows. `video`: the rectified video's facts (Rectified.video). `needs`:
+    what the actor asks of a node (`actor_needs`), to tell a restart from an actor no node can host."""
     with _Staging(job) as stage:
         stage.fetch([job.layout.relative(job.layout.rectified)])
-        return _embed_clip(actor, spec, job, stage, video, send_windows, in_flight, resend_s)
+        return _embed_clip(actor, spec, job, stage, video, send_windows, in_flight, resend_s, needs)
 
 
 def _embed_clip(actor, spec: dict, job: ClipJob, stage: _Staging, video: dict, send_windows: int, in_flight: int,
-                resend_s: float):
+                resend_s: float, needs: dict | None = None):
     from egoclean.embed.encoder import WindowShape, embed_stream
     from egoclean.embed.steps import embedded
 
     t0 = time.perf_counter()
     loads: list[str] = []
     emb = embed_stream(stage.layout.rectified, WindowShape(**spec["window"]), spec["describe"],
-                       spec["preprocess_source"], remote_encode(actor, job.clip_id, resend_s, loads),
+                       spec["preprocess_source"], remote_encode(actor, job.clip_id, resend_s, loads, needs),
                        batch_size=send_windows, in_flight=in_flight)
     seconds = time.perf_counter() - t0
     files = stage.publish({k: str(v) for k, v in emb.save(stage.layout.embeddings).items()})
@@ -387,17 +391,63 @@ def _embed_clip(actor, spec: dict, job: ClipJob, stage: _Staging, video: dict, s
 
 # Waits between sends of a lost encode call: short at first (a network blip), then at most this.
 RESEND_MAX_WAIT_S = 5.0
+# How long an encode call is waited for before the task looks whether any node can still host its actor.
+HOSTABLE_POLL_S = 5.0
 
 
-def remote_encode(actor, clip_id: str, resend_s: float, loads: list | None = None):
+def actor_needs(cfg: RayConfig) -> dict[str, float]:
+    """What one encoder actor asks of a node, as Ray resources (only those it asks a non-zero amount of)."""
+    asked = {"GPU": cfg.actor_num_gpus, "CPU": cfg.actor_num_cpus, **cfg.actor_resources}
+    return {k: v for k, v in asked.items() if v}
+
+
+def _needs_text(needs: dict) -> str:
+    """`num_gpus=… num_cpus=… resources={…}`: an actor's needs as the actor options name them."""
+    rest = {k: v for k, v in needs.items() if k not in ("GPU", "CPU")}
+    return f"num_gpus={needs.get('GPU', 0):g} num_cpus={needs.get('CPU', 0):g} resources={rest}"
+
+
+def _hostable(ray, needs: dict) -> bool:
+    """Whether some alive node of the cluster has (in total, busy or not) every resource in `needs`."""
+    return any(all(n.get("Resources", {}).get(k, 0) >= v for k, v in needs.items())
+               for n in ray.nodes() if n.get("Alive"))
+
+
+def remote_encode(actor, clip_id: str, resend_s: float, loads: list | None = None, needs: dict | None = None):
     """`encode` for embed_stream through an EncoderActor: each batch becomes one `actor.encode` call;
     `loads` gets each actor load id that answered, once.
 
     A call Ray reports as lost with its actor (ActorUnavailableError: the actor's node died
     or cannot be reached; Ray does not know whether it ran and does not send it again) is
     sent again, the same windows, until `resend_s` have passed since it was first lost:
-    the actor restarts on another node meanwhile (`max_restarts`). Encoding is idempotent."""
+    the actor restarts on another node meanwhile (`max_restarts`). Encoding is idempotent.
+
+    A call (first sent or sent again) waits for its answer as long as some alive node has
+    what the actor `needs` (a restart there is only slow); once no node has had it for
+    `resend_s` (the node with the encoder's resource died and none replaced it), the call
+    fails with ClusterError naming the needs, instead of Ray holding it for ever."""
     import ray
+
+    def wait(ref):
+        if not needs:
+            return ray.get(ref)
+        unhostable_since = None
+        while True:
+            try:
+                return ray.get(ref, timeout=HOSTABLE_POLL_S)
+            except ray.exceptions.GetTimeoutError:
+                pass
+            if _hostable(ray, needs):
+                unhostable_since = None
+                continue
+            now = time.monotonic()
+            unhostable_since = unhostable_since if unhostable_since is not None else now
+            if now - unhostable_since >= resend_s:
+                with contextlib.suppress(Exception):  # the call is dropped either way
+                    ray.cancel(ref)
+                raise ClusterError(
+                    f"clip {clip_id}: its encoder actor cannot be placed again: it needs {_needs_text(needs)} and "
+                    f"no alive node offers them (none for {resend_s:g} s, EGOCLEAN_RAY_ENCODE_RESEND_S)")
 
     def encode(windows):
         w = windows.numpy()
@@ -408,7 +458,7 @@ def remote_encode(actor, clip_id: str, resend_s: float, loads: list | None = Non
             deadline, attempt = None, 0
             while True:
                 try:
-                    emb, temb, load_id = ray.get(ref)
+                    emb, temb, load_id = wait(ref)
                     if loads is not None and load_id not in loads:
                         loads.append(load_id)
                     return emb, temb
@@ -417,11 +467,11 @@ def remote_encode(actor, clip_id: str, resend_s: float, loads: list | None = Non
                     deadline = deadline if deadline is not None else now + resend_s
                     if now >= deadline:
                         raise
-                    wait = min(RESEND_MAX_WAIT_S, 0.25 * 2 ** attempt, deadline - now)
+                    pause = min(RESEND_MAX_WAIT_S, 0.25 * 2 ** attempt, deadline - now)
                     attempt += 1
                     log.warning("clip %s: encode call lost with its actor (%s); sending it again in %.1f s "
-                                "(attempt %d)", clip_id, _short(e), wait, attempt + 1)
-                    time.sleep(wait)
+                                "(attempt %d)", clip_id, _short(e), pause, attempt + 1)
+                    time.sleep(pause)
                     ref = actor.encode.remote(clip_id, w)
 
         return result
@@ -533,8 +583,7 @@ def run_clips(
     except ray.exceptions.GetTimeoutError:
         raise ClusterError(
             f"encoder actor(s) {actor_name(cfg, encoder, 0)}...: not started within {cfg.actor_start_timeout_s:g} s; "
-            f"each needs num_gpus={cfg.actor_num_gpus:g} num_cpus={cfg.actor_num_cpus:g} resources="
-            f"{cfg.actor_resources or {}}, the cluster has free {ray.available_resources()}"
+            f"each needs {_needs_text(actor_needs(cfg))}, the cluster has free {ray.available_resources()}"
         ) from None
     t_rect = ray.remote(fetch_rectify).options(num_cpus=cfg.rectify_cpus, max_retries=cfg.task_retries,
                                                retry_exceptions=False)
@@ -570,7 +619,7 @@ def run_clips(
         if stage == "rectify":
             r.fetched, r.camera, r.rectified = out
             waiting[t_embed.remote(actors[slot], specs[slot], j, r.rectified.video, cfg.send_windows, cfg.in_flight,
-                                   cfg.encode_resend_s)] = (clip_id, "embed", slot)
+                                   cfg.encode_resend_s, actor_needs(cfg))] = (clip_id, "embed", slot)
         elif stage == "embed":
             r.embedded = out
             waiting[t_analyse.remote(j, dict(detection or {}), out.model, out.random_weights,

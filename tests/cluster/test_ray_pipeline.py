@@ -258,3 +258,21 @@ def test_local_and_ray_mode_record_the_same_metadata_key_by_key(report):
         local, ray = m["local_checks"][name], m["ray_checks"][name]
         assert local["passed"] and ray["passed"], name
         assert sorted(local["metadata"]) == sorted(ray["metadata"]), name
+
+
+def test_losing_the_only_node_that_can_host_the_encoder_fails_the_clip_within_the_bound(report):
+    # issue 16: with the encoder's resource on one node only, losing that node left the clip's encode
+    # calls waiting for ever (Ray holds calls to a restarting actor until some node can place it)
+    check_unhostable(report["unhostable"])
+
+
+def check_unhostable(d: dict) -> None:
+    """The unhostable part: the clip failed in embed with the one-line ClusterError, within the bound."""
+    assert d["killed"]["raylet"] is not None, d
+    assert d["ok"] == [False] and d["failed_stage"] == ["embed"], d
+    err = d["errors"][0]
+    assert err.startswith("ClusterError: ") and "\n" not in err, err
+    assert "resources={'LONE_SLOT': 1}" in err and "no alive node offers them" in err, err
+    # the bound: resend_s with no node able to host it, after Ray noticed the node's death (heartbeats)
+    assert d["seconds_after_kill"][0] < d["resend_s"] + 90, d
+    assert d["alive_nodes"] == 1  # the head only: nothing replaced the node

@@ -15,6 +15,9 @@ so the cluster starts once:
   process is SIGKILLed while clips still have windows queued; both runs must end complete.
 - dagster: the Ray-mode definitions backfill the demo-like clips in batches of K, then a
   batch with a clip that cannot be fetched.
+- nodes: two worker nodes join; the encoder actor's node is lost mid-batch (raylet SIGKILLed).
+- unhostable: the encoder's resource is on one worker node only; that node is lost
+  mid-clip and none replaces it: the clip fails with ClusterError, it does not wait for ever.
 
 It prints one JSON document (the last stdout line) that the test asserts on, and stops
 the head by pid.
@@ -22,6 +25,7 @@ the head by pid.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -233,7 +237,8 @@ def main(out_dir: str, parts: list[str]) -> None:
         for name, fn, args in (("library", part_library, clips[:2]), ("s3", part_s3, clips[:2]),
                                ("faults", part_faults, clips[2:4]),
                                ("dagster", part_dagster, clips[:4]), ("modes", part_modes, clips[:1]),
-                               ("dagster_s3", part_dagster_s3, clips[:2]), ("nodes", part_nodes, clips[2:4])):
+                               ("dagster_s3", part_dagster_s3, clips[:2]), ("nodes", part_nodes, clips[2:4]),
+                               ("unhostable", part_unhostable, clips[:1])):
             if name in parts:
                 t0 = time.perf_counter()
                 print(f"scenario: {name} ...", file=sys.stderr, flush=True)
@@ -490,30 +495,10 @@ def part_nodes(work: Path, dataset: Path, model: str, clips: list[str]) -> dict:
     from egoclean_assets.definitions import build_definitions
     from egoclean_assets.partitions import add_clip_partitions
 
-    address = os.environ["RAY_ADDRESS"]  # the head's, set by local_ray_head
     nodes: list[subprocess.Popen] = []
-
-    def start_node(i: int) -> None:
-        """One worker node joined (`ray start` gives a raylet 30 s to register; on a busy machine: again)."""
-        for attempt in range(3):
-            # No CPUs: every task stays on the head; only an encoder actor (0 CPUs) goes there.
-            node = subprocess.Popen(
-                [sys.executable, "-m", "ray.scripts.scripts", "start", f"--address={address}", "--block",
-                 "--node-ip-address=127.0.0.1", "--num-cpus=0", "--num-gpus=0", '--resources={"ENCODER_SLOT": 1}',
-                 "--disable-usage-stats"], env=dict(os.environ, RAY_ADDRESS=""),
-                stdout=open(work / f"ray_node{i}-{attempt}.log", "wb"), stderr=subprocess.STDOUT,
-                start_new_session=True)
-            nodes.append(node)
-            deadline = time.time() + 120
-            while time.time() < deadline and node.poll() is None:
-                if sum(1 for n in ray.nodes() if n["Alive"]) >= 2 + i:
-                    return
-                time.sleep(0.5)
-        raise RuntimeError(f"worker node {i} did not join: {ray.nodes()}")
-
     try:
         for i in range(2):
-            start_node(i)
+            _start_worker_node(work, f"node{i}", {"ENCODER_SLOT": 1}, nodes)
         # Batches wait long (1.5 s) for windows, so the node is lost with calls in flight.
         _dagster_env(work, dataset, model, "nodes", EGOCLEAN_RAY_ACTOR_NAME="egoclean-encoder-nodes",
                      EGOCLEAN_RAY_ACTOR_RESOURCES='{"ENCODER_SLOT": 1}', EGOCLEAN_RAY_BATCH_WAIT_S="1.5",
@@ -560,12 +545,93 @@ def part_nodes(work: Path, dataset: Path, model: str, clips: list[str]) -> dict:
         ray.kill(ray.get_actor(name, namespace=cfg.namespace), no_restart=True)
         return report
     finally:
-        for n in nodes:
-            try:
-                os.killpg(n.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            n.wait(timeout=30)
+        _stop_nodes(nodes)
+
+
+def _start_worker_node(work: Path, name: str, resources: dict, nodes: list) -> None:
+    """One worker node joined to the head (RAY_ADDRESS) with `resources` and no CPU (every task stays on the
+    head; only an encoder actor, 0 CPUs, goes there); its `ray start` process appended to `nodes`.
+
+    `ray start` gives a raylet 30 s to register; on a busy machine it is tried again."""
+    import ray
+
+    alive = sum(1 for n in ray.nodes() if n["Alive"])
+    for attempt in range(3):
+        node = subprocess.Popen(
+            [sys.executable, "-m", "ray.scripts.scripts", "start", f"--address={os.environ['RAY_ADDRESS']}", "--block",
+             "--node-ip-address=127.0.0.1", "--num-cpus=0", "--num-gpus=0", f"--resources={json.dumps(resources)}",
+             "--disable-usage-stats"], env=dict(os.environ, RAY_ADDRESS=""),
+            stdout=open(work / f"ray_{name}-{attempt}.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+        nodes.append(node)
+        deadline = time.time() + 120
+        while time.time() < deadline and node.poll() is None:
+            if sum(1 for n in ray.nodes() if n["Alive"]) > alive:
+                return
+            time.sleep(0.5)
+    raise RuntimeError(f"worker node {name} did not join: {ray.nodes()}")
+
+
+def _stop_nodes(nodes: list) -> None:
+    """SIGKILL each worker node's process group (its `ray start`, raylet and workers), by pid."""
+    for n in nodes:
+        try:
+            os.killpg(n.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        n.wait(timeout=30)
+
+
+def part_unhostable(work: Path, dataset: Path, model: str, clips: list[str]) -> dict:
+    """The encoder actor needs a resource (LONE_SLOT) that one worker node alone has; that node's raylet is
+    SIGKILLed mid-clip and none replaces it. Ray restarts the actor, but no node can host it: the clip's
+    encode calls must fail it with ClusterError within `encode_resend_s` (short here), not wait for ever."""
+    import ray
+
+    from egoclean.cluster import ray_pipeline as rp
+
+    resend_s = 10.0
+    cfg = rp.RayConfig(actor_name="egoclean-encoder-lone", actor_resources={"LONE_SLOT": 1}, batch_size=16,
+                       batch_wait_s=1.0, send_windows=1, in_flight=2, rectify_cpus=0.5, embed_cpus=0.5,
+                       analyse_cpus=0.5, encode_resend_s=resend_s, actor_start_timeout_s=120)
+    encoder = {"model": model, "device": "cpu"}
+    nodes: list[subprocess.Popen] = []
+    killed: dict = {"raylet": None, "at": None, "node_id": None}
+    try:
+        _start_worker_node(work, "lone", {"LONE_SLOT": 1}, nodes)
+        name = rp.actor_name(cfg, encoder, 0)
+
+        def kill_actor_node():
+            end = time.time() + 300
+            while time.time() < end:
+                try:
+                    s = ray.get(ray.get_actor(name, namespace=cfg.namespace).stats.remote(), timeout=10)
+                except Exception:
+                    time.sleep(0.05)
+                    continue
+                if s["batches"] >= 1:
+                    raylet = _raylet_of(s["node_id"])
+                    os.kill(raylet, signal.SIGKILL)
+                    killed.update(raylet=raylet, at=time.time(), node_id=s["node_id"])
+                    return
+                time.sleep(0.02)
+
+        killer = threading.Thread(target=kill_actor_node, daemon=True)
+        killer.start()
+        done_at: dict = {}
+        jobs = [rp.ClipJob(c, str(work / "lone" / c)) for c in clips]
+        results = rp.run_clips(jobs, cfg, encoder, {"url": str(dataset)},
+                               on_done=lambda r: done_at.setdefault(r.clip_id, time.time()))
+        killer.join(timeout=5)
+        report = {"resend_s": resend_s, "killed": killed, "ok": [r.ok for r in results],
+                  "failed_stage": [r.failed_stage for r in results], "errors": [r.error for r in results],
+                  "seconds_after_kill": [round(done_at[r.clip_id] - killed["at"], 1) if killed["at"] else None
+                                         for r in results],
+                  "alive_nodes": sum(1 for n in ray.nodes() if n["Alive"])}
+        with contextlib.suppress(Exception):  # restarting for ever: nothing can host it
+            ray.kill(ray.get_actor(name, namespace=cfg.namespace), no_restart=True)
+        return report
+    finally:
+        _stop_nodes(nodes)
 
 
 def _check_description(record) -> str | None:
@@ -577,4 +643,4 @@ def _check_description(record) -> str | None:
 
 if __name__ == "__main__":
     main(sys.argv[1], sys.argv[2].split(",") if len(sys.argv) > 2 else
-         ["library", "s3", "faults", "dagster", "modes", "dagster_s3", "nodes"])
+         ["library", "s3", "faults", "dagster", "modes", "dagster_s3", "nodes", "unhostable"])
