@@ -20,9 +20,10 @@ Three things the plain RayRunLauncher leaves to a hand-kept config, decided here
   sent. Not a runtime_env `pip`/`conda`: installing torch per job on every node is
   minutes, and a second copy of the environment to keep in step with the image.
 - A run whose Ray job ended before the run itself started (the interpreter missing, the
-  runtime environment failing to set up, the entry point failing at import) is failed by
-  `fail_starting_runs`, called from a sensor at each poll, with the job's own message;
-  dagster-ray's health check covers runs that had started.
+  runtime environment failing to set up, the entry point failing at import), or while it
+  ran (the run worker killed), is failed by `fail_runs_whose_job_ended`, called from a
+  sensor at each tick, with the job's own message: the worker of such a run reports
+  nothing, and Dagster's run monitoring only times a STARTING run out (600 s).
 """
 
 from __future__ import annotations
@@ -74,6 +75,19 @@ def entrypoint_command(args: list[str], python: str = sys.executable) -> str:
     return " ".join(shlex.quote(a) for a in args)
 
 
+def job_error(message: str | None, lines: int = 20, limit: int = 2000) -> str:
+    """Why a Ray job ended, from its message: Ray's first line (the exit code) and the job's last log lines,
+    less Ray's own lines (one echoes the entrypoint: the run's serialized arguments, kilobytes of them)."""
+    text = (message or "").strip().splitlines()
+    if not text:
+        return ""
+    head = text[0].split(", last available logs")[0]
+    logs = [ln for ln in text[1:] if ln.strip() and not ln.startswith("Running entrypoint for job ")
+            and " job_manager.py:" not in ln]
+    tail = "\n".join(logs[-lines:])[-limit:]
+    return head + (":\n" + tail if tail else "")
+
+
 def _instance_config(instance) -> Any:
     ref = instance.get_ref()
     return getattr(ref, "settings", None)
@@ -108,22 +122,33 @@ class EgoCleanRayRunLauncher(RayRunLauncher):
                          forwarded_environment(os.environ, _instance_config(self._instance)).items()]
         self._launch_ray_job(submission_id, entrypoint_command(list(args.get_command_args())), run)
 
-    def fail_starting_runs(self) -> list[str]:
-        """Fail every STARTING run of this launcher whose Ray job has already ended; returns their ids."""
+    def fail_runs_whose_job_ended(self) -> list[str]:
+        """Fail every STARTING or STARTED run of this launcher whose Ray job has ended (failed, stopped, or
+        succeeded with the run unfinished), with the job's own message; returns their ids.
+
+        Dagster's run monitoring only times out a STARTING run (start_timeout_seconds), and the
+        worker of a run whose job ended before it started never reports anything. The run is
+        read again after the job's status, so a run that finished meanwhile is left as it is."""
         from ray.job_submission import JobStatus  # the Ray client, only where this launcher is configured
 
         failed = []
-        for run in self._instance.get_runs(filters=RunsFilter(statuses=[DagsterRunStatus.STARTING])):
-            submission_id = get_job_submission_id_from_run_id(run.run_id)
+        live = (DagsterRunStatus.STARTING, DagsterRunStatus.STARTED)
+        for run in self._instance.get_runs(filters=RunsFilter(statuses=list(live))):
+            attempt = self._instance.count_resume_run_attempts(run.run_id)  # a resumed run is a job of its own
+            submission_id = get_job_submission_id_from_run_id(run.run_id, attempt)
             try:
                 info = self.client.get_job_info(submission_id)
-            except RuntimeError:  # not submitted yet, or the head is unreachable: the next poll decides
+            except RuntimeError:  # not submitted yet, not a Ray job, or the head is unreachable: the next poll
                 continue
-            if info.status in (JobStatus.FAILED, JobStatus.STOPPED):
-                current = self._instance.get_run_by_id(run.run_id)
-                if current is not None and current.status == DagsterRunStatus.STARTING:
-                    self._instance.report_run_failed(
-                        current, f"Ray job {submission_id} {info.status.value.lower()} before the run started: "
-                        f"{(info.message or '').strip()[-2000:]}")
-                    failed.append(run.run_id)
+            if not info.status.is_terminal():
+                continue
+            current = self._instance.get_run_by_id(run.run_id)
+            if current is None or current.status not in live:
+                continue
+            when = "before the run started" if current.status == DagsterRunStatus.STARTING else "while the run ran"
+            what = (f"succeeded {when} but the run never ended (its worker exited without reporting)"
+                    if info.status == JobStatus.SUCCEEDED else f"{info.status.value.lower()} {when}")
+            why = job_error(info.message)
+            self._instance.report_run_failed(current, f"Ray job {submission_id} {what}" + (f": {why}" if why else ""))
+            failed.append(run.run_id)
         return failed

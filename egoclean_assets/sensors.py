@@ -6,9 +6,9 @@ minutes at most) scans up to DiscoveryResource.max_workers_per_tick workers afte
 one its cursor names, adds at most max_new_partitions_per_tick clips, and requests one
 clip_pipeline run per new clip (run_key = clip id, so a clip is never requested twice).
 
-The Ray job monitor is on: with deploy/dagster.ray.yaml it fails, within one tick, a run
-whose Ray job ended before the run started (Dagster's run monitoring only times such a
-run out); with any other launcher it does nothing.
+The Ray job monitor is on: with deploy/dagster.ray.yaml it fails, within one tick, a
+STARTING or STARTED run whose Ray job has ended (Dagster's run monitoring only times a
+STARTING run out), with the job's message; with any other launcher it does nothing.
 """
 
 
@@ -53,14 +53,15 @@ def clip_discovery_sensor(
 @sensor(
     minimum_interval_seconds=30,
     default_status=DefaultSensorStatus.RUNNING,
-    description="With deploy/dagster.ray.yaml (runs as Ray jobs): fails a STARTING run whose Ray job already "
-    "ended (failed or stopped before the run began), with the job's message. Elsewhere it does nothing.",
+    description="With deploy/dagster.ray.yaml (runs as Ray jobs): fails a STARTING or STARTED run whose Ray job "
+    "has ended (failed, stopped, or succeeded with the run unfinished), with the job's message. Elsewhere it "
+    "does nothing.",
 )
 def ray_job_monitor_sensor(context: SensorEvaluationContext) -> SkipReason:
     launcher = context.instance.run_launcher
     # duck-typed: naming EgoCleanRayRunLauncher would import dagster_ray (the optional cluster extra)
-    if not hasattr(launcher, "fail_starting_runs"):
+    if not hasattr(launcher, "fail_runs_whose_job_ended"):
         return SkipReason("this instance does not launch runs as Ray jobs")
-    failed = launcher.fail_starting_runs()
-    return SkipReason(f"failed {len(failed)} run(s) whose Ray job ended before they started: {', '.join(failed)}"
-                      if failed else "no STARTING run has an ended Ray job")
+    failed = launcher.fail_runs_whose_job_ended()
+    return SkipReason(f"failed {len(failed)} run(s) whose Ray job ended: {', '.join(failed)}"
+                      if failed else "no STARTING or STARTED run has an ended Ray job")

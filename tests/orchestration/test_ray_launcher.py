@@ -86,3 +86,21 @@ def test_the_ray_job_runs_the_projects_interpreter_never_a_bare_dagster():
     # an entry point that already names an interpreter (--use-python-environment-entry-point) is kept
     cmd = entrypoint_command(["/srv/venv/bin/python", "-m", "dagster", "api", "execute_run", payload])
     assert shlex.split(cmd)[:3] == ["/srv/venv/bin/python", "-m", "dagster"]
+
+
+def test_a_ray_jobs_error_keeps_the_exit_code_and_its_last_log_lines_not_the_echoed_arguments():
+    from egoclean_assets.ray_launcher import job_error
+
+    args = "'" + '{"__class__": "ExecuteRunArgs", "instance_ref": {"x": "' + "y" * 3000 + '"}}' + "'"
+    # the shape of a live job's message (tests/cluster/test_ray_job_monitor.py's run B)
+    message = ("Job entrypoint command failed with exit code 127, last available logs (truncated to 20,000 chars):\n"
+               "2026-12-05 21:38:46,761\tINFO job_manager.py:581 -- Runtime env is setting up.\n"
+               f"Running entrypoint for job dagster-run-6ad21e6e: /opt/env/bin/python -m dagster api execute_run "
+               f"{args}\n"
+               "/bin/sh: 1: /opt/env/bin/python: not found\n")
+    assert job_error(message) == ("Job entrypoint command failed with exit code 127:\n"
+                                  "/bin/sh: 1: /opt/env/bin/python: not found")
+    assert job_error(None) == job_error("") == ""
+    trace = "\n".join(f"line {i}" for i in range(100))
+    got = job_error(f"Job entrypoint command failed with exit code 1, last available logs (...):\n{trace}")
+    assert got.splitlines()[1:] == [f"line {i}" for i in range(80, 100)]  # the last 20 lines: the error's end

@@ -82,9 +82,10 @@ def kill_namespace_but_me() -> list[int]:
 
 @contextlib.contextmanager
 def local_ray_head(num_cpus: int, resources: dict[str, float], log: Path | None = None, timeout_s: float = 60.0,
-                   namespace: str = "egoclean") -> Iterator[subprocess.Popen]:
+                   namespace: str = "egoclean", dashboard_port: int | None = None) -> Iterator[subprocess.Popen]:
     """A Ray head on 127.0.0.1 (`num_cpus`, no GPU, custom `resources` such as {"GPU_STANDIN": 1}) with this
     process connected (`ray.init`, RAY_ADDRESS set for the code under test); yields the head's process.
+    With `dashboard_port`, the dashboard (and so the Jobs API) listens there on 127.0.0.1.
 
     Only inside a private network namespace (see the module docstring). Token authentication
     is on, with a token made for this head unless RAY_AUTH_TOKEN is set (never written to ~/.ray)."""
@@ -103,7 +104,9 @@ def local_ray_head(num_cpus: int, resources: dict[str, float], log: Path | None 
     head = subprocess.Popen(
         [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block", f"--port={port}",
          "--node-ip-address=127.0.0.1", f"--num-cpus={num_cpus}", "--num-gpus=0",
-         f"--resources={json.dumps(resources)}", "--include-dashboard=false", "--disable-usage-stats"],
+         f"--resources={json.dumps(resources)}", "--disable-usage-stats",
+         *(["--include-dashboard=false"] if dashboard_port is None else
+           ["--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}"])],
         env=dict(os.environ, RAY_ADDRESS=""), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         import ray
