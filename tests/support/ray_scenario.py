@@ -555,7 +555,7 @@ def _start_worker_node(work: Path, name: str, resources: dict, nodes: list) -> N
     `ray start` gives a raylet 30 s to register; on a busy machine it is tried again."""
     import ray
 
-    alive = sum(1 for n in ray.nodes() if n["Alive"])
+    known = {n["NodeID"] for n in ray.nodes()}  # a node of an earlier part may still be counted alive
     for attempt in range(3):
         node = subprocess.Popen(
             [sys.executable, "-m", "ray.scripts.scripts", "start", f"--address={os.environ['RAY_ADDRESS']}", "--block",
@@ -565,7 +565,7 @@ def _start_worker_node(work: Path, name: str, resources: dict, nodes: list) -> N
         nodes.append(node)
         deadline = time.time() + 120
         while time.time() < deadline and node.poll() is None:
-            if sum(1 for n in ray.nodes() if n["Alive"]) > alive:
+            if any(n["Alive"] and n["NodeID"] not in known for n in ray.nodes()):
                 return
             time.sleep(0.5)
     raise RuntimeError(f"worker node {name} did not join: {ray.nodes()}")
