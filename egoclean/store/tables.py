@@ -249,15 +249,15 @@ class Store:
         return self._write(write, locks=[f"clip {key}"])
 
     def delete_clip(self, clip_id: str) -> None:
-        """Remove one clip's rows from clips, segments and window_scores."""
+        """Remove one clip's rows from every per-clip table (clips, segments, window_scores, trajectories, poses)."""
         key = ClipId.parse(clip_id).key
 
         def write(con: duckdb.DuckDBPyConnection) -> None:
-            for table in ("clips", "segments", "window_scores"):
+            for table in ("clips", "segments", "window_scores", "trajectories", "poses"):
                 con.execute(f"DELETE FROM {table} WHERE clip_id = ?", [key])
             _rejudge(con, [key])
 
-        self._write(write, locks=[f"clip {key}"])
+        self._write(write, locks=[f"clip {key}", f"trajectory {key}"])
 
     def replace_trajectory(self, row: dict, poses, materialized_at: datetime | None = None) -> dict:
         """Replace one clip's row of `trajectories` (egoclean.motion.steps.Tracked.row()) and its

@@ -132,6 +132,9 @@ def test_rematerializing_a_clip_replaces_its_poses(where):
                       np.array([r[10] for r in rows]), np.array([r[11] for r in rows]), again.segments, {})
     assert back == again  # NULL poses read back as NaN: the very trajectory written
     assert st.trajectory(README_CLIP)["frames"] == 120
+    st.delete_clip(README_CLIP)  # a deleted clip leaves no summary and no pose behind; the other clip keeps its own
+    _, rows = st.query("SELECT clip_id, count(*) FROM poses GROUP BY 1")
+    assert rows == [(OTHER, 90)] and st.trajectory(README_CLIP) is None and st.trajectory(OTHER)["frames"] == 90
 
 
 def test_poses_that_disagree_with_the_summary_are_refused_and_nothing_changes(tmp_path):
