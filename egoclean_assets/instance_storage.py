@@ -6,9 +6,13 @@ CLI (or several machines) started at once on a fresh instance could both stamp, 
 two versions recorded ("more than one head present") and the instance unopenable. These
 subclasses take a lock around that open: a PostgreSQL advisory lock on the instance
 database (deploy/dagster.cluster.yaml names LockedPostgresStorage under `storage:`), or a
-file lock in the SQLite folder (LockedSqliteStorage; it needs the folder spelled out as
-`base_dir`, so the single-machine yaml, which leaves the folder to Dagster, does not use
-it: see docs/RELIABILITY.md, Known gaps). The tables are Dagster's own.
+file lock in the SQLite folder (LockedSqliteStorage). The single-machine yaml
+(dagster_home/dagster.yaml) names no storage and so no folder: the instance folder is only
+known when Dagster reads the yaml (DAGSTER_HOME, or the folder given to
+`DagsterInstance.from_config`), so it names EgoCleanInstance as its `instance_class`, whose
+default storage is LockedSqliteStorage in that folder: the same files Dagster's own default
+(DagsterSqliteStorage in the instance folder) uses, so an existing instance keeps its runs.
+The tables are Dagster's own.
 """
 
 from __future__ import annotations
@@ -19,7 +23,11 @@ import os
 from pathlib import Path
 
 import sqlalchemy as sa
+import yaml
+from dagster import DagsterInstance
+from dagster._core.instance.ref import InstanceRef
 from dagster._core.storage.sqlite_storage import DagsterSqliteStorage
+from dagster._serdes import ConfigurableClassData
 from dagster_postgres import DagsterPostgresStorage
 from dagster_postgres.utils import get_token_provider_from_config, pg_url_from_config
 
@@ -63,6 +71,24 @@ class LockedSqliteStorage(DagsterSqliteStorage):
     @classmethod
     def from_config_value(cls, inst_data, config_value):
         return cls.from_local(inst_data=inst_data, **config_value)
+
+
+class EgoCleanInstance(DagsterInstance):
+    """A DagsterInstance whose default storage (no `storage:` in the yaml) is LockedSqliteStorage."""
+
+    @classmethod
+    def config_schema(cls):
+        # no settings of its own; Dagster merges this into the yaml's schema
+        return {}
+
+    @staticmethod
+    def config_defaults(base_dir):
+        defaults = dict(InstanceRef.config_defaults(base_dir))
+        # Dagster's default is DagsterSqliteStorage with base_dir = the instance folder: the same
+        # folder, behind the lock
+        defaults["storage"] = ConfigurableClassData(
+            __name__, LockedSqliteStorage.__name__, yaml.dump({"base_dir": base_dir}, default_flow_style=False))
+        return defaults
 
 
 class LockedPostgresStorage(DagsterPostgresStorage):
