@@ -190,6 +190,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     print(report.summary())
     for clip, why in sorted(report.skipped.items()):
         print(f"  skipped {clip}: {why}")
+    for clip, why in sorted(report.no_cycle_cuts.items()):
+        print(f"  no cycle cuts for {clip}: {why}")
     return 0
 
 

@@ -58,6 +58,7 @@ class ClipInput:
     materialized_at: str | None = None  # when the store last wrote the clip (unchanged clips are not re-exported)
     problem: str | None = None  # why the clip cannot be exported (recorded, not raised)
     trajectory: Path | None = None  # camera poses per frame (egoclean.motion.Trajectory Parquet), if tracked
+    no_cycles: str | None = None  # why the work-cycle cuts cannot be used (the analysis unreadable; recorded)
 
     @property
     def cid(self) -> ClipId:
@@ -96,6 +97,21 @@ def _similarity(prefix: str | os.PathLike) -> tuple[np.ndarray | None, np.ndarra
 
     an = Analysis.load(prefix)
     return an.sim_temporal, (an.matrix_ts if an.matrix_ts is not None else an.ts)
+
+
+def _read_similarity(ci: ClipInput, prefix: str | os.PathLike) -> None:
+    """The clip's similarity from its analysis files into `ci`; when they cannot be read, why, in `ci.no_cycles`.
+
+    Without the similarity the clip is still exported, in fixed-length pieces instead of at its
+    work-cycle boundaries; the reason is recorded with the clip (meta/egoclean.json, the CLI and
+    the Dagster metadata), never lost silently.
+    """
+    try:
+        ci.sim, ci.sim_ts = _similarity(prefix)
+    except (OSError, KeyError, ValueError) as e:  # InvalidInputError is a ValueError
+        ci.sim = ci.sim_ts = None
+        ci.no_cycles = (f"{e}; its episodes are fixed-length pieces, not cut at work cycles "
+                        "(re-materialize similarity_matrix)")
 
 
 def _clip_files(video: str) -> dict[str, Path]:
@@ -158,7 +174,11 @@ def localized(ci: ClipInput) -> Iterator[ClipInput]:
         local = dataclasses.replace(ci, video=got["video"], emb_path=got.get("emb"), trajectory=got.get("trajectory"),
                                     camera_matrix=_camera_matrix(got.get("intrinsics"), got.get("intrinsics_cli")))
         if all(f"analysis{s}" in got for s in ANALYSIS_SUFFIXES):
-            local.sim, local.sim_ts = _similarity(Path(tmp) / ci.clip_id)
+            _read_similarity(local, Path(tmp) / ci.clip_id)
+        else:
+            lost = [ci.remote[f"analysis{s}"] for s in ANALYSIS_SUFFIXES if f"analysis{s}" not in got]
+            local.no_cycles = (f"analysis missing from storage: {', '.join(lost)}; its episodes are fixed-length "
+                               "pieces, not cut at work cycles (re-materialize similarity_matrix)")
         yield local
 
 
@@ -268,8 +288,7 @@ def select_clips(store, sql: str | None = None, clips: Sequence[str] | None = No
                 ci.camera_matrix = _camera_matrix(files["intrinsics"], files["intrinsics_cli"])
             except InvalidInputError as e:
                 ci.problem = str(e)  # recorded in the dataset's `skipped`, the other clips go on
-            with contextlib.suppress(OSError, KeyError, ValueError):
-                ci.sim, ci.sim_ts = _similarity(files["analysis"])
+            _read_similarity(ci, files["analysis"])
             emb = _local(paths.get("embeddings"))
             if emb is not None and emb.is_file():
                 ci.emb_path = emb

@@ -91,6 +91,8 @@ class ExportReport:
     seconds: float
     files_written: list[str]
     unchanged: list[str] = field(default_factory=list)  # clips left as they were (same materialization)
+    # exported clips not cut at work cycles because their analysis could not be read: clip -> why
+    no_cycle_cuts: dict[str, str] = field(default_factory=dict)
     episodes_new: int = 0  # of episodes_added, those of clips the dataset did not hold before
 
     @property
@@ -104,7 +106,8 @@ class ExportReport:
                 f"{self.episodes_rewritten} re-exported in place of {self.episodes_removed} removed; "
                 f"dataset now {self.total_episodes} episodes, "
                 f"{self.total_frames} frames" + (f"; skipped {len(self.skipped)}" if self.skipped else "")
-                + (f"; {len(self.unchanged)} unchanged clip(s) left as they were" if self.unchanged else ""))
+                + (f"; {len(self.unchanged)} unchanged clip(s) left as they were" if self.unchanged else "")
+                + (f"; {len(self.no_cycle_cuts)} clip(s) without cycle cuts" if self.no_cycle_cuts else ""))
 
 
 def _target_size(ci: ClipInput, resolution: int | None) -> tuple[int, int]:
@@ -367,6 +370,7 @@ class _Export:
             "skipped_spans": [{"start_sec": s.start_sec, "end_sec": s.end_sec, "reason": s.reason}
                               for s in plan.skipped] + gaps,
             "model": ci.model, "random_weights": ci.random_weights,
+            **({"no_cycle_cuts": ci.no_cycles} if ci.no_cycles and self.options.params.split_cycles else {}),
             "materialized_at": ci.materialized_at, "params": self.options.params.to_dict(),
             "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
@@ -639,6 +643,8 @@ def _export_locked(out: Path, clips: Sequence[ClipInput], options: ExportOptions
         skipped={k: v for k, v in run.meta["skipped"].items() if k in run.removing}, bytes_video=run.bytes_video,
         seconds=time.perf_counter() - t_start, files_written=run.written, unchanged=unchanged,
         episodes_new=sum(r["egoclean/clip_id"] not in run.held_before for r in run.new_rows),
+        no_cycle_cuts={k: m["no_cycle_cuts"] for k, m in run.meta["clips"].items()
+                       if k in run.removing and "no_cycle_cuts" in m},
     )
 
 

@@ -79,6 +79,8 @@ def lerobot_dataset(context: AssetExecutionContext, store: StoreResource, export
         "kept_sec": MetadataValue.float(round(report.kept_sec, 3)),
         "dropped_sec": MetadataValue.float(round(report.dropped_sec, 3)),
         "skipped": MetadataValue.json(report.skipped),
+        # exported, but in fixed-length pieces: the clip's analysis could not be read (clip -> why)
+        "no_cycle_cuts": MetadataValue.json(report.no_cycle_cuts),
         "video_mb": MetadataValue.float(round(report.bytes_video / 1e6, 3)),
         "seconds": MetadataValue.float(round(report.seconds, 3)),
         "dataset_card": MetadataValue.md(dataset_card(report.out)),

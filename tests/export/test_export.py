@@ -810,3 +810,54 @@ def test_the_real_lerobot_loader_reads_state_action_video_and_stats(request):
     assert got["stats_shapes"]["observation.state"]["mean"] == [7]
     assert got["stats_shapes"]["action"]["std"] == [6]
     assert got["stats_shapes"][VIDEO_KEY]["mean"] == [3, 1, 1]
+
+
+def test_an_unreadable_analysis_is_recorded_as_why_a_clip_has_no_cycle_cuts(clips, dataset, tmp_path, capsys):
+    """A clip whose analysis cannot be read is exported in fixed-length pieces, and why is recorded in
+    meta/egoclean.json, the report and the CLI's output (before: the cycle cuts were lost silently; from a
+    remote data root, a damaged analysis was a traceback)."""
+    import fsspec
+
+    from egoclean.cli import main
+    from egoclean.export.selection import _remote_files
+
+    key, other = clips["keys"]
+    row, det, model, random_weights = clips["done"][key]
+    src = Path(row["paths"]["rectified"]).parent
+    here = tmp_path / "data" / key
+    shutil.copytree(src, here)
+    npz = here / f"{key}_analysis.npz"
+    npz.write_bytes(npz.read_bytes()[:300])  # cut inside the archive
+    db = tmp_path / "damaged.duckdb"
+    paths = {"rectified": str(here / f"{key}_rectified.mp4"), "embeddings": str(here / f"{key}_emb.npy")}
+    Store(db).replace_clip({**row, "paths": paths}, det, model, random_weights=random_weights)
+    out = tmp_path / "out"
+    assert main(["export", "--db", str(db), "--out", str(out), "-q"]) == 0
+    said = capsys.readouterr().out
+    meta = json.loads((out / META_PATH).read_text())
+    why = meta["clips"][key]["no_cycle_cuts"]
+    assert f"analysis {here / key}_analysis.npz: damaged or incomplete" in why
+    assert "fixed-length pieces" in why and "re-materialize similarity_matrix" in why
+    assert f"  no cycle cuts for {key}: {why}" in said.splitlines() and "1 clip(s) without cycle cuts" in said
+    eps = _episodes(out)
+    assert len(eps) and (eps["egoclean/n_cycles"] == 0).all()  # fixed-length pieces
+    # the same clip with its analysis intact is cut at its cycles and records nothing
+    good = json.loads((dataset["out"] / META_PATH).read_text())
+    assert good["clips"][key]["cycle"] is not None and "no_cycle_cuts" not in good["clips"][key]
+    assert dataset["report"].no_cycle_cuts == {}
+    # from a remote data root: the damaged analysis downloaded, the clip exported, the reason recorded
+    fs = fsspec.filesystem("memory")
+    base = f"memory://cycles/{key}"
+    for p in here.iterdir():
+        fs.pipe(f"/cycles/{key}/{p.name}", p.read_bytes())
+    ci = select_clips(clips["store"], clips=[key])[0]
+    ci.video, ci.sim, ci.emb_path, ci.camera_matrix = None, None, None, None
+    ci.remote = _remote_files(key, f"{base}/{key}_rectified.mp4", f"{base}/{key}_emb.npy")
+    rep = export_dataset(tmp_path / "remote", [ci])
+    assert "_analysis.npz: damaged or incomplete" in rep.no_cycle_cuts[key] and rep.episodes_added == len(eps)
+    fs.rm(f"/cycles/{key}/{key}_analysis.npz")
+    ci = select_clips(clips["store"], clips=[key])[0]
+    ci.video, ci.remote = None, _remote_files(key, f"{base}/{key}_rectified.mp4", None)
+    rep = export_dataset(tmp_path / "remote2", [ci])
+    assert rep.no_cycle_cuts[key].startswith(f"analysis missing from storage: {base}/{key}_analysis.npz;")
+    fs.rm("/cycles", recursive=True)
