@@ -164,7 +164,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
 def cmd_sql(args: argparse.Namespace) -> int:
     from egoclean.store import Store
 
-    store = Store(args.db, timeout_sec=args.timeout)
+    store = Store(args.db, timeout_sec=args.timeout, sql_memory=args.settings.sql_memory)
     print(store.format_query(args.query, max_rows=args.max_rows, sandbox=True, allow_files=args.allow_files))
     return 0
 
@@ -182,8 +182,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         split_cycles=not args.no_cycles,
         cycles_per_episode=d.cycles_per_episode if args.cycles is None else args.cycles,
     )
+    store = Store(args.db, timeout_sec=args.timeout, sql_memory=args.settings.sql_memory)
     report = export_from_store(
-        Store(args.db, timeout_sec=args.timeout), args.out, sql=args.sql, clips=args.clip or None,
+        store, args.out, sql=args.sql, clips=args.clip or None,
         options=ExportOptions(params=params, resolution=args.resolution, only_changed=not args.force),
         progress=not args.quiet,
     )

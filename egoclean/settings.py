@@ -21,7 +21,7 @@ from typing import Any, Mapping
 
 from egoclean.core import defaults
 from egoclean.core.errors import InvalidInputError
-from egoclean.core.options import env_whole
+from egoclean.core.options import env_memory, env_whole
 
 # The largest encoder batch that makes sense (windows per forward pass), as `egoclean embed --batch`.
 MAX_BATCH = 1024
@@ -85,6 +85,7 @@ class Settings:
     ray: tuple[tuple[str, str], ...] = ()
     max_pixels: int = defaults.MAX_PIXELS
     hwaccel: str = defaults.HWACCEL
+    sql_memory: str = defaults.SQL_MEMORY  # a DuckDB size (egoclean.core.options.memory_size)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -115,6 +116,7 @@ class Settings:
                              if k.startswith(RAY_PREFIX) and str(v).strip())),
             max_pixels=env_whole(env, "EGOCLEAN_MAX_PIXELS", defaults.MAX_PIXELS, 1, MAX_PIXELS_LIMIT),
             hwaccel=_choice(env, "EGOCLEAN_HWACCEL", defaults.HWACCEL_CHOICES, defaults.HWACCEL),
+            sql_memory=env_memory(env, "EGOCLEAN_SQL_MEMORY", defaults.SQL_MEMORY),
         )
 
     def but(self, **changes) -> "Settings":

@@ -23,7 +23,8 @@ def test_every_variable_of_the_table_is_read():
              "EGOCLEAN_DB": "/x.duckdb", "EGOCLEAN_DB_DATA_PATH": "/lake", "EGOCLEAN_GROUND_TRUTH": "/a.csv",
              "EGOCLEAN_GROUND_TRUTH_SEED": "0", "EGOCLEAN_SCOPE": "factory_002/*", "EGOCLEAN_EXPORT": "/e",
              "EGOCLEAN_EXECUTION": "Ray", "EGOCLEAN_CLIPS_PER_RUN": "100", "EGOCLEAN_RAY_NUM_ACTORS": "8",
-             "EGOCLEAN_CACHE": "/c", "EGOCLEAN_MAX_PIXELS": "3072", "EGOCLEAN_HWACCEL": "CPU"}
+             "EGOCLEAN_CACHE": "/c", "EGOCLEAN_MAX_PIXELS": "3072", "EGOCLEAN_HWACCEL": "CPU",
+             "EGOCLEAN_SQL_MEMORY": " 512MiB "}
     assert {v.name.replace("*", "NUM_ACTORS") for v in defaults.ENVIRONMENT} == set(given)
     s = Settings.from_env(given)
     d = Settings()
@@ -31,12 +32,14 @@ def test_every_variable_of_the_table_is_read():
     assert changed == set(Settings.__dataclass_fields__)
     assert (s.execution, s.clips_per_run, s.max_pixels, s.hwaccel, s.index_cache) == ("ray", 100, 3072, "cpu",
                                                                                       "/c/index")
+    assert s.sql_memory == "512MiB" and Settings.from_env({}).sql_memory == defaults.SQL_MEMORY == "2GiB"
 
 
 @pytest.mark.parametrize("name, value", [
     ("EGOCLEAN_EXECUTION", "spark"), ("EGOCLEAN_CLIPS_PER_RUN", "0"), ("EGOCLEAN_CLIPS_PER_RUN", "-3"),
     ("EGOCLEAN_CLIPS_PER_RUN", "ten"), ("EGOCLEAN_MAX_PIXELS", "0"), ("EGOCLEAN_MAX_PIXELS", "1e9"),
     ("EGOCLEAN_HWACCEL", "cuda-please"), ("EGOCLEAN_BATCH", "0"), ("EGOCLEAN_GROUND_TRUTH_SEED", "maybe"),
+    ("EGOCLEAN_SQL_MEMORY", "lots"), ("EGOCLEAN_SQL_MEMORY", "1MiB"), ("EGOCLEAN_SQL_MEMORY", "2 parsecs"),
 ])
 def test_a_bad_value_is_one_line_naming_the_variable(name, value):
     with pytest.raises(InvalidInputError) as e:

@@ -126,6 +126,10 @@ STORE_BACKOFF_CAP_SEC = 1.0
 
 # `egoclean sql`: seconds to wait while a writer holds the database.
 SQL_TIMEOUT_SEC = 10.0
+# SQL typed by a user (`egoclean sql`, `egoclean export --sql`) may use this much memory
+# (a DuckDB size); nothing is spilled to disk, so a query that needs more fails with one
+# line naming the limit and EGOCLEAN_SQL_MEMORY, instead of taking 80 % of RAM and the disk.
+SQL_MEMORY = "2GiB"
 
 
 @dataclass(frozen=True)
@@ -171,6 +175,9 @@ ENVIRONMENT: tuple[EnvVar, ...] = (
     EnvVar("EGOCLEAN_CACHE", CACHE_DIR, "shard-index cache (tar headers only), in its `index/` folder"),
     EnvVar("EGOCLEAN_MAX_PIXELS", str(MAX_PIXELS),
            "largest frame (width x height) a video may declare; larger ones are refused from the header"),
+    EnvVar("EGOCLEAN_SQL_MEMORY", SQL_MEMORY,
+           "memory a query typed by a user may use (`egoclean sql`, `export --sql`): a size such as `2GiB` or "
+           "`500MB`; nothing spills to disk, a query that needs more fails naming this variable"),
     EnvVar("EGOCLEAN_HWACCEL", HWACCEL,
            "video decode/encode: `auto` (NVDEC/NVENC when they open, else CPU), `cpu`, or `nvidia` (required)"),
 )

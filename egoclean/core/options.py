@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 from typing import Callable, Mapping
 
 from egoclean.core.errors import InvalidInputError
@@ -63,6 +64,37 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str):  # noqa: D102 (argparse's hook)
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+# DuckDB's units of memory (its `memory_limit` setting): powers of 1000 and of 1024.
+SIZE_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+              "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+_SIZE = re.compile(r"(\d{1,9}(?:\.\d{1,6})?)\s*([a-z]{1,3})", re.IGNORECASE)
+# Less than this cannot run a query at all (DuckDB's blocks are 256 KiB, a few per thread).
+MIN_MEMORY_BYTES = 16 * 2**20
+
+
+def memory_size(text: str) -> str:
+    """A DuckDB memory size (`2GiB`, `500MB`) of at least MIN_MEMORY_BYTES, as DuckDB takes it (`2GiB`)."""
+    t = text.strip()
+    m = _SIZE.fullmatch(t) if len(t) <= MAX_CHARS else None
+    if not m or m[2].lower() not in SIZE_UNITS or float(m[1]) * SIZE_UNITS[m[2].lower()] < MIN_MEMORY_BYTES:
+        raise argparse.ArgumentTypeError(
+            f"expected a size of memory of at least 16MiB such as 2GiB or 500MB (units: B, KB, MB, GB, TB, KiB, "
+            f"MiB, GiB, TiB), got {_show(text)}")
+    return f"{m[1]}{m[2]}"
+
+
+def env_memory(env: Mapping[str, str], name: str, default: str) -> str:
+    """The memory size in environment variable `name` (unset or empty: `default`); InvalidInputError
+    naming the variable when it is not one (see memory_size)."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        return memory_size(raw)
+    except argparse.ArgumentTypeError as e:
+        raise InvalidInputError(f"environment variable {name}: {e}") from None
 
 
 def env_whole(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:

@@ -122,15 +122,21 @@ def confine_lake(con: duckdb.DuckDBPyConnection, data_path: str | None, config: 
     DuckDB's S3 settings hold the key pair it read from AWS_* (`current_setting` would show
     it); the lake reads through its secret, so they are cleared. External access goes off
     with the lake's data path as the only allowed directory (its Parquet files), then the
-    rest of `config` (tables.SANDBOX) and the configuration lock."""
+    rest of `config` (tables.SANDBOX, the memory limit, no temporary folder) and the
+    configuration lock."""
     for setting in ("s3_access_key_id", "s3_secret_access_key", "s3_session_token"):
         con.execute(f"SET {setting} = ''")
     if data_path:
         quoted = "'" + (str(data_path).rstrip("/") + "/").replace("'", "''") + "'"
         con.execute(f"SET allowed_directories = [{quoted}]")
     lock = config.get("lock_configuration", False)
-    for k, v in config.items():
-        if k != "lock_configuration":
+    # sizes and folders first: with external access off DuckDB no longer lets temp_directory change
+    for k, v in sorted(config.items(), key=lambda kv: isinstance(kv[1], bool)):
+        if k == "lock_configuration":
+            continue
+        if isinstance(v, bool):
             con.execute(f"SET {k} = {'true' if v else 'false'}")
+        else:  # a size or a folder ('': none)
+            con.execute(f"SET {k} = '{str(v).replace(chr(39), chr(39) * 2)}'")
     if lock:
         con.execute("SET lock_configuration = true")

@@ -146,6 +146,8 @@ class Store:
     retries: int = DEFAULT_RETRIES  # connection attempts in all (>= 1)
     timeout_sec: float = DEFAULT_TIMEOUT_SEC  # give up retrying after this long
     data_path: str | None = None  # shared store only: where a new lake writes Parquet
+    # memory of a query typed by a user (query_head with sandbox=True), a DuckDB size; no disk spill
+    sql_memory: str = defaults.SQL_MEMORY
 
     def __post_init__(self) -> None:
         self.retries = max(1, int(self.retries))
@@ -387,7 +389,8 @@ class Store:
             raise InvalidInputError(f"max_rows={max_rows}: must be >= 0")
         config = None
         if sandbox:
-            config = dict(SANDBOX)
+            # DuckDB's default would be 80 % of RAM, then spilling to a temporary folder on disk
+            config = dict(SANDBOX, memory_limit=self.sql_memory, temp_directory="")
             if allow_files:
                 config["enable_external_access"] = True
 
@@ -412,6 +415,16 @@ class Store:
                     return names, rows[:max_rows], len(rows) > max_rows
             except duckdb.InterruptException:
                 raise KeyboardInterrupt from None  # Ctrl-C: the CLI says "interrupted", exit 130
+            except duckdb.OutOfMemoryException as e:
+                if not sandbox:
+                    raise
+                # DuckDB's first sentence (what it could not allocate, how much was in use); its advice
+                # (SET memory_limit, a temp_directory) is what the sandbox refuses
+                said = one_line(str(e)).split(" Database is launched", 1)[0].split(" Possible solutions", 1)[0]
+                raise QueryError(
+                    f"query on {self.location} needs more memory than its limit of {self.sql_memory} "
+                    f"(EGOCLEAN_SQL_MEMORY; nothing is spilled to disk): raise EGOCLEAN_SQL_MEMORY or narrow the "
+                    f"query ({self._backend.redact(short(said))}), in query: {short(sql)}") from None
             except duckdb.Error as e:
                 msg = self._backend.redact(one_line(str(e)))
                 if sandbox and isinstance(e, duckdb.PermissionException):

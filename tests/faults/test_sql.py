@@ -138,3 +138,42 @@ def test_ctrl_c_stops_a_long_query_with_one_line(db, tmp_path):
             p.kill()
             p.wait()
     assert p.returncode == 130 and err.strip() == "interrupted", (p.returncode, err[-2000:])
+
+
+# Distinct strings of a million rows: a hash table of some 100 MB, in a fraction of a second.
+BIG = "SELECT count(DISTINCT (range * 7919)::VARCHAR || '-padding-padding') AS n FROM range(1000000)"
+
+
+def test_a_query_over_the_memory_limit_fails_naming_it_and_spills_nothing(db, tmp_path):
+    """The sandbox's memory is EGOCLEAN_SQL_MEMORY (default 2GiB), not DuckDB's 80 % of RAM, and nothing
+    spills to disk: a query that needs more fails with one line naming the limit and the variable, in
+    `egoclean sql` and `export --sql` (before: the limit could not be lowered and DuckDB spilled beside the
+    database, `e.duckdb.tmp`)."""
+    small = {"HOME": str(tmp_path / "home"), "EGOCLEAN_SQL_MEMORY": "32MiB"}
+    done = cli(["sql", BIG, "--db", str(db)], env=small)
+    assert done.returncode == 2, done.stdout + done.stderr
+    err = done.stderr.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert f"query on {db} needs more memory than its limit of 32MiB" in err and "raise EGOCLEAN_SQL_MEMORY" in err
+    assert "Out of Memory Error" in err and "SET " not in err, err  # DuckDB's advice to SET is not repeated
+    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.rglob("duckdb_temp*"))
+    done = cli(["export", "--db", str(db), "--out", str(tmp_path / "ds"), "-q", "--sql",
+                f"SELECT clip_id FROM clips UNION ALL SELECT 'factory001_worker001_00001' FROM ({BIG}) WHERE n < 0"],
+               env=small)
+    assert done.returncode == 2 and "needs more memory than its limit of 32MiB" in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "ds").exists()
+    # the same query under the default limit runs, still with nothing spilled
+    done = cli(["sql", BIG, "--db", str(db)], env={"HOME": str(tmp_path / "home")})
+    assert done.returncode == 0 and "1000000" in done.stdout, done.stderr
+    assert not list(tmp_path.glob("*.tmp"))
+    limits = Store(db, sql_memory="48MiB").query_head(
+        "SELECT current_setting('memory_limit'), current_setting('temp_directory')", sandbox=True)[1]
+    assert limits == [("48.0 MiB", "")]
+
+
+@pytest.mark.parametrize("bad", ["lots", "2", "0GiB", "1MiB", "2 parsecs", "nan GB", "-1GB"])
+def test_a_bad_sql_memory_setting_is_one_line(bad, db, tmp_path):
+    done = cli(["sql", "SELECT 1", "--db", str(db)], env={"HOME": str(tmp_path / "home"), "EGOCLEAN_SQL_MEMORY": bad})
+    err = done.stderr.strip()
+    assert done.returncode == 2 and len(err.splitlines()) == 1 and "EGOCLEAN_SQL_MEMORY" in err, err
+    assert "at least 16MiB" in err and "Traceback" not in err

@@ -280,3 +280,14 @@ def test_unchanged_ground_truth_makes_no_new_snapshot(lake):
     assert st.replace_ground_truth(spans[:1], "seed") == 1  # a real change is written
     assert snapshots() == before + 1
     assert st.query("SELECT count(*) FROM ground_truth")[1] == [(1,)]
+
+
+def test_sql_on_the_shared_store_has_the_memory_limit_and_no_spill(lake):
+    """The shared store's sandbox gets EGOCLEAN_SQL_MEMORY and no temporary folder too (set on its
+    connection before the configuration is locked)."""
+    st = Store(lake["url"], data_path=lake["data_path"], sql_memory="32MiB")
+    st.replace_clip(clip_info(CLIPS[2]), make_det(60), "m")
+    assert st.query_head("SELECT count(*) FROM window_scores", sandbox=True)[1] == [(60,)]
+    big = ("SELECT count(DISTINCT (range * 7919)::VARCHAR || '-padding-padding') AS n FROM range(1000000)")
+    with pytest.raises(QueryError, match="needs more memory than its limit of 32MiB .EGOCLEAN_SQL_MEMORY"):
+        st.query_head(big, sandbox=True)
