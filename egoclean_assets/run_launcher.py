@@ -9,14 +9,15 @@ marks such a run failed and, `free_slots_after_run_end_seconds` later, frees its
 (see docs/RELIABILITY.md):
 
 - A run worker records who it is when its resources start (`register_run_worker`, called
-  by ClipStorage): machine (host and boot id), pid and the process's start time, in the
+  by ClipStorage): machine (host, boot id and pid namespace: containers on one kernel share
+  the boot id but not the pid table), pid and the process's start time, in the
   run's tag `egoclean/run_worker`; a run worker of the in-process executor also writes a
   heartbeat tag every RUN_HEARTBEAT_SEC.
-- On the worker's machine the check is exact: the pid must exist, not be a zombie and
-  have the recorded start time (a reused pid, or pid 1, is another process: the worker
-  is dead). On another machine it cannot look at the process, and leaves the run to that
-  machine's daemon, unless the heartbeat has been silent for RUN_HEARTBEAT_TIMEOUT_SEC
-  (the machine is gone).
+- On the worker's machine (the same host name, boot id and pid namespace) the check is
+  exact: the pid must exist, not be a zombie and have the recorded start time (a reused
+  pid, or pid 1, is another process: the worker is dead). On another machine it cannot
+  look at the process, and leaves the run to that machine's daemon, unless the heartbeat
+  has been silent for RUN_HEARTBEAT_TIMEOUT_SEC (the machine is gone).
 - A run without that tag (a job that uses no ClipStorage) is judged by the pid its
   worker logged ("Started process for run (pid: N)") only when `local_pid_check` is on
   (one machine: dagster_home/dagster.yaml), and then only if that process started before
@@ -72,8 +73,27 @@ def process_start(pid: int) -> int | None:
     return int(fields[19]) if fields and len(fields) > 19 else None
 
 
+def _pid_namespace() -> str:
+    """This process's pid namespace (`pid:[4026531836]`): pids mean the same process only inside one."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+
+
 def this_machine() -> dict:
-    return {"host": socket.gethostname(), "boot_id": _boot_id()}
+    """Where this process runs, as far as its pid means anything: host name, kernel boot and pid namespace.
+
+    Containers on one host (one kernel, one boot id) each have their own pid table, so a pid
+    is only looked up where all three are the same."""
+    return {"host": socket.gethostname(), "boot_id": _boot_id(), "pid_ns": _pid_namespace()}
+
+
+def _same_machine(w: dict) -> bool:
+    """Whether the worker `w` recorded runs where this process can look its pid up (a tag written
+    before the pid namespace was recorded is judged by host and boot id)."""
+    here = this_machine()
+    return bool(w.get("boot_id")) and all(w[k] == here[k] for k in ("host", "boot_id", "pid_ns") if k in w)
 
 
 def pid_alive(pid: int) -> bool:
@@ -181,7 +201,7 @@ def worker_health(instance, run, local_pid_check: bool = True,
         except (ValueError, KeyError, TypeError):
             return WorkerStatus.RUNNING, f"unreadable {WORKER_TAG} tag: not judged"
         where = f"run worker process {pid} on {w.get('host')}"
-        if w.get("boot_id") and w.get("boot_id") == _boot_id():
+        if _same_machine(w):
             if not pid_alive(pid):
                 return WorkerStatus.FAILED, f"{where} is gone (killed or crashed) while the run was still STARTED"
             if start is not None and process_start(pid) != start:

@@ -176,3 +176,115 @@ def test_reused_pids_pid_1_and_silent_machines_are_dead():
         assert worker_health(instance, _run_with(instance, {}, pid=1))[0] == WorkerStatus.FAILED  # not Python
         assert worker_health(instance, _run_with(instance, {}, pid=me))[0] == WorkerStatus.RUNNING
         assert worker_health(instance, _run_with(instance, {}, pid=1), local_pid_check=False)[0] == WorkerStatus.RUNNING
+
+
+MACHINE_B = "egoclean-machine-b"
+HEARTBEAT_TIMEOUT = 25.0  # the test's instance: longer than two heartbeats (RUN_HEARTBEAT_SEC), far below 300 s
+
+
+def _host_pids_below(pid: int) -> list[int]:
+    """The host's pids of every process below `pid` (its children, theirs...)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for t in tasks:
+            try:
+                kids = [int(k) for k in open(f"/proc/{p}/task/{t}/children").read().split()]
+            except OSError:
+                continue
+            out += kids
+            todo += kids
+    return out
+
+
+def _start_worker_on_machine_b(tmp_path, env) -> tuple[subprocess.Popen, int]:
+    """The WORKER on "machine B": its own hostname (UTS namespace) and its own pid table (pid namespace,
+    /proc of its own), the same instance database and files. Returns the `unshare` process and the
+    worker's pid as this host sees it."""
+    script, flag = tmp_path / "worker.py", tmp_path / "started"
+    script.write_text(WORKER)
+    cmd = ["unshare", "--uts", "--pid", "--mount-proc", "--kill-child", "--", "sh", "-c",
+           f'hostname {MACHINE_B} && "$0" "$@"', sys.executable, str(script), str(flag), str(tmp_path / "data")]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=os.environ | env | {"PYTHONPATH": str(ROOT)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not flag.exists():
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.monotonic() < deadline, "the worker's step on machine B did not start"
+        time.sleep(0.2)
+    (worker,) = [p for p in _host_pids_below(proc.pid)  # python, not the `sh -c` that started it
+                 if open(f"/proc/{p}/cmdline", "rb").read().split(b"\0")[:2] == [sys.executable.encode(),
+                                                                                 str(script).encode()]]
+    return proc, worker
+
+
+def test_a_run_on_another_machine_is_judged_by_its_heartbeat_not_by_this_machines_pids(tmp_path, postgres,
+                                                                                        monkeypatch):
+    """Two machines on this host: B (its own hostname and pid table) runs the worker on the cluster
+    instance (PostgreSQL, the shipped cluster yaml with a short heartbeat timeout), A (this process) runs
+    Dagster's run monitoring. While B's worker lives, A leaves the run alone however long it watches
+    (before: A looked B's pid up in its own pid table, found another process there and failed the live
+    run); once B's worker is SIGKILLed, A fails the run only when its heartbeat has been silent for the
+    timeout, and says so."""
+    import socket
+
+    from dagster._daemon.monitoring.run_monitoring import monitor_started_run
+
+    from egoclean.core import defaults
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    yaml_text = (ROOT / "deploy" / "dagster.cluster.yaml").read_text()
+    assert "heartbeat_timeout_seconds: 300" in yaml_text
+    (home / "dagster.yaml").write_text(yaml_text.replace("heartbeat_timeout_seconds: 300",
+                                                         f"heartbeat_timeout_seconds: {HEARTBEAT_TIMEOUT:g}"))
+    db = postgres.createdb(f"machines_{uuid.uuid4().hex[:8]}")
+    env = {"DAGSTER_HOME": str(home), "EGOCLEAN_PG_URL": postgres.url(db)}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    proc, worker_pid = _start_worker_on_machine_b(tmp_path, env)
+    log = logging.getLogger("test")
+    try:
+        with DagsterInstance.get() as instance:
+            run = _the_started_run(instance)
+            worker = json.loads(run.tags[WORKER_TAG])
+            assert worker["host"] == MACHINE_B != socket.gethostname()
+            assert worker["pid"] != worker_pid  # B's own pid table: its number means another process here
+
+            def monitor() -> DagsterRun:
+                (record,) = instance.get_run_records(RunsFilter(run_ids=[run.run_id]))
+                if record.dagster_run.status == DagsterRunStatus.STARTED:
+                    monitor_started_run(instance, None, record, log)
+                return instance.get_run_by_id(run.run_id)
+
+            # alive on B: A's monitoring, polled for longer than the timeout, leaves it STARTED
+            first_beat = float(run.tags[HEARTBEAT_TAG])
+            until = time.monotonic() + HEARTBEAT_TIMEOUT + defaults.RUN_HEARTBEAT_SEC
+            while time.monotonic() < until:
+                assert monitor().status == DagsterRunStatus.STARTED, "A failed B's live run"
+                time.sleep(2.0)
+            assert float(instance.get_run_by_id(run.run_id).tags[HEARTBEAT_TAG]) > first_beat  # B beat meanwhile
+            # B's worker killed: A cannot see it; the run stays STARTED until the heartbeat is stale
+            os.kill(worker_pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+            last_beat = float(instance.get_run_by_id(run.run_id).tags[HEARTBEAT_TAG])
+            assert monitor().status == DagsterRunStatus.STARTED
+            deadline = time.monotonic() + HEARTBEAT_TIMEOUT + 60
+            while monitor().status == DagsterRunStatus.STARTED:
+                assert time.monotonic() < deadline, "the silent run was never failed"
+                time.sleep(2.0)
+            assert time.time() - last_beat > HEARTBEAT_TIMEOUT  # not before the heartbeat went stale
+            assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.FAILURE
+            (failure,) = [r for r in instance.all_logs(run.run_id)
+                          if r.dagster_event and r.dagster_event.is_run_failure]
+            said = failure.dagster_event.message
+            assert f"on {MACHINE_B} has sent no heartbeat for " in said and "its machine or process is gone" in said
+    finally:
+        if proc.poll() is None:
+            proc.kill()  # --kill-child: the namespace's processes go with it
+            proc.wait(timeout=30)
+        proc.stderr.close()
