@@ -180,6 +180,28 @@ def test_export_job_builds_the_dataset_from_materialized_clips(dataset, graph, t
     assert (tmp_path / "lerobot" / "meta" / "info.json").is_file()
 
 
+def test_the_export_asset_shows_why_a_clip_has_no_cycle_cuts(dataset, graph, tmp_path):
+    """A clip whose analysis cannot be read is exported in fixed-length pieces, and lerobot_dataset's
+    metadata says why (`no_cycle_cuts`, beside `skipped`); the clips with their analysis say nothing."""
+    from egoclean.core.layout import ClipLayout
+
+    key = dataset["keys"][0]
+    npz = Path(ClipLayout(key, str(clip_dir(graph["root"], key))).analysis + "_analysis.npz")
+    kept = npz.read_bytes()
+    res = graph["res"] | {"export": ExportResource(out=str(tmp_path / "lerobot"))}
+    try:
+        npz.write_bytes(kept[:300])  # cut inside the archive
+        result = build_definitions(res).resolve_job_def("export_dataset").execute_in_process(
+            instance=graph["instance"])
+    finally:
+        npz.write_bytes(kept)  # the other tests of this module read it
+    assert result.success
+    meta = materialization(result, "lerobot_dataset")
+    why = meta["no_cycle_cuts"].value
+    assert list(why) == [key] and f"{npz}: damaged or incomplete" in why[key], why
+    assert "re-materialize similarity_matrix" in why[key] and meta["skipped"].value == {}
+
+
 def test_rectified_clip_alone_after_raw_was_deleted_fetches_it_again(dataset, graph, tmp_path):
     key = dataset["keys"][0]
     d = clip_dir(graph["root"], key)
