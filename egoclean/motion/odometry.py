@@ -76,7 +76,7 @@ class VOConfig:
     klt_levels: int = 3
     fb_max_px: float = 1.0
     ransac_px: float = 1.5
-    min_parallax_deg: float = 1.0
+    min_parallax_deg: float = 2.0
     min_init_points: int = 40
     min_pnp_inliers: int = 20
     min_rotation_tracks: int = 20
@@ -84,6 +84,7 @@ class VOConfig:
     keyframe_max_frames: int = 12
     ba_window: int = 6
     ba_iterations: int = 8
+    min_triangulation_deg: float = 0.5
     # rotation-only frames before an initialisation whose poses are measured again from the new map
     max_pending: int = 150
     max_outlier_strikes: int = 2
@@ -594,7 +595,7 @@ class Odometry:
         c0, c1 = -R0.T @ t0, -R1.T @ t1
         r0, r1 = X - c0, X - c1
         cosang = np.sum(r0 * r1, 1) / (np.linalg.norm(r0, axis=1) * np.linalg.norm(r1, axis=1) + 1e-12)
-        good &= cosang < math.cos(math.radians(self.cfg.min_parallax_deg * 0.5))
+        good &= cosang < math.cos(math.radians(self.cfg.min_triangulation_deg))
         return X, good
 
     def _bundle_adjust(self) -> None:
