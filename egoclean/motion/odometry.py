@@ -362,8 +362,15 @@ class Odometry:
         inl = mask2.ravel().astype(bool)
         # parallax of the inliers once the rotation is taken out: with too little the
         # essential matrix is degenerate (pure rotation) and a translation would be noise
-        if n < self.cfg.min_init_points or np.degrees(np.median(_angles(ba[inl] @ R.T, bb[inl]))) < need:
+        if n < self.cfg.min_init_points:
             self._rotation_frame(i, rot)
+            return
+        parallax = float(np.degrees(np.median(_angles(ba[inl] @ R.T, bb[inl]))))
+        if parallax < need:
+            # the camera moved, but not yet enough for a well-conditioned first map: the frame keeps
+            # the position and takes the rotation (the essential matrix's when the tracks already
+            # show too much parallax for a pure rotation); its pose is measured again from the map
+            self._rotation_frame(i, rot if rot is not None else (R, inl, parallax))
             return
         R_cw1 = R @ R0
         t_cw1 = R @ t0 + t.ravel()  # unit baseline in the segment's unit
