@@ -57,7 +57,7 @@ from scipy.sparse import csr_matrix
 from scipy.spatial.transform import Rotation
 
 from egoclean.core import defaults
-from egoclean.core.errors import VideoError
+from egoclean.core.errors import InvalidInputError, VideoError
 from egoclean.motion.trajectory import PinholeCamera, Segment, Trajectory, matrix_to_quat
 
 
@@ -91,6 +91,50 @@ class VOConfig:
     floor_sample: int = 4000
     black_level: float = 12.0
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        """InvalidInputError naming the first setting outside its allowed range."""
+        for name, (kind, lo, lo_open, hi) in _VO_RANGES.items():
+            v = getattr(self, name)
+            number = (int, np.integer) if kind is int else (int, float, np.integer, np.floating)
+            ok = isinstance(v, number) and not isinstance(v, bool) and (kind is int or math.isfinite(v))
+            ok = ok and (v > lo if lo_open else v >= lo) and (hi is None or v <= hi)
+            if not ok:
+                what = "an integer" if kind is int else "a finite number"
+                rng = f"{'>' if lo_open else '>='} {lo}" + ("" if hi is None else f" and <= {hi}")
+                raise InvalidInputError(f"VOConfig.{name}={v!r}: must be {what} {rng}")
+        need = max(self.min_init_points, self.min_pnp_inliers, self.min_rotation_tracks)
+        if self.max_features < need:
+            raise InvalidInputError(f"VOConfig.max_features={self.max_features}: must be >= min_init_points, "
+                                    f"min_pnp_inliers and min_rotation_tracks ({need})")
+
+
+# allowed ranges of the VOConfig settings: (type, lower bound, lower bound excluded, upper bound or None)
+_VO_RANGES: dict[str, tuple[type, float, bool, float | None]] = {
+    "long_side": (int, 32, False, None),
+    "camera_height_m": (float, 0.0, True, None),
+    "max_features": (int, 10, False, None),
+    "min_distance_px": (float, 0.0, True, None),
+    "min_corner_strength": (float, 0.0, False, None),
+    "klt_window": (int, 3, False, None),
+    "klt_levels": (int, 0, False, 8),
+    "fb_max_px": (float, 0.0, True, None),
+    "ransac_px": (float, 0.0, True, None),
+    "min_parallax_deg": (float, 0.0, True, 30.0),
+    "min_init_points": (int, 8, False, None),  # the essential matrix needs 5, its RANSAC check more
+    "min_pnp_inliers": (int, 6, False, None),
+    "min_rotation_tracks": (int, 4, False, None),  # a homography needs 4
+    "keyframe_track_ratio": (float, 0.0, True, 1.0),
+    "keyframe_max_frames": (int, 1, False, None),
+    "ba_window": (int, 2, False, None),  # 2: no bundle adjustment (the two oldest keyframes are fixed)
+    "ba_iterations": (int, 1, False, None),
+    "min_triangulation_deg": (float, 0.0, True, 30.0),
+    "max_pending": (int, 0, False, None),
+    "max_outlier_strikes": (int, 0, False, None),
+    "floor_sample": (int, 60, False, None),  # fit_floor needs 60 points
+    "black_level": (float, 0.0, False, 255.0),
+    "seed": (int, 0, False, None),
+}
 
 
 @dataclass

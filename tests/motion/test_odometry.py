@@ -163,3 +163,38 @@ def test_floor_fit_prefers_the_floor_to_a_bench_top():
     n, h = fit_floor(np.r_[bench, wall], centres, ups)
     assert n[2] > 0.999 and h == pytest.approx(0.7, abs=0.02)
     assert fit_floor(wall, centres, ups) is None
+
+
+@pytest.mark.parametrize("field, value, says", [
+    ("ba_window", 1, "must be an integer >= 2"),
+    ("ba_iterations", 0, "must be an integer >= 1"),
+    ("camera_height_m", 0.0, "must be a finite number > 0.0"),
+    ("camera_height_m", float("nan"), "must be a finite number > 0.0"),
+    ("keyframe_track_ratio", 1.5, "must be a finite number > 0.0 and <= 1.0"),
+    ("min_parallax_deg", -1.0, "must be a finite number > 0.0 and <= 30.0"),
+    ("min_triangulation_deg", 45.0, "must be a finite number > 0.0 and <= 30.0"),
+    ("klt_levels", 2.5, "must be an integer >= 0 and <= 8"),
+    ("max_features", True, "must be an integer >= 10"),
+    ("long_side", "640", "must be an integer >= 32"),
+    ("black_level", 300.0, "must be a finite number >= 0.0 and <= 255.0"),
+])
+def test_a_bad_vo_setting_is_a_one_line_error_naming_it_and_its_range(field, value, says):
+    from egoclean.core.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError) as e:
+        VOConfig(**{field: value})
+    msg = str(e.value)
+    assert msg.startswith(f"VOConfig.{field}=") and says in msg and "\n" not in msg, msg
+
+
+def test_every_vo_setting_has_a_range_and_the_defaults_are_in_it():
+    import dataclasses
+
+    from egoclean.core.errors import InvalidInputError
+    from egoclean.motion.odometry import _VO_RANGES
+
+    assert set(_VO_RANGES) == {f.name for f in dataclasses.fields(VOConfig)}
+    VOConfig()  # the defaults pass
+    # settings that only make sense together: the feature budget must cover every minimum count
+    with pytest.raises(InvalidInputError, match=r"^VOConfig.max_features=30: must be >= .*\(40\)$"):
+        VOConfig(max_features=30)
