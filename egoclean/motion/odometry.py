@@ -398,7 +398,7 @@ class Odometry:
         if rot is not None and rot[2] < 0.25 * need:
             self._rotation_frame(i, rot)  # turned or stood still: the cheap path, no essential matrix
             return
-        E, mask = cv2.findEssentialMat(pa, pb, self.K, cv2.RANSAC, 0.999, self.cfg.ransac_px)
+        E, mask = cv2.findEssentialMat(pa, pb, self.K, cv2.USAC_ACCURATE, 0.999, self.cfg.ransac_px)
         if E is None or E.shape != (3, 3):
             self._rotation_frame(i, rot)
             return
