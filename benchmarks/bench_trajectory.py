@@ -17,7 +17,10 @@ Figures (CPU seconds of this process, one thread: OpenCV and BLAS limited to one
   registered, ATE; time ratio against the odometry on the same frames.
 
 Usage (from the repository root): python -m benchmarks.bench_trajectory [--frames 150] [--colmap-frames 90]
-[--clips walk,work,fast,turn] [--no-colmap] [--synth-seconds S] [--json OUT]
+[--clips walk,work,fast,turn] [--no-colmap] [--synth-seconds S] [--path-seeds 0,3,5] [--json OUT]
+A shortened run while tuning: --clips walk,work,fast --no-colmap (and --frames for shorter clips);
+--path-seeds tracks the same clips along other draws of the head paths (and noise), so that a
+change is judged on more than one draw.
 """
 
 from __future__ import annotations
@@ -49,11 +52,13 @@ W, H = 640, 360
 FPS = 30.0
 
 
-def render(kind: str, n: int) -> tuple[list[np.ndarray], Trajectory]:
+def render(kind: str, n: int, path_seed: int = 0) -> tuple[list[np.ndarray], Trajectory]:
+    """`n` frames of the head path `kind` and its ground truth; `path_seed` draws other phases of
+    the path's sways and other sensor noise (0: the clips of the published figures)."""
     K = default_camera(W, H)
     r = Renderer(K, W, H)
-    R, C = head_path(n, kind)
-    rng = np.random.default_rng(1)
+    R, C = head_path(n, kind, seed=path_seed)
+    rng = np.random.default_rng(1 + path_seed)
     blur = 5.0 if kind == "fast" else 0.0
     frames = [r.render(a, c, noise=2.0, rng=rng, blur=blur)[:, :, 0].copy() for a, c in zip(R, C)]
     return frames, poses_to_tum(np.arange(n) / FPS, R, C)
@@ -178,6 +183,9 @@ def main() -> int:
     ap.add_argument("--no-colmap", action="store_true")
     ap.add_argument("--synth-seconds", type=float, default=0.0,
                     help="also track egoclean.synth's fisheye clips (work, aisle) of this length, rectified")
+    ap.add_argument("--path-seeds", default="0",
+                    help="comma-separated draws of the head paths and noise (0: the published clips); "
+                         "with several, clip names get a suffix such as walk@3 and COLMAP uses the first")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     cv2.setNumThreads(1)
@@ -191,9 +199,11 @@ def main() -> int:
     kinds = [k for k in args.clips.split(",") if k]
     if not args.no_colmap and "walk" not in kinds:
         kinds.insert(0, "walk")
-    for kind, n in ((k, sizes[k]) for k in kinds):
+    seeds = [int(x) for x in args.path_seeds.split(",") if x.strip()]
+    for seed, kind, n in ((p, k, sizes[k]) for p in seeds for k in kinds):
+        name = kind if len(seeds) == 1 else f"{kind}@{seed}"
         t0 = time.time()
-        frames, gt = render(kind, n)
+        frames, gt = render(kind, n, seed)
         render_s = time.time() - t0
         traj, cpu = run_vo(frames)
         total_frames += n
@@ -205,9 +215,9 @@ def main() -> int:
             row.update(ate_m=round(a.rmse, 4), ate_percent=round(a.percent, 3))
         r = rpe(traj, gt, delta=min(10, n // 2))
         row.update(rpe10_rot_deg=round(r.rot_rmse_deg, 4), rpe10_trans_m=round(r.trans_rmse, 4))
-        out["clips"][kind] = row
-        print(kind, row, flush=True)
-        if kind == "walk":
+        out["clips"][name] = row
+        print(name, row, flush=True)
+        if kind == "walk" and walk_frames is None:
             walk_frames, walk_gt = frames, gt
     out["fps_per_core"] = round(total_frames / total_cpu, 1)
     print("VO frames/s per core (1080p in, 640 working):", out["fps_per_core"], flush=True)
