@@ -10,17 +10,28 @@ The pipeline (OpenCV for the geometry, scipy for the bundle adjustment):
   forward-backward check.
 - Initialisation (and re-initialisation): tracks from a reference frame; a rotation-only
   model (homography RANSAC on bearings, then Kabsch) is tried first: when it explains
-  the tracks (median residual below `min_parallax_deg`), the camera only turned (or did
-  not move) and the frame gets that rotation with the position unchanged: the essential
-  matrix is degenerate there. With enough parallax the essential matrix (RANSAC) and
-  `recoverPose` give the relative pose, and the inliers are triangulated (unit baseline).
+  the tracks (median residual below a quarter of `min_parallax_deg`), the camera only
+  turned (or did not move) and the frame gets that rotation with the position unchanged:
+  the essential matrix is degenerate there. Otherwise the essential matrix (OpenCV's
+  USAC_ACCURATE: RANSAC with local optimisation and a final fit on all inliers; a plain
+  RANSAC's 5-point sample left the first pair's translation ~20 degrees off at the bench)
+  and `recoverPose` give the relative pose. Once the inliers' parallax (rotation taken out)
+  reaches `min_parallax_deg` (1.5 degrees: the first map's scale and shape are carried by
+  every later pose; at 1 degree they were the largest error at the bench, at 2 the floor
+  had left the view of a short walk before the map began, and no metric scale was found)
+  they are triangulated
+  (unit baseline); until then each frame keeps the position and takes the rotation, and
+  its pose is measured again by PnP once the map exists.
 - Tracking: the pose of each frame from its 2D-3D matches (`solvePnPRansac`, refined by
   Levenberg-Marquardt on the inliers). Tracks that keep failing RANSAC (hands, parts
   moving in the view) are dropped. A keyframe is taken when the map thins out or the view
-  has moved; new landmarks are triangulated between keyframes (parallax, depth and
-  reprojection checks), and a windowed bundle adjustment (scipy `least_squares`, sparse
-  Jacobian, Huber loss) refines the last `ba_window` keyframes and their points, the two
-  oldest held fixed (gauge and scale).
+  has moved; new landmarks are triangulated between keyframes (at least
+  `min_triangulation_deg` of parallax, in front of both, reprojection checks), and a
+  windowed bundle adjustment (scipy `least_squares`, sparse Jacobian, Huber loss) refines
+  the last `ba_window` keyframes and their points, the two oldest held fixed (gauge and
+  scale). It moves the keyframes by millimetres only: the points were just triangulated
+  from the same poses; a wider window (10) or more iterations (15-30) did not lower the
+  error on the rendered clips (measured in docs/PERFORMANCE.md's development notes).
 - When PnP fails the rotation-only model keeps the orientation (e.g. a fast head turn to
   a wall not yet mapped) and a new map is built from there; when that fails too, the
   tracking is lost: the frame is untracked, and the next segment begins where a new
@@ -76,7 +87,7 @@ class VOConfig:
     klt_levels: int = 3
     fb_max_px: float = 1.0
     ransac_px: float = 1.5
-    min_parallax_deg: float = 2.0
+    min_parallax_deg: float = 1.5
     min_init_points: int = 40
     min_pnp_inliers: int = 20
     min_rotation_tracks: int = 20
