@@ -192,21 +192,29 @@ def frames_match_rectified(context: AssetCheckExecutionContext, export: ExportRe
     )
 
 
-def _trajectory(camera_trajectory: ClipArtifact):
+def load_trajectory(camera_trajectory: ClipArtifact):
+    """The poses of a camera_trajectory artifact (egoclean.motion.trajectory.Trajectory); its download released."""
     # imported here, not at module top: loading the definitions must stay free of heavy modules
     from egoclean.motion.trajectory import Trajectory
 
-    return Trajectory.load_parquet(camera_trajectory.path("parquet"))
+    try:
+        return Trajectory.load_parquet(camera_trajectory.path("parquet"))
+    finally:
+        camera_trajectory.release()
 
 
 @asset_check(asset=camera_trajectory, partitions_def=clip_partitions)
 @reports_failures
 def poses_valid(context: AssetCheckExecutionContext, camera_trajectory: ClipArtifact) -> AssetCheckResult:
     """Every tracked pose finite with an orthonormal rotation (det +1); untracked frames carry no pose."""
+    return check_poses_valid(load_trajectory(camera_trajectory))
+
+
+def check_poses_valid(traj) -> AssetCheckResult:
+    """poses_valid's result for one clip's trajectory (also called per clip by batched Ray runs)."""
     from egoclean.motion.steps import pose_problems  # at use: numpy and the trajectory types
 
-    problems = pose_problems(_trajectory(camera_trajectory))
-    camera_trajectory.release()
+    problems = pose_problems(traj)
     return AssetCheckResult(passed=not problems, description="; ".join(problems) or None,
                             metadata={"problems": len(problems)})
 
@@ -215,27 +223,36 @@ def poses_valid(context: AssetCheckExecutionContext, camera_trajectory: ClipArti
 @reports_failures
 def tracked_enough(context: AssetCheckExecutionContext, camera_trajectory: ClipArtifact) -> AssetCheckResult:
     """At least TRAJECTORY_MIN_TRACKED of the clip's frames have a pose."""
-    fraction = float(camera_trajectory.info["tracked_fraction"])
-    camera_trajectory.release()
+    camera_trajectory.release()  # the facts are in the manifest; no file needed
+    return check_tracked_enough(camera_trajectory.info)
+
+
+def check_tracked_enough(info: dict) -> AssetCheckResult:
+    """tracked_enough's result for one clip's trajectory facts (its manifest's info; also called by Ray batches)."""
+    fraction = float(info["tracked_fraction"])
     ok = fraction >= defaults.TRAJECTORY_MIN_TRACKED
     return AssetCheckResult(
         passed=ok,
         description=None if ok else (f"{fraction:.1%} of the frames tracked, below "
                                      f"{defaults.TRAJECTORY_MIN_TRACKED:.0%} (lost tracking: see the segments)"),
         metadata={"tracked_fraction": shown(fraction), "threshold": defaults.TRAJECTORY_MIN_TRACKED,
-                  "segments": int(camera_trajectory.info["segments"])})
+                  "segments": int(info["segments"])})
 
 
 @asset_check(asset=camera_trajectory, partitions_def=clip_partitions, blocking=False)
 @reports_failures
 def head_motion_plausible(context: AssetCheckExecutionContext, camera_trajectory: ClipArtifact) -> AssetCheckResult:
     """No frame-to-frame step faster than a head moves (speed over metric segments, turn rate): warnings."""
+    return check_head_motion_plausible(load_trajectory(camera_trajectory))
+
+
+def check_head_motion_plausible(traj) -> AssetCheckResult:
+    """head_motion_plausible's result for one clip's trajectory (also called per clip by batched Ray runs)."""
     from dagster import AssetCheckSeverity  # here: only this check warns rather than fails
 
     from egoclean.motion.steps import motion_rates  # at use: numpy and the trajectory types
 
-    r = motion_rates(_trajectory(camera_trajectory))
-    camera_trajectory.release()
+    r = motion_rates(traj)
     found = []
     if r.too_fast:
         found.append(f"{r.too_fast} step(s) faster than {defaults.HEAD_MAX_SPEED_M_S:g} m/s "

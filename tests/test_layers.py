@@ -100,7 +100,7 @@ STAGES = {
     "synth": {"core", "media", "motion"},
     "store": {"core", "temporal"},
     "export": {"core", "embed", "media", "motion", "temporal"},
-    "cluster": {"core", "embed", "ingest", "media", "temporal"},
+    "cluster": {"core", "embed", "ingest", "media", "motion", "temporal"},
     "settings": {"core", "cluster", "ingest"},
 }
 

@@ -1,8 +1,8 @@
 """Many clips through a Ray cluster: fetch+rectify tasks, resident encoder actors fed by many clips, CPU analysis tasks.
 
 The stages are the library's steps (egoclean.ingest.steps, egoclean.media.steps,
-egoclean.embed.steps, egoclean.temporal.steps), the same calls the Dagster assets make,
-returning the same typed results; Ray only decides where they run:
+egoclean.embed.steps, egoclean.temporal.steps, egoclean.motion.steps), the same calls the
+Dagster assets make, returning the same typed results; Ray only decides where they run:
 
 - `fetch_rectify` (a task, `rectify_cpus`, bounded retries): ranged read of the raw clip,
   intrinsics, rectification; the raw clip is deleted once the rectified one is written.
@@ -19,6 +19,10 @@ returning the same typed results; Ray only decides where they run:
   waiting on an actor that no alive node can host (its resource was on the lost node
   only) fails the clip with `ClusterError` after `encode_resend_s`, not waits for ever.
 - `analyse_detect` (a task): similarity analysis, detection, the two pictures.
+- `track_clip` (a task, `trajectory_cpus`, bounded retries): the camera's path (visual
+  odometry on the rectified clip with its intrinsics), started with the embedding as soon
+  as the clip is rectified; `draw_trajectory` (a task) draws its picture once both it and
+  `analyse_detect` are done (the picture marks the anomalous spans).
 
 `run_clips` drives a list of clips through these stages, each clip as soon as its
 previous stage is done, and reports every clip as done or failed (with the stage and
@@ -79,6 +83,7 @@ class RayConfig:
     rectify_cpus: float = 1.0
     embed_cpus: float = 1.0
     analyse_cpus: float = 1.0
+    trajectory_cpus: float = 1.0  # the camera path's task (visual odometry: one core)
     task_retries: int = 3  # retries of a task whose worker died (not of errors it raised)
     actor_start_timeout_s: float = 600.0  # an actor the cluster cannot place fails the run instead of waiting forever
     encode_resend_s: float = 300.0  # how long an embed task sends a lost encode call again (its actor restarting)
@@ -91,8 +96,8 @@ class RayConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise InvalidInputError(f"ray setting {name}={v!r}: must be an integer >= 1")
-        for name in ("actor_num_gpus", "actor_num_cpus", "rectify_cpus", "embed_cpus", "analyse_cpus", "batch_wait_s",
-                     "actor_start_timeout_s", "encode_resend_s"):
+        for name in ("actor_num_gpus", "actor_num_cpus", "rectify_cpus", "embed_cpus", "analyse_cpus",
+                     "trajectory_cpus", "batch_wait_s", "actor_start_timeout_s", "encode_resend_s"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or v < 0:
                 raise InvalidInputError(f"ray setting {name}={v!r}: must be a number >= 0")
@@ -218,6 +223,8 @@ class ClipResult:
     analysed: Any = None  # egoclean.temporal.steps.Analysed
     segmented: Any = None  # egoclean.temporal.steps.Segmented
     drawn: Any = None  # egoclean.temporal.steps.Drawn
+    tracked: Any = None  # egoclean.motion.steps.Tracked
+    path_drawn: Any = None  # egoclean.motion.steps.PathDrawn
     failed_stage: str | None = None
     error: str | None = None
 
@@ -507,6 +514,38 @@ def _analyse_detect(job: ClipJob, stage: _Staging, params: dict, model: str, ran
     return analysed.moved(an_files), seg.moved(pub), drawn.moved(pub)
 
 
+def track_clip(job: ClipJob):
+    """The camera path of one rectified clip with its pinhole camera (egoclean.motion.steps.track, as the
+    camera_trajectory asset calls it); returns Tracked, its Parquet named under `job.clip_dir`.
+
+    Reads the clip's rectified video and intrinsics (fetch_rectify's outputs), fetched first from a remote root."""
+    with _Staging(job) as stage:
+        stage.fetch([job.layout.relative(p) for p in (job.layout.intrinsics, job.layout.rectified)])
+        return _track_clip(job, stage)
+
+
+def _track_clip(job: ClipJob, stage: _Staging):
+    from egoclean.motion.steps import track
+
+    lay = stage.layout
+    tracked = track(job.clip_id, lay.rectified, lay.intrinsics, lay.trajectory)
+    return tracked.moved(stage.publish(tracked.files))
+
+
+def draw_trajectory(job: ClipJob, spans: list):
+    """The camera path's picture of one clip (egoclean.motion.steps.draw_clip_path, as trajectory_plot
+    draws it), the anomalous `spans` (Segmented.spans) marked; returns PathDrawn.
+
+    Reads the clip's trajectory (track_clip's output), fetched first from a remote root."""
+    from egoclean.motion.steps import draw_clip_path
+
+    with _Staging(job) as stage:
+        stage.fetch([job.layout.relative(job.layout.trajectory)])
+        lay = stage.layout
+        drawn = draw_clip_path(job.clip_id, lay.trajectory, lay.trajectory_plot, spans)
+        return drawn.moved(stage.publish(drawn.files))
+
+
 # ---------------------------------------------------------------------------- driver
 
 
@@ -564,13 +603,16 @@ def run_clips(
     encode_kwargs: dict | None = None,
     on_done: Callable[[ClipResult], None] | None = None,
 ) -> list[ClipResult]:
-    """Run every clip through fetch+rectify -> embed (actors) -> analyse+detect on Ray.
+    """Run every clip through fetch+rectify -> embed (actors) -> analyse+detect on Ray, and
+    fetch+rectify -> track (the camera path) beside the embedding, then its picture once
+    both branches are done.
 
     Each clip moves to its next stage as soon as its previous one is done; clips are
     spread over the actors round-robin. A clip whose stage raised (or whose worker died
-    more than `task_retries` times) is reported failed with that stage and error; the
-    others go on. `on_done(result)` is called in this process as each clip finishes
-    (done or failed), in completion order. Returns the results in `jobs`' order."""
+    more than `task_retries` times) is reported failed with that stage and error (the
+    first to fail); its other branch still runs to its end, and the others go on.
+    `on_done(result)` is called in this process as each clip finishes (every task of it
+    done or failed), in completion order. Returns the results in `jobs`' order."""
     from egoclean.core.errors import InvalidInputError
 
     cfg.validate()
@@ -591,17 +633,22 @@ def run_clips(
                                              retry_exceptions=False)
     t_analyse = ray.remote(analyse_detect).options(num_cpus=cfg.analyse_cpus, max_retries=cfg.task_retries,
                                                    retry_exceptions=False)
+    t_track = ray.remote(track_clip).options(num_cpus=cfg.trajectory_cpus, max_retries=cfg.task_retries,
+                                             retry_exceptions=False)
+    t_draw_path = ray.remote(draw_trajectory).options(num_cpus=cfg.analyse_cpus, max_retries=cfg.task_retries,
+                                                      retry_exceptions=False)
     results = {j.clip_id: ClipResult(j.clip_id) for j in jobs}
     by_id = {j.clip_id: j for j in jobs}
-    waiting: dict = {}  # ObjectRef -> (clip id, stage)
+    waiting: dict = {}  # ObjectRef -> (clip id, stage, actor slot)
     for i, j in enumerate(jobs):
         if j.store is None:
             Path(j.clip_dir).mkdir(parents=True, exist_ok=True)
         waiting[t_rect.remote(j, source, balance, encode_kwargs)] = (j.clip_id, "rectify", i % len(actors))
 
-    def finish(r: ClipResult) -> None:
-        if on_done is not None:
-            on_done(r)
+    def draw_path_when_ready(r: ClipResult, j: ClipJob, slot: int) -> None:
+        # the picture marks the anomalous spans: it waits for both branches
+        if r.tracked is not None and r.segmented is not None:
+            waiting[t_draw_path.remote(j, r.segmented.spans)] = (r.clip_id, "trajectory_plot", slot)
 
     while waiting:
         ready, _ = ray.wait(list(waiting), num_returns=1)
@@ -611,22 +658,31 @@ def run_clips(
         try:
             out = ray.get(ref)
         except Exception as e:  # the task raised, or its worker/actor died past the retries
-            r.failed_stage, r.error = stage, _short(e)
-            log.warning("clip %s failed in %s: %s", clip_id, stage, r.error)
+            error = _short(e)
+            log.warning("clip %s failed in %s: %s", clip_id, stage, error)
             log.debug("%s", "".join(traceback.format_exception(e)))
-            finish(r)
-            continue
-        if stage == "rectify":
-            r.fetched, r.camera, r.rectified = out
-            waiting[t_embed.remote(actors[slot], specs[slot], j, r.rectified.video, cfg.send_windows, cfg.in_flight,
-                                   cfg.encode_resend_s, actor_needs(cfg))] = (clip_id, "embed", slot)
-        elif stage == "embed":
-            r.embedded = out
-            waiting[t_analyse.remote(j, dict(detection or {}), out.model, out.random_weights,
-                                     r.rectified.video["duration_sec"], out.files)] = (clip_id, "analyse", slot)
+            if r.failed_stage is None:  # the first failure is the clip's (a later one may follow from it)
+                r.failed_stage, r.error = stage, error
         else:
-            r.analysed, r.segmented, r.drawn = out
-            finish(r)
+            if stage == "rectify":
+                r.fetched, r.camera, r.rectified = out
+                waiting[t_embed.remote(actors[slot], specs[slot], j, r.rectified.video, cfg.send_windows,
+                                       cfg.in_flight, cfg.encode_resend_s, actor_needs(cfg))] = (clip_id, "embed", slot)
+                waiting[t_track.remote(j)] = (clip_id, "trajectory", slot)
+            elif stage == "embed":
+                r.embedded = out
+                waiting[t_analyse.remote(j, dict(detection or {}), out.model, out.random_weights,
+                                         r.rectified.video["duration_sec"], out.files)] = (clip_id, "analyse", slot)
+            elif stage == "analyse":
+                r.analysed, r.segmented, r.drawn = out
+                draw_path_when_ready(r, j, slot)
+            elif stage == "trajectory":
+                r.tracked = out
+                draw_path_when_ready(r, j, slot)
+            else:
+                r.path_drawn = out
+        if on_done is not None and not any(c == clip_id for c, *_ in waiting.values()):
+            on_done(r)  # nothing of this clip left running: done, or failed with what it finished
     return [results[j.clip_id] for j in jobs]
 
 

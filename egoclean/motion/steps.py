@@ -1,5 +1,5 @@
-"""The motion steps of one clip: the camera's path (`track`), its picture (`draw_path`), and the
-facts its checks judge (`pose_problems`, `motion_problems`).
+"""The motion steps of one clip: the camera's path (`track`), its picture (`draw_clip_path`), and the
+facts its checks judge (`pose_problems`, `motion_rates`).
 
 Like the other stages' steps (egoclean.ingest.steps has the pattern): each returns a typed
 result with every fact the orchestration records, and the Dagster asset
@@ -69,6 +69,33 @@ def track(clip_id: str, rectified_mp4: str | os.PathLike, camera_json: str | os.
     fps = float(1.0 / np.median(np.diff(traj.t))) if len(traj) > 1 else 0.0
     return Tracked(clip_id=clip_id, parquet=str(out), summary=traj.summary(), fps=round(fps, 6), seconds=seconds,
                    poses=traj.to_table())
+
+
+@dataclass(frozen=True)
+class PathDrawn:
+    """The clip's trajectory picture (`png`) and how many anomalous spans it marks."""
+
+    clip_id: str
+    png: str
+    spans: int
+
+    @property
+    def files(self) -> dict[str, str]:
+        return {"png": self.png}
+
+    def info(self) -> dict:
+        return {"anomalous_spans": self.spans}
+
+    def moved(self, files: dict[str, str]) -> "PathDrawn":
+        return replace(self, png=files["png"])
+
+
+def draw_clip_path(clip_id: str, parquet: str | os.PathLike, out: str | os.PathLike,
+                   spans: Sequence[dict] = ()) -> PathDrawn:
+    """The picture of clip `clip_id`'s saved trajectory at `out`, its anomalous `spans` marked (the span
+    dicts of egoclean.temporal.steps.Segmented, as anomaly_segments records them: start_sec, end_sec)."""
+    marked = [(float(s["start_sec"]), float(s["end_sec"])) for s in spans]
+    return PathDrawn(clip_id, draw_path(parquet, out, f"{clip_id} - camera path", marked), len(marked))
 
 
 def draw_path(parquet: str | os.PathLike, out: str | os.PathLike, title: str,

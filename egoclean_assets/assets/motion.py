@@ -1,8 +1,6 @@
 """Phase 3 assets: the camera's path through each clip (visual odometry) and its picture."""
 
 
-from pathlib import Path
-
 from dagster import AssetExecutionContext, MetadataValue, Output, asset
 
 from egoclean_assets import pools
@@ -15,8 +13,15 @@ from egoclean_assets.resources import StoreResource
 GROUP = "phase3_motion"
 
 
+def store_trajectory(db, storage: ClipStorage, clip, tracked) -> None:
+    """The clip's `trajectories` row and every frame's pose in the store, in one transaction (any data
+    root, either store), for `tracked` (egoclean.motion.steps.Tracked) written into the clip's local folder."""
+    db.replace_trajectory(tracked.moved({"parquet": storage.location(clip, tracked.parquet)}).row(), tracked.poses)
+
+
 def trajectory_metadata(tracked, storage: ClipStorage, clip) -> dict:
-    """What the camera_trajectory materialization shows (summary, speed, where the poses are)."""
+    """What the camera_trajectory materialization shows (summary, speed, where the poses are); also
+    recorded per clip by batched Ray runs (egoclean_assets.cluster.batch)."""
     s = tracked.summary
     return {
         "frames": int(s["frames"]),
@@ -47,9 +52,8 @@ def camera_trajectory(
     clip = clip_of(context)
     out = storage.layout(clip).trajectory
     tracked = track(clip.key, rectified_clip.path("mp4"), intrinsics.layout.intrinsics, out)
-    # the summary and every frame's pose, in one store transaction (any data root, either store)
-    store.store().replace_trajectory(tracked.moved({"parquet": storage.location(clip, out)}).row(), tracked.poses)
-    return Output(ClipArtifact(clip.key, "camera_trajectory", files=tracked.files, info=tracked.info()),
+    store_trajectory(store.store(), storage, clip, tracked)
+    return Output(ClipArtifact.of(clip, "camera_trajectory", tracked),
                   metadata=trajectory_metadata(tracked, storage, clip))
 
 
@@ -63,17 +67,23 @@ def trajectory_plot(
 ) -> Output[ClipArtifact]:
     """The camera path from above coloured by time (anomalous spans ringed), height and heading over time."""
     # imported here, not at module top: loading the definitions must stay free of heavy modules
-    from egoclean.motion.steps import draw_path
+    from egoclean.motion.steps import draw_clip_path
 
     clip = clip_of(context)
-    spans = [(s["start_sec"], s["end_sec"]) for s in anomaly_segments.info["spans"]]
     anomaly_segments.release()  # the spans are in the manifest
-    png = draw_path(camera_trajectory.path("parquet"), storage.layout(clip).trajectory_plot,
-                    f"{clip.key} - camera path", spans)
+    drawn = draw_clip_path(clip.key, camera_trajectory.path("parquet"), storage.layout(clip).trajectory_plot,
+                           anomaly_segments.info["spans"])
     # on the materialization only, as diagnostics_plot does (no second copy in STEP_OUTPUT)
-    context.add_asset_metadata({
-        "trajectory": picture(png, "camera path", storage.location(clip, png)),
-        "anomalous_spans": len(spans),
-        "path": MetadataValue.path(storage.location(clip, png)),
-    })
-    return Output(ClipArtifact(clip.key, "trajectory_plot", files={"png": str(Path(png))}))
+    context.add_asset_metadata(trajectory_plot_metadata(drawn, drawn.png, storage.location(clip, drawn.png)))
+    return Output(ClipArtifact.of(clip, "trajectory_plot", drawn))
+
+
+def trajectory_plot_metadata(drawn, png: str, location: str) -> dict:
+    """trajectory_plot's metadata for one clip (also recorded per clip by batched Ray runs).
+
+    `drawn`: egoclean.motion.steps.PathDrawn; `png`: the picture's local copy; `location`: where it is stored."""
+    return {
+        "trajectory": picture(png, "camera path", location),
+        "anomalous_spans": drawn.spans,
+        "path": MetadataValue.path(location),
+    }

@@ -1,6 +1,6 @@
 """Ray mode (`EGOCLEAN_EXECUTION=ray`) of the clip graph, in three parts; callers import them from here.
 
-- `batch`: `clip_batch`, the multi-asset that materializes the seven clip assets of K clips
+- `batch`: `clip_batch`, the multi-asset that materializes the nine clip assets of K clips
   per run on Ray (`ray_graph`: Ray mode's assets, checks and extra resource), recording each
   clip through the local assets' metadata functions as it finishes;
 - `resource`: `RayClusterResource` (the EGOCLEAN_RAY_* settings, as egoclean.settings reads them);

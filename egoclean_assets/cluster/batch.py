@@ -1,12 +1,13 @@
-"""The batched Ray step: one multi-asset materializes the seven clip assets of K clips per run.
+"""The batched Ray step: one multi-asset materializes the nine clip assets of K clips per run.
 
 Chosen by configuration only (`EGOCLEAN_EXECUTION=ray`; default `local` is today's graph,
 one clip per run, no Ray). In Ray mode the definitions hold `clip_batch`, a multi-asset
 with the same asset keys, groups, lineage and checks as the local assets, and
 `BackfillPolicy.multi_run(K)` (`EGOCLEAN_CLIPS_PER_RUN`), so a backfill of N clips is
 about N/K runs. The step's body is the Ray driver (`egoclean.cluster.ray_pipeline.run_clips`):
-each clip runs fetch+rectify -> embed (resident encoder actors) -> analyse+detect on the
-cluster, and as each clip finishes this step
+each clip runs fetch+rectify -> embed (resident encoder actors) -> analyse+detect, and
+fetch+rectify -> camera path -> its picture (after analyse+detect: it marks the anomalous
+spans), on the cluster, and as each clip finishes this step
 
 - writes each asset's manifest (the same files and facts the local assets write, so a
   later local run can load them),
@@ -43,6 +44,7 @@ from egoclean.core.ids import ClipId
 from egoclean.settings import Settings
 from egoclean_assets.assets import ALL_ASSETS
 from egoclean_assets.assets.ingest import intrinsics_metadata, raw_tar_metadata, rectified_clip_metadata
+from egoclean_assets.assets.motion import store_trajectory, trajectory_metadata, trajectory_plot_metadata
 from egoclean_assets.assets.temporal import (
     diagnostics_metadata,
     embeddings_metadata,
@@ -53,9 +55,13 @@ from egoclean_assets.assets.temporal import (
 from egoclean_assets.checks import (
     ALL_CHECKS,
     check_embeddings_valid,
+    check_head_motion_plausible,
     check_matches_ground_truth,
+    check_poses_valid,
     check_same_frame_count,
     check_similarity_valid,
+    check_tracked_enough,
+    load_trajectory,
 )
 from egoclean_assets.cluster.resource import RayClusterResource, ray_resource_from_env
 from egoclean_assets.failures import reports_failures
@@ -71,9 +77,9 @@ from egoclean_assets.resources import (
 )
 
 
-# The per-clip assets the batch materializes (the phase 1 and 2 groups); others stay as they are.
+# The per-clip assets the batch materializes (the phase 1, 2 and 3 groups); others stay as they are.
 CLIP_ASSETS = ("raw_tar", "intrinsics", "rectified_clip", "vjepa_embeddings", "similarity_matrix", "anomaly_segments",
-               "diagnostics_plot")
+               "diagnostics_plot", "camera_trajectory", "trajectory_plot")
 
 
 def _is_clip_asset(a) -> bool:
@@ -189,6 +195,23 @@ def _record_clip(context, storage: ClipStorage, ground_truth: GroundTruthResourc
               lambda art: check_matches_ground_truth(clip, art, ground_truth))
         art, _ = _record(context, storage, clip, "diagnostics_plot", r.drawn.files, r.drawn.info(),
                          lambda art: diagnostics_metadata(r.drawn, art.files, art.locations))
+        art.release()
+    if r.tracked is not None:
+        t = r.tracked
+        store_trajectory(db, storage, clip, t)
+        art, _ = _record(context, storage, clip, "camera_trajectory", t.files, t.info(),
+                         trajectory_metadata(t, storage, clip))
+        # the three checks read one copy of the poses (the asset's checks in local mode load it each)
+        traj = load_trajectory(art)
+        for name, result in (("poses_valid", lambda: check_poses_valid(traj)),
+                             ("tracked_enough", lambda: check_tracked_enough(art.info)),
+                             ("head_motion_plausible", lambda: check_head_motion_plausible(traj))):
+            _check(context, clip, "camera_trajectory", name, result())
+            checked.add(name)
+    if r.path_drawn is not None:
+        p = r.path_drawn
+        art, _ = _record(context, storage, clip, "trajectory_plot", p.files, p.info(),
+                         lambda art: trajectory_plot_metadata(p, art.files["png"], art.locations["png"]))
         art.release()
     if not r.ok:
         context.log.error(f"clip {r.clip_id} failed in {r.failed_stage}: {r.error}")

@@ -24,8 +24,9 @@ from tests.support.ray_head import namespace_command
 ROOT = Path(__file__).resolve().parents[2]
 CLIPS = [f"factory001_worker001_{i:05d}" for i in range(5)]
 CLIP_ASSETS = ("raw_tar", "intrinsics", "rectified_clip", "vjepa_embeddings", "similarity_matrix", "anomaly_segments",
-               "diagnostics_plot")
-CHECKS = ("same_frame_count", "embeddings_valid", "similarity_valid", "matches_ground_truth")
+               "diagnostics_plot", "camera_trajectory", "trajectory_plot")
+CHECKS = ("same_frame_count", "embeddings_valid", "similarity_valid", "matches_ground_truth", "poses_valid",
+          "tracked_enough", "head_motion_plausible")
 TOL = 1e-4  # float32 forward passes batched differently may differ in the last bits
 
 
@@ -88,6 +89,12 @@ def test_run_clips_matches_the_single_process_path_and_mixes_clips_in_one_batch(
     assert actor["mixed_batches"] >= 1 and mixed
     assert all(sum(n for _, n in b) <= 4 for b in actor["recent_batches"])  # batch_size 4
     assert lib["raw_left"] == []  # raw clips deleted once rectified
+    # the camera path, computed in a Ray task by the step the camera_trajectory asset calls, is the bytes
+    # the same step writes in this process; tracked (not an empty path) and drawn with the clip's spans
+    assert sorted(lib["trajectory"]) == CLIPS[:2]
+    for key, t in lib["trajectory"].items():
+        assert t["same_bytes"] and t["summary"] == t["ref_summary"], (key, t)
+        assert t["summary"]["tracked_fraction"] >= 0.8 and t["picture"], (key, t)
 
 
 def test_with_an_s3_root_the_tasks_read_and_write_the_bucket_and_leave_no_local_files(report):
@@ -98,10 +105,12 @@ def test_with_an_s3_root_the_tasks_read_and_write_the_bucket_and_leave_no_local_
         assert c["bucket"] == c["local_root"] and any(n.endswith("_emb.npy") for n in c["bucket"]), (key, c)
         assert c["max_abs_emb"] is not None and c["max_abs_emb"] <= TOL, (key, c)
         assert c["segments_equal"], key
-        # rectification is reproducible: the bucket's video and intrinsics are the local-root run's bytes
-        # (the embeddings' _meta.json records which encoder load made them, so it differs)
-        same = {k: v for k, v in c["same_bytes"].items() if k.endswith(("_rectified.mp4", "_intrinsics.json"))}
-        assert len(same) == 2 and all(same.values()), (key, c)
+        # rectification and the camera path are reproducible: the bucket's video, intrinsics and poses are the
+        # local-root run's bytes (the embeddings' _meta.json records which encoder load made them, so it differs)
+        same = {k: v for k, v in c["same_bytes"].items()
+                if k.endswith(("_rectified.mp4", "_intrinsics.json", "_trajectory.parquet"))}
+        assert len(same) == 3 and all(same.values()), (key, c)
+        assert any(n.endswith("_trajectory.png") for n in c["bucket"]), (key, c)
     assert s3["work_left"] == [] and s3["local_left"] == []
 
 
@@ -153,6 +162,8 @@ def test_ray_mode_records_every_clip_exactly_once(report):
         assert why.startswith("not evaluated:") and "rectify failed" in why and bad in why, why
     assert d["clip_rows"] == {k: 1 for k in good}
     assert set(d["window_rows"]) == set(good) and all(n > 0 for n in d["window_rows"].values())
+    # the camera paths' summary rows, and every frame's pose in the store's `poses` view (6 s at 30 fps)
+    assert d["trajectory_rows"] == {k: 1 for k in good} and d["pose_rows"] == {k: 180 for k in good}
 
 
 def test_a_failing_clip_in_a_batch_is_named_and_the_others_are_recorded(report):
@@ -164,6 +175,7 @@ def test_a_failing_clip_in_a_batch_is_named_and_the_others_are_recorded(report):
     for asset in CLIP_ASSETS:
         assert bad not in d["materializations"][asset]
     assert CLIPS[4] in d["materializations"]["diagnostics_plot"]
+    assert CLIPS[4] in d["materializations"]["trajectory_plot"]
 
 
 def test_staging_folders_of_dead_tasks_are_removed_by_the_next_task(tmp_path):
@@ -238,6 +250,8 @@ SAME_VALUE = {
     "similarity_matrix": ("windows", "matrix_size", "subsampled"),
     "anomaly_segments": ("windows", "params", "model"),
     "diagnostics_plot": (),
+    "camera_trajectory": ("frames", "tracked_fraction", "segments", "metric", "path_length", "unit"),
+    "trajectory_plot": ("anomalous_spans",),
 }
 
 
@@ -252,12 +266,17 @@ def test_local_and_ray_mode_record_the_same_metadata_key_by_key(report):
         assert ray["execution"] == "ray"
         for key in SAME_VALUE[asset]:
             assert local[key] == ray[key], (asset, key, local[key], ray[key])
-    # the clip assets' checks (a local run also checks the assets outside the batch, e.g. camera_trajectory)
-    assert sorted(m["ray_checks"]) == sorted(CHECKS) and set(CHECKS) <= set(m["local_checks"])
+    # every check of the clip assets, the camera path's included: the same verdict and the same facts
+    assert sorted(m["ray_checks"]) == sorted(m["local_checks"]) == sorted(CHECKS)
     for name in CHECKS:
         local, ray = m["local_checks"][name], m["ray_checks"][name]
         assert local["passed"] and ray["passed"], name
         assert sorted(local["metadata"]) == sorted(ray["metadata"]), name
+    for name in ("poses_valid", "tracked_enough", "head_motion_plausible"):
+        assert m["local_checks"][name]["metadata"] == m["ray_checks"][name]["metadata"], name
+    # the poses are the same bytes in both modes (one step, two executors)
+    poses = m["poses_sha256"]
+    assert poses["local"] is not None and poses["local"] == poses["ray"], poses
 
 
 def test_losing_the_only_node_that_can_host_the_encoder_fails_the_clip_within_the_bound(report):

@@ -24,8 +24,9 @@ from tests.support.ray_head import namespace_command
 
 ROOT = Path(__file__).resolve().parents[2]
 ASSETS = ("raw_tar", "intrinsics", "rectified_clip", "vjepa_embeddings", "similarity_matrix", "anomaly_segments",
-          "diagnostics_plot")
-CHECKS = ("same_frame_count", "embeddings_valid", "similarity_valid", "matches_ground_truth")
+          "diagnostics_plot", "camera_trajectory", "trajectory_plot")
+CHECKS = ("same_frame_count", "embeddings_valid", "similarity_valid", "matches_ground_truth", "poses_valid",
+          "tracked_enough", "head_motion_plausible")
 CLIPS = [f"factory001_worker00{w}_{i:05d}" for w in (1, 2) for i in range(4)]
 TOL = 1e-4  # float32 forward passes batched differently may differ in the last bits
 
@@ -80,10 +81,12 @@ def test_every_check_of_every_clip_resolved_once(report):
 def test_rows_in_the_lake_and_artifacts_in_the_bucket_and_nothing_left_behind(report):
     assert report["clip_rows"] == {c: 1 for c in CLIPS}
     assert set(report["window_rows"]) == set(CLIPS) and all(n > 0 for n in report["window_rows"].values())
+    assert report["trajectory_rows"] == {c: 1 for c in CLIPS}  # each camera path's summary row
     objects = report["objects"]  # (the lake's rows of tiny clips are inlined in its catalog: no Parquet needed)
     for c in CLIPS:
         mine = [o for o in objects if f"/{c}/" in o]
-        for suffix in ("_rectified.mp4", "_intrinsics.json", "_emb.npy", "_temb.npy", "_ts.npy", "_segments.json"):
+        for suffix in ("_rectified.mp4", "_intrinsics.json", "_emb.npy", "_temb.npy", "_ts.npy", "_segments.json",
+                       "_trajectory.parquet", "_trajectory.png"):
             assert any(o.endswith(c + suffix) for o in mine), (c, suffix, mine)
         assert any("manifest" in o for o in mine), (c, mine)
         assert not [o for o in mine if "/raw/" in o], mine  # the raw clip is deleted once rectified

@@ -8,7 +8,8 @@ One Ray head (2 CPUs, a GPU_STANDIN resource standing in for a GPU) serves every
 so the cluster starts once:
 
 - library: `run_clips` on two clips; the embeddings against today's single-process
-  `embed_video` on the same rectified clips; the actor's batches.
+  `embed_video` on the same rectified clips, the camera paths against `track` in this
+  process (the same bytes); the actor's batches.
 - s3: the library clips again with the data root in S3 (a moto server started here, on
   loopback): the tasks read and write the bucket themselves and leave no local files.
 - faults: a worker running `fetch_rectify` is SIGKILLed, then the encoder actor's
@@ -40,6 +41,11 @@ import numpy as np
 from tests.support.ray_head import local_ray_head
 
 ROOT = Path(__file__).resolve().parents[2]
+# Every check of the clip assets, (asset, check), as clip_batch records them per clip.
+CHECKS = (("rectified_clip", "same_frame_count"), ("vjepa_embeddings", "embeddings_valid"),
+          ("similarity_matrix", "similarity_valid"), ("anomaly_segments", "matches_ground_truth"),
+          ("camera_trajectory", "poses_valid"), ("camera_trajectory", "tracked_enough"),
+          ("camera_trajectory", "head_motion_plausible"))
 
 
 def proc_pids(marker: str) -> list[int]:
@@ -86,13 +92,32 @@ def compare(results, refs) -> dict:
     return out
 
 
+def sha256(path) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def compare_trajectories(results, work: Path) -> dict:
+    """Each clip's camera path from Ray against `track` in this process on the same rectified clip and camera."""
+    from egoclean.motion.steps import track
+
+    out = {}
+    for r in results:
+        ref = track(r.clip_id, r.rectified.mp4, r.camera.path, work / "ref_trajectory" / f"{r.clip_id}.parquet")
+        out[r.clip_id] = {"summary": r.tracked.summary, "ref_summary": ref.summary,
+                          "same_bytes": sha256(r.tracked.parquet) == sha256(ref.parquet),
+                          "picture": Path(r.path_drawn.png).is_file() and r.path_drawn.spans == len(r.segmented.spans)}
+    return out
+
+
 def part_library(work: Path, dataset: Path, model: str, clips: list[str]) -> dict:
     from egoclean.cluster import ray_pipeline as rp
 
     # A batch waits up to 1 s for windows: the two clips' rectifications end at slightly
     # different times on a loaded machine, and the test wants a batch holding both.
     cfg = rp.RayConfig(actor_resources={"GPU_STANDIN": 1}, batch_size=4, batch_wait_s=1.0, send_windows=1,
-                       in_flight=2, rectify_cpus=0.5, embed_cpus=0.5, analyse_cpus=0.5)
+                       in_flight=2, rectify_cpus=0.5, embed_cpus=0.5, analyse_cpus=0.5, trajectory_cpus=0.5)
     encoder = {"model": model, "device": "cpu"}
     jobs = [rp.ClipJob(c, str(work / "lib" / c)) for c in clips]
     done_order = []
@@ -103,6 +128,7 @@ def part_library(work: Path, dataset: Path, model: str, clips: list[str]) -> dic
     refs = reference_embeddings([r.rectified.mp4 for r in results], model)
     return {"ok": [r.ok for r in results], "errors": [r.error for r in results], "done_order": done_order,
             "seconds": seconds, "actor": stats, "compare": compare(results, refs),
+            "trajectory": compare_trajectories([r for r in results if r.ok], work),
             "raw_left": [str(p) for p in (work / "lib").rglob("raw/*")]}
 
 
@@ -126,7 +152,8 @@ def part_s3(work: Path, dataset: Path, model: str, clips: list[str]) -> dict:
         server.create_bucket("egoclean")
         root = "s3://egoclean/root"
         cfg = rp.RayConfig(actor_resources={"GPU_STANDIN": 1}, batch_size=4, batch_wait_s=0.2, send_windows=1,
-                           in_flight=2, rectify_cpus=0.5, embed_cpus=0.5, analyse_cpus=0.5)
+                           in_flight=2, rectify_cpus=0.5, embed_cpus=0.5, analyse_cpus=0.5,
+                           trajectory_cpus=0.5)
         jobs = [rp.ClipJob(c, str(work / "s3local" / c), store={"root": root, "retries": 2},
                            store_dir=ClipLayout.under(root, ClipId.parse(c)).dir, work_dir=str(work / "s3work"))
                 for c in clips]
@@ -150,7 +177,7 @@ def part_s3(work: Path, dataset: Path, model: str, clips: list[str]) -> dict:
                 "max_abs_emb": float(np.max(np.abs(got.emb - ref.emb))) if len(got) == len(ref) else None,
                 "segments_equal": seg_got == seg_ref,
                 "same_bytes": {rel: (stage / rel).read_bytes() == (Path(local.dir) / rel).read_bytes()
-                               for rel in in_bucket if rel.endswith((".json", ".mp4"))}}
+                               for rel in in_bucket if rel.endswith((".json", ".mp4", ".parquet"))}}
         out["work_left"] = [str(p) for p in (work / "s3work").rglob("*") if p.is_file()]
         out["local_left"] = [str(p) for p in (work / "s3local").rglob("*")] if (work / "s3local").exists() else []
         return out
@@ -169,7 +196,8 @@ def part_faults(work: Path, dataset: Path, model: str, clips: list[str]) -> dict
     # Its own actor name: batches wait long (1 s) for windows, so the kill finds calls queued.
     cfg = rp.RayConfig(actor_name="egoclean-encoder-faults", actor_resources={"GPU_STANDIN": 1}, batch_size=16,
                        batch_wait_s=1.0, send_windows=1, in_flight=2, rectify_cpus=0.5, embed_cpus=0.5,
-                       analyse_cpus=0.5, task_retries=2, actor_max_restarts=2, actor_max_task_retries=3)
+                       analyse_cpus=0.5, trajectory_cpus=0.5, task_retries=2, actor_max_restarts=2,
+                       actor_max_task_retries=3)
     encoder = {"model": model, "device": "cpu"}
     rp.connect(cfg)
     actor = rp.encoder_actors(cfg, encoder)[0]
@@ -222,7 +250,8 @@ def main(out_dir: str, parts: list[str]) -> None:
 
     work = Path(out_dir)
     dataset = work / "source"
-    write_dataset(dataset, SynthConfig(workers=1, clips=5, duration_sec=6.0, width=96, height=72, anomalies=False))
+    # 160x96: the smallest size at which the camera path is tracked (at 96x72 no frame is)
+    write_dataset(dataset, SynthConfig(workers=1, clips=5, duration_sec=6.0, width=160, height=96, anomalies=False))
     model = str(save_tiny_model(work / "tiny"))
     clips = [f"factory001_worker001_{i:05d}" for i in range(5)]
     # The s3 part's server: its address set now, so the Ray workers inherit it (s3fs reads AWS_*).
@@ -262,7 +291,8 @@ def part_dagster(work: Path, dataset: Path, model: str, clips: list[str]) -> dic
         "DAGSTER_HOME": str(home), "EGOCLEAN_EXECUTION": "ray", "EGOCLEAN_CLIPS_PER_RUN": "2",
         "EGOCLEAN_RAY_ACTOR_RESOURCES": '{"GPU_STANDIN": 1}', "EGOCLEAN_RAY_BATCH_WAIT_S": "0.5",
         "EGOCLEAN_RAY_SEND_WINDOWS": "1", "EGOCLEAN_RAY_RECTIFY_CPUS": "0.5", "EGOCLEAN_RAY_EMBED_CPUS": "0.5",
-        "EGOCLEAN_RAY_ANALYSE_CPUS": "0.5", "EGOCLEAN_SOURCE": str(dataset), "EGOCLEAN_MODEL": model,
+        "EGOCLEAN_RAY_ANALYSE_CPUS": "0.5", "EGOCLEAN_RAY_TRAJECTORY_CPUS": "0.5",
+        "EGOCLEAN_SOURCE": str(dataset), "EGOCLEAN_MODEL": model,
         "EGOCLEAN_DEVICE": "cpu", "EGOCLEAN_DATA_ROOT": str(work / "data"),
         "EGOCLEAN_DB": str(work / "egoclean.duckdb"),
         "EGOCLEAN_GROUND_TRUTH": str(dataset / "ground_truth.csv"), "EGOCLEAN_GROUND_TRUTH_SEED": "0",
@@ -313,8 +343,7 @@ def part_dagster(work: Path, dataset: Path, model: str, clips: list[str]) -> dic
         report["materializations"] = mats
         report["encoder_load_ids"] = load_ids
         checks: dict = {}
-        for asset, name in (("rectified_clip", "same_frame_count"), ("vjepa_embeddings", "embeddings_valid"),
-                            ("similarity_matrix", "similarity_valid"), ("anomaly_segments", "matches_ground_truth")):
+        for asset, name in CHECKS:
             hist = inst.event_log_storage.get_asset_check_execution_history(AssetCheckKey(AssetKey(asset), name),
                                                                             limit=1000)
             checks[name] = [[h.partition, h.status.value, _check_description(h)] for h in hist]
@@ -322,6 +351,8 @@ def part_dagster(work: Path, dataset: Path, model: str, clips: list[str]) -> dic
     con = duckdb.connect(str(work / "egoclean.duckdb"), read_only=True)
     report["clip_rows"] = dict(con.execute("SELECT clip_id, count(*) FROM clips GROUP BY 1").fetchall())
     report["window_rows"] = dict(con.execute("SELECT clip_id, count(*) FROM window_scores GROUP BY 1").fetchall())
+    report["trajectory_rows"] = dict(con.execute("SELECT clip_id, count(*) FROM trajectories GROUP BY 1").fetchall())
+    report["pose_rows"] = dict(con.execute("SELECT clip_id, count(*) FROM poses GROUP BY 1").fetchall())
     con.close()
     cfg = defs.resources["ray_cluster"].config()
     enc = {"model": model, "revision": None, "device": "cpu", "dtype": "auto"}
@@ -351,7 +382,8 @@ def _dagster_env(work: Path, dataset: Path, model: str, name: str, **extra: str)
         "DAGSTER_HOME": str(home), "EGOCLEAN_EXECUTION": "ray", "EGOCLEAN_CLIPS_PER_RUN": "2",
         "EGOCLEAN_RAY_ACTOR_RESOURCES": '{"GPU_STANDIN": 1}', "EGOCLEAN_RAY_BATCH_WAIT_S": "0.5",
         "EGOCLEAN_RAY_SEND_WINDOWS": "1", "EGOCLEAN_RAY_RECTIFY_CPUS": "0.5", "EGOCLEAN_RAY_EMBED_CPUS": "0.5",
-        "EGOCLEAN_RAY_ANALYSE_CPUS": "0.5", "EGOCLEAN_SOURCE": str(dataset), "EGOCLEAN_MODEL": model,
+        "EGOCLEAN_RAY_ANALYSE_CPUS": "0.5", "EGOCLEAN_RAY_TRAJECTORY_CPUS": "0.5",
+        "EGOCLEAN_SOURCE": str(dataset), "EGOCLEAN_MODEL": model,
         "EGOCLEAN_DEVICE": "cpu", "EGOCLEAN_DATA_ROOT": str(work / f"data_{name}"),
         "EGOCLEAN_DB": str(work / f"{name}.duckdb"),
         "EGOCLEAN_GROUND_TRUTH": str(dataset / "ground_truth.csv"), "EGOCLEAN_GROUND_TRUTH_SEED": "0",
@@ -376,8 +408,7 @@ def _recorded(inst, clips: list[str]) -> dict:
                 per[m.partition] = per.get(m.partition, 0) + 1
         mats[a] = per
     checks: dict = {}
-    for asset, name in (("rectified_clip", "same_frame_count"), ("vjepa_embeddings", "embeddings_valid"),
-                        ("similarity_matrix", "similarity_valid"), ("anomaly_segments", "matches_ground_truth")):
+    for asset, name in CHECKS:
         hist = inst.event_log_storage.get_asset_check_execution_history(AssetCheckKey(AssetKey(asset), name),
                                                                         limit=1000)
         checks[name] = [[h.partition, h.status.value, _check_description(h)] for h in hist if h.partition in clips]
@@ -431,8 +462,7 @@ def part_modes(work: Path, dataset: Path, model: str, clips: list[str]) -> dict:
         ray_checks = {}
         from dagster._core.definitions.asset_checks.asset_check_spec import AssetCheckKey
 
-        for asset, name in (("rectified_clip", "same_frame_count"), ("vjepa_embeddings", "embeddings_valid"),
-                            ("similarity_matrix", "similarity_valid"), ("anomaly_segments", "matches_ground_truth")):
+        for asset, name in CHECKS:
             hist = inst.event_log_storage.get_asset_check_execution_history(AssetCheckKey(AssetKey(asset), name),
                                                                             limit=1000)
             ev = [h for h in hist if h.partition == clip][0].event.dagster_event.event_specific_data
@@ -451,7 +481,10 @@ def part_modes(work: Path, dataset: Path, model: str, clips: list[str]) -> dict:
                     local_meta[e.asset_key.path[-1]] = _plain(e.event_specific_data.materialization.metadata)
             local_checks = {c.check_name: {"passed": c.passed, "metadata": _plain(c.metadata)}
                             for c in res.get_asset_check_evaluations()}
-        return {"clip": clip, "local_ok": res.success, "local": local_meta, "ray": ray_meta,
+        # the poses each mode wrote (the materializations name the files: both roots are local)
+        poses = {mode: sha256(meta["camera_trajectory"]["path"]) if "camera_trajectory" in meta else None
+                 for mode, meta in (("local", local_meta), ("ray", ray_meta))}
+        return {"clip": clip, "local_ok": res.success, "local": local_meta, "ray": ray_meta, "poses_sha256": poses,
                 "local_checks": local_checks, "ray_checks": ray_checks}
     finally:
         os.environ.clear()
@@ -592,7 +625,7 @@ def part_unhostable(work: Path, dataset: Path, model: str, clips: list[str]) -> 
     resend_s = 10.0
     cfg = rp.RayConfig(actor_name="egoclean-encoder-lone", actor_resources={"LONE_SLOT": 1}, batch_size=16,
                        batch_wait_s=1.0, send_windows=1, in_flight=2, rectify_cpus=0.5, embed_cpus=0.5,
-                       analyse_cpus=0.5, encode_resend_s=resend_s, actor_start_timeout_s=120)
+                       analyse_cpus=0.5, trajectory_cpus=0.5, encode_resend_s=resend_s, actor_start_timeout_s=120)
     encoder = {"model": model, "device": "cpu"}
     nodes: list[subprocess.Popen] = []
     killed: dict = {"raylet": None, "at": None, "node_id": None}

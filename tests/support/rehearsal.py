@@ -45,9 +45,11 @@ from tests.support.ray_head import free_port, in_private_namespace, kill_namespa
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 CLIP_ASSETS = ("raw_tar", "intrinsics", "rectified_clip", "vjepa_embeddings", "similarity_matrix",
-               "anomaly_segments", "diagnostics_plot")
+               "anomaly_segments", "diagnostics_plot", "camera_trajectory", "trajectory_plot")
 CHECKS = (("rectified_clip", "same_frame_count"), ("vjepa_embeddings", "embeddings_valid"),
-          ("similarity_matrix", "similarity_valid"), ("anomaly_segments", "matches_ground_truth"))
+          ("similarity_matrix", "similarity_valid"), ("anomaly_segments", "matches_ground_truth"),
+          ("camera_trajectory", "poses_valid"), ("camera_trajectory", "tracked_enough"),
+          ("camera_trajectory", "head_motion_plausible"))
 K = 2  # clips per run
 CLIPS_PER_WORKER = 4
 PHASES: dict[str, float] = {}
@@ -251,7 +253,7 @@ def main(out_dir: str) -> None:
             "EGOCLEAN_EXECUTION": "ray", "EGOCLEAN_CLIPS_PER_RUN": str(K),
             "EGOCLEAN_RAY_ACTOR_RESOURCES": '{"GPU_STANDIN": 1}', "EGOCLEAN_RAY_BATCH_WAIT_S": "0.5",
             "EGOCLEAN_RAY_SEND_WINDOWS": "1", "EGOCLEAN_RAY_RECTIFY_CPUS": "0.5", "EGOCLEAN_RAY_EMBED_CPUS": "0.5",
-            "EGOCLEAN_RAY_ANALYSE_CPUS": "0.5",
+            "EGOCLEAN_RAY_ANALYSE_CPUS": "0.5", "EGOCLEAN_RAY_TRAJECTORY_CPUS": "0.5",
             "EGOCLEAN_SOURCE": str(dataset), "EGOCLEAN_MODEL": model, "EGOCLEAN_DEVICE": "cpu",
             "EGOCLEAN_GROUND_TRUTH": str(dataset / "ground_truth.csv"), "EGOCLEAN_GROUND_TRUTH_SEED": "0",
             "EGOCLEAN_CACHE": str(work / "cache"), "EGOCLEAN_WORK_DIR": str(work / "stage"),
@@ -463,6 +465,8 @@ def collect(work: Path, env: dict, clips: list[str], model: str) -> dict:
     out["clip_rows"] = {c: n for c, n in rows}
     _, rows = store.query("SELECT clip_id, count(*) FROM window_scores GROUP BY 1 ORDER BY 1")
     out["window_rows"] = {c: n for c, n in rows}
+    _, rows = store.query("SELECT clip_id, count(*) FROM trajectories GROUP BY 1 ORDER BY 1")
+    out["trajectory_rows"] = {c: n for c, n in rows}
     remote = RemoteRoot("s3://egoclean")
     fs = remote.fs()
     objects = sorted(fs.find("egoclean"))
