@@ -71,7 +71,8 @@ def backfill_mode(mode: str, work: Path, dataset: Path, model: str, n: int, k: i
            # one encoder actor (the stand-in GPU); tasks take half a logical CPU so decoders of
            # several clips run next to rectification on 2 cores
            "EGOCLEAN_RAY_ACTOR_RESOURCES": '{"GPU_STANDIN": 1}', "EGOCLEAN_RAY_RECTIFY_CPUS": "0.5",
-           "EGOCLEAN_RAY_EMBED_CPUS": "0.5", "EGOCLEAN_RAY_ANALYSE_CPUS": "0.5", "EGOCLEAN_RAY_BATCH_SIZE": "8"}
+           "EGOCLEAN_RAY_EMBED_CPUS": "0.5", "EGOCLEAN_RAY_ANALYSE_CPUS": "0.5", "EGOCLEAN_RAY_TRAJECTORY_CPUS": "0.5",
+           "EGOCLEAN_RAY_BATCH_SIZE": "8"}
     os.environ.update(env)
     lines: list[str] = []
     with DagsterInstance.get() as inst:
