@@ -40,6 +40,6 @@ def test_walking_down_the_aisle_after_a_turn():
     tr, gt = _track(6, [PlantedSpan(1, 30, "aisle")])
     assert tr.tracked_fraction >= 0.95
     a = ate(tr, gt)
-    assert a.path_length > 3.0 and a.percent < 1.5, a  # 0.30 % measured
+    assert a.path_length > 3.0 and a.percent < 1.5, a  # 0.26 % measured (0.30 % before USAC_ACCURATE)
     for s in tr.segments:  # each segment's world is its first frame
         assert np.allclose(tr.position[s.first], 0.0)
