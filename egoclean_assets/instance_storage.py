@@ -1,4 +1,4 @@
-"""Dagster's instance storage, created by one process at a time.
+"""Dagster's instance storage, created by one process at a time, and EgoClean's instance class.
 
 Dagster creates an instance's tables and stamps their schema version (alembic) the first
 time a process opens it, without a lock between processes: `dagster dev` and the backfill
@@ -13,6 +13,25 @@ known when Dagster reads the yaml (DAGSTER_HOME, or the folder given to
 default storage is LockedSqliteStorage in that folder: the same files Dagster's own default
 (DagsterSqliteStorage in the instance folder) uses, so an existing instance keeps its runs.
 The tables are Dagster's own.
+
+EgoCleanInstance, named by every EgoClean dagster.yaml (deploy/ too), also creates runs
+without re-reading every clip. Creating a run over a partition range (a Ray-mode run of
+K clips, from the backfill daemon or the backfill CLI) records the run's planned materializations and checks: for
+each asset and each check of the run, Dagster resolves the range to its keys
+(`DagsterRun.get_resolved_partitions_subset_for_events` -> `get_partition_keys_in_range`):
+two `has_dynamic_partition` queries for the range's ends, then *every* key of the
+dynamic partitions definition (`get_dynamic_partitions` of the instance, which
+`create_run` names as the partitions store). At 192,903 clips that is ~11 reads of
+192,903 keys per run: about a minute per run on a loaded 2-core host, nearly all of what
+submitting a pass cost (docs/SCALE.md, "Submission in Ray mode").
+
+While this instance creates a run, `get_dynamic_partitions` answers from the keys it read
+last for that definition as long as the definition's rows are unchanged, and
+`has_dynamic_partition` from the same keys. "Unchanged" is asked of the storage each time
+a run is created (one small query: the number of the definition's rows, the largest row
+id and that row's key; any clip added or deleted changes it), so a clip registered
+between two runs is seen by the next one. Outside run creation every call goes to the
+storage as Dagster's does; the events and the run are Dagster's own, unchanged.
 """
 
 from __future__ import annotations
@@ -20,12 +39,16 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import threading
 from pathlib import Path
+from typing import Sequence
 
 import sqlalchemy as sa
 import yaml
 from dagster import DagsterInstance
 from dagster._core.instance.ref import InstanceRef
+from dagster._core.storage.event_log.schema import DynamicPartitionsTable
+from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
 from dagster._core.storage.sqlite_storage import DagsterSqliteStorage
 from dagster._serdes import ConfigurableClassData
 from dagster_postgres import DagsterPostgresStorage
@@ -74,7 +97,7 @@ class LockedSqliteStorage(DagsterSqliteStorage):
 
 
 class EgoCleanInstance(DagsterInstance):
-    """A DagsterInstance whose default storage (no `storage:` in the yaml) is LockedSqliteStorage."""
+    """A DagsterInstance: default storage LockedSqliteStorage; `create_run` reads the clips only when they changed."""
 
     @classmethod
     def config_schema(cls):
@@ -89,6 +112,63 @@ class EgoCleanInstance(DagsterInstance):
         defaults["storage"] = ConfigurableClassData(
             __name__, LockedSqliteStorage.__name__, yaml.dump({"base_dir": base_dir}, default_flow_style=False))
         return defaults
+
+    @property
+    def _creating(self) -> threading.local:
+        """`.keys`: {definition name: (keys, set of keys)} while this thread creates a run on this instance."""
+        return self.__dict__.setdefault("_egoclean_creating", threading.local())
+
+    @property
+    def _known(self) -> dict:
+        """{definition name: (stamp, keys, set of keys)}: the keys read last, with the stamp of their rows."""
+        return self.__dict__.setdefault("_egoclean_known", {})
+
+    def create_run(self, **kwargs):
+        creating = self._creating
+        outer = getattr(creating, "keys", None)
+        creating.keys = {} if outer is None else outer
+        try:
+            return super().create_run(**kwargs)
+        finally:
+            creating.keys = outer
+
+    def _stamp(self, name: str) -> tuple | None:
+        """What changes whenever a key of definition `name` is added or deleted; None: no SQL storage to ask."""
+        storage = self._event_storage
+        if not isinstance(storage, SqlEventLogStorage):
+            return None
+        t = DynamicPartitionsTable
+        with storage.index_connection() as conn:
+            count, top = conn.execute(sa.select(sa.func.count(), sa.func.max(t.c.id))
+                                      .where(t.c.partitions_def_name == name)).one()
+            # SQLite may give a deleted last row's id to the next key: the key at that id tells them apart
+            last = conn.execute(sa.select(t.c.partition).where(t.c.id == top)).scalar() if top is not None else None
+        return count, top, last
+
+    def _keys_for_run(self, name: str) -> tuple[Sequence[str], frozenset] | None:
+        keys = getattr(self._creating, "keys", None)
+        if keys is None:  # not creating a run
+            return None
+        if name not in keys:
+            stamp = self._stamp(name)
+            known = self._known.get(name)
+            if stamp is None or known is None or known[0] != stamp:
+                listed = super().get_dynamic_partitions(name)
+                known = (stamp, listed, frozenset(listed))
+                if stamp is not None:
+                    self._known[name] = known
+            keys[name] = known[1:]
+        return keys[name]
+
+    def get_dynamic_partitions(self, partitions_def_name: str) -> Sequence[str]:
+        found = self._keys_for_run(partitions_def_name)
+        return super().get_dynamic_partitions(partitions_def_name) if found is None else found[0]
+
+    def has_dynamic_partition(self, partitions_def_name: str, partition_key: str) -> bool:
+        found = self._keys_for_run(partitions_def_name)
+        if found is None:
+            return super().has_dynamic_partition(partitions_def_name, partition_key)
+        return partition_key in found[1]
 
 
 class LockedPostgresStorage(DagsterPostgresStorage):
