@@ -18,6 +18,16 @@ The ids are synthetic, in the real naming and shape: 85 factories, 2,144 workers
     python -m benchmarks.bench_partitions --sizes 0 --execution ray --daemon-size 160 \
         --planned-events per-partition,batched,subset               # Ray-mode submission (K clips per run)
 
+At full size (--daemon-size 192903) the daemon's iteration would submit every run of the
+pass (Dagster plans and submits all of an asset backfill's runs in one iteration);
+--daemon-runs N stops it after about N runs (by cancelling the backfill, as the UI does),
+and the row gives the per-pass fixed cost (planning), the submission cost per run and per
+clip, the backfill's chunk writes and a projection for a whole pass; --cli-runs also
+times the backfill CLI's run creation per range:
+
+    python -m benchmarks.bench_partitions --sizes 0 --execution ray --daemon-size 256,192903 \
+        --submit-workers 0 --clips-per-run 64 --planned-events subset --daemon-runs 100 --cli-runs 10
+
 --execution ray backfills the clip assets in Ray mode (`clip_batch`, K = --clips-per-run
 clips per run); --planned-events chooses how Dagster records a run's
 ASSET_MATERIALIZATION_PLANNED events, its own switches: `per-partition` (the default: one
@@ -25,8 +35,9 @@ event per asset and clip, each its own commit), `batched` (DAGSTER_EVENT_BATCH_S
 same events written in batches) or `subset` (DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS:
 one event per asset carrying the run's partition range).
 
-Prints one JSON line per measurement and a table at the end. Not part of the test suite:
-the full run takes minutes (PostgreSQL is started and stopped by the benchmark).
+Prints one JSON line per measurement and tables at the end. The test suite runs only a tiny
+daemon row (tests/test_benchmarks.py): the full run takes minutes (PostgreSQL is started and
+stopped by the benchmark).
 """
 
 from __future__ import annotations
@@ -43,6 +54,7 @@ import uuid
 from pathlib import Path
 
 from benchmarks.common import ROOT, machine_line
+from egoclean.core import defaults
 from benchmarks.common import meta as run_meta
 
 FACTORIES, WORKERS, CLIPS = 85, 2144, 192_903
@@ -150,8 +162,153 @@ def planned_events_per_run(instance) -> float:
     return len(recs) / max(1, runs)
 
 
+def drive_daemon(ctx, instance, backfill_id: str, n: int, submit_workers: int, planned: str,
+                 stop_after_runs: int | None) -> dict:
+    """The backfill daemon's first iteration on the launched backfill, timed; stopped after `stop_after_runs` runs.
+
+    Dagster 1.13 plans every run of an asset backfill in one iteration (at K clips per run,
+    ceil(n / K) range runs: the clip assets are one multi-asset, nothing waits on a parent)
+    and submits them all in that same iteration (`_submit_runs_and_update_backfill_in_chunks`
+    in dagster/_core/execution/asset_backfill.py): one `create_run` + queue per run, and
+    every DAGSTER_ASSET_BACKFILL_RUN_CHUNK_SIZE (25) runs the whole backfill is written back
+    (its 192,903-partition subsets and the run requests still to submit) and re-read; the
+    loop stops at such a chunk boundary when the backfill is no longer REQUESTED. So with
+    `stop_after_runs`, a watcher thread cancels the backfill as the UI's Cancel does (status
+    CANCELING) once that many runs exist, and the iteration ends at the next chunk boundary
+    (set DAGSTER_ASSET_BACKFILL_RUN_CHUNK_SIZE in the environment to try another chunk size).
+
+    Timed: planning (the iteration's start to the first run created: reading the backfill,
+    evaluating every partition, writing the run requests), submission (first run to the
+    last one seen, per run and per clip: create_run, the queue, the chunk writes between),
+    the backfill writes themselves (the per-chunk fixed cost) and the tail after the stop."""
+    import threading
+
+    from dagster._core.execution.asset_backfill import get_asset_backfill_run_chunk_size
+    from dagster._core.execution.backfill import BulkActionStatus
+    from dagster._daemon.backfill import execute_backfill_iteration
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    log = logging.getLogger("bench.backfill")
+    daemon_instance = ctx.process_context.instance
+    update_backfill = daemon_instance.update_backfill
+    writes: list[float] = []
+
+    def timed_update(backfill):  # the daemon's writes of the backfill, timed (the watcher calls the original)
+        t = time.perf_counter()
+        try:
+            return update_backfill(backfill)
+        finally:
+            writes.append(time.perf_counter() - t)
+
+    samples: list[tuple[float, int]] = []  # (seconds since the start, runs existing) at each change
+    done = threading.Event()
+    canceled_at: list[float] = []
+
+    def watch():
+        last = 0
+        while not done.wait(0.1):
+            count = instance.get_runs_count()
+            if count != last:
+                samples.append((time.perf_counter() - t0, count))
+                last = count
+            if stop_after_runs and count >= stop_after_runs:
+                backfill = instance.get_backfill(backfill_id)
+                if backfill.status == BulkActionStatus.REQUESTED:  # (again, if a chunk write raced it)
+                    update_backfill(backfill.with_status(BulkActionStatus.CANCELING))
+                    canceled_at.append(time.perf_counter() - t0)
+
+    # num_submit_workers in the instance's `backfills:` settings: the daemon submits a
+    # backfill's runs from this many threads (job backfills; asset backfills submit in order)
+    pool = ThreadPoolExecutor(submit_workers) if submit_workers else None
+    switches = PLANNED_EVENTS[planned]
+    os.environ.update(switches)
+    daemon_instance.update_backfill = timed_update
+    watcher = threading.Thread(target=watch, daemon=True)
+    t0 = time.perf_counter()
+    watcher.start()
+    try:
+        errors = [e for e in execute_backfill_iteration(ctx.process_context, log, submit_threadpool_executor=pool) if e]
+        total = time.perf_counter() - t0
+    finally:
+        done.set()
+        watcher.join()
+        del daemon_instance.update_backfill
+        for k in switches:
+            os.environ.pop(k, None)
+        if pool:
+            pool.shutdown()
+    assert not errors, errors[0].to_string()
+    runs = instance.get_runs_count()
+    samples.append((total, runs))
+    first = next(t for t, c in samples if c >= 1)
+    last_t, last_c = next((t, c) for t, c in samples if c == runs)
+    k = int(os.environ.get("EGOCLEAN_CLIPS_PER_RUN", "1")) if os.environ.get("EGOCLEAN_EXECUTION") == "ray" else 1
+    clips = min(n, runs * k)
+    per_run = (last_t - first) / (runs - 1) if runs > 1 else total
+    row = {
+        "submit_workers": submit_workers, "planned_events": planned, "stop_after_runs": stop_after_runs,
+        "daemon_first_iteration_s": total, "runs_queued": runs, "clips_in_runs": clips,
+        "daemon_planning_s": first, "daemon_submit_s_per_run": per_run,
+        "daemon_submit_ms_per_clip": 1000 * per_run / k,
+        "daemon_tail_s": total - last_t, "stopped": bool(canceled_at),
+        # DAGSTER_ASSET_BACKFILL_RUN_CHUNK_SIZE: runs between two writes of the backfill
+        "run_chunk_size": get_asset_backfill_run_chunk_size(), "backfill_writes": len(writes),
+        "backfill_write_mean_s": sum(writes) / max(1, len(writes)),
+        "backfill_write_max_s": max(writes, default=0.0),
+        # the whole iteration over the clips its runs hold (planning included: at a small
+        # size it dominates; at full size it is paid once per pass)
+        "daemon_s_per_run": total / max(1, runs), "daemon_ms_per_clip": 1000 * total / max(1, clips),
+        "planned_events_per_run": planned_events_per_run(instance),
+    }
+    # one pass over every clip: planning once, then ceil(CLIPS / K) runs at the measured rate
+    row["pass_runs"] = -(-CLIPS // k)
+    row["pass_projection_h"] = (first + row["pass_runs"] * per_run) / 3600
+    return row
+
+
+def cli_create_runs(ctx, instance, keys: list[str], k: int, runs: int, planned: str) -> dict:
+    """What the backfill CLI pays per Ray-mode run before launching it: `egoclean_assets.launch._create_run`.
+
+    The CLI (`python -m egoclean_assets.backfill`, egoclean_assets/cluster/batching.py) cuts
+    the clips into contiguous ranges of K and, for each, creates the range run from the code
+    location's job subset (the execution plan from the code server, `create_run` with its
+    planned events) and launches it (in the cluster: a Ray job); here `runs` ranges from the
+    end of `keys` are created and not launched (the launch is the run launcher's, not timed)."""
+    from dagster import AssetKey
+    from dagster._core.definitions.selector import JobSubsetSelector
+    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+    from egoclean_assets.backfill import QUIET  # the run config the CLI gives its runs
+    from egoclean_assets.cluster import CLIP_ASSETS, contiguous_batches
+    from egoclean_assets.launch import REPOSITORY, _create_run
+
+    batches = contiguous_batches(keys, keys[-runs * k:], k)
+    workspace = ctx.process_context.create_request_context()
+    name = workspace.code_location_names[0]
+    location = workspace.get_code_location(name)
+    repo = location.get_repository(REPOSITORY)
+    switches = PLANNED_EVENTS[planned]
+    os.environ.update(switches)
+    try:
+        t0 = time.perf_counter()
+        job = location.get_job(JobSubsetSelector(
+            location_name=name, repository_name=REPOSITORY, job_name="clip_pipeline", op_selection=None,
+            asset_selection=[AssetKey(a) for a in CLIP_ASSETS]))
+        for b in batches:
+            _create_run(instance, location, repo, job, QUIET,
+                        {ASSET_PARTITION_RANGE_START_TAG: b[0], ASSET_PARTITION_RANGE_END_TAG: b[-1]})
+        secs = time.perf_counter() - t0
+    finally:
+        for key in switches:
+            os.environ.pop(key, None)
+    clips = sum(map(len, batches))
+    return {"cli_runs": len(batches), "cli_s_per_run": secs / len(batches), "cli_ms_per_clip": 1000 * secs / clips}
+
+
 def measure(backend: str, n: int, ids: list[str], pg, tmp: Path, materialized: int, daemon: bool,
-            submit_workers: int = 0, planned: str = "per-partition") -> dict:
+            submit_workers: int = 0, planned: str = "per-partition", daemon_runs: int | None = None,
+            cli_runs: int = 0) -> dict:
     from dagster import AssetKey, AssetMaterialization
     from dagster_graphql.test.utils import define_out_of_process_context, execute_dagster_graphql
 
@@ -159,7 +316,7 @@ def measure(backend: str, n: int, ids: list[str], pg, tmp: Path, materialized: i
     from egoclean_assets.partitions import add_clip_partitions
 
     keys = ids[:n]
-    row: dict = {"backend": backend, "partitions": n}
+    row: dict = {"backend": backend, "partitions": n, "load_before": os.getloadavg()}
     with instance_for(backend, pg, tmp) as instance:
         new, row["register_s"] = timed(lambda: add_clip_partitions(instance, keys))
         assert len(new) == n
@@ -205,32 +362,13 @@ def measure(backend: str, n: int, ids: list[str], pg, tmp: Path, materialized: i
             backfill, row["backfill_read_s"] = timed(lambda: instance.get_backfill(out["backfillId"]))
             assert backfill is not None
             if daemon:
-                from dagster._daemon.backfill import execute_backfill_iteration
-
-                from concurrent.futures import ThreadPoolExecutor
-
-                log = logging.getLogger("bench.backfill")
-                # num_submit_workers in the instance's `backfills:` settings: the daemon
-                # submits a backfill's runs from this many threads
-                pool = ThreadPoolExecutor(submit_workers) if submit_workers else None
-                switches = PLANNED_EVENTS[planned]
-                os.environ.update(switches)
-                try:
-                    _, row["daemon_first_iteration_s"] = timed(lambda: list(
-                        execute_backfill_iteration(ctx.process_context, log, submit_threadpool_executor=pool)))
-                finally:
-                    for k in switches:
-                        os.environ.pop(k, None)
-                if pool:
-                    pool.shutdown()
-                row["submit_workers"] = submit_workers
-                row["planned_events"] = planned
+                row.update(drive_daemon(ctx, instance, out["backfillId"], n, submit_workers, planned, daemon_runs))
                 row["execution"] = "ray" if ray_mode else "local"
-                row["runs_queued"] = instance.get_runs_count()
-                row["daemon_s_per_run"] = row["daemon_first_iteration_s"] / max(1, row["runs_queued"])
-                row["daemon_ms_per_clip"] = 1000 * row["daemon_first_iteration_s"] / n
-                row["planned_events_per_run"] = planned_events_per_run(instance)
+                row["clips_per_run"] = int(os.environ.get("EGOCLEAN_CLIPS_PER_RUN", "1")) if ray_mode else 1
+                if cli_runs and ray_mode:
+                    row.update(cli_create_runs(ctx, instance, keys, row["clips_per_run"], cli_runs, planned))
         row["instance_bytes"] = db_size(backend, instance, pg)
+        row["load_after"] = os.getloadavg()
         print(f"  {backend} {n}: done", file=sys.stderr, flush=True)
     return row
 
@@ -240,24 +378,32 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backends", default="sqlite,postgres")
     p.add_argument("--sizes", default=f"1000,100000,{CLIPS}")
     p.add_argument("--materialized", type=int, default=200, help="materializations recorded per size")
-    p.add_argument("--daemon-size", type=int, default=100,
-                   help="partitions of the extra row that runs the backfill daemon's first iteration (0: none)")
+    p.add_argument("--daemon-size", default="100",
+                   help="comma-separated partitions of the extra rows that run the backfill daemon's first iteration "
+                        f"(0: none; {CLIPS}: the full size)")
+    p.add_argument("--daemon-runs", type=int, default=None,
+                   help="stop the daemon's iteration once this many runs are queued (cancelling the backfill, "
+                        "as the UI does; it stops at the next chunk of 25 runs); default: submit them all")
+    p.add_argument("--cli-runs", type=int, default=0,
+                   help="Ray mode, daemon rows: also create this many range runs as the backfill CLI does, timed")
     p.add_argument("--submit-workers", default="0,8",
                    help="daemon rows: run-submission threads of each (0: the daemon's default, one thread)")
     p.add_argument("--execution", choices=("local", "ray"), default="local",
                    help="ray: the clip assets batched K per run (EGOCLEAN_EXECUTION=ray)")
-    p.add_argument("--clips-per-run", type=int, default=16, help="K in Ray mode (EGOCLEAN_CLIPS_PER_RUN)")
+    p.add_argument("--clips-per-run", default=str(defaults.CLIPS_PER_RUN),
+                   help="K in Ray mode (EGOCLEAN_CLIPS_PER_RUN), comma-separated: daemon rows for each")
     p.add_argument("--planned-events", default="per-partition",
                    help=f"daemon rows, comma-separated: {', '.join(PLANNED_EVENTS)} (see the module docstring)")
     p.add_argument("--out", default=None, help="also write the rows as JSON here")
     args = p.parse_args(argv)
     if args.execution == "ray":  # read when the definitions load, in measure()
-        os.environ.update({"EGOCLEAN_EXECUTION": "ray", "EGOCLEAN_CLIPS_PER_RUN": str(args.clips_per_run)})
+        os.environ["EGOCLEAN_EXECUTION"] = "ray"
     # SIGTERM (a timeout) unwinds like Ctrl-C, so the servers started below are stopped by pid
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     logging.basicConfig(level=logging.WARNING)
     ids = clip_ids()
     sizes = [int(s) for s in args.sizes.split(",")]
+    ks = [int(k) for k in args.clips_per_run.split(",")] if args.execution == "ray" else [1]
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-partitions-") as tmpd:
         tmp = Path(tmpd)
@@ -268,12 +414,14 @@ def main(argv: list[str] | None = None) -> int:
 
                 pg = PostgresServer().start()  # its own temp folder, which the postgres user can enter
             for backend in args.backends.split(","):
-                runs = [(n, False, 0) for n in sizes if n]
-                if args.daemon_size:
-                    runs += [(args.daemon_size, True, int(w), planned) for w in args.submit_workers.split(",")
-                             for planned in args.planned_events.split(",")]
-                for n, daemon, workers, *planned in runs:
-                    row = measure(backend, n, ids, pg, tmp, min(args.materialized, n), daemon, workers, *planned)
+                runs = [(n, False, 0, "per-partition", ks[0]) for n in sizes if n]
+                runs += [(int(d), True, int(w), planned, k) for k in ks for d in args.daemon_size.split(",") if int(d)
+                         for w in args.submit_workers.split(",") for planned in args.planned_events.split(",")]
+                for n, daemon, workers, planned, k in runs:
+                    if args.execution == "ray":
+                        os.environ["EGOCLEAN_CLIPS_PER_RUN"] = str(k)
+                    row = measure(backend, n, ids, pg, tmp, min(args.materialized, n), daemon, workers, planned,
+                                  args.daemon_runs, args.cli_runs)
                     print(json.dumps(row), flush=True)
                     rows.append(row)
         finally:
@@ -283,14 +431,29 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(meta))
     print(machine_line())
     cols = ["backend", "partitions", "register_s", "list_s", "gql_stats_warm_s", "gql_status_warm_s",
-            "gql_status_bytes", "backfill_launch_s", "daemon_first_iteration_s", "submit_workers", "runs_queued",
-            "execution", "planned_events", "planned_events_per_run", "daemon_ms_per_clip", "instance_bytes"]
-    print(" | ".join(cols))
-    for r in rows:
-        print(" | ".join(f"{r.get(c):.3g}" if isinstance(r.get(c), float) else str(r.get(c, "-")) for c in cols))
+            "gql_status_bytes", "backfill_launch_s", "backfill_read_s", "instance_bytes", "load_before"]
+    daemon_cols = ["backend", "partitions", "clips_per_run", "planned_events", "submit_workers", "runs_queued",
+                   "daemon_first_iteration_s", "daemon_planning_s", "daemon_submit_s_per_run",
+                   "daemon_submit_ms_per_clip", "backfill_write_mean_s", "daemon_ms_per_clip", "pass_projection_h",
+                   "cli_ms_per_clip", "load_before", "load_after"]
+    for columns, which in ((cols, [r for r in rows if "runs_queued" not in r]),
+                           (daemon_cols, [r for r in rows if "runs_queued" in r])):
+        if not which:
+            continue
+        print(" | ".join(columns))
+        for r in which:
+            print(" | ".join(_cell(r.get(c, "-")) for c in columns))
     if args.out:
         Path(args.out).write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     return 0
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    if isinstance(value, (list, tuple)):
+        return "/".join(f"{v:.2f}" for v in value)
+    return str(value)
 
 
 if __name__ == "__main__":

@@ -4,9 +4,11 @@ Speed is never asserted here (docs/PERFORMANCE.md holds the measured figures); t
 keeps the commands the docs show from breaking silently: every benchmark module answers
 `--help`, every command in the docs and the benchmarks' docstrings names a benchmark
 that exists and options it has, nothing edits sys.path, and the cheap benchmarks run end
-to end at a tiny size (the others need minutes, a GPU or a Ray namespace).
+to end at a tiny size (the others need minutes, a GPU or a Ray namespace; the partitions
+benchmark runs its daemon-stopping mode at 64 partitions).
 """
 
+import json
 import os
 import re
 import subprocess
@@ -22,8 +24,9 @@ COMMAND_RE = re.compile(r"python3? -m benchmarks\.(\w+)([^`\n]*)")
 OPTION_RE = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 
 
-def _run(module: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+def _run(module: str, *args: str, timeout: float = 300, extra_env: dict | None = None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("EGOCLEAN_", "RAY_", "DAGSTER_"))}
+    env.update(extra_env or {})
     return subprocess.run([sys.executable, "-m", f"benchmarks.{module}", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
@@ -113,3 +116,21 @@ def test_the_embedding_benchmark_checks_its_paths_agree_at_a_tiny_size():
     res = _run("bench_embed", "--seconds", "3", "--width", "160", "--height", "96", "--repeats", "1", timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "embed_video, decode thread" in res.stdout and "torch threads" in res.stdout
+
+
+def test_the_partitions_benchmark_stops_the_daemon_after_the_runs_asked_for(tmp_path):
+    # the full-size mode at a tiny size: 64 clips in Ray mode, K = 4 (16 runs in the
+    # backfill); the backfill is written back every 2 runs here (Dagster's chunk size, 25 by
+    # default), so asking for 3 runs ends the daemon's iteration at a chunk boundary soon after
+    out = tmp_path / "rows.json"
+    res = _run("bench_partitions", "--backends", "sqlite", "--sizes", "0", "--execution", "ray",
+               "--daemon-size", "64", "--submit-workers", "0", "--clips-per-run", "4", "--planned-events", "subset",
+               "--daemon-runs", "3", "--cli-runs", "2", "--materialized", "4", "--out", str(out),
+               timeout=600, extra_env={"DAGSTER_ASSET_BACKFILL_RUN_CHUNK_SIZE": "2"})
+    assert res.returncode == 0, res.stderr[-3000:]
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["stopped"] and 3 <= row["runs_queued"] < 16, row
+    assert row["clips_in_runs"] == 4 * row["runs_queued"] and row["planned_events_per_run"] == 7, row
+    assert row["backfill_writes"] >= 2 and row["cli_runs"] == 2, row
+    assert row["pass_runs"] == 48_226 and row["pass_projection_h"] > 0, row
+    assert "daemon_submit_ms_per_clip" in res.stdout and re.search(r"machine: .+ UTC$", res.stdout, re.M)
