@@ -59,7 +59,10 @@ SYNTH_TRAJECTORY_SUFFIX = ".tum.txt"
 
 EXECUTION = "local"  # or "ray" (egoclean_assets.cluster)
 EXECUTION_CHOICES = ("local", "ray")
-CLIPS_PER_RUN = 16  # clips one Ray-mode run takes; local mode is one clip per run
+# clips one Ray-mode run takes (local mode: one clip per run). 64: submitting a run costs about the
+# same at any K, so per clip a quarter of K = 16's; a failed run leaves up to 64 clips to re-run
+# (docs/SCALE.md, "Submission in Ray mode").
+CLIPS_PER_RUN = 64
 
 # -- bad-input limits -------------------------------------------------------------------
 
