@@ -130,7 +130,9 @@ def test_the_partitions_benchmark_stops_the_daemon_after_the_runs_asked_for(tmp_
     assert res.returncode == 0, res.stderr[-3000:]
     (row,) = json.loads(out.read_text())["rows"]
     assert row["stopped"] and 3 <= row["runs_queued"] < 16, row
-    assert row["clips_in_runs"] == 4 * row["runs_queued"] and row["planned_events_per_run"] == 7, row
+    from egoclean_assets.cluster import CLIP_ASSETS  # one planned event per clip asset and run (`subset`)
+
+    assert row["clips_in_runs"] == 4 * row["runs_queued"] and row["planned_events_per_run"] == len(CLIP_ASSETS), row
     assert row["backfill_writes"] >= 2 and row["cli_runs"] == 2, row
     assert row["pass_runs"] == 48_226 and row["pass_projection_h"] > 0, row
     assert "daemon_submit_ms_per_clip" in res.stdout and re.search(r"machine: .+ UTC$", res.stdout, re.M)
