@@ -10,8 +10,8 @@ the working resolution (long side 640) is part of what is timed.
 
 Figures (CPU seconds of this process, one thread: OpenCV and BLAS limited to one core):
 - frames/s per core of `Odometry.step` on 1080p frames;
-- per clip: tracked fraction, segments, metric or not, ATE (RMSE after Sim(3), m and %
-  of the path length), RPE over 10 frames;
+- per clip: tracked fraction, segments, metric or not, path length over the true one
+  (`length_ratio`), ATE (RMSE after Sim(3), m and % of the path length), RPE over 10 frames;
 - COLMAP (SIFT, sequential matching, incremental mapping, PINHOLE camera fixed to the known
   intrinsics, one thread) on the first `--colmap-frames` frames of `walk`: CPU time, frames
   registered, ATE; time ratio against the odometry on the same frames.
@@ -213,6 +213,8 @@ def main() -> int:
         if kind != "turn":  # a pure rotation has no path to take a percentage of
             a = ate(traj, gt)
             row.update(ate_m=round(a.rmse, 4), ate_percent=round(a.percent, 3))
+            # the tracked path over the true one: the scale error where the segments claim metric
+            row["length_ratio"] = round(traj.path_length() / gt.path_length(), 3)
         r = rpe(traj, gt, delta=min(10, n // 2))
         row.update(rpe10_rot_deg=round(r.rot_rmse_deg, 4), rpe10_trans_m=round(r.trans_rmse, 4))
         out["clips"][name] = row

@@ -40,7 +40,12 @@ The pipeline (OpenCV for the geometry, scipy for the bundle adjustment):
 - Scale: each segment's landmarks (a bounded sample) and keyframe centres are searched
   for horizontal planes below the camera; the lowest well-supported one is the floor, its
   normal is up (gravity) and the camera's height above it (`camera_height_m`) sets the
-  metric scale. Without a floor the segment keeps its own unit (the first baseline).
+  metric scale. The plane is claimed only when the keyframe centres travelled along it
+  (within `floor_max_path_slope_deg`, over `floor_min_travel` x the height): a head walks
+  parallel to the floor, while a bench top seen from the bench (the camera hardly moves)
+  or a plane cutting through the map at an angle gave scales 0.7-5.7x off on the rendered
+  clips. Without a checked floor the segment keeps its own unit (the first baseline) and
+  is not metric.
 
 Every segment's world is its first frame's camera, turned so that z is up when the floor
 was found (x then follows the first camera's x on the floor plane).
@@ -100,6 +105,13 @@ class VOConfig:
     max_pending: int = 150
     max_outlier_strikes: int = 2
     floor_sample: int = 4000
+    # the floor check (a plane is claimed as the floor, and the scale metric, only when it passes):
+    # the keyframe centres' main direction of travel within `floor_max_path_slope_deg` of the
+    # plane (a head walks parallel to the floor; a bench top or a plane cutting through the map
+    # at an angle was 9-28 degrees off on the rendered clips, the true floor 1.4-5), measured over
+    # a travel of at least `floor_min_travel` times the camera's height above the plane
+    floor_max_path_slope_deg: float = 8.0
+    floor_min_travel: float = 0.1
     black_level: float = 12.0
     seed: int = 0
 
@@ -143,6 +155,8 @@ _VO_RANGES: dict[str, tuple[type, float, bool, float | None]] = {
     "max_pending": (int, 0, False, None),
     "max_outlier_strikes": (int, 0, False, None),
     "floor_sample": (int, 60, False, None),  # fit_floor needs 60 points
+    "floor_max_path_slope_deg": (float, 0.0, True, 90.0),
+    "floor_min_travel": (float, 0.0, False, None),
     "black_level": (float, 0.0, False, 255.0),
     "seed": (int, 0, False, None),
 }
@@ -826,7 +840,8 @@ class Odometry:
             Rs = np.stack([self._R[j] for j in frames])
             Cs = np.stack([self._C[j] for j in frames])
             floor = fit_floor(np.array(s.floor_pts).reshape(-1, 3), np.array(s.centres).reshape(-1, 3),
-                              np.array(s.ups).reshape(-1, 3))
+                              np.array(s.ups).reshape(-1, 3), max_path_slope_deg=self.cfg.floor_max_path_slope_deg,
+                              min_travel=self.cfg.floor_min_travel)
             R_first, C_first = Rs[0], Cs[0]
             metric, scale, A = False, 1.0, np.eye(3)
             if floor is not None:
@@ -859,7 +874,8 @@ class Odometry:
 
 
 def fit_floor(points: np.ndarray, centres: np.ndarray, ups: np.ndarray, max_tilt_deg: float = 45.0,
-              seed: int = 0) -> tuple[np.ndarray, float] | None:
+              seed: int = 0, max_path_slope_deg: float = 90.0,
+              min_travel: float = 0.0) -> tuple[np.ndarray, float] | None:
     """(unit normal pointing up, camera height) of the floor among `points`, or None.
 
     RANSAC finds up to three planes; a floor candidate is horizontal (its normal within
@@ -868,7 +884,14 @@ def fit_floor(points: np.ndarray, centres: np.ndarray, ups: np.ndarray, max_tilt
     best-supported one and with half its support at least, the lowest is the floor (a
     bench top is also horizontal, but above it). Height: the median distance of the
     keyframe centres to the plane. A bench top seen without any floor is taken for the
-    floor: the scale is then off by the ratio of the two heights."""
+    floor: the scale is then off by the ratio of the two heights.
+
+    The check (off with the defaults; VOConfig's `floor_max_path_slope_deg` and
+    `floor_min_travel` in the tracker): the plane is kept only when the keyframe centres'
+    main direction of travel (their first principal axis) lies within `max_path_slope_deg`
+    of it, over an extent of at least `min_travel` times the height; otherwise None (no
+    floor: the caller keeps the segment's own unit). A camera that stood still cannot show
+    that its plane is the floor."""
     if len(points) < 60 or len(centres) < 1:
         return None
     rng = np.random.default_rng(seed)
@@ -924,7 +947,24 @@ def fit_floor(points: np.ndarray, centres: np.ndarray, ups: np.ndarray, max_tilt
     ref_n, ref_support = candidates[0][1], candidates[0][2]
     ok = [c for c in candidates if c[1] @ ref_n > math.cos(math.radians(10.0)) and c[2] >= 0.5 * ref_support]
     height, n, _ = max(ok, key=lambda c: c[0])
+    if not path_parallel(centres, n, height, max_path_slope_deg, min_travel):
+        return None
     return n, height
+
+
+def path_parallel(centres: np.ndarray, normal: np.ndarray, height: float, max_slope_deg: float,
+                  min_travel: float) -> bool:
+    """Whether the keyframe centres travelled along the plane of unit `normal`: their first
+    principal axis within `max_slope_deg` of the plane, over an extent >= `min_travel` x `height`."""
+    if max_slope_deg >= 90.0 and min_travel <= 0.0:
+        return True
+    if len(centres) < 2:
+        return False
+    c = centres - centres.mean(axis=0)
+    axis = np.linalg.svd(c, full_matrices=False)[2][0]
+    extent = float(np.ptp(c @ axis))
+    slope = math.degrees(math.asin(min(1.0, abs(float(axis @ normal)))))
+    return extent >= min_travel * height and slope <= max_slope_deg
 
 
 def world_from_floor(up: np.ndarray, cam_x: np.ndarray) -> np.ndarray:

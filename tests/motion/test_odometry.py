@@ -165,6 +165,37 @@ def test_floor_fit_prefers_the_floor_to_a_bench_top():
     assert fit_floor(wall, centres, ups) is None
 
 
+def test_floor_check_needs_a_path_along_the_plane():
+    rng = np.random.default_rng(0)
+    bench = np.c_[rng.uniform(-1, 1, (400, 2)), np.full(400, 0.9)]
+    wall = np.c_[rng.uniform(-3, 3, 200), np.full(200, 3.0), rng.uniform(0, 3, 200)]
+    ups = np.tile([0.1, 0.0, 1.0], (10, 1))
+    check = {"max_path_slope_deg": 8.0, "min_travel": 0.1}
+    walked = np.c_[np.zeros(10), np.linspace(-0.5, 0.5, 10), np.full(10, 1.6)]
+    n, h = fit_floor(np.r_[bench, wall], walked, ups, **check)
+    assert n[2] > 0.999 and h == pytest.approx(0.7, abs=0.02)
+    # the head stood still (2 cm of sway, less than 0.1 x 0.7 m): nothing shows the plane is the floor
+    still = np.c_[np.zeros(10), np.linspace(-0.01, 0.01, 10), np.full(10, 1.6)]
+    assert fit_floor(np.r_[bench, wall], still, ups, **check) is None
+    # a path climbing 15 degrees against the plane: the plane is not the one walked on
+    climb = np.c_[np.zeros(10), np.linspace(-0.5, 0.5, 10), 1.6 + np.linspace(-0.5, 0.5, 10) * np.tan(np.radians(15))]
+    assert fit_floor(np.r_[bench, wall], climb, ups, **check) is None
+    assert fit_floor(np.r_[bench, wall], climb, ups) is not None  # the check is off by default
+
+
+def test_a_bench_only_view_is_not_claimed_metric():
+    # at the bench only the bench top is seen: taken for the floor it gave a scale 3.4x the true
+    # one (path length ratio, before the floor check); now the segment keeps its own unit
+    frames, gt, cam = scenario("work", 60, 320)
+    tr = track_frames(frames, cam, 30.0)
+    assert tr.tracked_fraction >= 0.95 and len(tr.segments) == 1
+    seg = tr.segments[0]
+    if seg.metric:
+        assert abs(tr.path_length() / gt.path_length() - 1.0) < 0.15
+    else:
+        assert seg.scale == 1.0
+
+
 @pytest.mark.parametrize("field, value, says", [
     ("ba_window", 1, "must be an integer >= 2"),
     ("ba_iterations", 0, "must be an integer >= 1"),
@@ -177,6 +208,8 @@ def test_floor_fit_prefers_the_floor_to_a_bench_top():
     ("max_features", True, "must be an integer >= 10"),
     ("long_side", "640", "must be an integer >= 32"),
     ("black_level", 300.0, "must be a finite number >= 0.0 and <= 255.0"),
+    ("floor_max_path_slope_deg", 0.0, "must be a finite number > 0.0 and <= 90.0"),
+    ("floor_min_travel", -0.1, "must be a finite number >= 0.0"),
 ])
 def test_a_bad_vo_setting_is_a_one_line_error_naming_it_and_its_range(field, value, says):
     from egoclean.core.errors import InvalidInputError
