@@ -180,7 +180,9 @@ def drive_daemon(ctx, instance, backfill_id: str, n: int, submit_workers: int, p
     Timed: planning (the iteration's start to the first run created: reading the backfill,
     evaluating every partition, writing the run requests), submission (first run to the
     last one seen, per run and per clip: create_run, the queue, the chunk writes between),
-    the backfill writes themselves (the per-chunk fixed cost) and the tail after the stop."""
+    the backfill writes themselves (the per-chunk fixed cost) and the tail after the stop.
+    `pass_s_per_run` is what a whole pass pays per run: the submission without the writes
+    that fell in the measured span, plus one write per chunk of runs."""
     import threading
 
     from dagster._core.execution.asset_backfill import get_asset_backfill_run_chunk_size
@@ -192,14 +194,14 @@ def drive_daemon(ctx, instance, backfill_id: str, n: int, submit_workers: int, p
     log = logging.getLogger("bench.backfill")
     daemon_instance = ctx.process_context.instance
     update_backfill = daemon_instance.update_backfill
-    writes: list[float] = []
+    writes: list[tuple[float, float]] = []  # (start since t0, seconds) of each of the daemon's writes
 
     def timed_update(backfill):  # the daemon's writes of the backfill, timed (the watcher calls the original)
         t = time.perf_counter()
         try:
             return update_backfill(backfill)
         finally:
-            writes.append(time.perf_counter() - t)
+            writes.append((t - t0, time.perf_counter() - t))
 
     samples: list[tuple[float, int]] = []  # (seconds since the start, runs existing) at each change
     done = threading.Event()
@@ -246,6 +248,13 @@ def drive_daemon(ctx, instance, backfill_id: str, n: int, submit_workers: int, p
     k = int(os.environ.get("EGOCLEAN_CLIPS_PER_RUN", "1")) if os.environ.get("EGOCLEAN_EXECUTION") == "ray" else 1
     clips = min(n, runs * k)
     per_run = (last_t - first) / (runs - 1) if runs > 1 else total
+    chunk = get_asset_backfill_run_chunk_size()
+    durations = [d for _, d in writes]
+    write_mean = sum(durations) / max(1, len(durations))
+    # a pass pays one write per chunk: the per-run cost without the writes that fell between
+    # the first and the last run seen, plus its share of a write
+    between = sum(d for t, d in writes if first < t < last_t)
+    per_run_pass = ((last_t - first - between) / (runs - 1) if runs > 1 else total) + write_mean / chunk
     row = {
         "submit_workers": submit_workers, "planned_events": planned, "stop_after_runs": stop_after_runs,
         "daemon_first_iteration_s": total, "runs_queued": runs, "clips_in_runs": clips,
@@ -253,17 +262,17 @@ def drive_daemon(ctx, instance, backfill_id: str, n: int, submit_workers: int, p
         "daemon_submit_ms_per_clip": 1000 * per_run / k,
         "daemon_tail_s": total - last_t, "stopped": bool(canceled_at),
         # DAGSTER_ASSET_BACKFILL_RUN_CHUNK_SIZE: runs between two writes of the backfill
-        "run_chunk_size": get_asset_backfill_run_chunk_size(), "backfill_writes": len(writes),
-        "backfill_write_mean_s": sum(writes) / max(1, len(writes)),
-        "backfill_write_max_s": max(writes, default=0.0),
+        "run_chunk_size": chunk, "backfill_writes": len(writes), "backfill_write_mean_s": write_mean,
+        "backfill_write_max_s": max(durations, default=0.0), "pass_s_per_run": per_run_pass,
+        "pass_ms_per_clip": 1000 * per_run_pass / k,
         # the whole iteration over the clips its runs hold (planning included: at a small
         # size it dominates; at full size it is paid once per pass)
         "daemon_s_per_run": total / max(1, runs), "daemon_ms_per_clip": 1000 * total / max(1, clips),
         "planned_events_per_run": planned_events_per_run(instance),
     }
-    # one pass over every clip: planning once, then ceil(CLIPS / K) runs at the measured rate
+    # one pass over every clip: planning once, then ceil(CLIPS / K) runs with one write per chunk
     row["pass_runs"] = -(-CLIPS // k)
-    row["pass_projection_h"] = (first + row["pass_runs"] * per_run) / 3600
+    row["pass_projection_h"] = (first + row["pass_runs"] * per_run_pass) / 3600
     return row
 
 
@@ -434,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
             "gql_status_bytes", "backfill_launch_s", "backfill_read_s", "instance_bytes", "load_before"]
     daemon_cols = ["backend", "partitions", "clips_per_run", "planned_events", "submit_workers", "runs_queued",
                    "daemon_first_iteration_s", "daemon_planning_s", "daemon_submit_s_per_run",
-                   "daemon_submit_ms_per_clip", "backfill_write_mean_s", "daemon_ms_per_clip", "pass_projection_h",
+                   "daemon_submit_ms_per_clip", "backfill_write_mean_s", "pass_ms_per_clip", "pass_projection_h",
                    "cli_ms_per_clip", "load_before", "load_after"]
     for columns, which in ((cols, [r for r in rows if "runs_queued" not in r]),
                            (daemon_cols, [r for r in rows if "runs_queued" in r])):

@@ -134,5 +134,5 @@ def test_the_partitions_benchmark_stops_the_daemon_after_the_runs_asked_for(tmp_
 
     assert row["clips_in_runs"] == 4 * row["runs_queued"] and row["planned_events_per_run"] == len(CLIP_ASSETS), row
     assert row["backfill_writes"] >= 2 and row["cli_runs"] == 2, row
-    assert row["pass_runs"] == 48_226 and row["pass_projection_h"] > 0, row
+    assert row["pass_runs"] == 48_226 and row["pass_projection_h"] > 0 and row["pass_ms_per_clip"] > 0, row
     assert "daemon_submit_ms_per_clip" in res.stdout and re.search(r"machine: .+ UTC$", res.stdout, re.M)
