@@ -287,9 +287,12 @@ def part_dagster(work: Path, dataset: Path, model: str, clips: list[str]) -> dic
     home = work / "dagster_home"
     home.mkdir()
     shutil.copy(ROOT / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
+    # A batch waits up to 1 s for windows (as in the library part): each clip's camera path now runs beside
+    # its embedding, so the two clips of a run can reach the actor further apart on a loaded machine, and the
+    # backfill test wants a batch holding windows of two clips.
     os.environ.update({
         "DAGSTER_HOME": str(home), "EGOCLEAN_EXECUTION": "ray", "EGOCLEAN_CLIPS_PER_RUN": "2",
-        "EGOCLEAN_RAY_ACTOR_RESOURCES": '{"GPU_STANDIN": 1}', "EGOCLEAN_RAY_BATCH_WAIT_S": "0.5",
+        "EGOCLEAN_RAY_ACTOR_RESOURCES": '{"GPU_STANDIN": 1}', "EGOCLEAN_RAY_BATCH_WAIT_S": "1.0",
         "EGOCLEAN_RAY_SEND_WINDOWS": "1", "EGOCLEAN_RAY_RECTIFY_CPUS": "0.5", "EGOCLEAN_RAY_EMBED_CPUS": "0.5",
         "EGOCLEAN_RAY_ANALYSE_CPUS": "0.5", "EGOCLEAN_RAY_TRAJECTORY_CPUS": "0.5",
         "EGOCLEAN_SOURCE": str(dataset), "EGOCLEAN_MODEL": model,
