@@ -452,9 +452,21 @@ def remote_encode(actor, clip_id: str, resend_s: float, loads: list | None = Non
             if now - unhostable_since >= resend_s:
                 with contextlib.suppress(Exception):  # the call is dropped either way
                     ray.cancel(ref)
-                raise ClusterError(
-                    f"clip {clip_id}: its encoder actor cannot be placed again: it needs {_needs_text(needs)} and "
-                    f"no alive node offers them (none for {resend_s:g} s, EGOCLEAN_RAY_ENCODE_RESEND_S)")
+                raise unhostable()
+
+    def hostable_within(seconds: float) -> bool:
+        """False as soon as no alive node has what the actor needs; True if some node had it all along."""
+        end = time.monotonic() + seconds
+        while _hostable(ray, needs):
+            if time.monotonic() >= end:
+                return True
+            time.sleep(min(HOSTABLE_POLL_S, max(0.0, end - time.monotonic())))
+        return False
+
+    def unhostable() -> ClusterError:
+        return ClusterError(
+            f"clip {clip_id}: its encoder actor cannot be placed again: it needs {_needs_text(needs)} and "
+            f"no alive node offers them (none for {resend_s:g} s, EGOCLEAN_RAY_ENCODE_RESEND_S)")
 
     def encode(windows):
         w = windows.numpy()
@@ -473,6 +485,11 @@ def remote_encode(actor, clip_id: str, resend_s: float, loads: list | None = Non
                     now = time.monotonic()
                     deadline = deadline if deadline is not None else now + resend_s
                     if now >= deadline:
+                        # resent calls can each be refused at once while the actor waits for a node,
+                        # so `wait` never sees resend_s pass: the same verdict is made here, giving
+                        # Ray up to resend_s more to notice a dead node (its heartbeats lag)
+                        if needs and not hostable_within(resend_s):
+                            raise unhostable() from None
                         raise
                     pause = min(RESEND_MAX_WAIT_S, 0.25 * 2 ** attempt, deadline - now)
                     attempt += 1
