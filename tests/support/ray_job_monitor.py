@@ -38,24 +38,10 @@ from pathlib import Path
 import yaml
 
 from tests.support.ray_head import free_port, in_private_namespace, local_ray_head
+from tests.support.rehearsal import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCATION = "ray_job_defs"
-
-
-def wait_for(what: str, ok, timeout: float, every: float = 0.5):
-    """ok()'s first truthy value, polled every `every` s; TimeoutError naming `what` after `timeout` s."""
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        try:
-            v = ok()
-            if v:
-                return v
-        except Exception as e:  # noqa: BLE001 - not up yet
-            last = e
-        time.sleep(every)
-    raise TimeoutError(f"{what}: not after {timeout:.0f} s ({last!r})")
 
 
 def make_image(folder: Path) -> Path:
