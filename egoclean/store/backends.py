@@ -30,7 +30,8 @@ from typing import Callable, Sequence, TypeVar
 import duckdb
 
 from egoclean.core import defaults, retry
-from egoclean.core.errors import InvalidInputError, StoreBusyError, StoreSchemaError, StoreUnavailableError
+from egoclean.core.errors import (EgoCleanError, InvalidInputError, StoreBusyError, StoreSchemaError,
+                                  StoreUnavailableError)
 from egoclean.store import sandbox
 from egoclean.store.schema import EMBEDDED_SCHEMA, LAKE_SCHEMA, ensure_schema, has_schema
 from egoclean.store.text import one_line
@@ -238,12 +239,18 @@ class _LakeBackend(_Backend):
         try:
             return ducklake.connect(self.url, self.data_path, read_only=read_only)
         except duckdb.Error as e:
-            msg = ducklake.redact_url(one_line(str(e)))
-            if is_unreachable(msg):
-                raise StoreUnavailableError(
-                    f"table store {self.location}: cannot reach its catalog ({msg}); the database server is down "
-                    "or unreachable: the step is retried, or rerun it once the server is back") from None
-            raise InvalidInputError(f"table store {self.location}: cannot attach: {msg}") from None
+            raise self._catalog_error(e, "attach") from None
+
+    def _catalog_error(self, e: BaseException, doing: str) -> EgoCleanError:
+        """The catalog database's error on `doing`: unreachable (retried) or bad input, its URL redacted."""
+        from egoclean.store import ducklake
+
+        msg = ducklake.redact_url(one_line(str(e)))
+        if is_unreachable(msg):
+            return StoreUnavailableError(
+                f"table store {self.location}: cannot reach its catalog to {doing} ({msg}); the database server is "
+                "down or unreachable: the step is retried, or rerun it once the server is back")
+        return InvalidInputError(f"table store {self.location}: cannot {doing}: {msg}")
 
     def read(self, fn: Work[T], config: dict | None = None) -> T:
         con = self._connect(read_only=True)
@@ -303,12 +310,7 @@ class _LakeBackend(_Backend):
         except TimeoutError as e:
             raise StoreBusyError(f"table store {self.location} is busy: {e}") from None
         except Exception as e:  # psycopg2.Error: the catalog database is unreachable
-            msg = ducklake.redact_url(one_line(str(e)))
-            if is_unreachable(msg):
-                raise StoreUnavailableError(
-                    f"table store {self.location}: cannot reach its catalog to lock {', '.join(names)} ({msg}); "
-                    "the database server is down or unreachable: the step is retried, or rerun it later") from None
-            raise InvalidInputError(f"table store {self.location}: cannot lock {', '.join(names)}: {msg}") from None
+            raise self._catalog_error(e, f"lock {', '.join(names)}") from None
         try:
             yield
         finally:
