@@ -519,6 +519,31 @@ def _raylet_of(node_id: str) -> int:
     raise RuntimeError(f"no raylet for node {node_id}")
 
 
+def _kill_actor_node_once_busy(name: str, namespace: str, on_kill) -> threading.Thread:
+    """A started thread that SIGKILLs the raylet of actor `name`'s node once the actor has encoded a
+    batch (so the kill lands mid-run), then calls on_kill(the actor's stats, the raylet's pid)."""
+    import ray
+
+    def run():
+        end = time.time() + 300
+        while time.time() < end:
+            try:
+                s = ray.get(ray.get_actor(name, namespace=namespace).stats.remote(), timeout=10)
+            except Exception:
+                time.sleep(0.05)
+                continue
+            if s["batches"] >= 1:
+                raylet = _raylet_of(s["node_id"])
+                os.kill(raylet, signal.SIGKILL)
+                on_kill(s, raylet)
+                return
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=run, daemon=True)
+    killer.start()
+    return killer
+
+
 def part_nodes(work: Path, dataset: Path, model: str, clips: list[str]) -> dict:
     """Two worker nodes join the head; the encoder actor lives on one of them. A Ray-mode run of clip_batch
     (as a user runs it) loses that node mid-batch (its raylet SIGKILLed): the actor restarts on the other
@@ -546,24 +571,11 @@ def part_nodes(work: Path, dataset: Path, model: str, clips: list[str]) -> dict:
         killed: dict = {"raylet": None, "actor_pid": None, "load_id": None, "node_id": None, "head": None}
         head_node = ray.get_runtime_context().get_node_id()  # this driver's node: the head
 
-        def kill_actor_node():
-            end = time.time() + 300
-            while time.time() < end:
-                try:
-                    s = ray.get(ray.get_actor(name, namespace=cfg.namespace).stats.remote(), timeout=10)
-                except Exception:
-                    time.sleep(0.05)
-                    continue
-                if s["batches"] >= 1:
-                    raylet = _raylet_of(s["node_id"])
-                    os.kill(raylet, signal.SIGKILL)
-                    killed.update(raylet=raylet, actor_pid=s["pid"], load_id=s["load_id"], node_id=s["node_id"],
-                                  head=s["node_id"] == head_node)
-                    return
-                time.sleep(0.02)
+        def killed_node(s: dict, raylet: int) -> None:
+            killed.update(raylet=raylet, actor_pid=s["pid"], load_id=s["load_id"], node_id=s["node_id"],
+                          head=s["node_id"] == head_node)
 
-        killer = threading.Thread(target=kill_actor_node, daemon=True)
-        killer.start()
+        killer = _kill_actor_node_once_busy(name, cfg.namespace, killed_node)
         lines: list[str] = []
         t0 = time.perf_counter()
         with DagsterInstance.get() as inst:
@@ -636,23 +648,8 @@ def part_unhostable(work: Path, dataset: Path, model: str, clips: list[str]) -> 
         _start_worker_node(work, "lone", {"LONE_SLOT": 1}, nodes)
         name = rp.actor_name(cfg, encoder, 0)
 
-        def kill_actor_node():
-            end = time.time() + 300
-            while time.time() < end:
-                try:
-                    s = ray.get(ray.get_actor(name, namespace=cfg.namespace).stats.remote(), timeout=10)
-                except Exception:
-                    time.sleep(0.05)
-                    continue
-                if s["batches"] >= 1:
-                    raylet = _raylet_of(s["node_id"])
-                    os.kill(raylet, signal.SIGKILL)
-                    killed.update(raylet=raylet, at=time.time(), node_id=s["node_id"])
-                    return
-                time.sleep(0.02)
-
-        killer = threading.Thread(target=kill_actor_node, daemon=True)
-        killer.start()
+        killer = _kill_actor_node_once_busy(
+            name, cfg.namespace, lambda s, raylet: killed.update(raylet=raylet, at=time.time(), node_id=s["node_id"]))
         done_at: dict = {}
         jobs = [rp.ClipJob(c, str(work / "lone" / c)) for c in clips]
         results = rp.run_clips(jobs, cfg, encoder, {"url": str(dataset)},
