@@ -32,6 +32,20 @@ a run is created (one small query: the number of the definition's rows, the larg
 id and that row's key; any clip added or deleted changes it), so a clip registered
 between two runs is seen by the next one. Outside run creation every call goes to the
 storage as Dagster's does; the events and the run are Dagster's own, unchanged.
+
+On PostgreSQL (LockedPostgresStorage), creating a run also opens fewer connections and
+writes a planned check's rows at once. Dagster's PostgreSQL storages open a new
+connection (a new server process) for every group of statements, so that an idle
+instance holds none: creating one range run opened ~50 (each planned event: its insert,
+its index rows, a table lookup and its check rows), and for each planned check Dagster
+serializes the event once per partition of the run and compiles a new multi-row INSERT.
+While a thread creates a run through EgoCleanInstance, the run and event storages take
+their connections from a pool of one (what Dagster's webserver does for all of its calls,
+`optimize_for_webserver`), the check storage's table is looked up once per process, and
+a planned check's rows (one per partition, the same columns and values as Dagster's) are
+written with one serialization and one cached statement. A process that has created a
+run (the daemon, the backfill CLI) keeps one idle connection per storage; every other
+call is Dagster's own.
 """
 
 from __future__ import annotations
@@ -47,16 +61,22 @@ import sqlalchemy as sa
 import yaml
 from dagster import DagsterInstance
 from dagster._core.instance.ref import InstanceRef
-from dagster._core.storage.event_log.schema import DynamicPartitionsTable
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable, DynamicPartitionsTable
 from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
 from dagster._core.storage.sqlite_storage import DagsterSqliteStorage
-from dagster._serdes import ConfigurableClassData
-from dagster_postgres import DagsterPostgresStorage
-from dagster_postgres.utils import get_token_provider_from_config, pg_url_from_config
+from dagster._serdes import ConfigurableClassData, serialize_value
+from dagster_postgres import DagsterPostgresStorage, PostgresEventLogStorage, PostgresRunStorage
+from dagster_postgres.schedule_storage import PostgresScheduleStorage
+from dagster_postgres.utils import create_pg_connection, create_pg_engine, get_token_provider_from_config, \
+    pg_url_from_config
 
 # pg_advisory_lock key of the instance's creation (any fixed 64-bit number; "egoclean" in ASCII).
 _PG_LOCK_KEY = 0x65676F636C65616E
 LOCK_FILE = ".egoclean-storage.lock"
+# `.depth` > 0 while this thread creates a run through EgoCleanInstance (the PostgreSQL storages pool then)
+_CREATING_RUN = threading.local()
+_POOL_LOCK = threading.Lock()
 
 
 @contextlib.contextmanager
@@ -127,10 +147,12 @@ class EgoCleanInstance(DagsterInstance):
         creating = self._creating
         outer = getattr(creating, "keys", None)
         creating.keys = {} if outer is None else outer
+        _CREATING_RUN.depth = getattr(_CREATING_RUN, "depth", 0) + 1
         try:
             return super().create_run(**kwargs)
         finally:
             creating.keys = outer
+            _CREATING_RUN.depth -= 1
 
     def _stamp(self, name: str) -> tuple | None:
         """What changes whenever a key of definition `name` is added or deleted; None: no SQL storage to ask."""
@@ -171,14 +193,92 @@ class EgoCleanInstance(DagsterInstance):
         return partition_key in found[1]
 
 
+class _PooledWhileCreatingRuns:
+    """A Dagster PostgreSQL storage whose connections come from a pool of one while this thread creates a run."""
+
+    _pool = None  # the pooled engine, made on the first run created in this process
+
+    def _pooled_engine(self):
+        if self._pool is None:
+            with _POOL_LOCK:
+                if self._pool is None:
+                    # the webserver's settings (optimize_for_webserver): one connection kept, recycled
+                    # hourly; more threads creating runs at once each get their own, closed after use;
+                    # pre_ping: a connection the server dropped while the process idled is replaced
+                    self._pool = create_pg_engine(self.postgres_url, self._token_provider, isolation_level="AUTOCOMMIT",
+                                                  pool_size=1, max_overflow=-1, pool_recycle=3600,
+                                                  pool_pre_ping=True)
+        return self._pool
+
+    def _pooled_connection(self, dagsters):
+        if getattr(_CREATING_RUN, "depth", 0):
+            return create_pg_connection(self._pooled_engine())
+        return dagsters()
+
+    def dispose(self):
+        # the kept connection closes with the instance (DagsterInstance.dispose, `with instance:`)
+        with _POOL_LOCK:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.dispose()
+        super().dispose()
+
+
+class _PooledRunStorage(_PooledWhileCreatingRuns, PostgresRunStorage):
+    """PostgresRunStorage, pooled while a run is created."""
+
+    def connect(self):
+        return self._pooled_connection(super().connect)
+
+
+class _PooledEventLogStorage(_PooledWhileCreatingRuns, PostgresEventLogStorage):
+    """PostgresEventLogStorage, pooled while a run is created; a planned check's rows written at once."""
+
+    _has_checks = False
+
+    def _connect(self):
+        return self._pooled_connection(super()._connect)
+
+    @property
+    def supports_asset_checks(self):
+        # Dagster looks the table up for every check event; it exists from the first time it does
+        # (a migration adds tables, none removes this one)
+        if not self._has_checks:
+            self._has_checks = bool(super().supports_asset_checks)
+        return self._has_checks
+
+    def _store_asset_check_evaluation_planned(self, event, event_id):
+        # Dagster's rows (one per partition of the check's planned subset), with the event
+        # serialized once and one cached INSERT run for all rows, not a new statement of
+        # K VALUES tuples each holding its own serialization
+        planned = event.dagster_event.event_specific_data
+        keys = planned.partitions_subset.get_partition_keys() if planned.partitions_subset else [None]
+        row = dict(asset_key=planned.asset_key.to_string(), check_name=planned.check_name, run_id=event.run_id,
+                   execution_status=AssetCheckExecutionRecordStatus.PLANNED.value,
+                   evaluation_event=serialize_value(event),
+                   evaluation_event_timestamp=self._event_insert_timestamp(event),
+                   evaluation_event_storage_id=event_id)
+        with self.index_connection() as conn:
+            conn.execute(AssetCheckExecutionsTable.insert(), [{**row, "partition": key} for key in keys])
+
+
 class LockedPostgresStorage(DagsterPostgresStorage):
-    """DagsterPostgresStorage whose tables are created (or checked) by one process at a time."""
+    """DagsterPostgresStorage whose tables are created (or checked) by one process at a time; runs created pooled."""
 
     def __init__(self, postgres_url: str, should_autocreate_tables: bool = True, inst_data=None,
                  token_provider=None):
         with _pg_lock(postgres_url):
-            super().__init__(postgres_url, should_autocreate_tables, inst_data=inst_data,
-                             token_provider=token_provider)
+            # DagsterPostgresStorage.__init__ with the run and event storages above
+            self.postgres_url = postgres_url
+            self.should_autocreate_tables = should_autocreate_tables
+            self._inst_data = inst_data
+            self._run_storage = _PooledRunStorage(postgres_url, should_autocreate_tables,
+                                                  token_provider=token_provider)
+            self._event_log_storage = _PooledEventLogStorage(postgres_url, should_autocreate_tables,
+                                                             token_provider=token_provider)
+            self._schedule_storage = PostgresScheduleStorage(postgres_url, should_autocreate_tables,
+                                                             token_provider=token_provider)
+            super(DagsterPostgresStorage, self).__init__()
 
     @classmethod
     def from_config_value(cls, inst_data, config_value):

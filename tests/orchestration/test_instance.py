@@ -1,15 +1,19 @@
 """EgoClean's instance class: a range run's creation reads the clips once at most and records what Dagster's does.
 
-Both instances are real SQLite instances (dagster_home/dagster.yaml, which names
-`egoclean_assets.instance_storage.EgoCleanInstance`, and the same file without that line); the
-run is a Ray-mode range run of the clip assets (K = 4) created from workspace.yaml's code
-location as the backfill CLI creates it (`egoclean_assets.launch._create_run`), with
-Dagster's default planned events and with the `subset` switch of deploy/ray.env.
+SQLite: two real instances (dagster_home/dagster.yaml, which names
+`egoclean_assets.instance_storage.EgoCleanInstance`, and the same file without that line).
+PostgreSQL: deploy/dagster.cluster.yaml (EgoCleanInstance, LockedPostgresStorage) against
+Dagster's own `storage: postgres:` on the session's real server. The run is a Ray-mode
+range run of the clip assets (K = 4) created from workspace.yaml's code location as the
+backfill CLI creates it (`egoclean_assets.launch._create_run`), with Dagster's default
+planned events and with the `subset` switch of deploy/ray.env.
 """
 
+import contextlib
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from dagster import AssetKey, DagsterEventType, DagsterInstance, EventRecordsFilter
 from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
 
@@ -46,8 +50,9 @@ def _planned(instance, run_id: str) -> list[tuple]:
     return sorted(out)
 
 
-@pytest.mark.parametrize("subset", [False, True], ids=["per-partition", "subset"])
-def test_a_range_run_reads_the_clips_once_and_plans_the_same_events(tmp_path, monkeypatch, subset):
+@contextlib.contextmanager
+def _run_maker(instance):
+    """create(first, last): a Ray-mode range run of the clip assets, made as the backfill CLI makes it."""
     from dagster._core.definitions.selector import JobSubsetSelector
     from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
     from dagster._core.workspace.context import WorkspaceProcessContext
@@ -56,6 +61,21 @@ def test_a_range_run_reads_the_clips_once_and_plans_the_same_events(tmp_path, mo
     from egoclean_assets.backfill import QUIET
     from egoclean_assets.cluster import CLIP_ASSETS
     from egoclean_assets.launch import LOCATION, REPOSITORY, WORKSPACE, _create_run
+
+    with WorkspaceProcessContext(instance, WorkspaceFileTarget(paths=[str(WORKSPACE)])) as process:
+        location = process.create_request_context().get_code_location(LOCATION)
+        repo = location.get_repository(REPOSITORY)
+        job = location.get_job(JobSubsetSelector(
+            location_name=LOCATION, repository_name=REPOSITORY, job_name="clip_pipeline",
+            op_selection=None, asset_selection=[AssetKey(a) for a in CLIP_ASSETS]))
+        yield lambda first, last: _create_run(
+            instance, location, repo, job, QUIET,
+            {ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last})
+
+
+@pytest.mark.parametrize("subset", [False, True], ids=["per-partition", "subset"])
+def test_a_range_run_reads_the_clips_once_and_plans_the_same_events(tmp_path, monkeypatch, subset):
+    from egoclean_assets.cluster import CLIP_ASSETS
     from egoclean_assets.partitions import add_clip_partitions
 
     monkeypatch.setenv("EGOCLEAN_EXECUTION", "ray")
@@ -73,17 +93,11 @@ def test_a_range_run_reads_the_clips_once_and_plans_the_same_events(tmp_path, mo
         with DagsterInstance.from_config(str(_home(tmp_path, name, own_class))) as instance:
             assert isinstance(instance, EgoCleanInstance) == own_class
             add_clip_partitions(instance, KEYS)
-            with WorkspaceProcessContext(instance, WorkspaceFileTarget(paths=[str(WORKSPACE)])) as process:
-                location = process.create_request_context().get_code_location(LOCATION)
-                repo = location.get_repository(REPOSITORY)
-                job = location.get_job(JobSubsetSelector(
-                    location_name=LOCATION, repository_name=REPOSITORY, job_name="clip_pipeline",
-                    op_selection=None, asset_selection=[AssetKey(a) for a in CLIP_ASSETS]))
+            with _run_maker(instance) as make:
 
-                def create(first, last, instance=instance, location=location, repo=repo, job=job):
+                def create(first, last, make=make):
                     reads.clear()
-                    run = _create_run(instance, location, repo, job, QUIET,
-                                      {ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last})
+                    run = make(first, last)
                     return len(reads), run
 
                 count, run = create(RANGE[0], RANGE[-1])
@@ -108,3 +122,92 @@ def test_a_range_run_reads_the_clips_once_and_plans_the_same_events(tmp_path, mo
     checks = {p[3] for p in planned if p[0] == DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED.value}
     assert materializations == ({tuple(RANGE)} if subset else {(k,) for k in RANGE})
     assert checks == {tuple(RANGE)}  # a check's planned event carries the run's range either way
+
+
+def _check_rows(instance, run_id: str) -> list[tuple]:
+    """The run's rows in Dagster's asset check executions table, without the row and event ids and times."""
+    from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable as t
+
+    with instance.event_log_storage.index_connection() as conn:
+        rows = conn.execute(sa.select(t.c.asset_key, t.c.check_name, t.c.partition, t.c.execution_status)
+                            .where(t.c.run_id == run_id).order_by(t.c.id)).all()
+    return [tuple(r) for r in rows]
+
+
+def test_a_range_run_on_postgresql_opens_few_connections_and_writes_dagsters_rows(tmp_path, monkeypatch, postgres):
+    """LockedPostgresStorage: run creation pooled (one connection per storage, kept), Dagster's check rows."""
+    from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable as t
+    from dagster_postgres import PostgresEventLogStorage
+
+    from egoclean_assets.partitions import add_clip_partitions
+
+    monkeypatch.setenv("EGOCLEAN_EXECUTION", "ray")
+    monkeypatch.setenv("EGOCLEAN_CLIPS_PER_RUN", "4")
+    monkeypatch.setenv("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "1")
+    connects = []
+    listener = lambda dbapi_conn, record: connects.append(1)  # noqa: E731  (every new server connection)
+    sa.event.listen(sa.engine.Engine, "connect", listener)
+    found = {}
+    try:
+        for name, ours in (("egoclean", True), ("dagster", False)):
+            db = postgres.createdb(f"instance_{name}_{tmp_path.name[-8:].lower()}")
+            url = postgres.url(db)
+
+            def open_connections(db=db) -> int:
+                """Connections the server holds to the instance's database."""
+                with sa.create_engine(postgres.url(), poolclass=sa.pool.NullPool).connect() as conn:
+                    return conn.execute(sa.text("SELECT count(*) FROM pg_stat_activity WHERE datname = :db"),
+                                        {"db": db}).scalar()
+
+            home = tmp_path / name
+            home.mkdir()
+            if ours:
+                monkeypatch.setenv("EGOCLEAN_PG_URL", url)
+                text = (ROOT / "deploy" / "dagster.cluster.yaml").read_text()
+            else:
+                text = f"storage:\n  postgres:\n    postgres_url: {url}\n"
+            (home / "dagster.yaml").write_text(text)
+            with DagsterInstance.from_config(str(home)) as instance:
+                storage = instance.event_log_storage
+                assert isinstance(storage, PostgresEventLogStorage)
+                assert (type(storage) is PostgresEventLogStorage) != ours  # ours: LockedPostgresStorage's
+                add_clip_partitions(instance, KEYS)
+                with _run_maker(instance) as make:
+                    counts, runs = [], []
+                    for first, last in ((RANGE[0], RANGE[-1]), (KEYS[0], KEYS[3]), (KEYS[4], KEYS[7])):
+                        connects.clear()
+                        runs.append(make(first, last))
+                        counts.append(len(connects))
+                    connects.clear()
+                    instance.get_runs()  # outside run creation: Dagster's own connection, opened and closed
+                    outside = len(connects)
+                first_run = runs[0].run_id
+                found[name] = (counts, outside, _planned(instance, first_run), _check_rows(instance, first_run))
+                assert open_connections() == (2 if ours else 0)  # ours: one kept per pooled storage
+                if ours:
+                    # a planned check's rows as Dagster's own method writes them, column for column
+                    planned_checks = EventRecordsFilter(DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED)
+                    rec = instance.get_event_records(planned_checks, limit=1)[0]
+                    entry = rec.event_log_entry._replace(run_id="rows-of-one-planned-check")  # (unique per run)
+                    written = []
+                    for store in (PostgresEventLogStorage._store_asset_check_evaluation_planned,
+                                  type(storage)._store_asset_check_evaluation_planned):
+                        store(storage, entry, rec.storage_id)
+                        with storage.index_connection() as conn:
+                            mine = t.c.run_id == entry.run_id
+                            rows = conn.execute(sa.select(t).where(mine).order_by(t.c.id)).mappings().all()
+                            conn.execute(sa.delete(t).where(mine))
+                        written.append([{k: v for k, v in r.items() if k not in ("id", "create_timestamp")}
+                                        for r in rows])
+                    assert len(written[0]) == len(RANGE) and written[0] == written[1]
+            assert open_connections() == 0  # closed with the instance
+    finally:
+        sa.event.remove(sa.engine.Engine, "connect", listener)
+    (ours, ours_outside, planned, rows), (dagsters, dagster_outside, dagster_planned, dagster_rows) = \
+        found["egoclean"], found["dagster"]
+    assert planned == dagster_planned and rows == dagster_rows
+    assert len(rows) == 7 * len(RANGE) and {r[3] for r in rows} == {"PLANNED"}
+    # ours: the pooled connections are opened by the first run and kept; Dagster's: a new one per statement group
+    assert ours[1:] == [0, 0] and ours[0] <= 3, ours
+    assert min(dagsters) > 20, dagsters
+    assert ours_outside >= 1 and dagster_outside >= 1  # outside creation both open (and close) their own
