@@ -10,6 +10,7 @@ import boto3
 import pytest
 import s3fs
 from dagster import AssetKey, DagsterInstance
+from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage
 
 from egoclean.cli import main
 from tests.support.dagster_helpers import run_scripts
@@ -55,8 +56,9 @@ def test_cluster_yaml_makes_a_postgres_instance(cluster, monkeypatch):
     for k, v in cluster["env"].items():
         monkeypatch.setenv(k, v)
     with DagsterInstance.from_config(str(cluster["home"])) as inst:
-        assert type(inst.run_storage).__name__ == "PostgresRunStorage"
-        assert type(inst.event_log_storage).__name__ == "PostgresEventLogStorage"
+        # Dagster's PostgreSQL storages (LockedPostgresStorage's, pooled while a run is created)
+        assert isinstance(inst.run_storage, PostgresRunStorage)
+        assert isinstance(inst.event_log_storage, PostgresEventLogStorage)
         assert inst.run_monitoring_enabled  # a dead run's slots are freed (docs/RELIABILITY.md)
         assert add_clip_partitions(inst, ["factory001_worker001_00001"]) == ["factory001_worker001_00001"]
     with DagsterInstance.from_config(str(cluster["home"])) as again:  # another process's view
