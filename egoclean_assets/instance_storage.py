@@ -33,19 +33,18 @@ id and that row's key; any clip added or deleted changes it), so a clip register
 between two runs is seen by the next one. Outside run creation every call goes to the
 storage as Dagster's does; the events and the run are Dagster's own, unchanged.
 
-On PostgreSQL (LockedPostgresStorage), creating a run also opens fewer connections and
-writes a planned check's rows at once. Dagster's PostgreSQL storages open a new
-connection (a new server process) for every group of statements, so that an idle
-instance holds none: creating one range run opened ~50 (each planned event: its insert,
-its index rows, a table lookup and its check rows), and for each planned check Dagster
-serializes the event once per partition of the run and compiles a new multi-row INSERT.
-While a thread creates a run through EgoCleanInstance, the run and event storages take
-their connections from a pool of one (what Dagster's webserver does for all of its calls,
-`optimize_for_webserver`), the check storage's table is looked up once per process, and
-a planned check's rows (one per partition, the same columns and values as Dagster's) are
-written with one serialization and one cached statement. A process that has created a
-run (the daemon, the backfill CLI) keeps one idle connection per storage; every other
-call is Dagster's own.
+Both storages below also write a planned check's rows at once: for each check of a range
+run Dagster serializes the planned event once per partition of the run into a new
+multi-row INSERT and looks the checks table up again; here the rows (the same columns and
+values as Dagster's) take one serialization and one cached statement, and the table is
+looked up once per process. On PostgreSQL (LockedPostgresStorage) creating a run also
+opens few connections: Dagster's PostgreSQL storages open a new connection (a new server
+process) for every group of statements, so that an idle instance holds none, ~145 for one
+range run of 4 clips. While a thread creates a run through EgoCleanInstance, the run and
+event storages take their connections from a pool of one (what Dagster's webserver does
+for all of its calls, `optimize_for_webserver`); a process that has created a run (the
+daemon, the backfill CLI) keeps one idle connection per storage until its instance is
+disposed; every other call is Dagster's own.
 """
 
 from __future__ import annotations
@@ -64,7 +63,11 @@ from dagster._core.instance.ref import InstanceRef
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable, DynamicPartitionsTable
 from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
-from dagster._core.storage.sqlite_storage import DagsterSqliteStorage
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+from dagster._core.storage.runs.sqlite.sqlite_run_storage import SqliteRunStorage
+from dagster._core.storage.schedules.sqlite.sqlite_schedule_storage import SqliteScheduleStorage
+from dagster._core.storage.sqlite_storage import (DagsterSqliteStorage, _event_logs_directory, _runs_directory,
+                                                  _schedule_directory)
 from dagster._serdes import ConfigurableClassData, serialize_value
 from dagster_postgres import DagsterPostgresStorage, PostgresEventLogStorage, PostgresRunStorage
 from dagster_postgres.schedule_storage import PostgresScheduleStorage
@@ -105,11 +108,17 @@ def _pg_lock(url: str):
 
 
 class LockedSqliteStorage(DagsterSqliteStorage):
-    """DagsterSqliteStorage whose tables are created (or checked) by one process at a time."""
+    """DagsterSqliteStorage whose tables are created (or checked) by one process at a time; checks planned at once."""
 
     def __init__(self, base_dir: str, inst_data=None):
         with _file_lock(base_dir):
-            super().__init__(base_dir, inst_data=inst_data)
+            # DagsterSqliteStorage.__init__ with the event storage below (_PlannedChecksAtOnce)
+            self.base_dir = base_dir
+            self._run_storage = SqliteRunStorage.from_local(_runs_directory(base_dir))
+            self._event_log_storage = _SqliteEventLogStorage(_event_logs_directory(base_dir))
+            self._schedule_storage = SqliteScheduleStorage.from_local(_schedule_directory(base_dir))
+            self._inst_data = inst_data
+            super(DagsterSqliteStorage, self).__init__()
 
     @classmethod
     def from_config_value(cls, inst_data, config_value):
@@ -231,18 +240,15 @@ class _PooledRunStorage(_PooledWhileCreatingRuns, PostgresRunStorage):
         return self._pooled_connection(super().connect)
 
 
-class _PooledEventLogStorage(_PooledWhileCreatingRuns, PostgresEventLogStorage):
-    """PostgresEventLogStorage, pooled while a run is created; a planned check's rows written at once."""
+class _PlannedChecksAtOnce:
+    """A Dagster SQL event log storage that writes a planned check's rows at once and looks its table up once."""
 
     _has_checks = False
 
-    def _connect(self):
-        return self._pooled_connection(super()._connect)
-
     @property
     def supports_asset_checks(self):
-        # Dagster looks the table up for every check event; it exists from the first time it does
-        # (a migration adds tables, none removes this one)
+        # Dagster looks the table up (a new engine on SQLite, a catalog query on PostgreSQL) for
+        # every check event; it exists from the first time it does (migrations add, never drop it)
         if not self._has_checks:
             self._has_checks = bool(super().supports_asset_checks)
         return self._has_checks
@@ -260,6 +266,17 @@ class _PooledEventLogStorage(_PooledWhileCreatingRuns, PostgresEventLogStorage):
                    evaluation_event_storage_id=event_id)
         with self.index_connection() as conn:
             conn.execute(AssetCheckExecutionsTable.insert(), [{**row, "partition": key} for key in keys])
+
+
+class _SqliteEventLogStorage(_PlannedChecksAtOnce, SqliteEventLogStorage):
+    """SqliteEventLogStorage writing a planned check's rows at once."""
+
+
+class _PooledEventLogStorage(_PlannedChecksAtOnce, _PooledWhileCreatingRuns, PostgresEventLogStorage):
+    """PostgresEventLogStorage, pooled while a run is created, writing a planned check's rows at once."""
+
+    def _connect(self):
+        return self._pooled_connection(super()._connect)
 
 
 class LockedPostgresStorage(DagsterPostgresStorage):

@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 from dagster import AssetKey, DagsterEventType, DagsterInstance, EventRecordsFilter
 from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 
 from egoclean_assets.instance_storage import EgoCleanInstance
 
@@ -101,7 +102,9 @@ def test_a_range_run_reads_the_clips_once_and_plans_the_same_events(tmp_path, mo
                     return len(reads), run
 
                 count, run = create(RANGE[0], RANGE[-1])
-                found[name] = (count, _planned(instance, run.run_id))
+                found[name] = (count, _planned(instance, run.run_id), _check_rows(instance, run.run_id))
+                if own_class:
+                    _assert_planned_check_rows_are_dagsters(instance.event_log_storage, SqliteEventLogStorage)
                 if own_class:
                     # the next run reads nothing while the clips are unchanged; a clip added is read
                     assert create(KEYS[0], KEYS[3])[0] == 0
@@ -114,9 +117,9 @@ def test_a_range_run_reads_the_clips_once_and_plans_the_same_events(tmp_path, mo
             instance.get_dynamic_partitions("clips")
             instance.get_dynamic_partitions("clips")
             assert len(reads) == 2
-    (ours, planned), (dagsters, dagster_planned) = found["egoclean"], found["dagster"]
+    (ours, planned, rows), (dagsters, dagster_planned, dagster_rows) = found["egoclean"], found["dagster"]
     assert ours == 1 and dagsters > 5, (ours, dagsters)  # Dagster's: once per asset and check of the run
-    assert planned == dagster_planned
+    assert planned == dagster_planned and rows == dagster_rows and len(rows) == 7 * len(RANGE)
     assert {p[1] for p in planned} == set(CLIP_ASSETS)
     materializations = {p[3] for p in planned if p[0] == DagsterEventType.ASSET_MATERIALIZATION_PLANNED.value}
     checks = {p[3] for p in planned if p[0] == DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED.value}
@@ -134,9 +137,27 @@ def _check_rows(instance, run_id: str) -> list[tuple]:
     return [tuple(r) for r in rows]
 
 
+def _assert_planned_check_rows_are_dagsters(storage, dagsters_class) -> None:
+    """One planned check's rows, written by Dagster's own method and by `storage`'s, are equal column for column."""
+    from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable as t
+
+    rec = storage.get_event_records(EventRecordsFilter(DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED), limit=1)[0]
+    entry = rec.event_log_entry._replace(run_id="rows-of-one-planned-check")  # (rows are unique per run)
+    written = []
+    for store in (dagsters_class._store_asset_check_evaluation_planned,
+                  type(storage)._store_asset_check_evaluation_planned):
+        store(storage, entry, rec.storage_id)
+        with storage.index_connection() as conn:
+            mine = t.c.run_id == entry.run_id
+            rows = conn.execute(sa.select(t).where(mine).order_by(t.c.id)).mappings().all()
+            conn.execute(sa.delete(t).where(mine))
+        written.append([{k: v for k, v in r.items() if k not in ("id", "create_timestamp")} for r in rows])
+    assert type(storage) is not dagsters_class
+    assert len(written[0]) == len(RANGE) and written[0] == written[1]
+
+
 def test_a_range_run_on_postgresql_opens_few_connections_and_writes_dagsters_rows(tmp_path, monkeypatch, postgres):
     """LockedPostgresStorage: run creation pooled (one connection per storage, kept), Dagster's check rows."""
-    from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable as t
     from dagster_postgres import PostgresEventLogStorage
 
     from egoclean_assets.partitions import add_clip_partitions
@@ -185,21 +206,7 @@ def test_a_range_run_on_postgresql_opens_few_connections_and_writes_dagsters_row
                 found[name] = (counts, outside, _planned(instance, first_run), _check_rows(instance, first_run))
                 assert open_connections() == (2 if ours else 0)  # ours: one kept per pooled storage
                 if ours:
-                    # a planned check's rows as Dagster's own method writes them, column for column
-                    planned_checks = EventRecordsFilter(DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED)
-                    rec = instance.get_event_records(planned_checks, limit=1)[0]
-                    entry = rec.event_log_entry._replace(run_id="rows-of-one-planned-check")  # (unique per run)
-                    written = []
-                    for store in (PostgresEventLogStorage._store_asset_check_evaluation_planned,
-                                  type(storage)._store_asset_check_evaluation_planned):
-                        store(storage, entry, rec.storage_id)
-                        with storage.index_connection() as conn:
-                            mine = t.c.run_id == entry.run_id
-                            rows = conn.execute(sa.select(t).where(mine).order_by(t.c.id)).mappings().all()
-                            conn.execute(sa.delete(t).where(mine))
-                        written.append([{k: v for k, v in r.items() if k not in ("id", "create_timestamp")}
-                                        for r in rows])
-                    assert len(written[0]) == len(RANGE) and written[0] == written[1]
+                    _assert_planned_check_rows_are_dagsters(storage, PostgresEventLogStorage)
             assert open_connections() == 0  # closed with the instance
     finally:
         sa.event.remove(sa.engine.Engine, "connect", listener)
