@@ -33,9 +33,10 @@ clips per run); --planned-events chooses how Dagster records a run's
 ASSET_MATERIALIZATION_PLANNED events, its own switches: `per-partition` (the default: one
 event per asset and clip, each its own commit), `batched` (DAGSTER_EVENT_BATCH_SIZE: the
 same events written in batches) or `subset` (DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS:
-one event per asset carrying the run's partition range). --pg-storage egoclean,dagster runs
-each PostgreSQL row twice, the second time with Dagster's own PostgreSQL storage in place of
-LockedPostgresStorage (the same instance class): the baseline of its pooled run creation.
+one event per asset carrying the run's partition range). --storage egoclean,dagster runs
+each row twice, the second time with Dagster's own storage classes in place of
+LockedPostgresStorage / LockedSqliteStorage (the same instance class, EgoCleanInstance):
+the baseline of how they create runs (egoclean_assets/instance_storage.py).
 
 Prints one JSON line per measurement and tables at the end. The test suite runs only a tiny
 daemon row (tests/test_benchmarks.py): the full run takes minutes (PostgreSQL is started and
@@ -121,26 +122,29 @@ def timed(fn):
     return out, time.perf_counter() - t0
 
 
-# --pg-storage dagster: Dagster's own PostgreSQL storage under the same instance class (the baseline of
-# LockedPostgresStorage's pooled run creation, egoclean_assets/instance_storage.py)
+# --storage dagster: Dagster's own storage classes under the same instance class (the baseline of
+# egoclean_assets/instance_storage.py's LockedPostgresStorage and LockedSqliteStorage)
 DAGSTER_PG_STORAGE = "storage:\n  postgres:\n    postgres_url:\n      env: EGOCLEAN_PG_URL\n"
 
 
-def instance_for(backend: str, pg, tmp: Path, pg_storage: str = "egoclean"):
+def instance_for(backend: str, pg, tmp: Path, storage: str = "egoclean"):
     from dagster import DagsterInstance
 
     home = tmp / f"home-{uuid.uuid4().hex[:8]}"
     home.mkdir()
     if backend == "sqlite":
-        (home / "dagster.yaml").write_text((ROOT / "dagster_home" / "dagster.yaml").read_text())
+        text = (ROOT / "dagster_home" / "dagster.yaml").read_text()
+        assert "\nstorage:" not in text  # (EgoCleanInstance's default storage: LockedSqliteStorage)
+        if storage == "dagster":
+            text += f"\nstorage:\n  sqlite:\n    base_dir: {home}\n"
     else:
         db = pg.createdb("dagster_" + uuid.uuid4().hex[:8])
         os.environ["EGOCLEAN_PG_URL"] = pg.url(db)
         text = (ROOT / "deploy" / "dagster.cluster.yaml").read_text()
-        if pg_storage == "dagster":
+        if storage == "dagster":
             text, swapped = re.subn(r"^storage:\n(?:  .*\n)+", DAGSTER_PG_STORAGE, text, flags=re.M)
             assert swapped == 1, "deploy/dagster.cluster.yaml: no `storage:` block to swap"
-        (home / "dagster.yaml").write_text(text)
+    (home / "dagster.yaml").write_text(text)
     return DagsterInstance.from_config(str(home))
 
 
@@ -329,7 +333,7 @@ def cli_create_runs(ctx, instance, keys: list[str], k: int, runs: int, planned: 
 
 def measure(backend: str, n: int, ids: list[str], pg, tmp: Path, materialized: int, daemon: bool,
             submit_workers: int = 0, planned: str = "per-partition", daemon_runs: int | None = None,
-            cli_runs: int = 0, pg_storage: str = "egoclean") -> dict:
+            cli_runs: int = 0, storage: str = "egoclean") -> dict:
     from dagster import AssetKey, AssetMaterialization
     from dagster_graphql.test.utils import define_out_of_process_context, execute_dagster_graphql
 
@@ -337,10 +341,8 @@ def measure(backend: str, n: int, ids: list[str], pg, tmp: Path, materialized: i
     from egoclean_assets.partitions import add_clip_partitions
 
     keys = ids[:n]
-    row: dict = {"backend": backend, "partitions": n, "load_before": os.getloadavg()}
-    if backend == "postgres":
-        row["pg_storage"] = pg_storage
-    with instance_for(backend, pg, tmp, pg_storage) as instance:
+    row: dict = {"backend": backend, "storage": storage, "partitions": n, "load_before": os.getloadavg()}
+    with instance_for(backend, pg, tmp, storage) as instance:
         new, row["register_s"] = timed(lambda: add_clip_partitions(instance, keys))
         assert len(new) == n
         listed, row["list_s"] = timed(lambda: instance.get_dynamic_partitions(PARTITIONS_NAME))
@@ -417,9 +419,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="K in Ray mode (EGOCLEAN_CLIPS_PER_RUN), comma-separated: daemon rows for each")
     p.add_argument("--planned-events", default="per-partition",
                    help=f"daemon rows, comma-separated: {', '.join(PLANNED_EVENTS)} (see the module docstring)")
-    p.add_argument("--pg-storage", default="egoclean",
-                   help="PostgreSQL rows, comma-separated: egoclean (deploy/dagster.cluster.yaml as it is) and/or "
-                        "dagster (its `storage:` swapped for Dagster's own PostgreSQL storage: the baseline)")
+    p.add_argument("--storage", default="egoclean",
+                   help="comma-separated, each row for each: egoclean (the project's yamls as they are) and/or "
+                        "dagster (Dagster's own storage classes under the same instance class: the baseline)")
     p.add_argument("--out", default=None, help="also write the rows as JSON here")
     args = p.parse_args(argv)
     if args.execution == "ray":  # read when the definitions load, in measure()
@@ -443,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
                 runs = [(n, False, 0, "per-partition", ks[0]) for n in sizes if n]
                 runs += [(int(d), True, int(w), planned, k) for k in ks for d in args.daemon_size.split(",") if int(d)
                          for w in args.submit_workers.split(",") for planned in args.planned_events.split(",")]
-                storages = args.pg_storage.split(",") if backend == "postgres" else ["egoclean"]
+                storages = args.storage.split(",")
                 for (n, daemon, workers, planned, k), storage in ((r, s) for r in runs for s in storages):
                     if args.execution == "ray":
                         os.environ["EGOCLEAN_CLIPS_PER_RUN"] = str(k)
@@ -459,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
     print(machine_line())
     cols = ["backend", "partitions", "register_s", "list_s", "gql_stats_warm_s", "gql_status_warm_s",
             "gql_status_bytes", "backfill_launch_s", "backfill_read_s", "instance_bytes", "load_before"]
-    daemon_cols = ["backend", "pg_storage", "partitions", "clips_per_run", "planned_events", "submit_workers",
+    daemon_cols = ["backend", "storage", "partitions", "clips_per_run", "planned_events", "submit_workers",
                    "runs_queued",
                    "daemon_first_iteration_s", "daemon_planning_s", "daemon_submit_s_per_run",
                    "daemon_submit_ms_per_clip", "backfill_write_mean_s", "pass_ms_per_clip", "pass_projection_h",

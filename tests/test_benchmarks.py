@@ -125,10 +125,12 @@ def test_the_partitions_benchmark_stops_the_daemon_after_the_runs_asked_for(tmp_
     out = tmp_path / "rows.json"
     res = _run("bench_partitions", "--backends", "sqlite", "--sizes", "0", "--execution", "ray",
                "--daemon-size", "64", "--submit-workers", "0", "--clips-per-run", "4", "--planned-events", "subset",
-               "--daemon-runs", "3", "--cli-runs", "2", "--materialized", "4", "--out", str(out),
-               timeout=600, extra_env={"DAGSTER_ASSET_BACKFILL_RUN_CHUNK_SIZE": "2"})
+               "--daemon-runs", "3", "--cli-runs", "2", "--materialized", "4", "--storage", "egoclean,dagster",
+               "--out", str(out), timeout=600, extra_env={"DAGSTER_ASSET_BACKFILL_RUN_CHUNK_SIZE": "2"})
     assert res.returncode == 0, res.stderr[-3000:]
-    (row,) = json.loads(out.read_text())["rows"]
+    row, baseline = json.loads(out.read_text())["rows"]  # the project's storage, then Dagster's own
+    assert (row["storage"], baseline["storage"]) == ("egoclean", "dagster")
+    assert baseline["stopped"] and baseline["planned_events_per_run"] == row["planned_events_per_run"], baseline
     assert row["stopped"] and 3 <= row["runs_queued"] < 16, row
     from egoclean_assets.cluster import CLIP_ASSETS  # one planned event per clip asset and run (`subset`)
 
