@@ -29,6 +29,7 @@ Three things the plain RayRunLauncher leaves to a hand-kept config, decided here
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
 import shlex
 import sys
@@ -38,6 +39,7 @@ from dagster._cli.api import ExecuteRunArgs
 from dagster._core.launcher import LaunchRunContext, ResumeRunContext
 from dagster._grpc.types import ResumeRunArgs
 from dagster._core.storage.dagster_run import DagsterRunStatus, RunsFilter
+from dagster_ray.configs import USER_DEFINED_RAY_KEY
 from dagster_ray.core.run_launcher import RayRunLauncher, get_job_submission_id_from_run_id
 
 from egoclean.core import defaults
@@ -65,6 +67,17 @@ def forwarded_environment(environ: Mapping[str, str], instance_config: Any = Non
         k: v for k, v in sorted(environ.items())
         if k in wanted or k.startswith(FORWARDED_PREFIXES) or any(fnmatch.fnmatchcase(k, p) for p in patterns)
     }
+
+
+def with_derived_environment(run, derived: list[str]):
+    """The run as the launcher submits it: its `dagster-ray/config` tag's env_vars added to the derived ones."""
+    raw = run.tags.get(USER_DEFINED_RAY_KEY)
+    config = json.loads(raw) if raw else {}
+    if not config.get("env_vars"):
+        return run
+    # dagster-ray resolves the list in order, so a tag's KEY=VALUE overrides the derived KEY
+    config["env_vars"] = [*derived, *config["env_vars"]]
+    return run.with_tags({**run.tags, USER_DEFINED_RAY_KEY: json.dumps(config)})
 
 
 def entrypoint_command(args: list[str], python: str = sys.executable) -> str:
@@ -120,7 +133,8 @@ class EgoCleanRayRunLauncher(RayRunLauncher):
         # as dagster-ray's own launch_run/resume_run, but with the entry point of the module docstring
         self.env_vars = [f"{k}={v}" for k, v in
                          forwarded_environment(os.environ, _instance_config(self._instance)).items()]
-        self._launch_ray_job(submission_id, entrypoint_command(list(args.get_command_args())), run)
+        self._launch_ray_job(submission_id, entrypoint_command(list(args.get_command_args())),
+                             with_derived_environment(run, self.env_vars))
 
     def fail_runs_whose_job_ended(self) -> list[str]:
         """Fail every STARTING or STARTED run of this launcher whose Ray job has ended (failed, stopped, or

@@ -3,6 +3,7 @@ deploy/ray-cluster.yaml, docs/SCALE.md) describing one cluster."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -34,6 +35,30 @@ def test_the_forwarded_environment_is_derived_from_the_one_list():
     assert all(got[k] == environ[k] for k in got)
     # without the instance's {env: ...} the PostgreSQL URL would not travel
     assert "EGOCLEAN_PG_URL" not in forwarded_environment(environ, {})
+
+
+def test_a_runs_own_env_vars_tag_adds_to_the_derived_environment_not_instead():
+    from dagster import DagsterRun
+    from dagster_ray.core.run_launcher import RayLauncherConfig
+    from dagster_ray.utils import resolve_env_vars_list
+
+    from egoclean_assets.ray_launcher import with_derived_environment
+
+    derived = ["EGOCLEAN_PG_URL=postgresql://u@127.0.0.1/d", "AWS_REGION=us-east-1", "EGOCLEAN_DEVICE=cpu"]
+    tag = {"num_cpus": 2, "env_vars": ["EGOCLEAN_DEVICE=cuda", "EXTRA=1"]}
+    run = DagsterRun(job_name="clip_pipeline", run_id="r1", tags={"dagster-ray/config": json.dumps(tag)})
+    # read as dagster-ray's launcher reads it (RayLauncherConfig.from_tags, then the list resolved in order)
+    sent = RayLauncherConfig.from_tags(with_derived_environment(run, derived).tags)
+    assert resolve_env_vars_list(sent.env_vars) == {"EGOCLEAN_PG_URL": "postgresql://u@127.0.0.1/d",
+                                                    "AWS_REGION": "us-east-1", "EGOCLEAN_DEVICE": "cuda", "EXTRA": "1"}
+    assert sent.num_cpus == 2  # the rest of the tag as it was
+    # dagster-ray alone would send the tag's list instead of the launcher's: no database URL, no credentials
+    assert resolve_env_vars_list(RayLauncherConfig.from_tags(run.tags).env_vars) == {"EGOCLEAN_DEVICE": "cuda",
+                                                                                    "EXTRA": "1"}
+    for untouched in (DagsterRun(job_name="clip_pipeline", run_id="r2", tags={}),
+                      DagsterRun(job_name="clip_pipeline", run_id="r3",
+                                 tags={"dagster-ray/config": json.dumps({"num_cpus": 2})})):
+        assert with_derived_environment(untouched, derived) is untouched  # the launcher's env_vars apply as they are
 
 
 def test_a_hand_kept_env_vars_list_is_refused():
