@@ -4,8 +4,9 @@ tests/support/ray_job_monitor.py runs once (module fixture) in a loopback-only n
 namespace: a Ray head with the Jobs API, a SQLite Dagster instance with
 EgoCleanRayRunLauncher, and a code server whose interpreter the "Ray nodes" then lack.
 Each test asserts on its part of the report: one sensor evaluation fails a run whose Ray
-job failed at start, leaves a run whose job is running alone, and fails a STARTED run
-whose job's driver (the run worker) was killed.
+job failed at start and one whose job succeeded without the run starting, leaves a run
+whose job is running alone, and fails a STARTED run whose job's driver (the run worker)
+was killed.
 """
 
 from __future__ import annotations
@@ -64,6 +65,18 @@ def test_a_run_whose_ray_job_failed_at_start_is_failed_by_one_sensor_tick_with_t
     assert "exit code 127" in reason and f"{interpreter}: not found" in reason, reason
     assert "ExecuteRunArgs" not in reason  # Ray's echo of the entry point (the run's serialized arguments) left out
     assert report["runs"]["B"] in report["tick1"], report["tick1"]
+
+
+def test_a_run_whose_ray_job_succeeded_without_running_it_is_failed_by_one_sensor_tick(report):
+    before, after = report["before"]["C"], report["after1"]["C"]
+    # the job's entry point exited 0 without running the run: Ray says SUCCEEDED, the run never started
+    assert before["job_status"] == "SUCCEEDED" and before["status"] == "STARTING", before
+    assert before["failures"] == [], before
+    assert after["status"] == "FAILURE" and len(after["failures"]) == 1, after
+    reason = after["failures"][0]
+    assert (f"Ray job dagster-run-{report['runs']['C']} succeeded before the run started but the run never ended"
+            in reason), reason
+    assert report["runs"]["C"] in report["tick1"], report["tick1"]
 
 
 def test_a_run_whose_ray_job_is_running_is_left_alone(report):

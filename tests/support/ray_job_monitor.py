@@ -15,7 +15,10 @@ Then, as in a deployment whose Ray nodes lack the code server's interpreter:
 2. the interpreter's folder is moved away and run B is launched: its Ray job fails at once
    (`/bin/sh: ...: not found`) and run B stays STARTING (its worker never ran); the folder
    is put back (run A's worker still starts helper processes from it);
-3. the sensor is evaluated once: run B must be FAILURE with the job's error, run A left alone;
+2b. the interpreter is a program that exits 0 at once and run C is launched: its Ray job
+   SUCCEEDED without the run ever starting (run C stays STARTING); the interpreter is put back;
+3. the sensor is evaluated once: runs B and C must be FAILURE with their jobs' outcomes,
+   run A left alone;
 4. run A's worker (the Ray job's driver) is SIGKILLed: its job fails, run A is STARTED;
    the sensor is evaluated once more: run A must be FAILURE with the job's message.
 
@@ -146,10 +149,20 @@ def main(out_dir: str) -> None:
                 wait_for("run B's Ray job ended", lambda: client.get_job_status(f"dagster-run-{broken}").is_terminal(),
                          120)
                 (work / "image-elsewhere").rename(work / "image")  # run A's worker still uses it (log capture)
-                report["before"] = {"A": run_facts(instance, client, running), "B": run_facts(instance, client, broken)}
+                # an interpreter that exits 0 without running anything: the job succeeds, the run never starts
+                python.rename(python.with_name("python-real"))
+                python.write_text("#!/bin/sh\nexit 0\n")
+                python.chmod(0o755)
+                hollow = launch()
+                wait_for("run C's Ray job ended", lambda: client.get_job_status(f"dagster-run-{hollow}").is_terminal(),
+                         120)
+                python.unlink()
+                python.with_name("python-real").rename(python)
+                runs = {"A": running, "B": broken, "C": hollow}
+                report["before"] = {k: run_facts(instance, client, r) for k, r in runs.items()}
                 tick = ray_job_monitor_sensor(build_sensor_context(instance=instance))
                 report["tick1"] = tick.skip_message
-                report["after1"] = {"A": run_facts(instance, client, running), "B": run_facts(instance, client, broken)}
+                report["after1"] = {k: run_facts(instance, client, r) for k, r in runs.items()}
                 # run A's worker (the job's driver) dies, as an OOM kill would take it
                 pid = worker_pid(instance, running)
                 report["killed_worker"] = pid
@@ -160,7 +173,7 @@ def main(out_dir: str) -> None:
                 tick = ray_job_monitor_sensor(build_sensor_context(instance=instance))
                 report["tick2"] = tick.skip_message
                 report["after2"] = {"A": run_facts(instance, client, running)}
-                report["runs"] = {"A": running, "B": broken}
+                report["runs"] = runs
         except BaseException as e:
             import traceback
 
