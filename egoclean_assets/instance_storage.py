@@ -115,7 +115,7 @@ class LockedSqliteStorage(DagsterSqliteStorage):
             # DagsterSqliteStorage.__init__ with the event storage below (_PlannedChecksAtOnce)
             self.base_dir = base_dir
             self._run_storage = SqliteRunStorage.from_local(_runs_directory(base_dir))
-            self._event_log_storage = _SqliteEventLogStorage(_event_logs_directory(base_dir))
+            self._event_log_storage = PlannedChecksSqliteEventLogStorage(_event_logs_directory(base_dir))
             self._schedule_storage = SqliteScheduleStorage.from_local(_schedule_directory(base_dir))
             self._inst_data = inst_data
             super(DagsterSqliteStorage, self).__init__()
@@ -233,7 +233,7 @@ class _PooledWhileCreatingRuns:
         super().dispose()
 
 
-class _PooledRunStorage(_PooledWhileCreatingRuns, PostgresRunStorage):
+class PooledPostgresRunStorage(_PooledWhileCreatingRuns, PostgresRunStorage):
     """PostgresRunStorage, pooled while a run is created."""
 
     def connect(self):
@@ -268,11 +268,11 @@ class _PlannedChecksAtOnce:
             conn.execute(AssetCheckExecutionsTable.insert(), [{**row, "partition": key} for key in keys])
 
 
-class _SqliteEventLogStorage(_PlannedChecksAtOnce, SqliteEventLogStorage):
+class PlannedChecksSqliteEventLogStorage(_PlannedChecksAtOnce, SqliteEventLogStorage):
     """SqliteEventLogStorage writing a planned check's rows at once."""
 
 
-class _PooledEventLogStorage(_PlannedChecksAtOnce, _PooledWhileCreatingRuns, PostgresEventLogStorage):
+class PooledPostgresEventLogStorage(_PlannedChecksAtOnce, _PooledWhileCreatingRuns, PostgresEventLogStorage):
     """PostgresEventLogStorage, pooled while a run is created, writing a planned check's rows at once."""
 
     def _connect(self):
@@ -289,9 +289,9 @@ class LockedPostgresStorage(DagsterPostgresStorage):
             self.postgres_url = postgres_url
             self.should_autocreate_tables = should_autocreate_tables
             self._inst_data = inst_data
-            self._run_storage = _PooledRunStorage(postgres_url, should_autocreate_tables,
+            self._run_storage = PooledPostgresRunStorage(postgres_url, should_autocreate_tables,
                                                   token_provider=token_provider)
-            self._event_log_storage = _PooledEventLogStorage(postgres_url, should_autocreate_tables,
+            self._event_log_storage = PooledPostgresEventLogStorage(postgres_url, should_autocreate_tables,
                                                              token_provider=token_provider)
             self._schedule_storage = PostgresScheduleStorage(postgres_url, should_autocreate_tables,
                                                              token_provider=token_provider)
