@@ -290,9 +290,9 @@ class LockedPostgresStorage(DagsterPostgresStorage):
             self.should_autocreate_tables = should_autocreate_tables
             self._inst_data = inst_data
             self._run_storage = PooledPostgresRunStorage(postgres_url, should_autocreate_tables,
-                                                  token_provider=token_provider)
+                                                         token_provider=token_provider)
             self._event_log_storage = PooledPostgresEventLogStorage(postgres_url, should_autocreate_tables,
-                                                             token_provider=token_provider)
+                                                                    token_provider=token_provider)
             self._schedule_storage = PostgresScheduleStorage(postgres_url, should_autocreate_tables,
                                                              token_provider=token_provider)
             super(DagsterPostgresStorage, self).__init__()

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from dagster import AssetKey, DagsterEventType, DagsterInstance, EventRecordsFilter
+from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable as CHECK_ROWS
 from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 
@@ -129,18 +130,15 @@ def test_a_range_run_reads_the_clips_once_and_plans_the_same_events(tmp_path, mo
 
 def _check_rows(instance, run_id: str) -> list[tuple]:
     """The run's rows in Dagster's asset check executions table, without the row and event ids and times."""
-    from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable as t
-
     with instance.event_log_storage.index_connection() as conn:
-        rows = conn.execute(sa.select(t.c.asset_key, t.c.check_name, t.c.partition, t.c.execution_status)
-                            .where(t.c.run_id == run_id).order_by(t.c.id)).all()
+        c = CHECK_ROWS.c
+        rows = conn.execute(sa.select(c.asset_key, c.check_name, c.partition, c.execution_status)
+                            .where(c.run_id == run_id).order_by(c.id)).all()
     return [tuple(r) for r in rows]
 
 
 def _assert_planned_check_rows_are_dagsters(storage, dagsters_class) -> None:
     """One planned check's rows, written by Dagster's own method and by `storage`'s, are equal column for column."""
-    from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable as t
-
     rec = storage.get_event_records(EventRecordsFilter(DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED), limit=1)[0]
     entry = rec.event_log_entry._replace(run_id="rows-of-one-planned-check")  # (rows are unique per run)
     written = []
@@ -148,9 +146,9 @@ def _assert_planned_check_rows_are_dagsters(storage, dagsters_class) -> None:
                   type(storage)._store_asset_check_evaluation_planned):
         store(storage, entry, rec.storage_id)
         with storage.index_connection() as conn:
-            mine = t.c.run_id == entry.run_id
-            rows = conn.execute(sa.select(t).where(mine).order_by(t.c.id)).mappings().all()
-            conn.execute(sa.delete(t).where(mine))
+            mine = CHECK_ROWS.c.run_id == entry.run_id
+            rows = conn.execute(sa.select(CHECK_ROWS).where(mine).order_by(CHECK_ROWS.c.id)).mappings().all()
+            conn.execute(sa.delete(CHECK_ROWS).where(mine))
         written.append([{k: v for k, v in r.items() if k not in ("id", "create_timestamp")} for r in rows])
     assert type(storage) is not dagsters_class
     assert len(written[0]) == len(RANGE) and written[0] == written[1]
